@@ -1,0 +1,40 @@
+# Tandem developer entry points. Everything installs into .venv from a clean clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test test-unit lint stack-up stack-down bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
+	@touch $(STAMP)
+
+run: install
+	$(PY) -m tandem_devstack run
+
+test: install
+	$(PY) -m tandem_devstack prerequisites
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+stack-up: install
+	$(PY) -m tandem_devstack up
+
+stack-down: install
+	$(PY) -m tandem_devstack down
+
+clean:
+	rm -rf $(VENV) .tandem

@@ -1,0 +1,132 @@
+"""`python -m tandem_devstack prerequisites|up|down|status|run` — the local stack behind make run / make test."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from tandem_devstack import demo, infra
+from tandem_devstack.paths import tandem_home
+from tandem_devstack.processes import read_pid, stop_pid
+from tandem_devstack.stack import (
+    DEMO_ACCESSPLANIT_ADMIN_KEY,
+    DEMO_ACCESSPLANIT_API_KEY,
+    DEMO_MAILCHIMP_API_KEY,
+    DEMO_MAILCHIMP_AUDIENCE,
+    Ports,
+    Stack,
+    default_data_dir,
+    service_specs,
+    stack_env,
+)
+
+
+def cmd_prerequisites(_: argparse.Namespace) -> int:
+    infra.ensure_prerequisites()
+    return 0
+
+
+def cmd_up(_: argparse.Namespace) -> int:
+    infra.ensure_prerequisites()
+    kafka, redis = infra.ensure_kafka(), infra.ensure_redis()
+    print(f"Kafka  {kafka.address}  ({'started' if kafka.started_here else 'already running'})")
+    print(f"Redis  {redis.address}  ({'started' if redis.started_here else 'already running'})")
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
+        pid = read_pid(pidfile)
+        if pid is not None:
+            print(f"stopping {pidfile.stem} (pid {pid})")
+            stop_pid(pid)
+        pidfile.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
+        pid = read_pid(pidfile)
+        print(f"{pidfile.parent.name:24} {'running, pid ' + str(pid) if pid else 'not running'}")
+    return 0
+
+
+def _banner(ports: Ports, kafka: str, redis: str) -> str:
+    ap = f"http://127.0.0.1:{ports.accessplanit_sim}"
+    mc = f"http://127.0.0.1:{ports.mailchimp_sim}"
+    return f"""
+Tandem is running (Ctrl-C stops everything started here).
+
+  ingest (webhooks)        http://127.0.0.1:{ports.ingest}
+  mapper                   http://127.0.0.1:{ports.mapper}/health/ready
+  writer                   http://127.0.0.1:{ports.writer}/health/ready
+  accessplanit simulator   {ap}/api/v2
+  Mailchimp simulator      {mc}/3.0
+  Kafka                    {kafka}
+  Redis                    {redis}
+
+Demo instance 'demo' syncs both ways between the two simulators.
+  accessplanit API keys    {DEMO_ACCESSPLANIT_ADMIN_KEY} (a person)   {DEMO_ACCESSPLANIT_API_KEY} (Tandem's own)
+  Mailchimp API key        {DEMO_MAILCHIMP_API_KEY}   audience {DEMO_MAILCHIMP_AUDIENCE}
+
+Create a user in accessplanit:
+  curl -s -X POST {ap}/api/v2/User -H 'Authorization: Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}' \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"Forenames":"Ada","Surname":"Lovelace","Email":"ada@example.com","MainCompanyID":"2"}}'
+Read the member back from Mailchimp:
+  curl -s -u any:{DEMO_MAILCHIMP_API_KEY} {mc}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/ada@example.com
+"""
+
+
+def cmd_run(_: argparse.Namespace) -> int:
+    infra.ensure_prerequisites()
+    kafka, redis = infra.ensure_kafka(), infra.ensure_redis()
+    ports = Ports.from_env()
+    data_dir = default_data_dir()
+    stack = Stack(
+        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir),
+        log_dir=data_dir / "logs",
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for spec in service_specs(ports):
+            print(f"starting {spec.name} on {spec.url}", flush=True)
+            stack.start(spec)
+        demo.register_accessplanit_webhook(ports)
+        try:
+            demo.register_mailchimp_webhook(ports)
+        except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
+            print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+        print(_banner(ports, kafka.address, redis.address), flush=True)
+        print(f"logs: {data_dir / 'logs'}", flush=True)
+        stop.wait()
+    finally:
+        print("\nstopping…", flush=True)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stack.stop()
+        redis.stop()
+        kafka.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tandem-devstack")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in [
+        ("prerequisites", cmd_prerequisites, "install Java/Maven/redis-server if missing, resolve Kafka jars"),
+        ("up", cmd_up, "start Kafka and Redis in the background"),
+        ("down", cmd_down, "stop what 'up' started"),
+        ("status", cmd_status, "show what is running"),
+        ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
+    ]:
+        sub.add_parser(name, help=help_).set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""Apache Kafka (single-node KRaft, jars from Maven Central) and Redis on loopback, started on demand.
+
+Idempotent: a broker or Redis already answering on the configured port is reused and left running; what this
+module starts it records in pid files and stops on request. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL, when set,
+point at existing servers and nothing is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem_devstack.paths import REPO_ROOT, tandem_home
+from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
+from tandem_shared.kafka import ensure_topics
+
+POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
+HOST = "127.0.0.1"
+
+
+def kafka_port() -> int:
+    return int(os.environ.get("TANDEM_KAFKA_PORT", "9092"))
+
+
+def kafka_controller_port() -> int:
+    return int(os.environ.get("TANDEM_KAFKA_CONTROLLER_PORT", str(kafka_port() + 1)))
+
+
+def redis_port() -> int:
+    return int(os.environ.get("TANDEM_REDIS_PORT", "6379"))
+
+
+@dataclass
+class Service:
+    name: str
+    address: str
+    started_here: bool
+    pidfile: Path | None = None
+
+    def stop(self) -> None:
+        if self.started_here and self.pidfile is not None:
+            pid = read_pid(self.pidfile)
+            if pid is not None:
+                stop_pid(pid)
+            self.pidfile.unlink(missing_ok=True)
+
+
+def _apt_install(*packages: str) -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError(f"please install {' '.join(packages)} (Debian packages)")
+    print(f"devstack: installing {' '.join(packages)} with apt-get", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+def ensure_prerequisites() -> None:
+    """Java 17 and Maven (for the broker), redis-server: installed from Debian's packages when missing."""
+    missing = []
+    if shutil.which("java") is None:
+        missing.append("openjdk-17-jre-headless")
+    if shutil.which("mvn") is None:
+        missing.append("maven")
+    if shutil.which("redis-server") is None:
+        missing.append("redis-server")
+    if missing:
+        _apt_install(*missing)
+    kafka_libs()
+
+
+def kafka_libs() -> Path:
+    """Resolve the broker's jars once into .tandem/kafka/libs (Maven keeps its own cache in ~/.m2 too)."""
+    libs = tandem_home() / "kafka" / "libs"
+    stamp = libs / ".pom-stamp"
+    pom_text = POM.read_text()
+    if stamp.exists() and stamp.read_text() == pom_text:
+        return libs
+    if libs.exists():
+        shutil.rmtree(libs)
+    libs.mkdir(parents=True)
+    print("devstack: resolving Apache Kafka jars from Maven Central (first run only)", file=sys.stderr)
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-Dstyle.color=never",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+        ],
+        check=True,
+    )
+    stamp.write_text(pom_text)
+    return libs
+
+
+def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.bootstrap.servers={HOST}:{controller_port}",
+            f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data_dir / 'logs'}",
+            "num.partitions=1",
+            # Topics are created explicitly with their partition counts; a typo must fail, not create a topic.
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.cleaner.backoff.ms=1000",
+            "",
+        ]
+    )
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if not port_open(host, int(port)):
+        return False
+    try:
+        asyncio.run(ensure_topics(bootstrap))
+    except Exception:  # the broker answers TCP before its controller is elected; keep waiting
+        return False
+    return True
+
+
+def ensure_kafka(timeout: float = 120.0) -> Service:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        wait_until(lambda: _kafka_ready(external), timeout=timeout, what=f"Kafka at {external}")
+        return Service("kafka", external, started_here=False)
+    port, controller_port = kafka_port(), kafka_controller_port()
+    bootstrap = f"{HOST}:{port}"
+    home = tandem_home() / "kafka" / f"broker-{port}"
+    pidfile = home / "kafka.pid"
+    if port_open(HOST, port) and read_pid(pidfile) is None:
+        wait_until(lambda: _kafka_ready(bootstrap), timeout=timeout, what=f"Kafka at {bootstrap}")
+        return Service("kafka", bootstrap, started_here=False)
+    if read_pid(pidfile) is None:
+        libs = kafka_libs()
+        home.mkdir(parents=True, exist_ok=True)
+        props = home / "server.properties"
+        props.write_text(_server_properties(home, port, controller_port))
+        classpath = f"{libs}/*"
+        if not (home / "logs" / "meta.properties").exists():
+            cluster_id = subprocess.run(
+                ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            subprocess.run(
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--standalone",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(props),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        heap = os.environ.get("TANDEM_KAFKA_HEAP", "768m")
+        proc = spawn(
+            [
+                "java",
+                f"-Xms{heap}",
+                f"-Xmx{heap}",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(props),
+            ],
+            log=home / "kafka.log",
+        )
+        pidfile.write_text(str(proc.pid))
+    wait_until(lambda: _kafka_ready(bootstrap), timeout=timeout, what=f"Kafka at {bootstrap}")
+    return Service("kafka", bootstrap, started_here=True, pidfile=pidfile)
+
+
+def ensure_redis(timeout: float = 30.0) -> Service:
+    external = os.environ.get("REDIS_URL")
+    if external:
+        return Service("redis", external, started_here=False)
+    port = redis_port()
+    url = f"redis://{HOST}:{port}/0"
+    home = tandem_home() / "redis" / f"redis-{port}"
+    pidfile = home / "redis.pid"
+    if port_open(HOST, port) and read_pid(pidfile) is None:
+        return Service("redis", url, started_here=False)
+    if read_pid(pidfile) is None:
+        if shutil.which("redis-server") is None:
+            _apt_install("redis-server")
+        home.mkdir(parents=True, exist_ok=True)
+        proc = spawn(
+            [
+                "redis-server",
+                "--bind",
+                HOST,
+                "--port",
+                str(port),
+                "--dir",
+                str(home),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ],
+            log=home / "redis.log",
+        )
+        pidfile.write_text(str(proc.pid))
+    wait_until(lambda: port_open(HOST, port), timeout=timeout, what=f"Redis at {url}")
+    return Service("redis", url, started_here=True, pidfile=pidfile)

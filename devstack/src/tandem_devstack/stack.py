@@ -1,0 +1,159 @@
+"""The whole local stack as child processes: simulators, ingest, mapper, writer (and what later issues add).
+
+Used by `make run` (foreground, demo instance, Ctrl-C stops everything) and by integration tests (free ports,
+their own instance file), so both run the services exactly the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tandem_devstack.paths import REPO_ROOT, tandem_home
+from tandem_devstack.processes import spawn, stop_pid, wait_until
+
+DEMO_MAILCHIMP_API_KEY = "tandemdemo0000000000000000000000-us1"
+DEMO_MAILCHIMP_AUDIENCE = "a1b2c3d4e5"
+DEMO_ACCESSPLANIT_API_KEY = "tandem-demo-integration-key"
+DEMO_ACCESSPLANIT_ADMIN_KEY = "tandem-demo-admin-key"
+DEMO_ACCESSPLANIT_WEBHOOK_SECRET = "tandem-demo-accessplanit-webhook-secret"
+DEMO_MAILCHIMP_WEBHOOK_SECRET = "tandem-demo-mailchimp-webhook-path-secret"
+
+
+@dataclass
+class Ports:
+    ingest: int = 8000
+    mapper: int = 8001
+    writer: int = 8002
+    mailchimp_sim: int = 8101
+    accessplanit_sim: int = 8102
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        def get(name: str, default: int) -> int:
+            return int(os.environ.get(name, default))
+
+        return cls(
+            ingest=get("TANDEM_INGEST_PORT", 8000),
+            mapper=get("TANDEM_MAPPER_PORT", 8001),
+            writer=get("TANDEM_WRITER_PORT", 8002),
+            mailchimp_sim=get("MAILCHIMP_SIM_PORT", 8101),
+            accessplanit_sim=get("ACCESSPLANIT_SIM_PORT", 8102),
+        )
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    module_args: list[str]
+    port: int
+    health_path: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def service_specs(ports: Ports) -> list[ServiceSpec]:
+    def uvicorn(app: str, port: int) -> list[str]:
+        return [
+            "uvicorn",
+            app,
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+
+    return [
+        ServiceSpec("mailchimp-sim", ["mailchimp_sim"], ports.mailchimp_sim, "/_sim/health"),
+        ServiceSpec("accessplanit-sim", ["accessplanit_sim"], ports.accessplanit_sim, "/_sim/health"),
+        ServiceSpec("ingest", uvicorn("tandem_ingest.app:create_app", ports.ingest), ports.ingest, "/health/live"),
+        ServiceSpec("mapper", uvicorn("tandem_mapper.app:create_app", ports.mapper), ports.mapper, "/health/live"),
+        ServiceSpec("writer", uvicorn("tandem_writer.app:create_app", ports.writer), ports.writer, "/health/live"),
+    ]
+
+
+def stack_env(
+    *, kafka: str, redis: str, ports: Ports, data_dir: Path, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "REDIS_URL": redis,
+            "TANDEM_INGEST_PORT": str(ports.ingest),
+            "MAILCHIMP_SIM_PORT": str(ports.mailchimp_sim),
+            "MAILCHIMP_SIM_DATA_DIR": str(data_dir / "sim" / "mailchimp"),
+            "ACCESSPLANIT_SIM_PORT": str(ports.accessplanit_sim),
+            "ACCESSPLANIT_SIM_DATA_DIR": str(data_dir / "sim" / "accessplanit"),
+            "TANDEM_DEMO_MAILCHIMP_URL": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0",
+            "TANDEM_DEMO_ACCESSPLANIT_URL": f"http://127.0.0.1:{ports.accessplanit_sim}",
+            "TANDEM_DEMO_MAILCHIMP_API_KEY": DEMO_MAILCHIMP_API_KEY,
+            "TANDEM_DEMO_ACCESSPLANIT_API_KEY": DEMO_ACCESSPLANIT_API_KEY,
+            "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
+            "TANDEM_DEMO_MAILCHIMP_WEBHOOK_SECRET": DEMO_MAILCHIMP_WEBHOOK_SECRET,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class RunningService:
+    spec: ServiceSpec
+    pid: int
+    log: Path
+
+
+@dataclass
+class Stack:
+    """Child processes started together and stopped together (reverse order: producers before consumers)."""
+
+    env: dict[str, str]
+    log_dir: Path
+    running: list[RunningService] = field(default_factory=list)
+
+    def start(self, spec: ServiceSpec, *, timeout: float = 60.0) -> RunningService:
+        log = self.log_dir / f"{spec.name}.log"
+        proc = spawn([sys.executable, "-m", *spec.module_args], log=log, env=self.env, cwd=REPO_ROOT)
+        service = RunningService(spec, proc.pid, log)
+        self.running.append(service)
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"{spec.name} exited with {proc.returncode}:\n{tail}")
+            try:
+                return httpx.get(spec.url + spec.health_path, timeout=1.0).status_code < 300
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=timeout, what=spec.name)
+        return service
+
+    def stop(self, name: str | None = None) -> None:
+        for service in reversed(list(self.running)):
+            if name is None or service.spec.name == name:
+                stop_pid(service.pid)
+                self.running.remove(service)
+
+    def logs(self, name: str) -> str:
+        for service in self.running:
+            if service.spec.name == name:
+                return service.log.read_text(errors="replace")
+        return ""
+
+
+def default_data_dir() -> Path:
+    return tandem_home() / "run"

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from pydantic_settings import SettingsConfigDict
+
+from tandem_shared.settings import CommonSettings
+
+
+class MapperSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="TANDEM_MAPPER_", extra="ignore", env_ignore_empty=True)
+
+    group_id: str = "tandem-mapper"

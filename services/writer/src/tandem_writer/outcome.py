@@ -1,0 +1,20 @@
+"""The result of one write attempt, as the rest of the writer sees it (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tandem_shared.contracts import ErrorInfo
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    ok: bool
+    summary: str
+    response: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def transient(self) -> bool:
+        return self.error is not None and not self.error.permanent

@@ -1,0 +1,44 @@
+"""Kafka adapters shared by the services: the broker factory and explicit topic creation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from tandem_shared.contracts.topics import TOPICS, TopicSpec
+
+
+def make_broker(bootstrap_servers: str, *, client_id: str, **kwargs: Any) -> KafkaBroker:
+    """A broker whose publishes return only once every in-sync replica has the record (acks=all, idempotent)."""
+    return KafkaBroker(
+        bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        logger=logging.getLogger(f"tandem.{client_id}.kafka"),
+        **kwargs,
+    )
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created. Never relies on broker auto-create."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tandem-topics")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        created: list[str] = []
+        for spec in missing:
+            try:
+                await admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.config))])
+                created.append(spec.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()

@@ -1,0 +1,32 @@
+"""Settings every service shares. Each service subclasses `CommonSettings` with its own env prefix.
+
+Shared values keep their well-known unprefixed names (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL) so one environment
+configures every service, as in the devstack, docker-compose and the k8s ConfigMap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TANDEM_", extra="ignore", env_ignore_empty=True)
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TANDEM_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "TANDEM_REDIS_URL"),
+    )
+    log_level: str = Field(default="INFO", validation_alias=AliasChoices("TANDEM_LOG_LEVEL"))
+    log_json: bool = Field(default=True, validation_alias=AliasChoices("TANDEM_LOG_JSON"))
+    instances_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TANDEM_INSTANCES_FILE"),
+        description="JSON file with a list of instance configs; without it the demo instance is served.",
+    )

@@ -1,0 +1,107 @@
+"""Building and publishing trace records: every stage reports what it did to `tandem.trace`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Protocol
+
+from tandem_shared.contracts import (
+    ErrorInfo,
+    Flow,
+    Headers,
+    LogLine,
+    Stage,
+    StepOutput,
+    TraceRecord,
+    TraceStatus,
+    Trigger,
+    utcnow,
+)
+from tandem_shared.contracts.topics import TRACE
+from tandem_shared.contracts.trace import LogLevel
+from tandem_shared.redaction import redact, redact_text
+
+
+class Publisher(Protocol):
+    async def publish(self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None) -> Any: ...
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class StepRecorder:
+    """Collects log lines and timing for one step; `finish` turns them into a TraceRecord with secrets masked."""
+
+    def __init__(
+        self,
+        *,
+        stage: Stage,
+        execution_id: str,
+        instance_id: str,
+        flow: Flow | None = None,
+        trigger: Trigger | None = None,
+        original_execution_id: str | None = None,
+        attempt: int = 1,
+        contact_email: str | None = None,
+        accessplanit_user_id: str | None = None,
+    ) -> None:
+        self.stage = stage
+        self.execution_id = execution_id
+        self.instance_id = instance_id
+        self.flow = flow
+        self.trigger = trigger
+        self.original_execution_id = original_execution_id
+        self.attempt = attempt
+        self.contact_email = contact_email
+        self.accessplanit_user_id = accessplanit_user_id
+        self._started_at = utcnow()
+        self._t0 = time.perf_counter()
+        self._logs: list[LogLine] = []
+
+    def log(self, level: LogLevel, message: str) -> None:
+        self._logs.append(LogLine(at=utcnow(), level=level, message=redact_text(message)))
+
+    def finish(
+        self,
+        status: TraceStatus,
+        summary: str,
+        *,
+        data_in: dict[str, Any] | None = None,
+        data_out: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
+        changes_detected: bool | None = None,
+    ) -> TraceRecord:
+        if error is not None:
+            self.log("error", error.message)
+        return TraceRecord(
+            record_id=new_id(),
+            execution_id=self.execution_id,
+            original_execution_id=self.original_execution_id,
+            instance_id=self.instance_id,
+            flow=self.flow,
+            trigger=self.trigger,
+            stage=self.stage,
+            status=status,
+            summary=redact_text(summary),
+            changes_detected=changes_detected,
+            contact_email=self.contact_email,
+            accessplanit_user_id=self.accessplanit_user_id,
+            attempt=self.attempt,
+            output=StepOutput(data_in=redact(data_in), data_out=redact(data_out)),
+            logs=list(self._logs),
+            error=error,
+            started_at=self._started_at,
+            finished_at=utcnow(),
+            duration_ms=round((time.perf_counter() - self._t0) * 1000, 3),
+        )
+
+
+async def publish_trace(publisher: Publisher, record: TraceRecord) -> None:
+    await publisher.publish(
+        record,
+        topic=TRACE,
+        key=record.execution_id.encode(),
+        headers={Headers.INSTANCE_ID: record.instance_id, Headers.EXECUTION_ID: record.execution_id},
+    )

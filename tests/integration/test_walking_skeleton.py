@@ -1,0 +1,93 @@
+"""One user created in accessplanit reaches the Mailchimp audience through ingest → mapper → writer on real Kafka."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.stack import RunningStack, running_stack
+from support.topics import wait_for_records
+from support.waiting import eventually
+from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
+from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
+from tandem_shared.contracts.topics import TRACE
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    tmp: Path = tmp_path_factory.mktemp("skeleton")
+    with running_stack(kafka_bootstrap, redis_url, tmp) as running:
+        yield running
+
+
+async def test_user_created_in_accessplanit_appears_in_mailchimp(stack: RunningStack) -> None:
+    email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(
+            f"{stack.url('accessplanit_sim')}/api/v2/User",
+            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
+            json={"Forenames": "Ada", "Surname": "Lovelace", "Email": email, "MainCompanyID": "2"},
+        )
+        assert created.status_code in (200, 201), created.text
+        user_id = str(created.json()["ID"])
+
+        member_url = (
+            f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
+        )
+
+        async def member() -> dict[str, object] | None:
+            response = await client.get(member_url, auth=("any", DEMO_MAILCHIMP_API_KEY))
+            return response.json() if response.status_code == 200 else None
+
+        found = await eventually(member, timeout=30)
+
+    assert found["email_address"] == email
+    assert found["status"] == "subscribed"
+    assert found["merge_fields"]["FNAME"] == "Ada"  # type: ignore[index]
+    assert found["merge_fields"]["LNAME"] == "Lovelace"  # type: ignore[index]
+
+    def ours(record: TraceRecord) -> bool:
+        return record.instance_id == stack.instance.id and record.accessplanit_user_id == user_id
+
+    records = await wait_for_records(
+        stack.kafka,
+        TRACE,
+        TraceRecord,
+        where=ours,
+        until=lambda found: {r.stage for r in found} >= {Stage.INGEST, Stage.MAPPER, Stage.WRITER},
+    )
+    by_stage = {r.stage: r for r in records}
+    assert {r.execution_id for r in records} == {by_stage[Stage.INGEST].execution_id}
+    assert all(r.status is TraceStatus.SUCCEEDED for r in records), [(r.stage, r.summary) for r in records]
+    assert by_stage[Stage.WRITER].output.data_out is not None
+    assert by_stage[Stage.WRITER].output.data_out["email_address"] == email
+
+
+async def test_user_without_email_fails_with_the_reason_in_the_trace(stack: RunningStack) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(
+            f"{stack.url('accessplanit_sim')}/api/v2/User",
+            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
+            json={"Forenames": "No", "Surname": "Email", "MainCompanyID": "2"},
+        )
+        assert created.status_code in (200, 201), created.text
+        user_id = str(created.json()["ID"])
+
+    records = await wait_for_records(
+        stack.kafka,
+        TRACE,
+        TraceRecord,
+        where=lambda r: r.instance_id == stack.instance.id and r.accessplanit_user_id == user_id,
+        until=lambda found: any(r.stage is Stage.MAPPER for r in found),
+    )
+    mapper = next(r for r in records if r.stage is Stage.MAPPER)
+    assert mapper.status is TraceStatus.FAILED
+    assert mapper.error is not None and mapper.error.message == "User has no email address"
+    assert mapper.error.permanent
+    assert not any(r.stage is Stage.WRITER for r in records)

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: the real broker, the running stack, waiting without timed assertions."""
