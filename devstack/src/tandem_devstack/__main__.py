@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import signal
 import sys
 import threading
@@ -21,6 +23,8 @@ from tandem_devstack.stack import (
     service_specs,
     stack_env,
 )
+from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.instances import demo_instance
 
 
 def cmd_prerequisites(_: argparse.Namespace) -> int:
@@ -93,6 +97,9 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
+        if demo_instance().id not in asyncio.run(read_instances(kafka.address)):
+            asyncio.run(put_instance(kafka.address, demo_instance()))
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
