@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli
+PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli bench
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-unit lint stack-up stack-down bench clean
@@ -29,6 +29,12 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# Not part of `make test`: starts the whole stack, loads it and writes bench/results/latest.{md,json}.
+# BENCH_ARGS=--quick for a run under two minutes.
+bench: install
+	$(PY) -m tandem_devstack prerequisites
+	$(PY) -m tandem_bench $(BENCH_ARGS)
 
 stack-up: install
 	$(PY) -m tandem_devstack up

@@ -1,0 +1,13 @@
+"""`python -m tandem_bench [--quick]` — see tandem_bench.run."""
+
+from __future__ import annotations
+
+import argparse
+
+from tandem_bench.run import main
+
+parser = argparse.ArgumentParser(prog="tandem_bench", description="Tandem's benchmark: make bench")
+parser.add_argument("--quick", action="store_true", help="short phases; finishes in under two minutes")
+parser.add_argument("--keep-work", action="store_true", help="keep the run's logs and load-generator output")
+args = parser.parse_args()
+raise SystemExit(main(quick=args.quick, keep_work=args.keep_work))
