@@ -1,8 +1,10 @@
-"""`python -m tandem_devstack prerequisites|up|down|status|run` — the local stack behind make run / make test."""
+"""`python -m tandem_devstack prerequisites|up|down|status|run|topics|webhooks` — the local stack behind make run /
+make test, and the one-shot steps of docker compose."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -21,6 +23,9 @@ from tandem_devstack.stack import (
     service_specs,
     stack_env,
 )
+
+# Long enough for a broker started alongside (docker compose) to elect its controller.
+TOPICS_TIMEOUT_S = 180.0
 
 
 def cmd_prerequisites(_: argparse.Namespace) -> int:
@@ -50,6 +55,34 @@ def cmd_status(_: argparse.Namespace) -> int:
     for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
         pid = read_pid(pidfile)
         print(f"{pidfile.parent.name:24} {'running, pid ' + str(pid) if pid else 'not running'}")
+    return 0
+
+
+def _register_demo_webhooks(endpoints: demo.Endpoints) -> None:
+    demo.register_accessplanit_webhook(endpoints)
+    try:
+        demo.register_mailchimp_webhook(endpoints)
+    except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
+        print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+
+
+def cmd_topics(_: argparse.Namespace) -> int:
+    """Create Tandem's topics (tandem_shared.contracts.topics.TOPICS) on the broker KAFKA_BOOTSTRAP_SERVERS names."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"{infra.HOST}:{infra.kafka_port()}")
+    created = infra.create_topics(bootstrap, timeout=TOPICS_TIMEOUT_S)
+    print(f"topics on {bootstrap}: created {', '.join(created) if created else 'none (all exist)'}")
+    return 0
+
+
+def cmd_webhooks(_: argparse.Namespace) -> int:
+    """Register the demo instance's webhooks with the simulators named by TANDEM_DEMO_*_URL (docker compose)."""
+    try:
+        endpoints = demo.Endpoints.from_env(os.environ)
+    except KeyError as missing:
+        print(f"webhooks: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
+        return 2
+    _register_demo_webhooks(endpoints)
+    print(f"demo webhooks registered: accessplanit and Mailchimp deliver to {endpoints.ingest}")
     return 0
 
 
@@ -96,11 +129,7 @@ def cmd_run(_: argparse.Namespace) -> int:
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
-        demo.register_accessplanit_webhook(ports)
-        try:
-            demo.register_mailchimp_webhook(ports)
-        except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
-            print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+        _register_demo_webhooks(demo.Endpoints.from_env(stack.env))
         print(_banner(ports, kafka.address, redis.address), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
@@ -122,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         ("down", cmd_down, "stop what 'up' started"),
         ("status", cmd_status, "show what is running"),
         ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
+        ("topics", cmd_topics, "create Tandem's topics on KAFKA_BOOTSTRAP_SERVERS (waits for the broker)"),
+        ("webhooks", cmd_webhooks, "register the demo instance's webhooks at TANDEM_DEMO_*_URL"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)
     args = parser.parse_args(argv)
