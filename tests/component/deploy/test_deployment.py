@@ -288,3 +288,16 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
     result = subprocess.run([str(hadolint), str(DOCKERFILE)], capture_output=True, text=True, check=False, timeout=60)
     assert (result.returncode, result.stdout) == (0, "")
+
+
+def test_schema_validation_rejects_a_misspelt_field() -> None:
+    """The validators above can fail: a typo in a manifest and in the compose file is refused."""
+    statefulset = next(d for d in built("prod") if d["kind"] == "StatefulSet")
+    drifted = {**statefulset, "spec": {**statefulset["spec"], "replica": 2}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(drifted, KUBERNETES_VERSIONS[-1], strict=True)
+    schema = json.loads((files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json").read_text())
+    compose = load_compose()
+    compose["services"]["ingest"]["enviroment"] = {}
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    assert ["enviroment" in e.message for e in validator.iter_errors(compose)] == [True]
