@@ -6,7 +6,7 @@ or another test stack on the same broker.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +17,7 @@ from tandem_devstack import demo
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
+from tandem_shared.instance_store import put_instance
 from tandem_shared.instances import demo_instance
 
 
@@ -53,15 +54,13 @@ def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None 
     ports = Ports(*(free_port() for _ in range(5)))
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
-    instances_file = tmp / "instances.json"
-    instances_file.write_text(json.dumps([instance.model_dump(mode="json")]))
+    asyncio.run(put_instance(kafka, instance))
     env = stack_env(
         kafka=kafka,
         redis=redis,
         ports=ports,
         data_dir=tmp,
         extra={
-            "TANDEM_INSTANCES_FILE": str(instances_file),
             "TANDEM_MAPPER_GROUP_ID": f"tandem-mapper-{suffix}",
             "TANDEM_WRITER_GROUP_ID": f"tandem-writer-{suffix}",
             "TANDEM_MAPPER_PORT": str(ports.mapper),

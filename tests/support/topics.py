@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
+
+from tandem_shared.kafka import caught_up, partitions_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -18,15 +20,12 @@ async def read_all(bootstrap: str, topic: str, model: type[M], *, where: Callabl
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
-        if not partitions:
-            await consumer.topics()
-            partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
+        partitions = await partitions_of(bootstrap, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         found: list[M] = []
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+        while not await caught_up(consumer, end):
             batch = await consumer.getmany(*partitions, timeout_ms=500)
             for records in batch.values():
                 for record in records:

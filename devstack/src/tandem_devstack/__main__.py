@@ -1,9 +1,10 @@
-"""`python -m tandem_devstack prerequisites|up|down|status|run|topics|webhooks` — the local stack behind make run /
+"""`python -m tandem_devstack prerequisites|up|down|status|run|topics|demo` — the local stack behind make run /
 make test, and the one-shot steps of docker compose."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -23,6 +24,8 @@ from tandem_devstack.stack import (
     service_specs,
     stack_env,
 )
+from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.instances import demo_instance
 
 # Long enough for a broker started alongside (docker compose) to elect its controller.
 TOPICS_TIMEOUT_S = 180.0
@@ -58,6 +61,12 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_demo_instance(bootstrap: str) -> None:
+    """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
+    if demo_instance().id not in asyncio.run(read_instances(bootstrap)):
+        asyncio.run(put_instance(bootstrap, demo_instance()))
+
+
 def _register_demo_webhooks(endpoints: demo.Endpoints) -> None:
     demo.register_accessplanit_webhook(endpoints)
     try:
@@ -74,15 +83,18 @@ def cmd_topics(_: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_webhooks(_: argparse.Namespace) -> int:
-    """Register the demo instance's webhooks with the simulators named by TANDEM_DEMO_*_URL (docker compose)."""
+def cmd_demo(_: argparse.Namespace) -> int:
+    """Publish the demo instance and register its webhooks with the simulators named by TANDEM_DEMO_*_URL
+    (docker compose, the dev overlay): what `make run` does on loopback."""
     try:
         endpoints = demo.Endpoints.from_env(os.environ)
+        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     except KeyError as missing:
-        print(f"webhooks: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
+        print(f"demo: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
         return 2
+    _publish_demo_instance(bootstrap)
     _register_demo_webhooks(endpoints)
-    print(f"demo webhooks registered: accessplanit and Mailchimp deliver to {endpoints.ingest}")
+    print(f"demo instance published; accessplanit and Mailchimp deliver its webhooks to {endpoints.ingest}")
     return 0
 
 
@@ -126,6 +138,8 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
+        _publish_demo_instance(kafka.address)
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
@@ -152,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         ("status", cmd_status, "show what is running"),
         ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
         ("topics", cmd_topics, "create Tandem's topics on KAFKA_BOOTSTRAP_SERVERS (waits for the broker)"),
-        ("webhooks", cmd_webhooks, "register the demo instance's webhooks at TANDEM_DEMO_*_URL"),
+        ("demo", cmd_demo, "publish the demo instance, register its webhooks at TANDEM_DEMO_*_URL"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)
     args = parser.parse_args(argv)

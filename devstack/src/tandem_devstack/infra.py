@@ -171,54 +171,54 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
     bootstrap = f"{HOST}:{port}"
     home = tandem_home() / "kafka" / f"broker-{port}"
     pidfile = home / "kafka.pid"
-    if port_open(HOST, port) and read_pid(pidfile) is None:
+    if port_open(HOST, port) or read_pid(pidfile) is not None:
+        # Someone else's broker (another terminal's devstack, a test session): use it, leave it running.
         wait_until(lambda: _kafka_ready(bootstrap), timeout=timeout, what=f"Kafka at {bootstrap}")
         return Service("kafka", bootstrap, started_here=False)
-    if read_pid(pidfile) is None:
-        libs = kafka_libs()
-        home.mkdir(parents=True, exist_ok=True)
-        props = home / "server.properties"
-        props.write_text(_server_properties(home, port, controller_port))
-        classpath = f"{libs}/*"
-        if not (home / "logs" / "meta.properties").exists():
-            cluster_id = subprocess.run(
-                ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            subprocess.run(
-                [
-                    "java",
-                    "-cp",
-                    classpath,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--standalone",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                ],
-                check=True,
-                capture_output=True,
-            )
-        heap = os.environ.get("TANDEM_KAFKA_HEAP", "768m")
-        proc = spawn(
+    libs = kafka_libs()
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(_server_properties(home, port, controller_port))
+    classpath = f"{libs}/*"
+    if not (home / "logs" / "meta.properties").exists():
+        cluster_id = subprocess.run(
+            ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        subprocess.run(
             [
                 "java",
-                f"-Xms{heap}",
-                f"-Xmx{heap}",
-                "-XX:+UseG1GC",
-                "-Djava.awt.headless=true",
                 "-cp",
                 classpath,
-                "kafka.Kafka",
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
                 str(props),
             ],
-            log=home / "kafka.log",
+            check=True,
+            capture_output=True,
         )
-        pidfile.write_text(str(proc.pid))
+    heap = os.environ.get("TANDEM_KAFKA_HEAP", "768m")
+    proc = spawn(
+        [
+            "java",
+            f"-Xms{heap}",
+            f"-Xmx{heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(props),
+        ],
+        log=home / "kafka.log",
+    )
+    pidfile.write_text(str(proc.pid))
     wait_until(lambda: _kafka_ready(bootstrap), timeout=timeout, what=f"Kafka at {bootstrap}")
     return Service("kafka", bootstrap, started_here=True, pidfile=pidfile)
 
@@ -231,30 +231,30 @@ def ensure_redis(timeout: float = 30.0) -> Service:
     url = f"redis://{HOST}:{port}/0"
     home = tandem_home() / "redis" / f"redis-{port}"
     pidfile = home / "redis.pid"
-    if port_open(HOST, port) and read_pid(pidfile) is None:
+    if port_open(HOST, port) or read_pid(pidfile) is not None:
+        wait_until(lambda: port_open(HOST, port), timeout=timeout, what=f"Redis at {url}")
         return Service("redis", url, started_here=False)
-    if read_pid(pidfile) is None:
-        if shutil.which("redis-server") is None:
-            _apt_install("redis-server")
-        home.mkdir(parents=True, exist_ok=True)
-        proc = spawn(
-            [
-                "redis-server",
-                "--bind",
-                HOST,
-                "--port",
-                str(port),
-                "--dir",
-                str(home),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            log=home / "redis.log",
-        )
-        pidfile.write_text(str(proc.pid))
+    if shutil.which("redis-server") is None:
+        _apt_install("redis-server")
+    home.mkdir(parents=True, exist_ok=True)
+    proc = spawn(
+        [
+            "redis-server",
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+            "--dir",
+            str(home),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        log=home / "redis.log",
+    )
+    pidfile.write_text(str(proc.pid))
     wait_until(lambda: port_open(HOST, port), timeout=timeout, what=f"Redis at {url}")
     return Service("redis", url, started_here=True, pidfile=pidfile)

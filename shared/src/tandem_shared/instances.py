@@ -1,14 +1,10 @@
-"""Where services look up instance configurations.
-
-For now a static registry (a JSON file, or the demo instance); the `tandem.instances` topic replaces it later
-behind the same `get` / `all` interface.
+"""Where services look up instance configurations: the `tandem.instances` topic in production
+(`instance_store.TopicInstanceRegistry`), a fixed list in tests that run a handler without a broker.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Protocol
 
 from tandem_shared.contracts import (
@@ -27,6 +23,10 @@ class InstanceRegistry(Protocol):
 
     def all(self) -> list[InstanceConfig]: ...
 
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
 
 class StaticInstanceRegistry:
     def __init__(self, instances: list[InstanceConfig]) -> None:
@@ -38,10 +38,11 @@ class StaticInstanceRegistry:
     def all(self) -> list[InstanceConfig]:
         return list(self._by_id.values())
 
-    @classmethod
-    def from_file(cls, path: Path) -> StaticInstanceRegistry:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return cls([InstanceConfig.model_validate(item) for item in raw])
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
 
 
 def demo_instance() -> InstanceConfig:
@@ -69,9 +70,3 @@ def demo_instance() -> InstanceConfig:
             FieldMapping(mailchimp="EMAIL", accessplanit="Email"),
         ],
     )
-
-
-def load_registry(instances_file: Path | None) -> StaticInstanceRegistry:
-    if instances_file is not None:
-        return StaticInstanceRegistry.from_file(instances_file)
-    return StaticInstanceRegistry([demo_instance()])

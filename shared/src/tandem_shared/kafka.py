@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -42,3 +43,26 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = TOP
         return created
     finally:
         await admin.close()
+
+
+async def partitions_of(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, from the broker's metadata (a consumer only learns them once subscribed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tandem-metadata")
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if not described or described[0].get("error_code"):
+        raise LookupError(f"topic {topic} does not exist; create the topics first")
+    return [
+        TopicPartition(topic, p["partition"]) for p in sorted(described[0]["partitions"], key=lambda p: p["partition"])
+    ]
+
+
+async def caught_up(consumer: AIOKafkaConsumer, end_offsets: dict[TopicPartition, int]) -> bool:
+    """True once the consumer's position has reached the given end offset on every partition."""
+    for tp, end in end_offsets.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True

@@ -6,8 +6,6 @@ configures every service, as in the devstack, docker-compose and the k8s ConfigM
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,8 +23,3 @@ class CommonSettings(BaseSettings):
     )
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("TANDEM_LOG_LEVEL"))
     log_json: bool = Field(default=True, validation_alias=AliasChoices("TANDEM_LOG_JSON"))
-    instances_file: Path | None = Field(
-        default=None,
-        validation_alias=AliasChoices("TANDEM_INSTANCES_FILE"),
-        description="JSON file with a list of instance configs; without it the demo instance is served.",
-    )

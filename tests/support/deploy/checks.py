@@ -4,7 +4,6 @@ Policy (documented here because the checks enforce it):
 - A setting must be provided by the deployment when its default is unsafe in a container: it has no default,
   it names a loopback address (KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, a bind host — inside a container that is
   the container itself), or it is a local file (the root filesystem is read-only; state goes on a volume).
-  TANDEM_INSTANCES_FILE too, except where the demo instance is the point (docker compose).
 - Variables a deployment sets must be read by something: a setting, `make run`'s environment, or an entry of
   AWAITED — settings the manifests already provide and the services do not read yet. An awaited setting that
   a service starts reading is reported, so the list shrinks as the code catches up.
@@ -45,7 +44,7 @@ _LOOPBACK = re.compile(r"(^|[/@,])(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)([:/,]
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def unsafe_default(setting: Setting, *, demo_allowed: bool) -> str | None:
+def unsafe_default(setting: Setting) -> str | None:
     """Why a setting's default must not be used in a container, or None when it is safe."""
     if setting.required:
         return "it has no default"
@@ -54,8 +53,6 @@ def unsafe_default(setting: Setting, *, demo_allowed: bool) -> str | None:
         return f"its default {default!r} is loopback, i.e. the container itself"
     if isinstance(default, Path) or (isinstance(default, str) and default.startswith(("sqlite:", "file:"))):
         return f"its default {str(default)!r} is on the read-only root filesystem"
-    if setting.field == "instances_file" and not demo_allowed:
-        return "without it the built-in demo instance (loopback simulators) is served"
     return None
 
 
@@ -130,12 +127,11 @@ def check_settings(
     *,
     known: set[str],
     pending_prefixes: Sequence[str],
-    demo_allowed: bool,
 ) -> list[str]:
     """The container provides every setting with an unsafe default, and sets nothing that nobody reads."""
     problems = []
     for setting in settings:
-        reason = unsafe_default(setting, demo_allowed=demo_allowed)
+        reason = unsafe_default(setting)
         if reason and not any(name in container.env for name in setting.env_names):
             problems.append(
                 f"{container.origin}: {setting.owner}.{setting.field} must be set "
@@ -343,7 +339,8 @@ def check_scaling(
 
 
 def check_instances(instances_json: str, origin: str, resolvers: Sequence[Container]) -> list[str]:
-    """The instance configs are valid, and each secret reference resolves in every container that resolves them."""
+    """Instance configs are valid, and each secret reference resolves in every container that resolves secrets
+    (instances live on tandem.instances; the deployment must mount or set what they refer to)."""
     try:
         raw = json.loads(instances_json)
         instances = [InstanceConfig.model_validate(item) for item in raw]

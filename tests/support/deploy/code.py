@@ -176,11 +176,12 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
             group=groups.get("writer"),
         ),
         Access("tandem-console", reads=(TRACE, INSTANCES), writes=(INSTANCES,), group=groups.get("console")),
-        # People and `tandem replay`: read anything, republish dead letters to the command path.
+        # People, `tandem replay` and instance registration: read anything, republish dead letters to the
+        # command path, put instance configurations.
         Access(
             "tandem-operator",
             reads=tuple(t.name for t in topics),
-            writes=(COMMANDS, *retries),
+            writes=(COMMANDS, *retries, INSTANCES),
             group="tandem-operator",
         ),
     ]

@@ -105,11 +105,14 @@ def image_name(image: str) -> str:
 def _pod_env(docs: Sequence[Doc], container: Doc) -> dict[str, str | None]:
     env: dict[str, str | None] = {}
     for source in container.get("envFrom", []):
-        ref = source.get("configMapRef")
-        config_map = named(docs, "ConfigMap", ref["name"]) if ref else None
-        if config_map is None:
-            raise AssertionError(f"envFrom names a ConfigMap that is not in the manifests: {source}")
-        env.update(config_map.get("data", {}))
+        kind, ref = (
+            ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else ("Secret", source["secretRef"])
+        )
+        found = named(docs, kind, ref["name"])
+        if found is None:
+            raise AssertionError(f"envFrom names a {kind} that is not in the manifests: {source}")
+        # A Secret's values are not the checks' business; only which variables it sets.
+        env.update({k: (v if kind == "ConfigMap" else None) for k, v in found.get("data", {}).items()})
     for item in container.get("env", []):
         env[item["name"]] = item.get("value")
     return env

@@ -125,7 +125,6 @@ def test_a_topic_nobody_consumes_is_reported() -> None:
 
 KAFKA = setting("kafka_bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 REDIS = setting("redis_url", "REDIS_URL", "redis://localhost:6379/0")
-INSTANCES_FILE = setting("instances_file", "TANDEM_INSTANCES_FILE")
 LEVEL = setting("log_level", "TANDEM_LOG_LEVEL", "INFO")
 
 
@@ -138,29 +137,28 @@ LEVEL = setting("log_level", "TANDEM_LOG_LEVEL", "INFO")
         (setting("db", "D", "sqlite:///./.tandem/console.db"), True),
         (setting("data_dir", "D", Path(".tandem/sim")), True),
         (setting("token", "T", required=True), True),
-        (INSTANCES_FILE, True),
         (LEVEL, False),
         (setting("url", "U", "https://api.mailchimp.com"), False),
         (setting("host", "H", "0.0.0.0"), False),
     ],
 )
 def test_unsafe_defaults_in_a_container(candidate: code.Setting, unsafe: bool) -> None:
-    assert (checks.unsafe_default(candidate, demo_allowed=False) is not None) is unsafe
+    assert (checks.unsafe_default(candidate) is not None) is unsafe
 
 
-def test_a_missing_bootstrap_server_is_reported_and_the_demo_fallback_allowed_only_in_compose() -> None:
+def test_a_missing_bootstrap_server_is_reported() -> None:
     provided = container({"REDIS_URL": "redis://r:6379/0"})
-    settings = [KAFKA, REDIS, INSTANCES_FILE, LEVEL]
-    in_k8s = checks.check_settings(provided, settings, known={"REDIS_URL"}, pending_prefixes=[], demo_allowed=False)
-    in_compose = checks.check_settings(provided, settings, known={"REDIS_URL"}, pending_prefixes=[], demo_allowed=True)
-    assert [p.split(" must be set")[0] for p in in_k8s] == ["test: S.kafka_bootstrap_servers", "test: S.instances_file"]
-    assert [p.split(" must be set")[0] for p in in_compose] == ["test: S.kafka_bootstrap_servers"]
+    problems = checks.check_settings(provided, [KAFKA, REDIS, LEVEL], known={"REDIS_URL"}, pending_prefixes=[])
+    assert problems == [
+        "test: S.kafka_bootstrap_servers must be set (KAFKA_BOOTSTRAP_SERVERS), "
+        "because its default '127.0.0.1:9092' is loopback, i.e. the container itself"
+    ]
 
 
 def test_a_mistyped_variable_is_reported_unless_its_package_is_pending() -> None:
     provided = container({"TANDEM_MAPER_GROUP_ID": "x", "TANDEM_CONSOLE_DATABASE_URL": "sqlite:////d", "HOME": "/"})
     problems = checks.check_settings(
-        provided, [], known={"TANDEM_MAPPER_GROUP_ID"}, pending_prefixes=["TANDEM_CONSOLE_"], demo_allowed=True
+        provided, [], known={"TANDEM_MAPPER_GROUP_ID"}, pending_prefixes=["TANDEM_CONSOLE_"]
     )
     assert problems == ["test: sets TANDEM_MAPER_GROUP_ID, which nothing reads (a typo, or a removed setting?)"]
 

@@ -8,12 +8,12 @@ from tandem_devstack.__main__ import main
 from tandem_devstack.demo import Endpoints
 
 
-def test_webhooks_without_the_demo_urls_names_the_missing_variable(
+def test_demo_without_the_demo_urls_names_the_missing_variable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("TANDEM_DEMO_ACCESSPLANIT_URL", "TANDEM_DEMO_MAILCHIMP_URL", "TANDEM_DEMO_INGEST_URL"):
         monkeypatch.delenv(name, raising=False)
-    assert main(["webhooks"]) == 2
+    assert main(["demo"]) == 2
     assert "TANDEM_DEMO_ACCESSPLANIT_URL" in capsys.readouterr().err
 
 

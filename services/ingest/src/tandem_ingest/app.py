@@ -17,7 +17,8 @@ from tandem_ingest.publishing import ChangePublisher, KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_ingest.signatures import verify
 from tandem_shared.contracts import utcnow
-from tandem_shared.instances import InstanceRegistry, load_registry
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
@@ -48,17 +49,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 def create_app(settings: IngestSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
     settings = settings or IngestSettings()
     configure_logging("ingest", settings.log_level, settings.log_json)
-    registry = registry or load_registry(settings.instances_file)
+    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-ingest")
     publisher = ChangePublisher(broker, settings.publish_timeout_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await registry.start()
         await broker.start()
         try:
             yield
         finally:
             await broker.stop()
+            await registry.stop()
 
     app = FastAPI(title="Tandem ingest", lifespan=lifespan)
     app.state.settings = settings

@@ -56,6 +56,7 @@ class ChangePublisher:
             TraceStatus.SUCCEEDED,
             f"Received {event.source.label} {event.kind.value} ({event.trigger.value})",
             data_in=event.fields,
+            data_out=event.model_dump(mode="json"),
         )
         try:
             await publish_trace(self._broker, record)

@@ -10,7 +10,8 @@ from tandem_mapper.domain import decide
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import ChangeEvent, Headers, Stage, TraceStatus, message_key, utcnow
 from tandem_shared.contracts.topics import CHANGES, COMMANDS
-from tandem_shared.instances import InstanceRegistry, load_registry
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
@@ -71,8 +72,11 @@ def create_app(settings: MapperSettings | None = None, registry: InstanceRegistr
     settings = settings or MapperSettings()
     configure_logging("mapper", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-mapper")
-    register(broker, settings, registry or load_registry(settings.instances_file))
+    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
+    register(broker, settings, registry)
     return AsgiFastStream(
         broker,
         asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
+        on_startup=[registry.start],
+        on_shutdown=[registry.stop],
     )

@@ -8,7 +8,8 @@ from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts import Stage, SyncCommand, System, TraceStatus
 from tandem_shared.contracts.topics import COMMANDS
-from tandem_shared.instances import InstanceRegistry, load_registry
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.tracing import StepRecorder, publish_trace
@@ -66,7 +67,8 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     configure_logging("writer", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
     targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget(settings.http_timeout_s)}
-    register(broker, settings, registry or load_registry(settings.instances_file), targets)
+    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
+    register(broker, settings, registry, targets)
 
     async def close_targets() -> None:
         for target in targets.values():
@@ -75,6 +77,7 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     app = AsgiFastStream(
         broker,
         asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
-        on_shutdown=[close_targets],
+        on_startup=[registry.start],
+        on_shutdown=[close_targets, registry.stop],
     )
     return app
