@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli bench
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint stack-up stack-down bench clean
+.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy $(foreach p,$(PACKAGES),$(p)/src)
 
 # Not part of `make test`: starts the whole stack, loads it and writes bench/results/latest.{md,json}.
 # BENCH_ARGS=--quick for a run under two minutes.
