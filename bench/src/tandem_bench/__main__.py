@@ -9,5 +9,6 @@ from tandem_bench.run import main
 parser = argparse.ArgumentParser(prog="tandem_bench", description="Tandem's benchmark: make bench")
 parser.add_argument("--quick", action="store_true", help="short phases; finishes in under two minutes")
 parser.add_argument("--keep-work", action="store_true", help="keep the run's logs and load-generator output")
+parser.add_argument("--profile", action="store_true", help="py-spy the services during the throughput phase")
 args = parser.parse_args()
-raise SystemExit(main(quick=args.quick, keep_work=args.keep_work))
+raise SystemExit(main(quick=args.quick, keep_work=args.keep_work, profile=args.profile))

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from tandem_bench.payloads import Clock, Delivery, accessplanit_update, mailchimp_profile
+from tandem_bench.payloads import Clock, Delivery, accessplanit_update, mailchimp_member_put, mailchimp_profile
 
 HARD_DEADLINE_S = 600.0
 
@@ -27,7 +27,8 @@ HARD_DEADLINE_S = 600.0
 class Spec:
     base_url: str
     mode: str  # "rate": open loop at `rate` for `duration_s`; "backlog": `count` as fast as `concurrency` allows;
-    # "burst": `burst_contacts` contacts each updated `burst_updates` times, `burst_spacing_ms` apart
+    # "burst": `burst_contacts` contacts each updated `burst_updates` times, `burst_spacing_ms` apart;
+    # "direct": `count` member PUTs straight to the Mailchimp simulator at `base_url`, `concurrency` at a time
     instance_id: str
     ap_secret: str
     mc_path_secret: str
@@ -44,6 +45,7 @@ class Spec:
     max_in_flight: int = 512
     timeout_s: float = 30.0
     seed: int = 7
+    mailchimp_api_key: str = ""
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Result:
     final_versions: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
+    cpu_s: float = 0.0
 
 
 class Sender:
@@ -140,6 +143,18 @@ async def run_backlog(sender: Sender, spec: Spec) -> None:
     await asyncio.gather(*(worker() for _ in range(min(spec.concurrency, spec.count))))
 
 
+async def run_direct(sender: Sender, spec: Spec) -> None:
+    queue = iter(range(spec.count))
+
+    async def worker() -> None:
+        for i in queue:
+            await sender.send(
+                mailchimp_member_put(api_key=spec.mailchimp_api_key, user_id=spec.first_user_id + i, version=1)
+            )
+
+    await asyncio.gather(*(worker() for _ in range(min(spec.concurrency, spec.count))))
+
+
 async def run_burst(sender: Sender, spec: Spec) -> None:
     async def contact(index: int) -> None:
         user_id = spec.first_user_id + index
@@ -162,9 +177,10 @@ async def generate(spec: Spec) -> Result:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         sender = Sender(spec, session, result)
         result.started_at = time.time()
-        runner = {"rate": run_rate, "backlog": run_backlog, "burst": run_burst}[spec.mode]
+        runner = {"rate": run_rate, "backlog": run_backlog, "burst": run_burst, "direct": run_direct}[spec.mode]
         await asyncio.wait_for(runner(sender, spec), timeout=HARD_DEADLINE_S)
         result.finished_at = time.time()
+    result.cpu_s = time.process_time()
     return result
 
 

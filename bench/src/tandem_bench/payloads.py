@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -134,6 +135,27 @@ def mailchimp_profile(
         headers=headers,
         contact=f"mc:{email}",
         label="mailchimp",
+    )
+
+
+def mailchimp_member_put(*, api_key: str, user_id: int, version: int) -> Delivery:
+    """The write Tandem's writer makes, sent straight to the simulator: how fast the simulator itself can go."""
+    email = email_of(user_id)
+    body = orjson.dumps(
+        {
+            "email_address": email,
+            "status_if_new": "subscribed",
+            "merge_fields": {"FNAME": f"Forename{version}", "LNAME": f"Surname{user_id}"},
+        }
+    )
+    token = base64.b64encode(f"bench:{api_key}".encode()).decode()
+    return Delivery(
+        method="PUT",
+        path=f"/3.0/lists/{AUDIENCE_ID}/members/{hashlib.md5(email.encode()).hexdigest()}",
+        body=body,
+        headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"},
+        contact=email,
+        label="mailchimp-direct",
     )
 
 

@@ -36,6 +36,9 @@ def ratios(results: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {
         "throughput_tandem_vs_raw_kafka": ratio(tandem_tp, _get(results, "raw_kafka", "throughput", "events_per_s")),
         "throughput_tandem_vs_naive": ratio(tandem_tp, _get(results, "naive", "throughput", "events_per_s")),
+        "throughput_tandem_vs_mailchimp_sim": ratio(
+            tandem_tp, _get(results, "mailchimp_sim", "throughput", "events_per_s")
+        ),
         "budget_use_tandem_vs_naive": ratio(
             _get(results, "tandem", "budget", "budget_use"), _get(results, "naive", "budget", "budget_use")
         ),
@@ -141,14 +144,14 @@ def _resource_rows(usage: dict[str, Any] | None) -> list[str]:
 def history_rows(history: list[dict[str, Any]]) -> list[str]:
     """Earlier runs, oldest first, with the current one last: the before/after record of every optimisation."""
     rows = [
-        "| Run (UTC) | Commit | Load (1 min) | Tandem ev/s | Raw Kafka ev/s | Naive ev/s | p99 @200 ms | "
+        "| Run (UTC) | Mode | Commit | Load (1 min) | Tandem ev/s | Raw Kafka ev/s | Naive ev/s | p99 @200 ms | "
         "Budget use | 429s | Burst writes/contact |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in history:
         load = _get(run, "load", "loadavg_before")
         rows.append(
-            f"| {run.get('started_at', '?')} | {_get(run, 'git', 'commit') or '?'} | "
+            f"| {run.get('started_at', '?')} | {run.get('mode', '?')} | {_get(run, 'git', 'commit') or '?'} | "
             f"{_fmt(load[0] if load else None, '.2f')} | "
             f"{_fmt(_get(run, 'tandem', 'throughput', 'events_per_s'), ',.0f')} | "
             f"{_fmt(_get(run, 'raw_kafka', 'throughput', 'events_per_s'), ',.0f')} | "
@@ -184,6 +187,7 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
     tp = r.get("tandem", {}).get("throughput", {})
     raw = r.get("raw_kafka", {}).get("throughput", {})
     naive = r.get("naive", {}).get("throughput", {})
+    sim = r.get("mailchimp_sim", {}).get("throughput", {})
     lines += [
         "",
         "## Throughput (backlog, zero simulator latency)",
@@ -196,6 +200,8 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         f"| raw Kafka ceiling | {_fmt(raw.get('events'), ',d')} | {_fmt(raw.get('finished'), ',d')} | "
         f"{_fmt(raw.get('events_per_s'), ',.0f')} | {_fmt(raw.get('accepted_per_s'), ',.0f')} | "
         f"produce → relay → sink, same sizes ({_get(r, 'raw_kafka', 'message_sizes')}) |",
+        f"| Mailchimp simulator alone | {_fmt(sim.get('events'), ',d')} | {_fmt(sim.get('finished'), ',d')} | "
+        f"{_fmt(sim.get('events_per_s'), ',.0f')} | — | member PUTs straight to the simulator, 10 at a time |",
         f"| naive direct sync | {_fmt(naive.get('events'), ',d')} | {_fmt(naive.get('finished'), ',d')} | "
         f"{_fmt(naive.get('events_per_s'), ',.0f')} | {_fmt(naive.get('accepted_per_s'), ',.0f')} | "
         f"webhook answered after the Mailchimp PUT |",
@@ -272,6 +278,12 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         "|---|---:|",
     ]
     lines += [f"| {k} | {_fmt(v, '.3f')} |" for k, v in r.get("ratios", {}).items()]
+    profile = r.get("profile")
+    if profile:
+        lines += ["", "## Profile (py-spy, Tandem throughput phase): frames with the most samples", ""]
+        for service, frames in sorted(profile.items()):
+            own = ", ".join(f"`{f}` {p}%" for f, p in frames.get("self", [])[:8])
+            lines.append(f"- **{service}** (self): {own}")
     notes = r.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -56,7 +57,7 @@ class ResourceSampler:
     _cpu0: dict[str, float] = field(default_factory=dict)
     _peak: dict[str, int] = field(default_factory=dict)
     _t0: float = 0.0
-    _machine0: object = None
+    _machine0: Any = None
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -92,8 +93,8 @@ class ResourceSampler:
             for name, proc in self._procs.items()
         }
         before, after = self._machine0, psutil.cpu_times()
-        busy = sum(after) - sum(before) - (after.idle - before.idle)  # type: ignore[arg-type, attr-defined]
-        elapsed = sum(after) - sum(before)  # type: ignore[arg-type]
+        busy = sum(after) - sum(before) - (after.idle - before.idle)
+        elapsed = sum(after) - sum(before)
         return usage, round(100 * busy / elapsed, 1) if elapsed > 0 else 0.0
 
 

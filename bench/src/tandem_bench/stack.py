@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tandem_bench.rawkafka import RAW_TOPICS
 from tandem_bench.resources import pid_listening_on
-from tandem_devstack import demo, infra
+from tandem_devstack import infra
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, ServiceSpec, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
-from tandem_shared.instance_store import put_instance
+from tandem_shared.contracts.topics import CHANGES, COMMANDS
+from tandem_shared.instance_store import delete_instance, put_instance
 from tandem_shared.instances import demo_instance
-from tandem_shared.kafka import ensure_topics
+from tandem_shared.kafka import ensure_topics, partitions_of
 
 NAIVE = "naive"
 
@@ -36,6 +39,7 @@ class BenchStack:
     kafka: str
     redis: str
     pids: dict[str, int]
+    groups: dict[str, str]  # consumer group → the topic it consumes
 
     def url(self, service: str) -> str:
         port = self.naive_port if service == NAIVE else getattr(self.ports, service)
@@ -63,6 +67,45 @@ def bench_instance(ports: Ports, instance_id: str) -> InstanceConfig:
     )
 
 
+async def start_groups_at_end(bootstrap: str, groups: dict[str, str]) -> None:
+    """Commit each new consumer group's offsets at the current end of its topic before the service starts.
+
+    The services start new groups at the earliest offset; on a broker kept between runs that would replay every
+    earlier run's records first, and the benchmark would measure the replay.
+    """
+    for group, topic in groups.items():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = await partitions_of(bootstrap, topic)
+            consumer.assign(partitions)
+            end = await consumer.end_offsets(partitions)
+            await consumer.commit(end)
+        finally:
+            await consumer.stop()
+
+
+async def lag(bootstrap: str, groups: dict[str, str]) -> int:
+    """Records on the groups' topics that their groups have not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tandem-bench-lag")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        behind = 0
+        for group, topic in groups.items():
+            partitions = await partitions_of(bootstrap, topic)
+            end = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            for tp in partitions:
+                done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
+                behind += max(0, end[tp] - done)
+        return behind
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 def naive_spec(port: int) -> ServiceSpec:
     argv = ["uvicorn", "tandem_bench.naive:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)]
     return ServiceSpec(NAIVE, [*argv, "--no-access-log"], port, "/health/live")
@@ -81,14 +124,16 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
     suffix = uuid.uuid4().hex[:8]
     instance = bench_instance(ports, f"bench-{suffix}")
     asyncio.run(put_instance(kafka, instance))
+    mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
+    asyncio.run(start_groups_at_end(kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
     env = stack_env(
         kafka=kafka,
         redis=redis,
         ports=ports,
         data_dir=data_dir,
         extra={
-            "TANDEM_MAPPER_GROUP_ID": f"tandem-mapper-{suffix}",
-            "TANDEM_WRITER_GROUP_ID": f"tandem-writer-{suffix}",
+            "TANDEM_MAPPER_GROUP_ID": mapper_group,
+            "TANDEM_WRITER_GROUP_ID": writer_group,
             "TANDEM_MAPPER_PORT": str(ports.mapper),
             "TANDEM_WRITER_PORT": str(ports.writer),
             **(services_env or {}),
@@ -98,13 +143,15 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
     try:
         for spec in [*service_specs(ports), naive_spec(naive_port)]:
             stack.start(spec)
-        demo.register_accessplanit_webhook(ports, instance.id)
         pids = {s.spec.name: s.pid for s in stack.running}
         for name, address in (("kafka", kafka), ("redis", redis)):
             pid = pid_listening_on(_port_of(address))
             if pid:
                 pids[name] = pid
         print(f"bench: stack up (instance {instance.id}, python {sys.version.split()[0]})", flush=True)
-        yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids)
+        groups = {mapper_group: CHANGES, writer_group: COMMANDS}
+        yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
+        # Later runs' services load every instance on the topic; a finished run's instance is only clutter.
+        asyncio.run(delete_instance(kafka, instance.id))
