@@ -81,6 +81,9 @@ Create a user in accessplanit:
        -d '{{"Forenames":"Ada","Surname":"Lovelace","Email":"ada@example.com","MainCompanyID":"2"}}'
 Read the member back from Mailchimp:
   curl -s -u any:{DEMO_MAILCHIMP_API_KEY} {mc}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/ada@example.com
+Edit it as a marketer would in Mailchimp (a signed webhook reaches ingest, a change lands on tandem.changes):
+  curl -s -X PATCH {mc}/_sim/admin/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/ada@example.com \\
+       -H 'Content-Type: application/json' -d '{{"merge_fields":{{"FNAME":"Augusta"}}}}'
 """
 
 
@@ -98,16 +101,18 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
-        if demo_instance().id not in asyncio.run(read_instances(kafka.address)):
-            asyncio.run(put_instance(kafka.address, demo_instance()))
+        instance = asyncio.run(read_instances(kafka.address)).get(demo_instance().id)
+        if instance is None:
+            instance = demo_instance()
+            asyncio.run(put_instance(kafka.address, instance))
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
         demo.register_accessplanit_webhook(ports)
         try:
-            demo.register_mailchimp_webhook(ports)
-        except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
-            print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+            demo.register_mailchimp_webhook(ports, kafka.address, data_dir / "secrets", instance)
+        except Exception as exc:  # the accessplanit → Mailchimp direction works without it
+            print(f"error: Mailchimp webhook not registered ({exc})", file=sys.stderr)
         print(_banner(ports, kafka.address, redis.address), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
