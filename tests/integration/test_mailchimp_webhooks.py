@@ -14,6 +14,7 @@ import pytest
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
+from tandem_devstack import demo
 from tandem_devstack.stack import DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE, DEMO_MAILCHIMP_WEBHOOK_SECRET
 from tandem_ingest.signatures import sign
 from tandem_shared.contracts import ChangeEvent, ChangeKind, Stage, System, TraceRecord, TraceStatus
@@ -53,20 +54,34 @@ async def changes_for(stack: RunningStack, email: str, kinds: set[ChangeKind]) -
     )
 
 
-def test_the_stack_registered_a_signed_webhook_for_its_instance(stack: RunningStack) -> None:
-    assert stack.instance.mailchimp.webhook_signing_secret is not None
-    assert len(resolve_secret(stack.instance.mailchimp.webhook_signing_secret)) == 64
+def our_webhooks(stack: RunningStack) -> list[dict[str, Any]]:
     hooks = httpx.get(
         f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/webhooks",
         auth=("any", DEMO_MAILCHIMP_API_KEY),
         timeout=10,
     ).json()["webhooks"]
-    ours = [h for h in hooks if f"/webhooks/mailchimp/{stack.instance.id}/" in h["url"]]
+    return [h for h in hooks if f"/webhooks/mailchimp/{stack.instance.id}/" in h["url"]]
+
+
+def test_the_stack_registered_a_signed_webhook_for_its_instance(stack: RunningStack) -> None:
+    assert stack.instance.mailchimp.webhook_signing_secret is not None
+    assert len(resolve_secret(stack.instance.mailchimp.webhook_signing_secret)) == 64
+    ours = our_webhooks(stack)
     assert len(ours) == 1
     assert ours[0]["signing_enabled"] is True
     assert ours[0]["sources"] == {"user": True, "admin": True, "api": True}
     assert ours[0]["events"]["campaign"] is False
     assert all(ours[0]["events"][e] for e in ("subscribe", "unsubscribe", "profile", "cleaned", "upemail"))
+
+
+def test_registering_again_changes_nothing(stack: RunningStack) -> None:
+    secret_ref = stack.instance.mailchimp.webhook_signing_secret
+    assert secret_ref is not None and secret_ref.startswith("file:")
+    secret_before, hooks_before = resolve_secret(secret_ref), our_webhooks(stack)
+    again = demo.register_mailchimp_webhook(stack.ports, stack.kafka, Path(secret_ref[5:]).parent, stack.instance)
+    assert again == stack.instance
+    assert resolve_secret(secret_ref) == secret_before
+    assert our_webhooks(stack) == hooks_before
 
 
 async def test_a_member_edited_in_mailchimp_becomes_change_events(stack: RunningStack) -> None:
