@@ -21,20 +21,20 @@ def ap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
 
 
 @pytest.fixture
-def sim(ap_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
+async def sim(ap_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     """Controls of a freshly reset simulator; the instance's secrets are in the environment."""
     monkeypatch.setenv(KEY_ENV, INTEGRATION_KEY)
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    with httpx.Client(base_url=ap_server.base_url, timeout=10) as client:
-        client.post("/_sim/reset").raise_for_status()
+    async with httpx.AsyncClient(base_url=ap_server.base_url, timeout=10) as client:
+        (await client.post("/_sim/reset")).raise_for_status()
         yield client
 
 
 @pytest.fixture
-def admin(sim: httpx.Client, ap_server: SimServer) -> Iterator[httpx.Client]:
+async def admin(sim: httpx.AsyncClient, ap_server: SimServer) -> AsyncIterator[httpx.AsyncClient]:
     """A person editing in accessplanit (platform user 900002)."""
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with httpx.Client(base_url=f"{ap_server.base_url}/api/v2", headers=headers, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=f"{ap_server.base_url}/api/v2", headers=headers, timeout=10) as client:
         yield client
 
 
@@ -49,4 +49,3 @@ async def redis(redis_db_url: str) -> AsyncIterator[Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
-

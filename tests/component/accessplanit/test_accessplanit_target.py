@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from component.accessplanit.accessplanit_fixtures import command, instance, users
-from component.simulators.accessplanit.accessplanit_testkit import SimServer, new_user
+from component.accessplanit.accessplanit_fixtures import command, control, create_user, instance, requests, users
+from component.simulators.accessplanit.accessplanit_testkit import SimServer
 from redis.asyncio import Redis
 
 from tandem_shared.accessplanit.client import AccessplanitClients
@@ -24,7 +24,7 @@ def settings(**overrides: Any) -> AccessplanitSettings:
 
 
 @pytest.fixture
-def tenant(ap_server: SimServer, sim: httpx.Client) -> InstanceConfig:
+def tenant(ap_server: SimServer, sim: httpx.AsyncClient) -> InstanceConfig:
     return instance(ap_server.base_url)
 
 
@@ -35,21 +35,12 @@ async def target(redis: Redis) -> AsyncIterator[AccessplanitTarget]:
     await target.close()
 
 
-def requests(sim: httpx.Client, method: str, route: str, status: int | None = None) -> int:
-    rows = sim.get("/_sim/stats").json()["requests"]
-    return sum(
-        r["count"]
-        for r in rows
-        if r["method"] == method and r["route"] == route and (status is None or r["status"] == status)
-    )
-
-
 async def test_a_new_contact_becomes_one_user_in_the_default_account(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
     outcome = await target.write(command(ADA), tenant)
     assert outcome.ok, outcome.summary
-    [created] = users(admin, "ada@example.com")
+    [created] = await users(admin, "ada@example.com")
     assert (created["Forenames"], created["Surname"], created["MainCompanyID"]) == ("Ada", "Lovelace", "1")
     assert created["CreatedByID"] == "900001"
     assert outcome.summary == f"Created accessplanit user {created['ID']} (ada@example.com) in account 1"
@@ -57,53 +48,53 @@ async def test_a_new_contact_becomes_one_user_in_the_default_account(
 
 
 async def test_an_existing_user_is_found_by_email_in_any_case_and_only_changed_fields_are_sent(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client, sim: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
 ) -> None:
-    existing = admin.post("/User", json=new_user(Email="Ada@Example.com", Telephone="0123")).json()
+    existing = await create_user(admin, Email="Ada@Example.com", Telephone="0123")
     outcome = await target.write(command({**ADA, "Surname": "King", "Telephone": "0123"}), tenant)
     assert outcome.ok, outcome.summary
     assert outcome.summary == f"Updated accessplanit user {existing['ID']} (ada@example.com): Surname"
-    [after] = users(admin, "ada@example.com")
+    [after] = await users(admin, "ada@example.com")
     assert (after["ID"], after["Surname"], after["MainCompanyID"]) == (existing["ID"], "King", "2")
     assert after["Email"] == "Ada@Example.com"  # the same address in another case is not rewritten
-    audit = admin.get("/SystemEventLog", params={"$filter": f"ObjectID eq '{existing['ID']}'"}).json()["results"]
-    assert [c["Field"] for c in audit[-1]["Changes"]] == ["Surname"]
-    assert requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create
+    audit = (await admin.get("/SystemEventLog", params={"$filter": f"ObjectID eq '{existing['ID']}'"})).json()
+    assert [c["Field"] for c in audit["results"][-1]["Changes"]] == ["Surname"]
+    assert await requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create
 
 
 async def test_nothing_is_written_when_nothing_changed(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client, sim: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
 ) -> None:
-    existing = admin.post("/User", json=new_user()).json()
+    existing = await create_user(admin)
     outcome = await target.write(command(ADA), tenant)
     assert outcome.ok
     assert outcome.summary == f"accessplanit user {existing['ID']} (ada@example.com) is already up to date"
-    assert requests(sim, "PUT", "/api/v2/User/{user_id}") == 0
+    assert await requests(sim, "PUT", "/api/v2/User/{user_id}") == 0
 
 
 async def test_several_users_with_the_address_the_most_recently_updated_is_written_and_the_trace_says_so(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
-    first = admin.post("/User", json=new_user()).json()
-    second = admin.post("/User", json=new_user(Forenames="Augusta")).json()
-    admin.put(f"/User/{first['ID']}", json={"JobTitle": "Analyst"}).raise_for_status()
+    first = await create_user(admin)
+    second = await create_user(admin, Forenames="Augusta")
+    (await admin.put(f"/User/{first['ID']}", json={"JobTitle": "Analyst"})).raise_for_status()
     outcome = await target.write(command({**ADA, "Surname": "King"}), tenant)
     assert outcome.ok
     assert f"Updated accessplanit user {first['ID']}" in outcome.summary
     assert f"2 active users have this address ({first['ID']}, {second['ID']})" in outcome.summary
-    by_id = {u["ID"]: u for u in users(admin, "ada@example.com")}
+    by_id = {u["ID"]: u for u in await users(admin, "ada@example.com")}
     assert (by_id[first["ID"]]["Surname"], by_id[second["ID"]]["Surname"]) == ("King", "Lovelace")
 
 
 async def test_a_contact_without_a_surname_is_not_created_and_the_reason_names_the_field(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
     outcome = await target.write(command({"Email": "nameless@example.com", "Forenames": "Ada"}), tenant)
     assert not outcome.ok
     assert outcome.error is not None and outcome.error.permanent
     assert outcome.error.field == "Surname"
     assert "Surname is mandatory in accessplanit" in outcome.error.message
-    assert users(admin, "nameless@example.com") == []
+    assert await users(admin, "nameless@example.com") == []
 
 
 async def test_a_validation_error_is_permanent_with_accessplanits_field_and_message(
@@ -119,9 +110,9 @@ async def test_a_validation_error_is_permanent_with_accessplanits_field_and_mess
 
 
 async def test_custom_fields_refused_by_the_platform_fail_permanently_naming_the_field(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
-    admin.post("/User", json=new_user()).raise_for_status()
+    await create_user(admin)
     outcome = await target.write(command({**ADA, "CustomFields": {"Region": "North"}}), tenant)
     assert outcome.error is not None and outcome.error.permanent
     assert outcome.error.field == "CustomFields/Region"
@@ -130,9 +121,9 @@ async def test_custom_fields_refused_by_the_platform_fail_permanently_naming_the
 
 @pytest.mark.parametrize("status", [503, 500, 502])
 async def test_server_errors_are_transient(
-    target: AccessplanitTarget, tenant: InstanceConfig, sim: httpx.Client, status: int
+    target: AccessplanitTarget, tenant: InstanceConfig, sim: httpx.AsyncClient, status: int
 ) -> None:
-    sim.post("/_sim/controls", json={"faults": [{"status": status, "count": 1}]}).raise_for_status()
+    await control(sim, **{"faults": [{"status": status, "count": 1}]})
     outcome = await target.write(command(ADA), tenant)
     assert not outcome.ok
     assert outcome.error is not None and not outcome.error.permanent
@@ -141,9 +132,9 @@ async def test_server_errors_are_transient(
 
 
 async def test_a_429_is_transient_and_holds_back_every_request_on_that_key(
-    target: AccessplanitTarget, redis: Redis, tenant: InstanceConfig, sim: httpx.Client
+    target: AccessplanitTarget, redis: Redis, tenant: InstanceConfig, sim: httpx.AsyncClient
 ) -> None:
-    sim.post("/_sim/controls", json={"faults": [{"status": 429, "count": 1}]}).raise_for_status()
+    await control(sim, **{"faults": [{"status": 429, "count": 1}]})
     outcome = await target.write(command(ADA), tenant)
     assert outcome.error is not None
     assert (outcome.error.error_class, outcome.error.permanent) == ("RateLimited", False)
@@ -153,17 +144,17 @@ async def test_a_429_is_transient_and_holds_back_every_request_on_that_key(
     await other_replica.close()
     assert held.error is not None
     assert (held.error.error_class, held.error.permanent) == ("RateBudgetExhausted", False)
-    assert requests(sim, "GET", "/api/v2/User") == 1  # only the lookup that got the 429
+    assert await requests(sim, "GET", "/api/v2/User") == 1  # only the lookup that got the 429
 
 
 async def test_a_hung_request_times_out_as_transient(
-    target: AccessplanitTarget, tenant: InstanceConfig, sim: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, sim: httpx.AsyncClient
 ) -> None:
-    sim.post("/_sim/controls", json={"faults": [{"kind": "timeout"}]}).raise_for_status()
+    await control(sim, **{"faults": [{"kind": "timeout"}]})
     try:
         outcome = await target.write(command(ADA), tenant)
     finally:
-        sim.post("/_sim/controls", json={"faults": []}).raise_for_status()
+        await control(sim, **{"faults": []})
     assert outcome.error is not None
     assert (outcome.error.error_class, outcome.error.permanent) == ("Timeout", False)
 
@@ -187,20 +178,20 @@ async def test_a_missing_key_is_permanent(
 
 
 async def test_a_deleted_user_with_the_address_is_left_for_a_person(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
-    deleted = admin.post("/User", json=new_user()).json()
-    admin.delete(f"/User/{deleted['ID']}").raise_for_status()
+    deleted = await create_user(admin)
+    (await admin.delete(f"/User/{deleted['ID']}")).raise_for_status()
     outcome = await target.write(command(ADA), tenant)
     assert outcome.error is not None and outcome.error.permanent
     assert outcome.error.error_class == "UserDeleted"
-    assert [u["ID"] for u in users(admin, "ada@example.com")] == [deleted["ID"]]
+    assert [u["ID"] for u in await users(admin, "ada@example.com")] == [deleted["ID"]]
 
 
 async def test_an_email_change_moves_the_address_of_the_user_found_by_the_old_one(
-    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.Client
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
-    existing = admin.post("/User", json=new_user()).json()
+    existing = await create_user(admin)
     change = command(
         {"Email": "ada.king@example.com"},
         operation=Operation.CHANGE_EMAIL,
@@ -212,18 +203,18 @@ async def test_an_email_change_moves_the_address_of_the_user_found_by_the_old_on
     assert outcome.summary == (
         f"Updated accessplanit user {existing['ID']} (ada.king@example.com): Email (was ada@example.com)"
     )
-    assert users(admin, "ada@example.com") == []
-    [moved] = users(admin, "ada.king@example.com")
+    assert await users(admin, "ada@example.com") == []
+    [moved] = await users(admin, "ada.king@example.com")
     assert moved["ID"] == existing["ID"]
 
     again = await target.write(change, tenant)  # redelivered after a crash: already applied
     assert again.ok
     assert "is already up to date" in again.summary
-    assert len(users(admin)) == 1
+    assert len(await users(admin)) == 1
 
 
 async def test_a_retried_create_after_a_crash_between_create_and_ack_does_not_duplicate(
-    redis: Redis, tenant: InstanceConfig, admin: httpx.Client
+    redis: Redis, tenant: InstanceConfig, admin: httpx.AsyncClient
 ) -> None:
     class AnswerLost(httpx.AsyncBaseTransport):
         """accessplanit creates the user, then the connection drops before Tandem reads the answer."""
@@ -243,18 +234,18 @@ async def test_a_retried_create_after_a_crash_between_create_and_ack_does_not_du
     first = await crashing.write(command(ADA), tenant)
     await crashing.close()
     assert first.error is not None and not first.error.permanent  # retried by the delivery layer
-    assert len(users(admin, "ada@example.com")) == 1
+    assert len(await users(admin, "ada@example.com")) == 1
 
     restarted = AccessplanitTarget(AccessplanitClients(redis, settings()))
     retry = await restarted.write(command(ADA), tenant)
     await restarted.close()
     assert retry.ok
     assert "already up to date" in retry.summary
-    assert len(users(admin, "ada@example.com")) == 1
+    assert len(await users(admin, "ada@example.com")) == 1
 
 
 async def test_an_exhausted_budget_hands_the_write_back_as_transient_without_calling_accessplanit(
-    redis: Redis, tenant: InstanceConfig, sim: httpx.Client, admin: httpx.Client
+    redis: Redis, tenant: InstanceConfig, sim: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
     tight = AccessplanitTarget(
         AccessplanitClients(redis, settings(requests_per_window=1, window_s=60, budget_max_wait_s=0.2))
@@ -263,19 +254,19 @@ async def test_an_exhausted_budget_hands_the_write_back_as_transient_without_cal
     await tight.close()
     assert outcome.error is not None
     assert (outcome.error.error_class, outcome.error.permanent) == ("RateBudgetExhausted", False)
-    assert requests(sim, "POST", "/api/v2/User") == 0
-    assert users(admin) == []
+    assert await requests(sim, "POST", "/api/v2/User") == 0
+    assert await users(admin) == []
 
 
 async def test_within_the_budget_writes_wait_instead_of_hitting_accessplanits_rate_limit(
-    redis: Redis, tenant: InstanceConfig, sim: httpx.Client, admin: httpx.Client
+    redis: Redis, tenant: InstanceConfig, sim: httpx.AsyncClient, admin: httpx.AsyncClient
 ) -> None:
-    sim.post("/_sim/controls", json={"rate_limit_per_window": 4, "rate_limit_window_seconds": 1}).raise_for_status()
+    await control(sim, **{"rate_limit_per_window": 4, "rate_limit_window_seconds": 1})
     budgeted = AccessplanitTarget(
         AccessplanitClients(redis, settings(requests_per_window=3, window_s=1, budget_max_wait_s=3))
     )
     outcomes = [await budgeted.write(command({**ADA, "Email": f"p{n}@example.com"}), tenant) for n in range(4)]
     await budgeted.close()
     assert all(o.ok for o in outcomes), [o.summary for o in outcomes]
-    assert len(users(admin)) == 4
-    assert requests(sim, "GET", "/api/v2/User", 429) + requests(sim, "POST", "/api/v2/User", 429) == 0
+    assert len(await users(admin)) == 4
+    assert await requests(sim, "GET", "/api/v2/User", 429) + await requests(sim, "POST", "/api/v2/User", 429) == 0
