@@ -7,8 +7,7 @@ from tandem_ingest.poller import Cursor, Position, page_filter, record_position,
 
 def test_pages_follow_date_then_id_so_equal_timestamps_are_never_skipped() -> None:
     assert page_filter(Position("2026-11-26T07:00:00.123Z", "100004")) == (
-        "DateUpdated gt '2026-11-26T07:00:00.123Z' or "
-        "(DateUpdated eq '2026-11-26T07:00:00.123Z' and ID gt '100004')"
+        "DateUpdated gt '2026-11-26T07:00:00.123Z' or (DateUpdated eq '2026-11-26T07:00:00.123Z' and ID gt '100004')"
     )
 
 
