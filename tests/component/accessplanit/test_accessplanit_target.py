@@ -270,3 +270,18 @@ async def test_within_the_budget_writes_wait_instead_of_hitting_accessplanits_ra
     assert all(o.ok for o in outcomes), [o.summary for o in outcomes]
     assert len(await users(admin)) == 4
     assert await requests(sim, "GET", "/api/v2/User", 429) + await requests(sim, "POST", "/api/v2/User", 429) == 0
+
+
+async def test_an_email_change_for_a_contact_accessplanit_never_had_creates_it_with_the_new_address(
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
+) -> None:
+    change = command(
+        {"Email": "new@example.com", "Forenames": "Ada", "Surname": "Lovelace"},
+        operation=Operation.CHANGE_EMAIL,
+        email="new@example.com",
+        old_email="old@example.com",
+    )
+    outcome = await target.write(change, tenant)
+    assert outcome.ok, outcome.summary
+    assert outcome.summary.endswith("; no user had the old address old@example.com, nor the new one")
+    assert [u["Email"] for u in await users(admin)] == ["new@example.com"]

@@ -99,7 +99,7 @@ class Cursor:
         )
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Cursor:
+    def from_json(cls, raw: bytes | str) -> Cursor:
         data = orjson.loads(raw)
         return cls(
             Position(data["date_updated"], data["user_id"]),

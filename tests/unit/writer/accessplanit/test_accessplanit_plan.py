@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tandem_shared.contracts import ErrorInfo
 from tandem_writer.targets.accessplanit_plan import changed_fields, choose_user, create_body, desired_fields
 
 
@@ -67,18 +68,17 @@ def test_nothing_to_change_is_an_empty_update() -> None:
 
 
 def test_a_new_user_joins_the_default_account_with_its_mandatory_names() -> None:
-    body, error = create_body(
+    body = create_body(
         {"Forenames": "Ada", "Surname": "Lovelace", "Telephone": None, "CustomFields": {"VIP": None}},
         email="ada@example.com",
         default_account_id="1",
     )
-    assert error is None
     assert body == {"Forenames": "Ada", "Surname": "Lovelace", "Email": "ada@example.com", "MainCompanyID": "1"}
 
 
 def test_a_missing_surname_is_a_permanent_failure_naming_the_field() -> None:
-    body, error = create_body({"Forenames": "Ada", "Surname": "  "}, email="ada@example.com", default_account_id="1")
-    assert body is None and error is not None
+    error = create_body({"Forenames": "Ada", "Surname": "  "}, email="ada@example.com", default_account_id="1")
+    assert isinstance(error, ErrorInfo)
     assert error.permanent
     assert error.field == "Surname"
     assert error.message == (
@@ -88,14 +88,14 @@ def test_a_missing_surname_is_a_permanent_failure_naming_the_field() -> None:
 
 
 def test_both_names_missing_are_both_named() -> None:
-    _, error = create_body({}, email="x@example.com", default_account_id="1")
-    assert error is not None
+    error = create_body({}, email="x@example.com", default_account_id="1")
+    assert isinstance(error, ErrorInfo)
     assert error.field == "Forenames"
     assert "Forenames and Surname are mandatory" in error.message
 
 
 def test_without_a_default_account_nothing_is_created() -> None:
-    _, error = create_body({"Forenames": "A", "Surname": "B"}, email="x@example.com", default_account_id=None)
-    assert error is not None and error.permanent
+    error = create_body({"Forenames": "A", "Surname": "B"}, email="x@example.com", default_account_id=None)
+    assert isinstance(error, ErrorInfo) and error.permanent
     assert error.field == "MainCompanyID"
     assert "default account" in error.message

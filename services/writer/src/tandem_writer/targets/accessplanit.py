@@ -105,11 +105,9 @@ class AccessplanitTarget:
             # Either this change was applied already (a retry after a crash) or the contact never reached
             # accessplanit: in both cases the user to write is the one with the new address, if any.
             match = await self._find(client, command, new)
-            note = (
-                f"; no user had the old address {old}, so the user with the new address was written"
-                if match.user is not None
-                else f"; no user had the old address {old} or the new one"
-            )
+            if old:
+                found = "so the user with the new address was written" if match.user else "nor the new one"
+                note = f"; no user had the old address {old}, {found}"
         return await self._apply(client, command, instance, match, new, note=note)
 
     async def _apply(
@@ -142,10 +140,9 @@ class AccessplanitTarget:
                         field="Status",
                     ),
                 )
-            body, error = create_body(fields, email=email, default_account_id=instance.accessplanit.default_account_id)
-            if error is not None or body is None:
-                assert error is not None
-                return _failure(f"Not written to accessplanit: {error.message}", error)
+            body = create_body(fields, email=email, default_account_id=instance.accessplanit.default_account_id)
+            if isinstance(body, ErrorInfo):
+                return _failure(f"Not written to accessplanit: {body.message}", body)
             created = await client.create_user(body)
             return WriteOutcome(
                 True,

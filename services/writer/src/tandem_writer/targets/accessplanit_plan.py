@@ -113,14 +113,12 @@ def changed_fields(current: dict[str, Any], desired: dict[str, Any]) -> dict[str
     return changes
 
 
-def create_body(
-    desired: dict[str, Any], *, email: str, default_account_id: str | None
-) -> tuple[dict[str, Any] | None, ErrorInfo | None]:
+def create_body(desired: dict[str, Any], *, email: str, default_account_id: str | None) -> dict[str, Any] | ErrorInfo:
     """The new user's body, or why accessplanit would refuse it (permanent: retrying cannot add a missing name)."""
     missing = [name for name in MANDATORY_ON_CREATE if not str(desired.get(name) or "").strip()]
     if missing:
         names = " and ".join(missing)
-        return None, ErrorInfo(
+        return ErrorInfo(
             error_class="MissingMandatoryField",
             message=(
                 f"Cannot create an accessplanit user for {email}: {names} "
@@ -131,7 +129,7 @@ def create_body(
             field=missing[0],
         )
     if not default_account_id:
-        return None, ErrorInfo(
+        return ErrorInfo(
             error_class="NoDefaultAccount",
             message=(
                 f"Cannot create an accessplanit user for {email}: the instance has no default account "
@@ -146,4 +144,4 @@ def create_body(
         body["CustomFields"] = custom
     body["Email"] = email
     body["MainCompanyID"] = default_account_id
-    return body, None
+    return body
