@@ -14,6 +14,7 @@ from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.tracing import StepRecorder, publish_trace
 from tandem_writer.settings import WriterSettings
+from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
@@ -66,7 +67,10 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     settings = settings or WriterSettings()
     configure_logging("writer", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
-    targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget.from_settings(settings)}
+    targets: dict[System, Target] = {
+        System.MAILCHIMP: MailchimpTarget.from_settings(settings),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings),
+    }
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     register(broker, settings, registry, targets)
 
