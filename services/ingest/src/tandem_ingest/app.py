@@ -21,6 +21,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.tracing import new_id
 
@@ -66,6 +67,8 @@ def create_app(settings: IngestSettings | None = None, registry: InstanceRegistr
     app = FastAPI(title="Tandem ingest", lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.add_middleware(IngestMetricsMiddleware)
+    app.router.add_route("/metrics", MetricsEndpoint(), include_in_schema=False)
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
