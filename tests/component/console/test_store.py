@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,10 +20,18 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "tandem.trace"
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[TraceStore]:
-    s = TraceStore(f"sqlite:///{tmp_path / 'console.db'}")
+# Postgres runs when a database is given (an empty one: the tests reset it), e.g.
+# TANDEM_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:15432/console_test
+POSTGRES_URL = os.environ.get("TANDEM_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    if request.param == "postgres" and not POSTGRES_URL:
+        pytest.skip("set TANDEM_TEST_POSTGRES_URL to run the store tests on Postgres")
+    s = TraceStore(f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite" else str(POSTGRES_URL))
     s.create()
+    s.reset()
     yield s
     s.close()
 

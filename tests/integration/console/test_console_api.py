@@ -6,6 +6,7 @@ actions are checked on the topics they write to (`tandem.instances`, `tandem.cha
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -155,9 +156,9 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     ids, records = dataset(instance, other, now)
     await publish(kafka_bootstrap, records)
 
-    settings = ConsoleSettings(
-        kafka_bootstrap_servers=kafka_bootstrap, database_url=f"sqlite:///{tmp / 'console.db'}", replay_limit=5
-    )
+    # The same tests run on Postgres when TANDEM_TEST_POSTGRES_URL names a database.
+    database_url = os.environ.get("TANDEM_TEST_POSTGRES_URL") or f"sqlite:///{tmp / 'console.db'}"
+    settings = ConsoleSettings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url, replay_limit=5)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -331,7 +332,7 @@ async def test_pause_and_resume_publish_a_new_config_version(world: World) -> No
 
 
 async def raw_change(kafka: str, execution_id: str) -> tuple[bytes | None, ChangeEvent] | None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = await partitions_of(kafka, CHANGES)
@@ -456,3 +457,71 @@ async def test_health_and_metrics(world: World) -> None:
     assert 'tandem_end_to_end_latency_seconds_count{flow="accessplanit_to_mailchimp"}' in metrics
     lag = next(line for line in metrics.splitlines() if line.startswith('tandem_consumer_lag{service="console"'))
     assert float(lag.split()[-1]) >= 0
+
+
+# --- the pages, over the same store ------------------------------------------------------------------------------
+
+
+async def test_executions_page_filters_and_shows_dots(world: World) -> None:
+    page = await world.client.get("/executions", params={"instance": world.instance, "status": "failed"})
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    for name in ("fail", "old"):
+        assert f'data-execution-id="{world.ids[name]}"' in page.text
+    assert f'data-execution-id="{world.ids["ok"]}"' not in page.text
+    assert 'data-status="failed"' in page.text and 'data-status="succeeded"' not in page.text
+
+    bad = await world.client.get("/executions", params={"status": "green"})
+    assert bad.status_code == 422
+    assert "status" in bad.text and "text/html" in bad.headers["content-type"]
+
+
+async def test_execution_page_logs_show_only_errors(world: World) -> None:
+    all_lines = await world.client.get(f"/executions/{world.ids['fail']}", params={"tab": "logs"})
+    assert "User has no email address" in all_lines.text
+    assert "ingest succeeded" in all_lines.text  # the ingest step's info line
+    assert 'class="level-info"' in all_lines.text
+    errors = await world.client.get(f"/executions/{world.ids['fail']}", params={"tab": "logs", "errors": "1"})
+    assert "User has no email address" in errors.text
+    assert "ingest succeeded" not in errors.text
+    assert 'class="level-info"' not in errors.text
+    outputs = await world.client.get(f"/executions/{world.ids['fail']}")
+    assert "Step Outputs" in outputs.text and "data out" in outputs.text
+    assert (await world.client.get("/executions/nope")).status_code == 404
+
+
+async def test_summary_page_pauses_and_enables_with_forms(world: World) -> None:
+    summary_url = f"/instances/{world.other_instance}"
+    before = (await world.client.get(f"/api{summary_url}")).json()["version"]
+    foreign = await world.client.post(f"{summary_url}/pause", headers={"origin": "http://elsewhere.example"})
+    assert foreign.status_code == 403
+    assert (await world.client.get(f"/api{summary_url}")).json()["version"] == before
+
+    paused = await world.client.post(f"{summary_url}/pause", headers={"origin": "http://console.test"})
+    assert paused.status_code == 303 and paused.headers["location"] == summary_url
+    page = await world.client.get(summary_url)
+    assert "Paused" in page.text and "Enable the instance" in page.text
+
+    resumed = await world.client.post(
+        f"{summary_url}/resume", data={"discard_buffered": "1"}, headers={"origin": "http://console.test"}
+    )
+    assert resumed.status_code == 303
+    assert "Pause the instance" in (await world.client.get(summary_url)).text
+    on_topic = (await read_instances(world.kafka))[world.other_instance]
+    assert (on_topic.paused, on_topic.version, on_topic.discard_held_on_resume) == (False, before + 2, True)
+
+
+async def test_contact_and_instances_pages(world: World) -> None:
+    contact = await world.client.get("/contacts", params={"accessplanit_user_id": "2002"})
+    assert contact.status_code == 200 and world.ids["fail"] in contact.text
+    instances = await world.client.get("/instances")
+    assert world.instance in instances.text
+    assert (await world.client.get("/instances/nope")).status_code == 404
+
+
+async def test_replay_these_from_the_list(world: World) -> None:
+    response = await world.client.post("/executions/replay", params={"instance": world.instance, "status": "held"})
+    assert response.status_code == 303
+    assert "replayed=0" in response.headers["location"] and "skipped=1" in response.headers["location"]
+    page = await world.client.get(response.headers["location"])
+    assert "0 executions replayed; 1 skipped" in page.text

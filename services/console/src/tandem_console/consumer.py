@@ -48,7 +48,11 @@ class TraceConsumer:
         self.lag: int | None = None
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        # "earliest", not the default "latest": should the fetcher resolve a position before seek_to_beginning
+        # lands (a race in aiokafka), a partition must still be read from its start, never skipped.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         self._consumer = consumer
         self._partitions = await partitions_of(self._bootstrap, self._topic)
