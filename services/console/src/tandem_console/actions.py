@@ -47,9 +47,12 @@ class PauseResult:
 
 
 class InstanceActions:
-    def __init__(self, registry: InstanceRegistry, put: PutInstance, *, settle_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, registry: InstanceRegistry, put: PutInstance, *, publish_timeout_s: float, settle_timeout_s: float = 5.0
+    ) -> None:
         self._registry = registry
         self._put = put
+        self._publish_timeout_s = publish_timeout_s
         self._settle_timeout_s = settle_timeout_s
 
     async def set_paused(self, instance_id: str, paused: bool, *, discard_held: bool = False) -> PauseResult:
@@ -62,12 +65,18 @@ class InstanceActions:
         if not paused:
             update["discard_held_on_resume"] = discard_held
         new = InstanceConfig.model_validate({**current.model_dump(), **update})
-        await self._put(new)
+        try:
+            await asyncio.wait_for(self._put(new), timeout=self._publish_timeout_s)
+        except Exception as exc:  # Kafka did not take the new configuration: nothing changed
+            raise ActionError(503, f"the instance configuration could not be published: {exc}") from exc
         await self._settled(instance_id, new.version)
         return PauseResult(self._registry.get(instance_id) or new, changed=True)
 
     async def _settled(self, instance_id: str, version: int) -> None:
-        """Wait until our own view of the topic has the new version, so the page shows what is in force."""
+        """Wait until our own view of the topic has the new version, so the page shows what is in force.
+
+        Bounded: the configuration is on the topic already; a slow view only delays what the page shows.
+        """
         deadline = asyncio.get_running_loop().time() + self._settle_timeout_s
         while asyncio.get_running_loop().time() < deadline:
             current = self._registry.get(instance_id)

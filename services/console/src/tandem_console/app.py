@@ -55,7 +55,8 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     async def put(config: InstanceConfig) -> None:
         await put_instance(settings.kafka_bootstrap_servers, config)
 
-    console = Console(settings, store, registry, InstanceActions(registry, put), Replayer(broker, store))
+    instance_actions = InstanceActions(registry, put, publish_timeout_s=settings.publish_timeout_s)
+    console = Console(settings, store, registry, instance_actions, Replayer(broker, store))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -108,15 +108,7 @@ class Console:
         return await self._summary(config)
 
     async def set_paused(self, instance_id: str, paused: bool, *, discard_held: bool = False) -> PauseOut:
-        try:
-            result = await asyncio.wait_for(
-                self._instance_actions.set_paused(instance_id, paused, discard_held=discard_held),
-                timeout=self.settings.publish_timeout_s,
-            )
-        except ActionError:
-            raise
-        except Exception as exc:  # Kafka did not take the new configuration: nothing changed
-            raise ActionError(503, f"the instance configuration could not be published: {exc}") from exc
+        result = await self._instance_actions.set_paused(instance_id, paused, discard_held=discard_held)
         return PauseOut(changed=result.changed, instance=await self._summary(result.instance))
 
     async def replay(self, execution_id: str) -> ReplayOut:
