@@ -11,6 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tandem_console import api, ui
 from tandem_console.actions import ActionError, InstanceActions, Replayer
@@ -111,7 +112,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         ok = await broker.ping(timeout=3.0)
         return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
 
-    app.router.add_route("/metrics", MetricsEndpoint(), include_in_schema=False)
+    app.router.routes.append(Route("/metrics", MetricsEndpoint()))
     app.include_router(api.router)
     app.include_router(ui.router)
     return app

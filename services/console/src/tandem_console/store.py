@@ -36,7 +36,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Engine, RowMapping, make_url
 
 from tandem_console.domain import ExecutionStatus, ExecutionSummary, summarize
 from tandem_console.filters import ExecutionFilter
@@ -151,7 +151,7 @@ def database_url(url: str) -> URL:
     return parsed
 
 
-def _row_to_summary(row: Mapping[str, Any]) -> ExecutionSummary:
+def _row_to_summary(row: RowMapping | Mapping[str, Any]) -> ExecutionSummary:
     return ExecutionSummary(
         execution_id=row["execution_id"],
         original_execution_id=row["original_execution_id"],

@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.normalize import accessplanit
@@ -68,7 +69,7 @@ def create_app(settings: IngestSettings | None = None, registry: InstanceRegistr
     app.state.settings = settings
     app.state.registry = registry
     app.add_middleware(IngestMetricsMiddleware)
-    app.router.add_route("/metrics", MetricsEndpoint(), include_in_schema=False)
+    app.router.routes.append(Route("/metrics", MetricsEndpoint()))
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:
