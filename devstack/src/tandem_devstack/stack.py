@@ -95,7 +95,6 @@ def stack_env(
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "REDIS_URL": redis,
             "TANDEM_INGEST_PORT": str(ports.ingest),
-            "TANDEM_CONSOLE_PORT": str(ports.console),
             "TANDEM_CONSOLE_DATABASE_URL": f"sqlite:///{data_dir / 'console' / 'console.db'}",
             "MAILCHIMP_SIM_PORT": str(ports.mailchimp_sim),
             "MAILCHIMP_SIM_DATA_DIR": str(data_dir / "sim" / "mailchimp"),

@@ -15,7 +15,9 @@ from tandem_console.settings import ConsoleSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem-console")
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the console (the default)")
+    serve = sub.add_parser("serve", help="run the console (the default)")
+    # Loopback unless asked: the console has no login, so it is exposed only on purpose.
+    serve.add_argument("--host", default="127.0.0.1")
     sub.add_parser("rebuild", help="empty the store and read tandem.trace again from its beginning, then exit")
     args = parser.parse_args(argv)
     settings = ConsoleSettings()
@@ -23,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         stored = asyncio.run(rebuild(settings))
         sys.stdout.write(f"rebuilt: {stored} trace records stored in {settings.database_url}\n")
         return 0
-    uvicorn.run("tandem_console.app:create_app", factory=True, host=settings.host, port=settings.port)
+    host = getattr(args, "host", "127.0.0.1")
+    uvicorn.run("tandem_console.app:create_app", factory=True, host=host, port=settings.port)
     return 0
 
 

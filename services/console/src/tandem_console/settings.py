@@ -9,7 +9,6 @@ from tandem_shared.settings import CommonSettings
 class ConsoleSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_CONSOLE_", extra="ignore", env_ignore_empty=True)
 
-    host: str = "127.0.0.1"
     port: int = 8080
     database_url: str = Field(
         default="sqlite:///.tandem/console/console.db",
