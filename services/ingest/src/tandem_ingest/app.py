@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from starlette.routing import Route
 
 from tandem_ingest.accessplanit_changes import ApiUserReader, UserReader, delivery_event, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable, EventClaims, RedisEventClaims
@@ -33,6 +34,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.tracing import new_id, publish_trace
 
@@ -127,6 +129,8 @@ def create_app(
     app = FastAPI(title="Tandem ingest", lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    app.add_middleware(IngestMetricsMiddleware)
+    app.router.routes.append(Route("/metrics", MetricsEndpoint()))
 
     @app.get("/health/live")
     async def live() -> dict[str, str]:

@@ -12,6 +12,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
+from tandem_shared.metrics import WRITER_OUTCOMES, MetricsEndpoint
 from tandem_shared.tracing import StepRecorder, publish_trace
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.accessplanit import AccessplanitTarget
@@ -55,6 +56,7 @@ def register(
             error=outcome.error,
             changes_detected=True,
         )
+        WRITER_OUTCOMES.labels(target=command.target.value, status=record.status.value).inc()
         await publish_trace(broker, record)
 
 
@@ -80,7 +82,11 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
+        asgi_routes=[
+            ("/health/live", live),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", MetricsEndpoint()),
+        ],
         on_startup=[registry.start],
         on_shutdown=[close_targets, registry.stop],
     )

@@ -92,6 +92,10 @@ class InstanceConfig(Contract):
     mappings: list[FieldMapping]
     email_change_policy: EmailChangePolicy = EmailChangePolicy.CHANGE_EMAIL
     paused: bool = False
+    discard_held_on_resume: bool = Field(
+        default=False,
+        description="Written with paused=false: true drops the changes held while paused instead of releasing them.",
+    )
 
     def mappings_for(self, flow: Flow) -> list[FieldMapping]:
         return [m for m in self.mappings if m.direction.allows(flow)]
