@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
+
+import structlog
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -19,7 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_logs() -> None:
+    """Library log lines go to stderr, warnings and worse only: stdout is the command's output and may be piped."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_library_logs()
     parser = build_parser()
     if not REGISTRARS:
         parser.print_help(sys.stderr)
@@ -27,3 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+# Sub-command groups register themselves on import.
+from tandem_cli import webhooks  # noqa: E402, F401

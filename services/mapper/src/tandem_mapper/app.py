@@ -14,6 +14,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
+from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
 
 
@@ -38,6 +39,7 @@ def register(broker: KafkaBroker, settings: MapperSettings, registry: InstanceRe
             await publish_trace(broker, step.finish(TraceStatus.SKIPPED, f"Unknown instance {event.instance_id}"))
             return
         decision = decide(event, instance, command_id=new_id(), now=utcnow())
+        MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
         for line in decision.logs:
             step.log("info", line)
         command = decision.command
@@ -76,7 +78,11 @@ def create_app(settings: MapperSettings | None = None, registry: InstanceRegistr
     register(broker, settings, registry)
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
+        asgi_routes=[
+            ("/health/live", live),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", MetricsEndpoint()),
+        ],
         on_startup=[registry.start],
         on_shutdown=[registry.stop],
     )

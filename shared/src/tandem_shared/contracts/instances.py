@@ -56,7 +56,18 @@ class MailchimpConnection(Contract):
     # Real Mailchimp: https://<dc>.api.mailchimp.com/3.0 with dc from the key; set this for the simulator.
     api_base_url: str | None = None
     status_if_new: Literal["subscribed", "pending"] = "subscribed"
+    # The path secret in the webhook URL Mailchimp calls (/webhooks/mailchimp/{instance}/{secret}).
     webhook_secret: SecretRef | None = None
+    # Mailchimp's per-webhook signing secret, shown once when the webhook is created (`tandem webhooks register`).
+    # Set → every delivery's X-Mailchimp-Signature is verified; unset → only the path secret protects the URL.
+    webhook_signing_secret: SecretRef | None = None
+
+    def api_root(self, api_key: str) -> str:
+        """The API root: the configured one (simulator), else the data centre named by the key's suffix."""
+        if self.api_base_url:
+            return self.api_base_url.rstrip("/")
+        dc = api_key.rsplit("-", 1)[-1]
+        return f"https://{dc}.api.mailchimp.com/3.0"
 
 
 class AccessplanitConnection(Contract):
@@ -81,6 +92,10 @@ class InstanceConfig(Contract):
     mappings: list[FieldMapping]
     email_change_policy: EmailChangePolicy = EmailChangePolicy.CHANGE_EMAIL
     paused: bool = False
+    discard_held_on_resume: bool = Field(
+        default=False,
+        description="Written with paused=false: true drops the changes held while paused instead of releasing them.",
+    )
 
     def mappings_for(self, flow: Flow) -> list[FieldMapping]:
         return [m for m in self.mappings if m.direction.allows(flow)]
