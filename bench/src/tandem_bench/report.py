@@ -91,12 +91,17 @@ def judge(results: dict[str, Any]) -> list[Target]:
     )
     writes = _get(results, "tandem", "burst", "writes_per_contact")
     final_ok = _get(results, "tandem", "burst", "final_state_is_last_update")
+    span = _get(results, "tandem", "burst", "burst_span_ms")
+    within_a_second = span is None or span <= 1000
     targets.append(
         Target(
-            "Burst of 10 updates to one contact within a second",
+            "Burst of 10 updates to one contact within a second (Mailchimp at 150 ms)",
             f"≤ {BURST_WRITES_TARGET:.0f} Mailchimp writes, final state = last update",
-            "—" if writes is None else f"{writes:.2f} writes/contact, final state {'ok' if final_ok else 'WRONG'}",
-            None if writes is None else writes <= BURST_WRITES_TARGET and bool(final_ok),
+            "—"
+            if writes is None
+            else f"{writes:.2f} writes/contact, burst over {_fmt(span, ',.0f')} ms, final state "
+            f"{'ok' if final_ok else 'WRONG'}",
+            None if writes is None else writes <= BURST_WRITES_TARGET and bool(final_ok) and within_a_second,
         )
     )
     return targets
@@ -237,14 +242,27 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
                 )
     else:
         lines.append("(not measured)")
-    burst = r.get("tandem", {}).get("burst")
-    lines += ["", "## Burst: 10 updates to one contact within a second", ""]
-    if burst:
+    lines += ["", "## Bursts: 10 updates to one contact", ""]
+    rows = []
+    for key in ("burst", "burst_spaced"):
+        for label, system in (("Tandem", "tandem"), ("naive direct sync", "naive")):
+            b = _get(r, system, key)
+            if b:
+                rows.append(
+                    f"| {label} | {b.get('contacts')} × {b.get('updates')} | {_fmt(b.get('spacing_ms'), '.0f')} | "
+                    f"{_fmt(b.get('simulator_latency_ms'), 'd')} | {_fmt(b.get('burst_span_ms'), ',.0f')} | "
+                    f"{b.get('mailchimp_writes')} | {_fmt(b.get('writes_per_contact'), '.2f')} | "
+                    f"{b.get('final_state_ok')} of {b.get('contacts')} |"
+                )
+    if rows:
         lines += [
-            f"{burst.get('contacts')} contacts × {burst.get('updates')} updates {burst.get('spacing_ms')} ms apart: "
-            f"{burst.get('mailchimp_writes')} Mailchimp writes = {_fmt(burst.get('writes_per_contact'), '.2f')} per "
-            f"contact (naive: {_fmt(_get(r, 'naive', 'burst', 'writes_per_contact'), '.2f')}); final state is the "
-            f"last update for {burst.get('final_state_ok')} of {burst.get('contacts')} contacts.",
+            "Each contact's updates are delivered in sequence (spacing 0: the next as soon as the previous was "
+            "answered); the target is judged on the first Tandem row.",
+            "",
+            "| System | Contacts × updates | Spacing ms | Simulator latency ms | Burst lasted ms | Mailchimp writes | "
+            "Writes/contact | Final state = last update |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+            *rows,
         ]
     else:
         lines.append("(not measured)")
