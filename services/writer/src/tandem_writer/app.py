@@ -25,7 +25,11 @@ def register(
 ) -> None:
     # Commit only after the outcome is known and traced (never FastStream's ack-first default).
     @broker.subscriber(
-        COMMANDS, group_id=settings.group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR
+        COMMANDS,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_workers=settings.workers,
     )
     async def on_command(command: SyncCommand) -> None:
         step = StepRecorder(

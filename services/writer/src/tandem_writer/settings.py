@@ -9,6 +9,9 @@ class WriterSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_WRITER_", extra="ignore", env_ignore_empty=True)
 
     group_id: str = "tandem-writer"
+    # Consumers in this process, each with its own partitions of tandem.commands (in order within a partition):
+    # a write waiting on a vendor no longer holds up the other partitions' contacts.
+    workers: int = 6
     http_timeout_s: float = 30.0
 
     # Mailchimp allows 10 simultaneous connections per account; every writer replica shares these through Redis.
