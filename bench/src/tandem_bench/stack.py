@@ -5,6 +5,8 @@ each a real process on a free loopback port, with an instance of its own so earl
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from tandem_bench.rawkafka import RAW_TOPICS
 from tandem_bench.resources import pid_listening_on
 from tandem_devstack import infra
-from tandem_devstack.processes import free_port
+from tandem_devstack.paths import tandem_home
+from tandem_devstack.processes import free_port, port_open
 from tandem_devstack.stack import Ports, ServiceSpec, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES, COMMANDS
@@ -117,7 +120,13 @@ def _port_of(address: str) -> int:
 
 @contextmanager
 def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
-    kafka, redis = infra.ensure_kafka().address, infra.ensure_redis().address
+    broker_dir = tandem_home() / "kafka" / f"broker-{infra.kafka_port()}"
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not port_open(infra.HOST, infra.kafka_port()):
+        # A broker of our own starts empty: earlier runs' records would slow every new consumer group (the test
+        # suite's included) and change what the run measures.
+        shutil.rmtree(broker_dir, ignore_errors=True)
+    kafka_service = infra.ensure_kafka()
+    kafka, redis = kafka_service.address, infra.ensure_redis().address
     asyncio.run(ensure_topics(kafka, RAW_TOPICS))
     ports = Ports(**{f.name: free_port() for f in fields(Ports)})
     naive_port = free_port()
@@ -156,5 +165,9 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
         yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
-        # Later runs' services load every instance on the topic; a finished run's instance is only clutter.
-        asyncio.run(delete_instance(kafka, instance.id))
+        if kafka_service.started_here:
+            kafka_service.stop()
+            shutil.rmtree(broker_dir, ignore_errors=True)
+        else:
+            # Someone else's broker: leave it as it was, less this run's instance.
+            asyncio.run(delete_instance(kafka, instance.id))
