@@ -137,12 +137,28 @@ def _latency_rows(results: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _resource_rows(usage: dict[str, Any] | None) -> list[str]:
+def cpu_ms_per_event(usage: dict[str, Any], events: int | None) -> dict[str, float | None]:
+    """CPU time each process spent per finished event over the phase: what caps throughput on a small machine."""
+    return {
+        name: (round(1000 * u["cpu_s"] / events, 3) if events and u.get("cpu_s") is not None else None)
+        for name, u in usage.items()
+    }
+
+
+def _resource_rows(resources: dict[str, Any] | None) -> list[str]:
+    usage = (resources or {}).get("usage")
     if not usage:
         return ["(not sampled)"]
-    rows = ["| Process | CPU % of one core | Peak RSS MB |", "|---|---:|---:|"]
+    per_event = cpu_ms_per_event(usage, resources.get("events") if resources else None)
+    rows = ["| Process | CPU % of one core | CPU ms per event | Peak RSS MB |", "|---|---:|---:|---:|"]
     for name, u in sorted(usage.items()):
-        rows.append(f"| {name} | {_fmt(u.get('cpu_percent'))} | {_fmt(u.get('rss_peak_mb'))} |")
+        rows.append(
+            f"| {name} | {_fmt(u.get('cpu_percent'))} | {_fmt(per_event.get(name), '.2f')} | "
+            f"{_fmt(u.get('rss_peak_mb'))} |"
+        )
+    tandem = [v for n in ("ingest", "mapper", "writer") if (v := per_event.get(n)) is not None]
+    if tandem:
+        rows.append(f"| **ingest + mapper + writer** | | **{sum(tandem):.2f}** | |")
     return rows
 
 
@@ -284,11 +300,11 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         f"During the Tandem throughput run (machine busy {_get(r, 'tandem', 'resources', 'machine_busy_percent')}% "
         "of all cores):",
         "",
-        *_resource_rows(_get(r, "tandem", "resources", "usage")),
+        *_resource_rows(_get(r, "tandem", "resources")),
         "",
         f"During Tandem at 200 events/s (machine busy {_get(r, 'tandem', 'resources_200', 'machine_busy_percent')}%):",
         "",
-        *_resource_rows(_get(r, "tandem", "resources_200", "usage")),
+        *_resource_rows(_get(r, "tandem", "resources_200")),
         "",
         "## Ratios",
         "",

@@ -45,6 +45,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 class Usage:
     cpu_percent: float
     rss_peak_mb: float
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -89,6 +90,7 @@ class ResourceSampler:
             name: Usage(
                 cpu_percent=round(cpu_percent(_tree_cpu(proc) - self._cpu0[name], wall), 1),
                 rss_peak_mb=round(self._peak.get(name, 0) / 2**20, 1),
+                cpu_s=round(_tree_cpu(proc) - self._cpu0[name], 3),
             )
             for name, proc in self._procs.items()
         }

@@ -211,7 +211,7 @@ class Bench:
             "answers": _answers(out),
             "mailchimp_requests_per_change": round(sim["put_total"] / len(accepted), 3) if accepted else None,
             "responses_429": sim["responses_429"],
-            "_resources": {"usage": usage_dict, "machine_busy_percent": busy},
+            "_resources": {"usage": usage_dict, "machine_busy_percent": busy, "events": len(finished)},
         }
 
     async def tandem_latency(self, rate: int) -> dict[str, Any]:
@@ -234,7 +234,7 @@ class Bench:
         )
         row["accepted"] = len(accepted)
         row["late_sends"] = out["late"]
-        row["_resources"] = {"usage": usage_dict, "machine_busy_percent": busy}
+        row["_resources"] = {"usage": usage_dict, "machine_busy_percent": busy, "events": len(finished)}
         return row
 
     async def simulator_ceiling(self) -> dict[str, Any]:
@@ -458,7 +458,8 @@ class Bench:
 def _loadgen_usage(out: dict[str, Any], *, busy_window: tuple[float, float]) -> dict[str, float]:
     """The load generator reports its own CPU time; its memory is not sampled (it is not a service)."""
     wall = busy_window[1] - busy_window[0]
-    return {"cpu_percent": round(cpu_percent(out.get("cpu_s", 0.0), wall), 1), "rss_peak_mb": 0.0}
+    cpu_s = out.get("cpu_s", 0.0)
+    return {"cpu_percent": round(cpu_percent(cpu_s, wall), 1), "rss_peak_mb": 0.0, "cpu_s": round(cpu_s, 3)}
 
 
 def _answers(out: dict[str, Any]) -> dict[str, int]:

@@ -121,3 +121,9 @@ def test_report_renders_figures_and_history() -> None:
     history = markdown.split("## History", 1)[1]
     assert history.index("2025-12-31T00:00:00Z") < history.index("2026-01-01T00:00:00Z")
     assert "| 54 |" in history and "| 2,500 |" in history
+
+
+def test_cpu_time_per_event_divides_each_process_cpu_by_the_events_finished() -> None:
+    usage = {"ingest": {"cpu_s": 2.0}, "writer": {"cpu_s": 0.5}, "loadgen": {"cpu_s": None}}
+    assert report.cpu_ms_per_event(usage, 1000) == {"ingest": 2.0, "writer": 0.5, "loadgen": None}
+    assert report.cpu_ms_per_event(usage, 0) == {"ingest": None, "writer": None, "loadgen": None}
