@@ -27,3 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+# Sub-command groups append their registrar when imported, so they are imported once REGISTRARS exists.
+from tandem_cli import replay  # noqa: E402, F401

@@ -50,6 +50,12 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart_kafka(_: argparse.Namespace) -> int:
+    kafka = infra.restart_kafka()
+    print(f"Kafka  {kafka.address}  (restarted)")
+    return 0
+
+
 def cmd_status(_: argparse.Namespace) -> int:
     for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
         pid = read_pid(pidfile)
@@ -128,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ("up", cmd_up, "start Kafka and Redis in the background"),
         ("down", cmd_down, "stop what 'up' started"),
         ("status", cmd_status, "show what is running"),
+        ("restart-kafka", cmd_restart_kafka, "stop the local broker and start it again (try failure handling)"),
         ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)

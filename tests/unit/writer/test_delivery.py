@@ -218,7 +218,8 @@ async def test_a_transient_failure_goes_to_the_first_retry_tier_with_its_headers
     h = sent.headers
     assert h[Headers.ATTEMPT] == "2"
     assert h[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=1)))
-    assert (h[Headers.ORIGINAL_TOPIC], h[Headers.ORIGINAL_PARTITION], h[Headers.ORIGINAL_OFFSET]) == (COMMANDS, "3", "41")
+    origin = (h[Headers.ORIGINAL_TOPIC], h[Headers.ORIGINAL_PARTITION], h[Headers.ORIGINAL_OFFSET])
+    assert origin == (COMMANDS, "3", "41")
     assert h[Headers.EXCEPTION_TYPE] == "TooManyRequests"
     assert h[Headers.INSTANCE_ID] == "demo" and h[Headers.EXECUTION_ID] == cmd.execution_id
     assert SyncCommand.model_validate_json(sent.value).attempt == 2

@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 
 from tandem_shared.contracts import SyncCommand
 
+DAY_S = 24 * 60 * 60
+
 _CLAIM = """
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 5) == 'done:' then
@@ -101,7 +103,12 @@ def redis_keys(command: SyncCommand) -> tuple[str, str, str]:
 
 class RedisIdempotencyStore:
     def __init__(
-        self, redis: Redis, *, inflight_ttl_s: float, idempotency_ttl_s: int, contact_marker_ttl_s: int
+        self,
+        redis: Redis,
+        *,
+        inflight_ttl_s: float = 120.0,
+        idempotency_ttl_s: int = 7 * DAY_S,
+        contact_marker_ttl_s: int = 35 * DAY_S,
     ) -> None:
         self._redis = redis
         self._inflight_ms = int(inflight_ttl_s * 1000)
@@ -113,7 +120,12 @@ class RedisIdempotencyStore:
 
     @classmethod
     def from_url(
-        cls, url: str, *, inflight_ttl_s: float, idempotency_ttl_s: int, contact_marker_ttl_s: int
+        cls,
+        url: str,
+        *,
+        inflight_ttl_s: float = 120.0,
+        idempotency_ttl_s: int = 7 * DAY_S,
+        contact_marker_ttl_s: int = 35 * DAY_S,
     ) -> RedisIdempotencyStore:
         client = Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0)
         return cls(

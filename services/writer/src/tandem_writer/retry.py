@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from tandem_shared.contracts import ErrorInfo, Headers
 from tandem_shared.contracts.topics import COMMANDS_RETRY
+from tandem_shared.redaction import redact_text
 
 # Header values are cut so a huge vendor error body never bloats every record it travels with.
 MAX_ERROR_MESSAGE = 1000
@@ -128,7 +129,7 @@ def forward_headers(
     headers[Headers.LAST_FAILED_AT] = now.isoformat()
     headers[Headers.ATTEMPT] = str(attempt)
     headers[Headers.EXCEPTION_TYPE] = error.error_class
-    headers[Headers.EXCEPTION_MESSAGE] = error.message[:MAX_ERROR_MESSAGE]
+    headers[Headers.EXCEPTION_MESSAGE] = redact_text(error.message)[:MAX_ERROR_MESSAGE]
     headers[Headers.ERROR_PERMANENT] = "true" if error.permanent else "false"
     if not_before_at is not None:
         headers[Headers.NOT_BEFORE] = str(epoch_ms(not_before_at))
