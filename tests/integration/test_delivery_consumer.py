@@ -185,3 +185,30 @@ async def _async(value: bool) -> bool:
 async def _nonempty(offsets: Awaitable[dict[TopicPartition, int]]) -> dict[TopicPartition, int] | None:
     found = await offsets
     return found or None
+
+
+async def test_a_rebalance_hands_partitions_over_without_losing_or_repeating_a_record(
+    kafka_bootstrap: str, topic: str, group_id: str, producer: AIOKafkaProducer
+) -> None:
+    produced = {p: [f"p{p}-{i}" for i in range(20)] for p in (0, 1)}
+    for partition, values in produced.items():
+        await produce(producer, topic, partition, values)
+    processed: list[tuple[int, str]] = []
+
+    async def slow(record: InboundRecord) -> None:
+        await asyncio.sleep(0.3)
+        processed.append((record.partition, (record.value or b"").decode()))
+
+    handlers = Recorder(slow), Recorder(slow)
+    first, second = (consumer(kafka_bootstrap, group_id, topic, h, session_timeout_ms=6000) for h in handlers)
+    await first.start()
+    try:
+        await eventually(lambda: _async(len(processed) >= 4), timeout=30)
+        await second.start()  # the group rebalances while the first consumer is in the middle of both partitions
+        await eventually(lambda: _async(len(processed) >= 40), timeout=60)
+    finally:
+        await second.stop()
+        await first.stop()
+    assert all(sum(len(v) for v in h.seen.values()) > 0 for h in handlers), "both consumers took part"
+    for partition, values in produced.items():
+        assert [v for p, v in processed if p == partition] == values

@@ -97,6 +97,9 @@ class PartitionedConsumer:
         self._commit_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Between revocation and the new assignment a poll may still return records of revoked partitions; they
+        # are dropped (the new owner, possibly this consumer again, reads them from the committed offset).
+        self._rebalancing = False
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
@@ -138,13 +141,16 @@ class PartitionedConsumer:
                 log.warning("poll failed; retrying", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
+            assigned = self.consumer.assignment()
             for tp, records in batches.items():
+                if self._rebalancing or tp not in assigned:
+                    continue
                 worker = self._workers.get(tp)
                 if worker is None:
                     worker = self._workers[tp] = _PartitionWorker(self, tp)
                 for record in records:
                     worker.queue.put_nowait(inbound(record))
-                if worker.queue.qsize() >= self._max_buffered and tp in self.consumer.assignment():
+                if worker.queue.qsize() >= self._max_buffered:
                     self.consumer.pause(tp)
             await self._commit(list(self._workers.values()))
 
@@ -212,7 +218,10 @@ class PartitionedConsumer:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker.task
-        await self._commit(workers)
+        try:
+            await asyncio.wait_for(self._commit(workers), timeout=self._grace_s)
+        except TimeoutError:
+            log.warning("final commit timed out; the finished records will be delivered again", count=len(workers))
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -220,7 +229,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._owner._rebalancing = True
         await self._owner._retire(list(revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._owner._rebalancing = False
         log.info("partitions assigned", count=len(assigned))
