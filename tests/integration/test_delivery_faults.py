@@ -124,7 +124,12 @@ async def test_flaky_writes_are_retried_permanent_failures_dead_lettered_and_rep
         assert h[Headers.FIRST_FAILED_AT] <= h[Headers.LAST_FAILED_AT]
         assert h[Headers.EXCEPTION_TYPE] and h[Headers.EXCEPTION_MESSAGE]
         assert int(h[Headers.ATTEMPT]) == letter.command.attempt
-    assert await left_on_retry_tiers(stack.kafka, stack.stack.env["TANDEM_WRITER_GROUP_ID"], stack.instance.id) == []
+
+    async def retry_tiers_drained() -> bool:
+        group = stack.stack.env["TANDEM_WRITER_GROUP_ID"]
+        return await left_on_retry_tiers(stack.kafka, group, stack.instance.id) == []
+
+    assert await eventually(retry_tiers_drained, timeout=30)
 
     # The cause is fixed; the operator looks first, then replays.
     await sims.clear_controls()
