@@ -79,7 +79,7 @@ def running_stack(
         for spec in service_specs(ports):
             if services is None or spec.name in services:
                 stack.start(spec)
-        demo.register_accessplanit_webhook(ports, instance.id)
+        demo.register_accessplanit_webhook(demo.Endpoints.from_env(env), instance.id)
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()
