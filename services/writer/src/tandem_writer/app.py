@@ -8,6 +8,7 @@ as the producer (trace records, retry and dead-letter forwards, acks=all) and fo
 from __future__ import annotations
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.handlers import GetHandler
 from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts import System
@@ -42,7 +43,7 @@ async def live(_: object) -> AsgiResponse:
     return AsgiResponse(b"", status_code=204)
 
 
-def readiness(broker: KafkaBroker, consumer: PartitionedConsumer) -> object:
+def readiness(broker: KafkaBroker, consumer: PartitionedConsumer) -> GetHandler:
     @get
     async def ready(_: object) -> AsgiResponse:
         ok = consumer.running and await broker.ping(timeout=5.0)
@@ -78,6 +79,7 @@ def create_app(
     consumer = PartitionedConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group_id,
+        group_instance_id=settings.group_instance_id,
         topics=[COMMANDS, *COMMANDS_RETRY],
         handler=delivery.handle,
         max_buffered=settings.max_buffered_per_partition,

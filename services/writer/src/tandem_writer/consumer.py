@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from tandem_shared.contracts import utcnow
@@ -35,17 +35,16 @@ log = get_logger("tandem.writer.consumer")
 Handler = Callable[[InboundRecord], Awaitable[object]]
 
 
-def inbound(record: object) -> InboundRecord:
+def inbound(record: ConsumerRecord[bytes, bytes]) -> InboundRecord:
     """aiokafka's ConsumerRecord → InboundRecord (header values decoded as UTF-8)."""
-    headers = {name: (value or b"").decode("utf-8", "replace") for name, value in (record.headers or ())}  # type: ignore[attr-defined]
     return InboundRecord(
-        topic=record.topic,  # type: ignore[attr-defined]
-        partition=record.partition,  # type: ignore[attr-defined]
-        offset=record.offset,  # type: ignore[attr-defined]
-        key=record.key,  # type: ignore[attr-defined]
-        value=record.value,  # type: ignore[attr-defined]
-        headers=headers,
-        timestamp_ms=record.timestamp,  # type: ignore[attr-defined]
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers={name: (value or b"").decode("utf-8", "replace") for name, value in (record.headers or ())},
+        timestamp_ms=record.timestamp,
     )
 
 
@@ -80,10 +79,11 @@ class PartitionedConsumer:
         bootstrap_servers: str,
         group_id: str,
         topics: Sequence[str],
+        group_instance_id: str | None = None,
         handler: Handler,
         client_id: str = "tandem-writer",
         max_buffered: int = 100,
-        shutdown_grace_s: float = 20.0,
+        shutdown_grace_s: float = 35.0,
         max_poll_interval_ms: int = 300_000,
         session_timeout_ms: int = 10_000,
         clock: Callable[[], datetime] = utcnow,
@@ -103,6 +103,7 @@ class PartitionedConsumer:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             group_id=group_id,
+            group_instance_id=group_instance_id,
             client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -191,7 +192,7 @@ class PartitionedConsumer:
             if not pending:
                 return
             try:
-                await self.consumer.commit(pending)  # type: ignore[arg-type]
+                await self.consumer.commit(pending)
             except KafkaError as exc:
                 # Not lost: the records stay uncommitted and are delivered again (the writer is idempotent).
                 log.warning("commit failed; will retry", error=str(exc), partitions=len(pending))
@@ -224,7 +225,7 @@ class PartitionedConsumer:
             log.warning("final commit timed out; the finished records will be delivered again", count=len(workers))
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, owner: PartitionedConsumer) -> None:
         self._owner = owner
 

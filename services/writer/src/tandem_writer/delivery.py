@@ -208,8 +208,8 @@ class Delivery:
 
         await self._durably("release", lambda: self._store.release(command, token))
         error = outcome.error or ErrorInfo(error_class="WriteFailed", message=outcome.summary, permanent=False)
-        hop = None if error.permanent else self._policy.after_failure(command.attempt, self._clock())
-        if hop is None:
+        retry = None if error.permanent else self._policy.after_failure(command.attempt, self._clock())
+        if retry is None:
             await self._dead_letter(record, command, error)
             reason = (
                 "permanent error, not retried"
@@ -226,12 +226,12 @@ class Delivery:
                 )
             )
             return Disposition.DEAD_LETTERED
-        await self._forward(record, command, hop, error)
+        await self._forward(record, command, retry, error)
         await self._trace(
             step.finish(
                 TraceStatus.RETRY_PENDING,
-                f"Retry pending (attempt {hop.attempt} of {self._policy.max_attempts}, "
-                f"next at {_when(hop.not_before)}): {error.message}",
+                f"Retry pending (attempt {retry.attempt} of {self._policy.max_attempts}, "
+                f"next at {_when(retry.not_before)}): {error.message}",
                 data_in=command.payload,
                 data_out=outcome.response,
                 error=error,

@@ -12,6 +12,10 @@ class WriterSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_WRITER_", extra="ignore", env_ignore_empty=True)
 
     group_id: str = "tandem-writer"
+    # Static group membership (the pod name in the StatefulSet): a restarted pod gets its partitions back without
+    # a rebalance of the whole group. A static member does not leave the group on shutdown; the session timeout
+    # hands its partitions over if it does not come back.
+    group_instance_id: str | None = None
     http_timeout_s: float = 30.0
 
     # Delay before each retry of a transiently failed write; attempts in all = len + 1. JSON in the environment:
@@ -24,8 +28,8 @@ class WriterSettings(CommonSettings):
     contact_marker_ttl_s: int = 35 * DAY_S
     # A claim left by a writer that died mid-write expires after this; it must outlast one HTTP write.
     inflight_ttl_s: float = 120.0
-    # On SIGTERM, in-flight writes get this long to finish before the writer leaves its group.
-    shutdown_grace_s: float = 20.0
+    # On SIGTERM (and on a rebalance), in-flight writes get this long to finish: one vendor call and a margin.
+    shutdown_grace_s: float = 35.0
     # Records fetched ahead per partition; beyond it the partition is paused until its worker catches up.
     max_buffered_per_partition: int = 100
     max_poll_interval_ms: int = 300_000
