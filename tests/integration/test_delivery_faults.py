@@ -106,7 +106,9 @@ async def test_flaky_writes_are_retried_permanent_failures_dead_lettered_and_rep
     gave_up = {u for u, r in outcomes.items() if r.status is TraceStatus.DEAD_LETTERED}
     assert all(outcomes[u].attempt == MAX_ATTEMPTS for u in gave_up)
 
-    # The audience gets a required field Tandem does not map: every write of a new member is refused for good.
+    # The vendor recovers, but the audience gets a required field Tandem does not map: every write of a new member
+    # is refused for good.
+    await sims.clear_controls()
     await sims.require_merge_field(PHONE, True)
     refused = {await sims.create_user(unique_email(f"refused{i}"), f"Refused{i}") for i in range(3)}
     traces = await settled(stack, refused)
@@ -132,7 +134,6 @@ async def test_flaky_writes_are_retried_permanent_failures_dead_lettered_and_rep
     assert await eventually(retry_tiers_drained, timeout=30)
 
     # The cause is fixed; the operator looks first, then replays.
-    await sims.clear_controls()
     await sims.require_merge_field(PHONE, False)
     writes_before = await sims.member_writes()
     listing = tandem_replay(stack, "--from", "dlq", "--dry-run")
@@ -195,7 +196,9 @@ async def test_a_dead_letter_replayed_with_remap_is_mapped_again_with_the_curren
             stack.kafka,
             TRACE,
             TraceRecord,
-            where=lambda r: r.stage is Stage.MAPPER and r.accessplanit_user_id == probe,
+            where=lambda r: (
+                r.instance_id == stack.instance.id and r.stage is Stage.MAPPER and r.accessplanit_user_id == probe
+            ),
             until=bool,
         )
         return "PHONE" in ((mapping.output.data_out or {}).get("merge_fields") or {})
