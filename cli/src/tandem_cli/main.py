@@ -41,5 +41,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(args)
 
 
-# Sub-command groups register themselves on import.
-from tandem_cli import webhooks  # noqa: E402, F401
+# Sub-command groups append their registrar when imported, so they are imported once REGISTRARS exists.
+from tandem_cli import replay, webhooks  # noqa: E402, F401
