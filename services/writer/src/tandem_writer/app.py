@@ -87,6 +87,7 @@ def create_app(
         group_instance_id=settings.group_instance_id,
         topics=[COMMANDS, *COMMANDS_RETRY],
         handler=delivery.handle,
+        coalescer=delivery.absorbable,
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
         max_poll_interval_ms=settings.max_poll_interval_ms,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
@@ -32,7 +33,9 @@ from tandem_writer.retry import not_before
 
 log = get_logger("tandem.writer.consumer")
 
-Handler = Callable[[InboundRecord], Awaitable[object]]
+Handler = Callable[..., Awaitable[object]]  # handler(record) or handler(record, absorbed)
+# Which records queued behind the one about to be handled fold into its handling (tandem_writer.coalescing).
+Coalescer = Callable[[InboundRecord, Sequence[InboundRecord]], Sequence[InboundRecord]]
 
 
 def inbound(record: ConsumerRecord[bytes, bytes]) -> InboundRecord:
@@ -48,14 +51,48 @@ def inbound(record: ConsumerRecord[bytes, bytes]) -> InboundRecord:
     )
 
 
+class _Pending:
+    """A partition's fetched records in offset order; unlike asyncio.Queue, the waiting ones can be looked at
+    and taken out (coalescing takes a contact's later upserts into the write of its first)."""
+
+    def __init__(self) -> None:
+        self._records: deque[InboundRecord] = deque()
+        self._arrived = asyncio.Event()
+
+    def put_nowait(self, record: InboundRecord) -> None:
+        self._records.append(record)
+        self._arrived.set()
+
+    async def get(self) -> InboundRecord:
+        while not self._records:
+            self._arrived.clear()
+            await self._arrived.wait()
+        return self._records.popleft()
+
+    def qsize(self) -> int:
+        return len(self._records)
+
+    def waiting(self) -> list[InboundRecord]:
+        return list(self._records)
+
+    def take(self, records: Sequence[InboundRecord]) -> None:
+        offsets = {r.offset for r in records}
+        self._records = deque(r for r in self._records if r.offset not in offsets)
+
+    def first_offset(self) -> int | None:
+        return self._records[0].offset if self._records else None
+
+
 class _PartitionWorker:
     def __init__(self, owner: PartitionedConsumer, tp: TopicPartition) -> None:
         self.tp = tp
-        self.queue: asyncio.Queue[InboundRecord] = asyncio.Queue()
+        self.queue = _Pending()
         self.busy = False
         self.draining = False
         self.finished: int | None = None  # next offset to commit
         self.committed: int | None = None
+        # The highest offset folded into an earlier record's handling and not yet covered by `finished`.
+        self.absorbed_upto: int | None = None
         self._owner = owner
         self.task = asyncio.create_task(self._run(), name=f"partition {tp.topic}-{tp.partition}")
 
@@ -63,13 +100,27 @@ class _PartitionWorker:
         while not self.draining:
             record = await self.queue.get()
             await self._owner._wait_until_due(record)
+            absorbed = self._owner._absorbable(record, self.queue.waiting())
+            if absorbed:
+                self.queue.take(absorbed)
+                self.absorbed_upto = max(self.absorbed_upto or -1, *(r.offset for r in absorbed))
             self.busy = True
             try:
-                await self._owner._handle(record)
+                await self._owner._handle(record, absorbed)
             finally:
                 self.busy = False
-            self.finished = record.offset + 1
+            self.finished = self._next_to_commit(record)
             self._owner._maybe_resume(self)
+
+    def _next_to_commit(self, record: InboundRecord) -> int:
+        """Past `record`, and past records folded into earlier writes once nothing before them still waits."""
+        done = record.offset + 1
+        if self.absorbed_upto is not None:
+            waiting = self.queue.first_offset()
+            if waiting is None or waiting > self.absorbed_upto:
+                done = max(done, self.absorbed_upto + 1)
+                self.absorbed_upto = None
+        return done
 
 
 class PartitionedConsumer:
@@ -81,6 +132,7 @@ class PartitionedConsumer:
         topics: Sequence[str],
         group_instance_id: str | None = None,
         handler: Handler,
+        coalescer: Coalescer | None = None,
         client_id: str = "tandem-writer",
         max_buffered: int = 100,
         shutdown_grace_s: float = 35.0,
@@ -92,6 +144,7 @@ class PartitionedConsumer:
         self._topics = list(topics)
         self._wait_exempt = wait_exempt
         self._handler = handler
+        self._coalescer = coalescer
         self._max_buffered = max_buffered
         self._grace_s = shutdown_grace_s
         self._clock = clock
@@ -170,11 +223,23 @@ class PartitionedConsumer:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _handle(self, record: InboundRecord) -> None:
+    def _absorbable(self, record: InboundRecord, waiting: Sequence[InboundRecord]) -> Sequence[InboundRecord]:
+        if self._coalescer is None or not waiting:
+            return ()
+        try:
+            return self._coalescer(record, waiting)
+        except Exception:  # coalescing is an optimisation: when it fails, each record is written on its own
+            log.exception("coalescing failed; records are written one by one", where=record.where)
+            return ()
+
+    async def _handle(self, record: InboundRecord, absorbed: Sequence[InboundRecord] = ()) -> None:
         delay = 0.5
         while True:
             try:
-                await self._handler(record)
+                if absorbed:
+                    await self._handler(record, absorbed)
+                else:
+                    await self._handler(record)
                 return
             except asyncio.CancelledError:
                 raise
