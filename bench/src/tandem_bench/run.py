@@ -680,5 +680,6 @@ def main(quick: bool, keep_work: bool = False, profile: bool = False, groups: tu
     else:
         path = save(results)
     print(path.read_text())
-    print(f"bench: wrote {path} and a timestamped copy in {RESULTS} ({results['duration_s']} s)")
+    copy = "" if path.name == "partial.md" else f" and a timestamped copy in {RESULTS}"
+    print(f"bench: wrote {path}{copy} ({results['duration_s']} s)")
     return 0
