@@ -1,4 +1,5 @@
-"""A partition worker folds a contact's queued records into one handling and still commits every offset."""
+"""A partition worker: contacts side by side, each contact in order, folded records handled once, and offsets
+committed only below the oldest record not yet done."""
 
 from __future__ import annotations
 
@@ -16,68 +17,111 @@ def rec(offset: int, key: bytes) -> InboundRecord:
 
 
 class Owner:
-    """The parts of PartitionedConsumer a worker calls; folds every later record with the same key."""
+    """The parts of PartitionedConsumer a worker calls. Folds later records with the same key when `fold`;
+    records whose offset is in `gates` are held until their gate opens."""
 
-    def __init__(self) -> None:
-        self.handled: list[tuple[int, list[int]]] = []
+    def __init__(self, fold: bool = True) -> None:
+        self.fold = fold
+        self.started: list[tuple[int, list[int]]] = []
+        self.done: list[int] = []
+        self.gates: dict[int, asyncio.Event] = {}
 
     async def _wait_until_due(self, record: InboundRecord) -> None:
         return None
 
     def _absorbable(self, record: InboundRecord, waiting: Sequence[InboundRecord]) -> list[InboundRecord]:
-        return [r for r in waiting if r.key == record.key]
+        return [r for r in waiting if r.key == record.key] if self.fold else []
 
     async def _handle(self, record: InboundRecord, absorbed: Sequence[InboundRecord] = ()) -> None:
-        self.handled.append((record.offset, [r.offset for r in absorbed]))
+        self.started.append((record.offset, [r.offset for r in absorbed]))
+        if record.offset in self.gates:
+            await self.gates[record.offset].wait()
+        self.done.append(record.offset)
 
     def _maybe_resume(self, worker: object) -> None:
         return None
 
 
-async def run(records: list[InboundRecord]) -> tuple[Owner, _PartitionWorker]:
-    owner = Owner()
-    worker = _PartitionWorker(owner, TopicPartition("tandem.commands", 0))  # type: ignore[arg-type]
-    for r in records:
-        worker.queue.put_nowait(r)
+async def settle() -> None:
     for _ in range(50):
         await asyncio.sleep(0)
-    worker.draining = True
+
+
+async def start(owner: Owner, records: list[InboundRecord], concurrency: int = 1) -> _PartitionWorker:
+    worker = _PartitionWorker(owner, TopicPartition("tandem.commands", 0), concurrency)  # type: ignore[arg-type]
+    for r in records:
+        worker.arrived(r)
+    await settle()
+    return worker
+
+
+async def stop(worker: _PartitionWorker) -> None:
+    worker.drain()
     worker.task.cancel()
-    return owner, worker
+    await asyncio.gather(worker.task, return_exceptions=True)
 
 
 async def test_folded_records_are_handled_once_and_their_offsets_committed_in_order() -> None:
-    owner, worker = await run([rec(10, b"a"), rec(11, b"b"), rec(12, b"a"), rec(13, b"c")])
-    assert owner.handled == [(10, [12]), (11, []), (13, [])]
+    owner = Owner()
+    worker = await start(owner, [rec(10, b"a"), rec(11, b"b"), rec(12, b"a"), rec(13, b"c")])
+    assert owner.started == [(10, [12]), (11, []), (13, [])]
     assert worker.finished == 14
+    await stop(worker)
 
 
 async def test_a_folded_record_at_the_tail_is_committed_with_the_write_that_carried_it() -> None:
-    owner, worker = await run([rec(20, b"a"), rec(21, b"a"), rec(22, b"a")])
-    assert owner.handled == [(20, [21, 22])]
-    assert worker.finished == 23
-
-
-async def test_nothing_is_committed_past_a_record_still_waiting() -> None:
     owner = Owner()
-    worker = _PartitionWorker(owner, TopicPartition("tandem.commands", 0))  # type: ignore[arg-type]
-    worker.queue.put_nowait(rec(30, b"a"))
-    worker.queue.put_nowait(rec(31, b"b"))
-    worker.queue.put_nowait(rec(32, b"a"))
-    gate = asyncio.Event()
+    worker = await start(owner, [rec(20, b"a"), rec(21, b"a"), rec(22, b"a")])
+    assert owner.started == [(20, [21, 22])]
+    assert worker.finished == 23
+    await stop(worker)
 
-    async def slow(record: InboundRecord, absorbed: Sequence[InboundRecord] = ()) -> None:
-        owner.handled.append((record.offset, [r.offset for r in absorbed]))
-        if record.offset == 31:
-            await gate.wait()
 
-    owner._handle = slow  # type: ignore[method-assign]
-    for _ in range(20):
-        await asyncio.sleep(0)
-    assert worker.finished == 31  # 30 done (and 32 with it), 31 still in hand
-    gate.set()
-    for _ in range(20):
-        await asyncio.sleep(0)
+async def test_nothing_is_committed_past_a_record_still_in_hand() -> None:
+    owner = Owner()
+    owner.gates[31] = asyncio.Event()
+    worker = await start(owner, [rec(30, b"a"), rec(31, b"b"), rec(32, b"a")])
+    assert worker.finished == 31  # 30 done (and 32 folded into it), 31 still in hand
+    owner.gates[31].set()
+    await settle()
     assert worker.finished == 33
-    worker.draining = True
-    worker.task.cancel()
+    await stop(worker)
+
+
+async def test_other_contacts_go_ahead_while_one_contact_waits_and_its_own_records_keep_their_order() -> None:
+    owner = Owner(fold=False)
+    owner.gates[40] = asyncio.Event()
+    worker = await start(owner, [rec(40, b"a"), rec(41, b"a"), rec(42, b"b"), rec(43, b"c")], concurrency=3)
+    assert [o for o, _ in owner.started] == [40, 42, 43]  # 41 waits for its contact's 40
+    assert owner.done == [42, 43]
+    assert worker.finished == 40
+    owner.gates[40].set()
+    await settle()
+    assert owner.done == [42, 43, 40, 41]
+    assert worker.finished == 44
+    await stop(worker)
+
+
+async def test_concurrency_is_bounded() -> None:
+    owner = Owner(fold=False)
+    for offset in (50, 51, 52):
+        owner.gates[offset] = asyncio.Event()
+    worker = await start(owner, [rec(50, b"a"), rec(51, b"b"), rec(52, b"c"), rec(53, b"d")], concurrency=2)
+    assert [o for o, _ in owner.started] == [50, 51]
+    owner.gates[50].set()
+    await settle()
+    assert [o for o, _ in owner.started] == [50, 51, 52]
+    for gate in owner.gates.values():
+        gate.set()
+    await settle()
+    assert worker.finished == 54
+    await stop(worker)
+
+
+async def test_a_cancelled_handling_is_never_committed_past() -> None:
+    owner = Owner(fold=False)
+    owner.gates[61] = asyncio.Event()
+    worker = await start(owner, [rec(60, b"a"), rec(61, b"b"), rec(62, b"c")], concurrency=3)
+    assert worker.finished == 61
+    await stop(worker)  # a rebalance cancels 61 mid-write
+    assert worker.finished == 61

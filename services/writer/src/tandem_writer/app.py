@@ -88,6 +88,7 @@ def create_app(
         topics=[COMMANDS, *COMMANDS_RETRY],
         handler=delivery.handle,
         coalescer=delivery.absorbable,
+        concurrency=lambda tp: settings.partition_concurrency if tp.topic == COMMANDS else 1,
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
         max_poll_interval_ms=settings.max_poll_interval_ms,

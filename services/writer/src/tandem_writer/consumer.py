@@ -5,7 +5,9 @@ Why not FastStream's subscriber: its `ack()` commits the positions of every assi
 processed concurrently one partition's ack would commit another's unfinished records (lost on a crash).
 
 - One worker task per assigned partition takes the partition's records in order and calls the handler; the handler
-  returns once the outcome is durable, then the next offset becomes committable.
+  returns once the outcome is durable, then the next offset becomes committable. A worker may have several records
+  in hand (`concurrency`), never two with the same key (one contact's), so each contact's records are handled in
+  order; the committable offset is the oldest record not yet done.
 - A record with an `x-not-before` header in the future is held until it is due: its worker waits, the partition is
   paused once its buffer is full, and the poll loop keeps polling the other partitions (no long sleep in a poll,
   no broken `max_poll_interval_ms`).
@@ -53,21 +55,14 @@ def inbound(record: ConsumerRecord[bytes, bytes]) -> InboundRecord:
 
 class _Pending:
     """A partition's fetched records in offset order; unlike asyncio.Queue, the waiting ones can be looked at
-    and taken out (coalescing takes a contact's later upserts into the write of its first)."""
+    and taken out (a contact whose write is in flight waits while other contacts go ahead; coalescing takes a
+    contact's later upserts into the write of its first)."""
 
     def __init__(self) -> None:
         self._records: deque[InboundRecord] = deque()
-        self._arrived = asyncio.Event()
 
     def put_nowait(self, record: InboundRecord) -> None:
         self._records.append(record)
-        self._arrived.set()
-
-    async def get(self) -> InboundRecord:
-        while not self._records:
-            self._arrived.clear()
-            await self._arrived.wait()
-        return self._records.popleft()
 
     def qsize(self) -> int:
         return len(self._records)
@@ -82,45 +77,95 @@ class _Pending:
     def first_offset(self) -> int | None:
         return self._records[0].offset if self._records else None
 
+    def first_startable(self, busy_keys: set[bytes | None]) -> InboundRecord | None:
+        """The oldest record whose contact has nothing in flight (so never one overtaking its own contact)."""
+        for record in self._records:
+            if record.key not in busy_keys:
+                return record
+        return None
+
 
 class _PartitionWorker:
-    def __init__(self, owner: PartitionedConsumer, tp: TopicPartition) -> None:
+    """Handles one partition: up to `concurrency` records at once, never two of one contact (key) at once and
+    each contact's in offset order; commits only below the oldest record not yet done."""
+
+    def __init__(self, owner: PartitionedConsumer, tp: TopicPartition, concurrency: int = 1) -> None:
         self.tp = tp
         self.queue = _Pending()
-        self.busy = False
+        self.concurrency = max(1, concurrency)
         self.draining = False
         self.finished: int | None = None  # next offset to commit
         self.committed: int | None = None
-        # The highest offset folded into an earlier record's handling and not yet covered by `finished`.
-        self.absorbed_upto: int | None = None
+        self.in_flight: dict[int, asyncio.Task[None]] = {}  # offset → its handling
+        self._busy_keys: set[bytes | None] = set()
+        self._highest: int | None = None  # highest offset taken in hand (handled or folded into a write)
+        self._abandoned: int | None = None  # lowest offset whose handling was cancelled: never committed past
+        self._changed = asyncio.Event()
         self._owner = owner
         self.task = asyncio.create_task(self._run(), name=f"partition {tp.topic}-{tp.partition}")
 
+    @property
+    def busy(self) -> bool:
+        return bool(self.in_flight)
+
+    def arrived(self, record: InboundRecord) -> None:
+        self.queue.put_nowait(record)
+        self._changed.set()
+
+    def drain(self) -> None:
+        """Start nothing new; what is in flight finishes (the caller bounds how long it waits)."""
+        self.draining = True
+        self._changed.set()
+
     async def _run(self) -> None:
-        while not self.draining:
-            record = await self.queue.get()
-            await self._owner._wait_until_due(record)
-            absorbed = self._owner._absorbable(record, self.queue.waiting())
-            if absorbed:
-                self.queue.take(absorbed)
-                self.absorbed_upto = max(self.absorbed_upto or -1, *(r.offset for r in absorbed))
-            self.busy = True
-            try:
-                await self._owner._handle(record, absorbed)
-            finally:
-                self.busy = False
-            self.finished = self._next_to_commit(record)
+        try:
+            while not self.draining:
+                record = self.queue.first_startable(self._busy_keys)
+                if record is None or len(self.in_flight) >= self.concurrency:
+                    self._changed.clear()
+                    await self._changed.wait()
+                    continue
+                self.queue.take([record])
+                await self._owner._wait_until_due(record)
+                absorbed = self._owner._absorbable(record, self.queue.waiting())
+                if absorbed:
+                    self.queue.take(absorbed)
+                taken = [record.offset, *(r.offset for r in absorbed)]
+                self._highest = max(self._highest if self._highest is not None else -1, *taken)
+                self._busy_keys.add(record.key)
+                self.in_flight[record.offset] = asyncio.create_task(self._process(record, absorbed))
+            if self.in_flight:
+                await asyncio.gather(*self.in_flight.values())
+        except asyncio.CancelledError:
+            for task in self.in_flight.values():
+                task.cancel()
+            await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
+            raise
+
+    async def _process(self, record: InboundRecord, absorbed: Sequence[InboundRecord]) -> None:
+        try:
+            await self._owner._handle(record, absorbed)
+        except asyncio.CancelledError:
+            self._abandoned = min(record.offset, self._abandoned if self._abandoned is not None else record.offset)
+            raise
+        finally:
+            del self.in_flight[record.offset]
+            self._busy_keys.discard(record.key)
+            self.finished = self._next_to_commit()
+            self._changed.set()
             self._owner._maybe_resume(self)
 
-    def _next_to_commit(self, record: InboundRecord) -> int:
-        """Past `record`, and past records folded into earlier writes once nothing before them still waits."""
-        done = record.offset + 1
-        if self.absorbed_upto is not None:
-            waiting = self.queue.first_offset()
-            if waiting is None or waiting > self.absorbed_upto:
-                done = max(done, self.absorbed_upto + 1)
-                self.absorbed_upto = None
-        return done
+    def _next_to_commit(self) -> int | None:
+        """The oldest offset not done yet: everything below it was handled or folded into a handled write."""
+        open_offsets = [*self.in_flight]
+        if (waiting := self.queue.first_offset()) is not None:
+            open_offsets.append(waiting)
+        if self._abandoned is not None:
+            open_offsets.append(self._abandoned)
+        if open_offsets:
+            lowest = min(open_offsets)
+            return lowest if self.finished is None else max(self.finished, lowest)
+        return None if self._highest is None else self._highest + 1
 
 
 class PartitionedConsumer:
@@ -140,9 +185,11 @@ class PartitionedConsumer:
         session_timeout_ms: int = 10_000,
         clock: Callable[[], datetime] = utcnow,
         wait_exempt: Callable[[InboundRecord], bool] = lambda _record: False,
+        concurrency: Callable[[TopicPartition], int] = lambda _tp: 1,
     ) -> None:
         self._topics = list(topics)
         self._wait_exempt = wait_exempt
+        self._concurrency = concurrency
         self._handler = handler
         self._coalescer = coalescer
         self._max_buffered = max_buffered
@@ -203,9 +250,9 @@ class PartitionedConsumer:
                     continue
                 worker = self._workers.get(tp)
                 if worker is None:
-                    worker = self._workers[tp] = _PartitionWorker(self, tp)
+                    worker = self._workers[tp] = _PartitionWorker(self, tp, self._concurrency(tp))
                 for record in records:
-                    worker.queue.put_nowait(inbound(record))
+                    worker.arrived(inbound(record))
                 if worker.queue.qsize() >= self._max_buffered:
                     self.consumer.pause(tp)
             await self._commit(list(self._workers.values()))
@@ -273,7 +320,7 @@ class PartitionedConsumer:
         if not workers:
             return
         for worker in workers:
-            worker.draining = True
+            worker.drain()
             if not worker.busy:
                 worker.task.cancel()
         in_flight = [w.task for w in workers if not w.task.done()]
