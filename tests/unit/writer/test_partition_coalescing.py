@@ -125,3 +125,32 @@ async def test_a_cancelled_handling_is_never_committed_past() -> None:
     assert worker.finished == 61
     await stop(worker)  # a rebalance cancels 61 mid-write
     assert worker.finished == 61
+
+
+async def test_a_contacts_next_write_waits_out_the_interval_and_carries_everything_that_arrived() -> None:
+    owner = Owner()
+    now = [100.0]
+    worker = _PartitionWorker(
+        owner,  # type: ignore[arg-type]
+        TopicPartition("tandem.commands", 0),
+        concurrency=4,
+        contact_interval_s=1.0,
+        clock=lambda: now[0],
+    )
+    worker.arrived(rec(70, b"a"))
+    await settle()
+    for offset, key in ((71, b"a"), (72, b"b"), (73, b"a"), (74, b"a")):
+        worker.arrived(rec(offset, key))
+    await settle()
+    assert owner.started == [(70, []), (72, [])]  # contact a was written a moment ago; b goes ahead
+    assert worker.finished == 71
+    now[0] += 0.5
+    worker.poke()
+    await settle()
+    assert owner.started == [(70, []), (72, [])]
+    now[0] += 0.5
+    worker.poke()
+    await settle()
+    assert owner.started == [(70, []), (72, []), (71, [73, 74])]  # one write for the rest of the burst
+    assert worker.finished == 75
+    await stop(worker)

@@ -89,6 +89,7 @@ def create_app(
         handler=delivery.handle,
         coalescer=delivery.absorbable,
         concurrency=lambda tp: settings.partition_concurrency if tp.topic == COMMANDS else 1,
+        contact_interval_s=lambda tp: settings.contact_write_interval_s if tp.topic == COMMANDS else 0.0,
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
         max_poll_interval_ms=settings.max_poll_interval_ms,

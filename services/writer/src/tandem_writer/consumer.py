@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -77,22 +78,44 @@ class _Pending:
     def first_offset(self) -> int | None:
         return self._records[0].offset if self._records else None
 
-    def first_startable(self, busy_keys: set[bytes | None]) -> InboundRecord | None:
-        """The oldest record whose contact has nothing in flight (so never one overtaking its own contact)."""
+    def first_startable(
+        self, busy_keys: set[bytes | None], ready_at: Callable[[bytes | None], float]
+    ) -> tuple[InboundRecord | None, float | None]:
+        """The oldest record whose contact has nothing in flight and is ready (`ready_at(key)` <= 0 means now),
+        so never one overtaking its own contact; else None and the soonest a waiting contact becomes ready."""
+        blocked = set(busy_keys)
+        soonest: float | None = None
         for record in self._records:
-            if record.key not in busy_keys:
-                return record
-        return None
+            if record.key in blocked:
+                continue
+            wait = ready_at(record.key)
+            if wait <= 0:
+                return record, None
+            soonest = wait if soonest is None else min(soonest, wait)
+            blocked.add(record.key)
+        return None, soonest
 
 
 class _PartitionWorker:
     """Handles one partition: up to `concurrency` records at once, never two of one contact (key) at once and
     each contact's in offset order; commits only below the oldest record not yet done."""
 
-    def __init__(self, owner: PartitionedConsumer, tp: TopicPartition, concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        owner: PartitionedConsumer,
+        tp: TopicPartition,
+        concurrency: int = 1,
+        contact_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.tp = tp
         self.queue = _Pending()
         self.concurrency = max(1, concurrency)
+        # A contact's next write starts no sooner than this after its previous one; what arrives for it meanwhile
+        # waits and is folded into that one next write (a burst of edits costs two vendor writes, not ten).
+        self.contact_interval_s = contact_interval_s
+        self._clock = clock
+        self._last_start: dict[bytes | None, float] = {}
         self.draining = False
         self.finished: int | None = None  # next offset to commit
         self.committed: int | None = None
@@ -117,15 +140,26 @@ class _PartitionWorker:
         self.draining = True
         self._changed.set()
 
+    def poke(self) -> None:
+        """Look again now (a test's clock moved)."""
+        self._changed.set()
+
+    def _ready_in(self, key: bytes | None) -> float:
+        last = self._last_start.get(key)
+        return 0.0 if last is None else last + self.contact_interval_s - self._clock()
+
     async def _run(self) -> None:
         try:
             while not self.draining:
-                record = self.queue.first_startable(self._busy_keys)
+                record, soonest = self.queue.first_startable(self._busy_keys, self._ready_in)
                 if record is None or len(self.in_flight) >= self.concurrency:
                     self._changed.clear()
-                    await self._changed.wait()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), timeout=soonest)
                     continue
                 self.queue.take([record])
+                if self.contact_interval_s > 0:
+                    self._remember_start(record.key)
                 await self._owner._wait_until_due(record)
                 absorbed = self._owner._absorbable(record, self.queue.waiting())
                 if absorbed:
@@ -141,6 +175,12 @@ class _PartitionWorker:
                 task.cancel()
             await asyncio.gather(*self.in_flight.values(), return_exceptions=True)
             raise
+
+    def _remember_start(self, key: bytes | None) -> None:
+        now = self._clock()
+        if len(self._last_start) >= 10_000:
+            self._last_start = {k: t for k, t in self._last_start.items() if now - t < self.contact_interval_s}
+        self._last_start[key] = now
 
     async def _process(self, record: InboundRecord, absorbed: Sequence[InboundRecord]) -> None:
         try:
@@ -186,10 +226,12 @@ class PartitionedConsumer:
         clock: Callable[[], datetime] = utcnow,
         wait_exempt: Callable[[InboundRecord], bool] = lambda _record: False,
         concurrency: Callable[[TopicPartition], int] = lambda _tp: 1,
+        contact_interval_s: Callable[[TopicPartition], float] = lambda _tp: 0.0,
     ) -> None:
         self._topics = list(topics)
         self._wait_exempt = wait_exempt
         self._concurrency = concurrency
+        self._contact_interval = contact_interval_s
         self._handler = handler
         self._coalescer = coalescer
         self._max_buffered = max_buffered
@@ -250,7 +292,9 @@ class PartitionedConsumer:
                     continue
                 worker = self._workers.get(tp)
                 if worker is None:
-                    worker = self._workers[tp] = _PartitionWorker(self, tp, self._concurrency(tp))
+                    worker = self._workers[tp] = _PartitionWorker(
+                        self, tp, self._concurrency(tp), self._contact_interval(tp)
+                    )
                 for record in records:
                     worker.arrived(inbound(record))
                 if worker.queue.qsize() >= self._max_buffered:
