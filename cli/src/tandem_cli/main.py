@@ -27,3 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
+
+
+# Each module appends its registrar to REGISTRARS when imported (after REGISTRARS exists, hence down here).
+from tandem_cli import instances, report  # noqa: E402, F401

@@ -12,6 +12,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
+from tandem_shared.sync_state import SyncStateStore
 from tandem_shared.tracing import StepRecorder, publish_trace
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.base import Target
@@ -19,7 +20,11 @@ from tandem_writer.targets.mailchimp import MailchimpTarget
 
 
 def register(
-    broker: KafkaBroker, settings: WriterSettings, registry: InstanceRegistry, targets: dict[System, Target]
+    broker: KafkaBroker,
+    settings: WriterSettings,
+    registry: InstanceRegistry,
+    targets: dict[System, Target],
+    state: SyncStateStore,
 ) -> None:
     # Commit only after the outcome is known and traced (never FastStream's ack-first default).
     @broker.subscriber(
@@ -46,6 +51,9 @@ def register(
             await publish_trace(broker, step.finish(TraceStatus.SKIPPED, f"No writer for {command.target.label} yet"))
             return
         outcome = await target.write(command, instance)
+        if outcome.ok:
+            # What the target now holds: the mapper's change detection and echo suppression read it.
+            await state.record_written(command)
         record = step.finish(
             TraceStatus.SUCCEEDED if outcome.ok else TraceStatus.FAILED,
             outcome.summary,
@@ -68,7 +76,8 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
     targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget(settings.http_timeout_s)}
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
-    register(broker, settings, registry, targets)
+    state = SyncStateStore.from_url(settings.redis_url)
+    register(broker, settings, registry, targets, state)
 
     async def close_targets() -> None:
         for target in targets.values():
@@ -78,6 +87,6 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
         broker,
         asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
         on_startup=[registry.start],
-        on_shutdown=[close_targets, registry.stop],
+        on_shutdown=[close_targets, registry.stop, state.close],
     )
     return app
