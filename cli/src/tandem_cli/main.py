@@ -25,9 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    quiet_logging()
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 
 
 # Each module appends its registrar to REGISTRARS when imported (after REGISTRARS exists, hence down here).
 from tandem_cli import instances, report  # noqa: E402, F401
+from tandem_cli.common import quiet_logging  # noqa: E402

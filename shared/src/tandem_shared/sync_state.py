@@ -171,6 +171,15 @@ local ts = tonumber(ARGV[1])
 local origin = ARGV[2]
 local now = tonumber(ARGV[4])
 local window = tonumber(ARGV[5])
+if origin == 'written' then
+  local all = redis.call('HGETALL', key)
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'r:' then
+      local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
+      if recorded <= now - window then redis.call('HDEL', key, all[j]) end
+    end
+  end
+end
 local changed = false
 for i = 6, #ARGV, 2 do
   local name, digest = ARGV[i], ARGV[i + 1]
@@ -188,16 +197,7 @@ for i = 6, #ARGV, 2 do
     redis.call('HSET', key, 'r:' .. name .. '|' .. digest, ARGV[1] .. '|' .. ARGV[4])
   end
 end
-if origin == 'written' then
-  local all = redis.call('HGETALL', key)
-  for j = 1, #all, 2 do
-    if string.sub(all[j], 1, 2) == 'r:' then
-      local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
-      if recorded < now - window then redis.call('HDEL', key, all[j]) end
-    end
-  end
-  redis.call('HSET', key, '_last', origin .. '|' .. ARGV[1])
-elseif changed or redis.call('HEXISTS', key, '_last') == 0 then
+if origin == 'written' or changed or redis.call('HEXISTS', key, '_last') == 0 then
   redis.call('HSET', key, '_last', origin .. '|' .. ARGV[1])
 end
 redis.call('EXPIRE', key, tonumber(ARGV[3]))
