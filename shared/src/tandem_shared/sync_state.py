@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -130,16 +130,22 @@ class FieldState:
 
 
 @dataclass(frozen=True)
+class RecentWrite:
+    source_ts_ms: int  # when the change Tandem wrote happened in its source system
+    recorded_ms: int  # when the write was done (the writer's clock)
+
+
+@dataclass(frozen=True)
 class SideState:
     """What one side is known to hold for one contact."""
 
     fields: Mapping[str, FieldState]
     last_origin: Origin
     last_ts_ms: int
-    # "field|digest" → source timestamp of a recent write by Tandem with that value.
-    recent_writes: Mapping[str, int] = field(default_factory=dict)
+    # "field|digest" → a recent write by Tandem of that value.
+    recent_writes: Mapping[str, RecentWrite] = field(default_factory=dict)
 
-    def written_recently(self, name: str, digest: str) -> int | None:
+    def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
 
 
@@ -147,7 +153,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     if not raw:
         return None
     fields: dict[str, FieldState] = {}
-    recent: dict[str, int] = {}
+    recent: dict[str, RecentWrite] = {}
     last_origin: Origin = "seen"
     last_ts = 0
     for name, value in raw.items():
@@ -155,7 +161,8 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             digest, ts, origin = value.split("|", 2)
             fields[name[2:]] = FieldState(digest, int(ts), "written" if origin == "written" else "seen")
         elif name.startswith("r:"):
-            recent[name[2:]] = int(value.split("|", 1)[0])
+            source_ts, _, recorded = value.partition("|")
+            recent[name[2:]] = RecentWrite(int(source_ts), int(recorded or 0))
         elif name == "_last":
             origin, _, ts = value.partition("|")
             last_origin = "written" if origin == "written" else "seen"
@@ -219,10 +226,12 @@ class SyncStateStore:
         *,
         ttl_s: int = DEFAULT_TTL_S,
         recent_window_ms: int = DEFAULT_RECENT_WINDOW_MS,
+        clock: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self._redis = redis
         self._ttl_s = ttl_s
         self._recent_window_ms = recent_window_ms
+        self._clock = clock
         self._merge = redis.register_script(_MERGE)
         self._move = redis.register_script(_MOVE)
 
@@ -251,7 +260,7 @@ class SyncStateStore:
         source_ts_ms: int,
         origin: Origin,
     ) -> None:
-        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, int(time.time() * 1000), self._recent_window_ms]
+        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms]
         for name, digest in digests.items():
             args.extend((name, digest))
         await self._merge(keys=[state_key(instance_id, system, email)], args=args)

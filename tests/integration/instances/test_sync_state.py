@@ -58,7 +58,8 @@ async def test_a_write_is_recorded_as_what_the_target_holds_and_remembered_as_ta
     assert state.fields["FNAME"].ts_ms == ts_ms(T0)
     assert state.fields["FNAME"].origin == "written"
     assert state.last_origin == "written"
-    assert state.written_recently("FNAME", field_digest("Ada")) == ts_ms(T0)
+    recent = state.written_recently("FNAME", field_digest("Ada"))
+    assert recent is not None and recent.source_ts_ms == ts_ms(T0)
     assert await store.load(instance_id, System.ACCESSPLANIT, "ada@example.com") is None
 
 

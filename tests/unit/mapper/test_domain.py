@@ -21,7 +21,7 @@ from tandem_shared.contracts import (
     Trigger,
 )
 from tandem_shared.instances import demo_instance
-from tandem_shared.sync_state import FieldState, SideState, content_fingerprint, field_digest, ts_ms
+from tandem_shared.sync_state import FieldState, RecentWrite, SideState, content_fingerprint, field_digest, ts_ms
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
@@ -123,7 +123,7 @@ def side(
     fields = {name: FieldState(field_digest(v), ts_ms(at), origin) for name, v in values.items()}  # type: ignore[arg-type]
     for name, (value, when) in (changed or {}).items():
         fields[name] = FieldState(field_digest(value), ts_ms(when), "seen")
-    recent_writes = {name: ts_ms(when) for name, when in (recent or {}).items()}
+    recent_writes = {name: RecentWrite(ts_ms(when), ts_ms(when)) for name, when in (recent or {}).items()}
     return SideState(fields, origin, ts_ms(at), recent_writes)  # type: ignore[arg-type]
 
 
@@ -498,3 +498,50 @@ def test_new_contact_policy_waits_for_the_mailchimp_contacts_next_change() -> No
     )
     assert decision.command is None
     assert "new_contact policy" in decision.summary
+
+
+def test_a_later_change_overwritten_by_tandems_older_write_is_written_back_to_its_own_side() -> None:
+    # Tandem wrote LNAME "Byron" (from accessplanit at T0) to Mailchimp; the write landed at T2, after a person had
+    # set "King" in Mailchimp at T1. Mailchimp's webhook for "King" arrives now: King is later, so it wins on both
+    # sides — accessplanit takes it, and Mailchimp gets it back over Tandem's older write.
+    written = {"LNAME|" + field_digest("Byron"): RecentWrite(ts_ms(T0), ts_ms(T2))}
+    mailchimp = SideState(
+        {**side(MC_HOLDS).fields, "LNAME": FieldState(field_digest("Byron"), ts_ms(T0), "written")},
+        "written",
+        ts_ms(T0),
+        written,
+    )
+    known = Knowledge(source=mailchimp, target=side({**AP_HOLDS, "Surname": "Byron"}))
+    decision = run(mc_event(merges={"LNAME": "King"}, at=T1), known)
+    assert decision.command is not None
+    assert decision.command.payload == {"Email": "ada@example.com", "Surname": "King"}
+    assert decision.repair is not None
+    assert decision.repair.target is System.MAILCHIMP
+    assert decision.repair.payload["merge_fields"] == {"LNAME": "King"}
+    assert decision.summary.endswith("; written back to Mailchimp")
+
+
+def test_a_change_made_after_tandems_write_landed_needs_no_write_back() -> None:
+    written = {"LNAME|" + field_digest("Byron"): RecentWrite(ts_ms(T0), ts_ms(T0))}
+    mailchimp = SideState(
+        {**side(MC_HOLDS).fields, "LNAME": FieldState(field_digest("Byron"), ts_ms(T0), "written")},
+        "written",
+        ts_ms(T0),
+        written,
+    )
+    decision = run(mc_event(merges={"LNAME": "King"}, at=T1), Knowledge(source=mailchimp, target=side(AP_HOLDS)))
+    assert decision.command is not None
+    assert decision.repair is None
+
+
+def test_users_sharing_an_address_the_last_change_wins_in_mailchimp() -> None:
+    # User 7 synced first; user 8 has the same address and changes later: Mailchimp gets user 8's values.
+    known = Knowledge(source=side(AP_HOLDS), target=side(MC_HOLDS, origin="written"))
+    other_user = ap_event(ID="8", Forenames="Augusta", Surname="King")
+    other_user = other_user.model_copy(
+        update={"identity": other_user.identity.model_copy(update={"accessplanit_user_id": "8"})}
+    )
+    decision = run(other_user, known)
+    assert decision.command is not None
+    assert decision.command.payload["merge_fields"] == {"FNAME": "Augusta", "LNAME": "King"}
+    assert RememberUserEmail("8", "ada@example.com") in decision.updates

@@ -123,24 +123,24 @@ class Mapper:
         decision = decide(event, instance, known, command_id=new_id(), now=utcnow())
         for line in decision.logs:
             step.log("info", line)
-        command = decision.command
-        if command is not None:
-            await self._broker.publish(
-                command,
-                topic=COMMANDS,
-                key=message_key(command.instance_id, command.identity.contact_key).encode(),
-                headers={
-                    Headers.INSTANCE_ID: command.instance_id,
-                    Headers.EXECUTION_ID: command.execution_id,
-                    Headers.IDEMPOTENCY_KEY: command.idempotency_key,
-                },
-            )
+        for command in (decision.command, decision.repair):
+            if command is not None:
+                await self._broker.publish(
+                    command,
+                    topic=COMMANDS,
+                    key=message_key(command.instance_id, command.identity.contact_key).encode(),
+                    headers={
+                        Headers.INSTANCE_ID: command.instance_id,
+                        Headers.EXECUTION_ID: command.execution_id,
+                        Headers.IDEMPOTENCY_KEY: command.idempotency_key,
+                    },
+                )
         await self._apply(instance.id, decision.updates)
         await publish_trace(self._broker, self._record(step, event, decision))
 
     @staticmethod
     def _record(step: StepRecorder, event: ChangeEvent, decision: Decision) -> TraceRecord:
-        command = decision.command
+        command = decision.command or decision.repair
         return step.finish(
             decision.status,
             decision.summary,

@@ -5,7 +5,9 @@ The decision rests on what is known about the contact on both sides (`Knowledge`
 - Change detection: a field is sent only when the target is not already known to hold its value.
 - Echo suppression: a change that only repeats what Tandem wrote to its source stops here (accessplanit: also
   made by the integration user).
-- Conflicts: per field, the value with the later source timestamp wins; on a tie accessplanit's value wins.
+- Conflicts: per field, the value with the later source timestamp wins; on a tie accessplanit's value wins. When a
+  later change on one side arrives after Tandem wrote an older value over it there, the later value is written
+  back to that side too (a repair), so the outcome does not depend on the order in which changes arrive.
 - Email changes: the contact keeps its identity on the other side (`Operation.CHANGE_EMAIL`), unless the instance
   keeps the seed's behaviour (`EmailChangePolicy.NEW_CONTACT`).
 """
@@ -74,6 +76,8 @@ class Decision:
     status: TraceStatus
     summary: str
     command: SyncCommand | None = None
+    # The source's own later value, written back over an older one Tandem may have written there meanwhile.
+    repair: SyncCommand | None = None
     error: ErrorInfo | None = None
     changes_detected: bool | None = None
     logs: list[str] = field(default_factory=list)
@@ -105,6 +109,10 @@ def old_address(event: ChangeEvent, previous_email: str | None) -> str | None:
     return None
 
 
+def _a(system: System) -> str:
+    return f"an {system.label}" if system is System.ACCESSPLANIT else f"a {system.label}"
+
+
 def _when(moment_ms: int) -> str:
     return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -114,6 +122,8 @@ class _SourceAnalysis:
     changed: set[str] = field(default_factory=set)
     stale: set[str] = field(default_factory=set)
     echoed: set[str] = field(default_factory=set)
+    # Changed fields whose previous value Tandem wrote after this change happened: the write may have replaced it.
+    overwritten: set[str] = field(default_factory=set)
     effective_ts: dict[str, int] = field(default_factory=dict)
 
 
@@ -124,7 +134,7 @@ def _analyse_source(
     result = _SourceAnalysis()
     for name, digest in digests.items():
         known = state.fields.get(name) if state else None
-        written_at = state.written_recently(name, digest) if state and by_tandem_possible else None
+        recent = state.written_recently(name, digest) if state and by_tandem_possible else None
         if state is None:
             result.changed.add(name)
             result.effective_ts[name] = event_ts
@@ -132,14 +142,17 @@ def _analyse_source(
             result.effective_ts[name] = known.ts_ms
         elif known is None and digest == EMPTY_DIGEST:
             result.effective_ts[name] = 0
-        elif written_at is not None:
+        elif recent is not None:
             result.echoed.add(name)
-            result.effective_ts[name] = written_at
+            result.effective_ts[name] = recent.source_ts_ms
         elif known is not None and known.ts_ms > event_ts:
             result.stale.add(name)
         else:
             result.changed.add(name)
             result.effective_ts[name] = event_ts
+            write = state.written_recently(name, known.digest) if state and known else None
+            if known is not None and known.origin == "written" and write and write.recorded_ms >= event_ts:
+                result.overwritten.add(name)
     return result
 
 
@@ -251,6 +264,24 @@ def decide(
         included[value.target_field] = value.value
     logs.extend(conflicts)
 
+    repair = None
+    if analysis.overwritten and old is None:
+        repaired = {name: record[name] for name in sorted(analysis.overwritten)}
+        logs.append(
+            f"{', '.join(repaired)} changed in {source.label} before Tandem's write of an older value landed there; "
+            f"the later value is written back to {source.label}"
+        )
+        repair = _command(
+            event,
+            source,
+            Operation.UPSERT,
+            email,
+            None,
+            build_payload(instance, source, email, repaired),
+            command_id=f"{command_id}-repair",
+            now=now,
+        )
+
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
         checked = {v.target_field: v.value for v in values} if creating else included
@@ -269,14 +300,55 @@ def decide(
         summary = f"No changes detected: {target.label} already holds these values"
         if conflicts:
             summary = f"Nothing to send to {target.label}: its later changes win ({len(conflicts)} conflict(s))"
-        return _skip(summary, logs, updates)
+        if repair is None:
+            return _skip(summary, logs, updates)
+        return Decision(
+            TraceStatus.SUCCEEDED,
+            f"{summary}; written back to {source.label}",
+            repair=repair,
+            changes_detected=True,
+            logs=logs,
+            updates=updates,
+        )
 
     payload = build_payload(instance, target, email, included)
+    command = _command(event, target, operation, email, old, payload, command_id=command_id, now=now)
+    fields_text = ", ".join(included) or "no other fields"
+    if operation is Operation.CHANGE_EMAIL:
+        summary = f"Mapped to {_a(target)} email change {old} → {email} ({fields_text})"
+    else:
+        summary = f"Mapped to {_a(target)} upsert of {email} ({fields_text})"
+    if conflicts:
+        summary += f"; {len(conflicts)} field(s) kept from {target.label}'s later change"
+    if repair is not None:
+        summary += f"; written back to {source.label}"
+    return Decision(
+        TraceStatus.SUCCEEDED,
+        summary,
+        command=command,
+        repair=repair,
+        changes_detected=True,
+        logs=logs,
+        updates=updates,
+    )
+
+
+def _command(
+    event: ChangeEvent,
+    target: System,
+    operation: Operation,
+    email: str,
+    old: str | None,
+    payload: dict[str, Any],
+    *,
+    command_id: str,
+    now: datetime,
+) -> SyncCommand:
     identity = event.identity.model_copy(
         update={"email": email, "old_email": old if operation is Operation.CHANGE_EMAIL else event.identity.old_email}
     )
     fp = content_fingerprint(target, payload)
-    command = SyncCommand(
+    return SyncCommand(
         command_id=command_id,
         execution_id=event.execution_id,
         original_execution_id=event.original_execution_id,
@@ -292,11 +364,3 @@ def decide(
         source_occurred_at=event.occurred_at,
         created_at=now,
     )
-    fields_text = ", ".join(included) or "no other fields"
-    if operation is Operation.CHANGE_EMAIL:
-        summary = f"Mapped to a {target.label} email change {old} → {email} ({fields_text})"
-    else:
-        summary = f"Mapped to a {target.label} upsert of {email} ({fields_text})"
-    if conflicts:
-        summary += f"; {len(conflicts)} field(s) kept from {target.label}'s later change"
-    return Decision(TraceStatus.SUCCEEDED, summary, command=command, changes_detected=True, logs=logs, updates=updates)
