@@ -151,7 +151,7 @@ def _analyse_source(
             result.changed.add(name)
             result.effective_ts[name] = event_ts
             write = state.written_recently(name, known.digest) if state and known else None
-            if known is not None and known.origin == "written" and write and write.recorded_ms >= event_ts:
+            if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
                 result.overwritten.add(name)
     return result
 

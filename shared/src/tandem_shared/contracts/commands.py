@@ -66,8 +66,8 @@ class SyncCommand(Contract):
     attempt: int = 1
     trigger: Trigger
     source_occurred_at: datetime = Field(
-        description="When the change happened in the source system; a writer may refuse to overwrite a target "
-        "record changed after it (the later change wins)."
+        description="When the change happened in the source system: the time conflicts are decided by (the later "
+        "change wins). The mapper decides them; a writer writes what it is given."
     )
     created_at: datetime
 
