@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint stack-up stack-down bench clean
+.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ test-unit: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy $(foreach p,$(PACKAGES),$(p)/src)
 
 stack-up: install
 	$(PY) -m tandem_devstack up

@@ -72,7 +72,7 @@ def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None 
         for spec in service_specs(ports):
             if services is None or spec.name in services:
                 stack.start(spec)
-        demo.register_accessplanit_webhook(ports, instance.id)
+        demo.register_accessplanit_webhook(demo.Endpoints.from_env(env), instance.id)
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()

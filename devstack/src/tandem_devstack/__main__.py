@@ -1,4 +1,5 @@
-"""`python -m tandem_devstack prerequisites|up|down|status|run` — the local stack behind make run / make test."""
+"""`python -m tandem_devstack prerequisites|up|down|status|run|topics|demo` — the local stack behind make run /
+make test, and the one-shot steps of docker compose."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from tandem_devstack.stack import (
 )
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.instances import demo_instance
+
+# Long enough for a broker started alongside (docker compose) to elect its controller.
+TOPICS_TIMEOUT_S = 180.0
 
 
 def cmd_prerequisites(_: argparse.Namespace) -> int:
@@ -54,6 +58,43 @@ def cmd_status(_: argparse.Namespace) -> int:
     for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
         pid = read_pid(pidfile)
         print(f"{pidfile.parent.name:24} {'running, pid ' + str(pid) if pid else 'not running'}")
+    return 0
+
+
+def _publish_demo_instance(bootstrap: str) -> None:
+    """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
+    if demo_instance().id not in asyncio.run(read_instances(bootstrap)):
+        asyncio.run(put_instance(bootstrap, demo_instance()))
+
+
+def _register_demo_webhooks(endpoints: demo.Endpoints) -> None:
+    demo.register_accessplanit_webhook(endpoints)
+    try:
+        demo.register_mailchimp_webhook(endpoints)
+    except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
+        print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+
+
+def cmd_topics(_: argparse.Namespace) -> int:
+    """Create Tandem's topics (tandem_shared.contracts.topics.TOPICS) on the broker KAFKA_BOOTSTRAP_SERVERS names."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", f"{infra.HOST}:{infra.kafka_port()}")
+    created = infra.create_topics(bootstrap, timeout=TOPICS_TIMEOUT_S)
+    print(f"topics on {bootstrap}: created {', '.join(created) if created else 'none (all exist)'}")
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    """Publish the demo instance and register its webhooks with the simulators named by TANDEM_DEMO_*_URL
+    (docker compose, the dev overlay): what `make run` does on loopback."""
+    try:
+        endpoints = demo.Endpoints.from_env(os.environ)
+        bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    except KeyError as missing:
+        print(f"demo: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
+        return 2
+    _publish_demo_instance(bootstrap)
+    _register_demo_webhooks(endpoints)
+    print(f"demo instance published; accessplanit and Mailchimp deliver its webhooks to {endpoints.ingest}")
     return 0
 
 
@@ -98,16 +139,11 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
-        if demo_instance().id not in asyncio.run(read_instances(kafka.address)):
-            asyncio.run(put_instance(kafka.address, demo_instance()))
+        _publish_demo_instance(kafka.address)
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
-        demo.register_accessplanit_webhook(ports)
-        try:
-            demo.register_mailchimp_webhook(ports)
-        except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
-            print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+        _register_demo_webhooks(demo.Endpoints.from_env(stack.env))
         print(_banner(ports, kafka.address, redis.address), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
@@ -129,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         ("down", cmd_down, "stop what 'up' started"),
         ("status", cmd_status, "show what is running"),
         ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
+        ("topics", cmd_topics, "create Tandem's topics on KAFKA_BOOTSTRAP_SERVERS (waits for the broker)"),
+        ("demo", cmd_demo, "publish the demo instance, register its webhooks at TANDEM_DEMO_*_URL"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)
     args = parser.parse_args(argv)

@@ -129,15 +129,37 @@ def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
     )
 
 
-def _kafka_ready(bootstrap: str) -> bool:
+def _try_ensure_topics(bootstrap: str) -> list[str] | None:
+    """The topics created, or None while the broker cannot take the request yet."""
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     if not port_open(host, int(port)):
-        return False
+        return None
     try:
-        asyncio.run(ensure_topics(bootstrap))
+        return asyncio.run(ensure_topics(bootstrap))
     except Exception:  # the broker answers TCP before its controller is elected; keep waiting
-        return False
-    return True
+        return None
+
+
+def _kafka_ready(bootstrap: str) -> bool:
+    return _try_ensure_topics(bootstrap) is not None
+
+
+def create_topics(bootstrap: str, timeout: float = 120.0) -> list[str]:
+    """Create Tandem's topics on a broker that may still be starting (docker compose, a fresh cluster).
+
+    Returns the names created; topics that already exist are left as they are.
+    """
+    created: list[str] = []
+
+    def attempt() -> bool:
+        result = _try_ensure_topics(bootstrap)
+        if result is None:
+            return False
+        created.extend(result)
+        return True
+
+    wait_until(attempt, timeout=timeout, what=f"Kafka at {bootstrap}")
+    return created
 
 
 def ensure_kafka(timeout: float = 120.0) -> Service:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -11,8 +12,9 @@ import structlog
 from tandem_shared.redaction import redact
 
 
-def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return redact(event_dict)  # type: ignore[no-any-return]
+def _redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    masked: Mapping[str, Any] = redact(event_dict)
+    return masked
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
@@ -33,4 +35,5 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger
