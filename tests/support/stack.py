@@ -69,10 +69,16 @@ def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None 
     )
     stack = Stack(env=env, log_dir=tmp / "logs")
     try:
+        started = set()
         for spec in service_specs(ports):
             if services is None or spec.name in services:
                 stack.start(spec)
-        demo.register_accessplanit_webhook(demo.Endpoints.from_env(env), instance.id)
+                started.add(spec.name)
+        endpoints = demo.Endpoints.from_env(env)
+        if {"ingest", "accessplanit-sim"} <= started:
+            demo.register_accessplanit_webhook(endpoints, instance.id)
+        if {"ingest", "mailchimp-sim"} <= started:
+            instance = demo.register_mailchimp_webhook(endpoints, kafka, tmp / "secrets", instance)
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()

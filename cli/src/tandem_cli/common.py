@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Awaitable
 from typing import TypeVar
 
-import structlog
 from aiokafka.errors import KafkaError
 
 EXIT_OK = 0
@@ -31,16 +29,6 @@ T = TypeVar("T")
 
 class Unavailable(RuntimeError):
     """Something Tandem depends on did not answer; the message says what."""
-
-
-def quiet_logging() -> None:
-    """The services' libraries log; a command's stdout is its result (pipeable), so only warnings go to stderr."""
-    structlog.configure(
-        processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-    )
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
 def add_broker_option(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
+
+import structlog
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -19,17 +22,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_library_logs() -> None:
+    """Library log lines go to stderr, warnings and worse only: stdout is the command's output and may be piped."""
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_library_logs()
     parser = build_parser()
     if not REGISTRARS:
         parser.print_help(sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    quiet_logging()
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 
 
-# Each module appends its registrar to REGISTRARS when imported (after REGISTRARS exists, hence down here).
-from tandem_cli import instances, report  # noqa: E402, F401
-from tandem_cli.common import quiet_logging  # noqa: E402
+# Sub-command groups register themselves on import (after REGISTRARS exists, hence down here).
+from tandem_cli import instances, report, webhooks  # noqa: E402, F401

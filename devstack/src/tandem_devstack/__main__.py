@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from tandem_devstack import demo, infra
 from tandem_devstack.paths import tandem_home
@@ -24,6 +25,7 @@ from tandem_devstack.stack import (
     service_specs,
     stack_env,
 )
+from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.instances import demo_instance
 
@@ -61,18 +63,23 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0
 
 
-def _publish_demo_instance(bootstrap: str) -> None:
+def _publish_demo_instance(bootstrap: str) -> InstanceConfig:
     """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
-    if demo_instance().id not in asyncio.run(read_instances(bootstrap)):
-        asyncio.run(put_instance(bootstrap, demo_instance()))
+    instance = asyncio.run(read_instances(bootstrap)).get(demo_instance().id)
+    if instance is None:
+        instance = demo_instance()
+        asyncio.run(put_instance(bootstrap, instance))
+    return instance
 
 
-def _register_demo_webhooks(endpoints: demo.Endpoints) -> None:
-    demo.register_accessplanit_webhook(endpoints)
+def _register_demo_webhooks(
+    endpoints: demo.Endpoints, bootstrap: str, secrets_dir: Path, instance: InstanceConfig
+) -> None:
+    demo.register_accessplanit_webhook(endpoints, instance.id)
     try:
-        demo.register_mailchimp_webhook(endpoints)
-    except Exception as exc:  # the Mailchimp direction is optional for the demo to be useful
-        print(f"note: Mailchimp webhook not registered ({exc})", file=sys.stderr)
+        demo.register_mailchimp_webhook(endpoints, bootstrap, secrets_dir, instance)
+    except Exception as exc:  # the accessplanit → Mailchimp direction works without it
+        print(f"error: Mailchimp webhook not registered ({exc})", file=sys.stderr)
 
 
 def cmd_topics(_: argparse.Namespace) -> int:
@@ -92,8 +99,8 @@ def cmd_demo(_: argparse.Namespace) -> int:
     except KeyError as missing:
         print(f"demo: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
         return 2
-    _publish_demo_instance(bootstrap)
-    _register_demo_webhooks(endpoints)
+    secrets_dir = Path(os.environ.get("TANDEM_DEMO_SECRETS_DIR", str(default_data_dir() / "secrets")))
+    _register_demo_webhooks(endpoints, bootstrap, secrets_dir, _publish_demo_instance(bootstrap))
     print(f"demo instance published; accessplanit and Mailchimp deliver its webhooks to {endpoints.ingest}")
     return 0
 
@@ -122,6 +129,9 @@ Create a user in accessplanit:
        -d '{{"Forenames":"Ada","Surname":"Lovelace","Email":"ada@example.com","MainCompanyID":"2"}}'
 Read the member back from Mailchimp:
   curl -s -u any:{DEMO_MAILCHIMP_API_KEY} {mc}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/ada@example.com
+Edit it as a marketer would in Mailchimp (a signed webhook reaches ingest, a change lands on tandem.changes):
+  curl -s -X PATCH {mc}/_sim/admin/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/ada@example.com \\
+       -H 'Content-Type: application/json' -d '{{"merge_fields":{{"FNAME":"Augusta"}}}}'
 """
 
 
@@ -139,11 +149,13 @@ def cmd_run(_: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
-        _publish_demo_instance(kafka.address)
+        instance = _publish_demo_instance(kafka.address)
         for spec in service_specs(ports):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
-        _register_demo_webhooks(demo.Endpoints.from_env(stack.env))
+        _register_demo_webhooks(
+            demo.Endpoints.from_env(stack.env), kafka.address, Path(stack.env["TANDEM_DEMO_SECRETS_DIR"]), instance
+        )
         print(_banner(ports, kafka.address, redis.address), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from tandem_cli.webhooks import register_webhook, webhook_url, with_signing_secret, write_secret_file
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
     DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
     DEMO_MAILCHIMP_API_KEY,
-    DEMO_MAILCHIMP_AUDIENCE,
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
 )
+from tandem_shared.contracts import InstanceConfig
+from tandem_shared.instance_store import put_instance
 
 
 @dataclass(frozen=True)
@@ -54,23 +58,30 @@ def register_accessplanit_webhook(endpoints: Endpoints, instance_id: str = "demo
     httpx.post(base, json=body, headers=headers, timeout=10).raise_for_status()
 
 
-def register_mailchimp_webhook(endpoints: Endpoints, instance_id: str = "demo") -> None:
-    base = f"{endpoints.mailchimp}/lists/{DEMO_MAILCHIMP_AUDIENCE}/webhooks"
-    target = f"{endpoints.ingest}/webhooks/mailchimp/{instance_id}/{DEMO_MAILCHIMP_WEBHOOK_SECRET}"
-    auth = ("tandem", DEMO_MAILCHIMP_API_KEY)
-    existing = httpx.get(base, auth=auth, timeout=10).json().get("webhooks", [])
-    if any(item.get("url") == target for item in existing):
-        return
-    body = {
-        "url": target,
-        "events": {
-            "subscribe": True,
-            "unsubscribe": True,
-            "profile": True,
-            "cleaned": True,
-            "upemail": True,
-            "campaign": False,
-        },
-        "sources": {"user": True, "admin": True, "api": True},
-    }
-    httpx.post(base, json=body, auth=auth, timeout=10).raise_for_status()
+def register_mailchimp_webhook(
+    endpoints: Endpoints, kafka: str, secrets_dir: Path, instance: InstanceConfig
+) -> InstanceConfig:
+    """What `tandem webhooks register INSTANCE --signing-secret-file …` does, with the demo's known keys.
+
+    Returns the instance as it now stands: reading Mailchimp's signing secret from a file under `secrets_dir`, so
+    ingest verifies every delivery. A webhook that exists but whose secret file is gone is recreated.
+    """
+    secret_file = secrets_dir / f"mailchimp-signing-secret-{instance.id}"
+    url = webhook_url(endpoints.ingest, instance.id, DEMO_MAILCHIMP_WEBHOOK_SECRET)
+    registration = register_webhook(
+        instance.mailchimp,
+        DEMO_MAILCHIMP_API_KEY,
+        url,
+        DEMO_MAILCHIMP_WEBHOOK_SECRET,
+        replace=not secret_file.exists(),
+    )
+    if registration.created:
+        if registration.signing_secret:
+            write_secret_file(secret_file, registration.signing_secret)
+        else:
+            secret_file.unlink(missing_ok=True)
+    ref = f"file:{secret_file}" if secret_file.exists() else None
+    if instance.mailchimp.webhook_signing_secret != ref and ref is not None:
+        instance = with_signing_secret(instance, ref)
+        asyncio.run(put_instance(kafka, instance))
+    return instance

@@ -99,6 +99,7 @@ def stack_env(
             "TANDEM_DEMO_MAILCHIMP_URL": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0",
             "TANDEM_DEMO_ACCESSPLANIT_URL": f"http://127.0.0.1:{ports.accessplanit_sim}",
             "TANDEM_DEMO_INGEST_URL": f"http://127.0.0.1:{ports.ingest}",
+            "TANDEM_DEMO_SECRETS_DIR": str(data_dir / "secrets"),
             "TANDEM_DEMO_MAILCHIMP_API_KEY": DEMO_MAILCHIMP_API_KEY,
             "TANDEM_DEMO_ACCESSPLANIT_API_KEY": DEMO_ACCESSPLANIT_API_KEY,
             "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_SECRET,

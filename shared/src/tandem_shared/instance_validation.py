@@ -550,12 +550,6 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 # -- reading the schemas live --------------------------------------------------------------------------------
 
 
-def mailchimp_base_url(api_key: str, configured: str | None) -> str:
-    if configured:
-        return configured.rstrip("/")
-    return f"https://{api_key.rsplit('-', 1)[-1]}.api.mailchimp.com/3.0"
-
-
 class _Unreachable(Exception):
     pass
 
@@ -574,7 +568,7 @@ async def _read_mailchimp(
         key = resolve_secret(config.mailchimp.api_key)
     except SecretUnavailable as exc:
         return None, [], [Problem("mailchimp.api_key", f"{exc}; the Mailchimp checks were skipped")]
-    base = mailchimp_base_url(key, config.mailchimp.api_base_url)
+    base = config.mailchimp.api_root(key)
     auth = httpx.BasicAuth("tandem", key)
     audience = config.mailchimp.audience_id
     try:

@@ -129,11 +129,15 @@ def package_settings(package: Package, repo: Path = REPO_ROOT) -> list[Setting]:
 
 
 def secret_resolvers(repo: Path = REPO_ROOT) -> set[str]:
-    """Modules whose code resolves secret references (env:/file:) and so needs the vendor keys mounted."""
+    """Services whose code resolves secret references (env:/file:) and so needs the vendor keys mounted.
+
+    The shared library and the operator's `tandem` command are not deployed services: the operator's own
+    environment provides what the command resolves.
+    """
     return {
         package.module
         for package in present_packages(repo)
-        if package.module != "tandem_shared"
+        if package.module not in ("tandem_shared", "tandem_cli")
         and any("resolve_secret(" in p.read_text(encoding="utf-8") for p in (repo / package.dir).rglob("*.py"))
     }
 

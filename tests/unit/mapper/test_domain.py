@@ -84,19 +84,24 @@ def mc_event(
     old_email: str | None = None,
     merges: dict[str, Any] | None = None,
 ) -> ChangeEvent:
-    fields = (
-        {
+    """As ingest publishes Mailchimp's webhooks: the merges next to the delivery's own data (upemail: no merges)."""
+    if kind is ChangeKind.EMAIL_CHANGED and merges is None:
+        fields: dict[str, Any] = {"email": email, "old_email": old_email, "list_id": "a1b2c3d4e5", "id": "51da8c3259"}
+    else:
+        fields = {
+            "id": "8a25ff1d98",
+            "list_id": "a1b2c3d4e5",
+            "email": email,
+            "email_type": "html",
             "EMAIL": email,
             "FNAME": "Ada",
             "LNAME": "Lovelace",
             "PHONE": "0161 496 0000",
             "COMPANY": "",
             "BIRTHDAY": "12/10",
+            "INTERESTS": "",
             **(merges or {}),
         }
-        if merges is not None or kind is not ChangeKind.EMAIL_CHANGED
-        else {}
-    )
     return ChangeEvent(
         event_id="e-mc",
         execution_id="x-mc",

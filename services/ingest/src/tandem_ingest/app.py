@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.http import problem, read_body
+from tandem_ingest.mailchimp_webhook import EventPublisher, mailchimp_router
 from tandem_ingest.normalize import accessplanit
 from tandem_ingest.publishing import ChangePublisher, KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
@@ -29,29 +31,16 @@ log = get_logger("tandem.ingest")
 SIGNATURE_HEADER = "X-Accessplanit-Signature"
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse({"status": status, "title": title, "detail": detail}, status_code=status)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Reads at most `limit` bytes; a larger body is refused before it is buffered whole."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise OverflowError
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise OverflowError
-    return bytes(body)
-
-
-def create_app(settings: IngestSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: IngestSettings | None = None,
+    registry: InstanceRegistry | None = None,
+    publisher: EventPublisher | None = None,
+) -> FastAPI:
     settings = settings or IngestSettings()
     configure_logging("ingest", settings.log_level, settings.log_json)
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-ingest")
-    publisher = ChangePublisher(broker, settings.publish_timeout_s)
+    publisher = publisher or ChangePublisher(broker, settings.publish_timeout_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -121,4 +110,5 @@ def create_app(settings: IngestSettings | None = None, registry: InstanceRegistr
             return problem(503, "Service Unavailable", "the event could not be stored; retry later")
         return JSONResponse({"event_id": event.event_id, "execution_id": event.execution_id}, status_code=202)
 
+    app.include_router(mailchimp_router(settings, registry, publisher))
     return app

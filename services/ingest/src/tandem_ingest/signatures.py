@@ -25,4 +25,5 @@ def verify(secret: str, body: bytes, header: str | None, *, now: float, toleranc
     if abs(now - timestamp) > tolerance_s:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    # Bytes, not str: compare_digest raises on non-ASCII str, and the header is whatever the sender put there.
+    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "surrogateescape"))

@@ -192,7 +192,7 @@ def decide(
     old = old_address(event, known.previous_email)
     if old and instance.email_change_policy is EmailChangePolicy.NEW_CONTACT:
         logs.append(f"Address changed from {old} to {email}; this instance treats it as a new contact (new_contact)")
-        if source is System.MAILCHIMP and event.kind is ChangeKind.EMAIL_CHANGED and not event.fields:
+        if source is System.MAILCHIMP and not read_record(instance, source, event.fields):
             return _skip(
                 f"Email change to {email} not synced (new_contact policy): accessplanit gets a new user for it "
                 "at the contact's next change",

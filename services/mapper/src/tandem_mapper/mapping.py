@@ -34,8 +34,8 @@ def side_fields(instance: InstanceConfig, system: System) -> list[str]:
 def read_record(instance: InstanceConfig, system: System, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The record's values for the mapped fields it carries, by mapping name (absent fields stay absent)."""
     if system is System.MAILCHIMP:
-        merges = {str(k).upper(): v for k, v in fields.items()}
-        return {name: merges[name] for name in side_fields(instance, system) if name in merges}
+        # Merge tags arrive upper case, next to the delivery's own lower-case data (id, list_id, email, …).
+        return {name: fields[name] for name in side_fields(instance, system) if name in fields}
     custom = fields.get("CustomFields")
     custom = custom if isinstance(custom, Mapping) else {}
     record: dict[str, Any] = {}

@@ -74,7 +74,7 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     settings = settings or WriterSettings()
     configure_logging("writer", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
-    targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget(settings.http_timeout_s)}
+    targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget.from_settings(settings)}
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     state = SyncStateStore.from_url(settings.redis_url)
     register(broker, settings, registry, targets, state)

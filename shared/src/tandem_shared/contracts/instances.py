@@ -128,7 +128,18 @@ class MailchimpConnection(Contract):
         default="subscribed",
         description="Status of contacts Tandem creates: 'pending' makes Mailchimp send a confirmation email.",
     )
+    # The path secret in the webhook URL Mailchimp calls (/webhooks/mailchimp/{instance}/{secret}).
     webhook_secret: SecretRef | None = None
+    # Mailchimp's per-webhook signing secret, shown once when the webhook is created (`tandem webhooks register`).
+    # Set → every delivery's X-Mailchimp-Signature is verified; unset → only the path secret protects the URL.
+    webhook_signing_secret: SecretRef | None = None
+
+    def api_root(self, api_key: str) -> str:
+        """The API root: the configured one (simulator), else the data centre named by the key's suffix."""
+        if self.api_base_url:
+            return self.api_base_url.rstrip("/")
+        dc = api_key.rsplit("-", 1)[-1]
+        return f"https://{dc}.api.mailchimp.com/3.0"
 
 
 class AccessplanitConnection(Contract):

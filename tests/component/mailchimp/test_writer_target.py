@@ -1,0 +1,292 @@
+"""The Mailchimp target against the simulator: upserts, email changes, consent, and every fault classified."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST, SimServer
+
+from tandem_devstack.processes import free_port
+from tandem_shared.concurrency import LocalConcurrencyLimiter
+from tandem_shared.contracts import (
+    ContactIdentity,
+    InstanceConfig,
+    Operation,
+    SyncCommand,
+    System,
+    Trigger,
+    fingerprint,
+    subscriber_hash,
+)
+from tandem_shared.instances import demo_instance
+from tandem_writer.outcome import WriteOutcome
+from tandem_writer.targets.mailchimp import MailchimpTarget, limiter_name
+
+KEY_VAR = "TANDEM_TEST_MAILCHIMP_KEY"
+WRONG_KEY_VAR = "TANDEM_TEST_MAILCHIMP_WRONG_KEY"
+
+
+@pytest.fixture(autouse=True)
+def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_VAR, DEMO_KEY)
+    monkeypatch.setenv(WRONG_KEY_VAR, "ffffffffffffffffffffffffffffffff-us1")
+
+
+def make_instance(base_url: str, **mailchimp: Any) -> InstanceConfig:
+    base = demo_instance()
+    connection = base.mailchimp.model_copy(
+        update={"api_key": f"env:{KEY_VAR}", "api_base_url": f"{base_url}/3.0", **mailchimp}
+    )
+    return base.model_copy(update={"id": "writer-test", "mailchimp": connection})
+
+
+@pytest.fixture
+def instance(mc_sim_server: SimServer) -> InstanceConfig:
+    return make_instance(mc_sim_server.base_url)
+
+
+@pytest.fixture
+def limiter() -> LocalConcurrencyLimiter:
+    return LocalConcurrencyLimiter(limit=10, max_wait_s=10)
+
+
+@pytest.fixture
+async def target(limiter: LocalConcurrencyLimiter) -> AsyncIterator[MailchimpTarget]:
+    target = MailchimpTarget(limiter=limiter, timeout_s=5, server_timeout_s=60)
+    yield target
+    await target.close()
+
+
+@pytest.fixture
+async def api(mc_sim_server: SimServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"{mc_sim_server.base_url}/3.0", auth=("x", DEMO_KEY), timeout=10) as c:
+        yield c
+
+
+def command(
+    email: str,
+    merge_fields: dict[str, Any] | None = None,
+    *,
+    operation: Operation = Operation.UPSERT,
+    old_email: str | None = None,
+    **payload: Any,
+) -> SyncCommand:
+    body = {"email_address": email, "status_if_new": "subscribed", "merge_fields": merge_fields or {}, **payload}
+    now = datetime.now(UTC)
+    return SyncCommand(
+        command_id="c",
+        execution_id="e",
+        event_id="ev",
+        instance_id="writer-test",
+        target=System.MAILCHIMP,
+        operation=operation,
+        identity=ContactIdentity(accessplanit_user_id="1", email=email, old_email=old_email),
+        payload=body,
+        fingerprint=fingerprint(body),
+        idempotency_key="k",
+        trigger=Trigger.WEBHOOK,
+        source_occurred_at=now,
+        created_at=now,
+    )
+
+
+async def member(api: httpx.AsyncClient, email: str) -> dict[str, Any] | None:
+    response = await api.get(f"/lists/{DEMO_LIST}/members/{subscriber_hash(email)}")
+    return response.json() if response.status_code == 200 else None
+
+
+async def control(sim: httpx.AsyncClient, **body: Any) -> None:
+    (await sim.post("/_sim/controls", json=body)).raise_for_status()
+
+
+def ok(outcome: WriteOutcome) -> WriteOutcome:
+    assert outcome.ok, outcome
+    assert outcome.error is None
+    return outcome
+
+
+async def test_a_new_contact_is_created_with_its_merge_fields(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    outcome = ok(await target.write(command("Ada@Example.com", {"FNAME": "Ada", "LNAME": "Lovelace"}), instance))
+    assert outcome.response is not None
+    assert outcome.response["status"] == "subscribed"
+    assert outcome.response["id"] == subscriber_hash("ada@example.com")
+    found = await member(api, "ada@example.com")
+    assert found is not None
+    assert found["merge_fields"]["FNAME"] == "Ada"
+    assert found["status"] == "subscribed"
+
+
+async def test_an_upsert_never_changes_an_existing_members_status(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("u@example.com", {"FNAME": "U"}), instance))
+    (await mc_sim.post(f"/_sim/admin/lists/{DEMO_LIST}/members/u@example.com/unsubscribe", json={})).raise_for_status()
+    outcome = ok(await target.write(command("u@example.com", {"FNAME": "Changed"}, status="subscribed"), instance))
+    assert outcome.response is not None and outcome.response["status"] == "unsubscribed"
+    found = await member(api, "u@example.com")
+    assert found is not None
+    assert (found["status"], found["merge_fields"]["FNAME"]) == ("unsubscribed", "Changed")
+
+
+async def test_a_double_opt_in_instance_adds_new_contacts_as_pending(
+    mc_sim: httpx.AsyncClient, mc_sim_server: SimServer, target: MailchimpTarget
+) -> None:
+    instance = make_instance(mc_sim_server.base_url, status_if_new="pending")
+    body = command("p@example.com")
+    payload = {k: v for k, v in body.payload.items() if k != "status_if_new"}
+    outcome = ok(await target.write(body.model_copy(update={"payload": payload}), instance))
+    assert outcome.response is not None and outcome.response["status"] == "pending"
+
+
+async def test_an_email_change_moves_the_member(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("old@example.com", {"FNAME": "Old"}), instance))
+    before = await member(api, "old@example.com")
+    assert before is not None
+    change = command("new@example.com", {"FNAME": "New"}, operation=Operation.CHANGE_EMAIL, old_email="old@example.com")
+    outcome = ok(await target.write(change, instance))
+    assert "old@example.com is now new@example.com" in outcome.summary
+    moved = await member(api, "new@example.com")
+    assert moved is not None
+    assert moved["contact_id"] == before["contact_id"]
+    assert moved["merge_fields"]["FNAME"] == "New"
+    assert await member(api, "old@example.com") is None
+
+
+async def test_an_email_change_without_the_old_member_upserts_the_new_address(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    change = command("fresh@example.com", operation=Operation.CHANGE_EMAIL, old_email="never@example.com")
+    outcome = ok(await target.write(change, instance))
+    assert "never@example.com is not in the audience" in outcome.summary
+    assert await member(api, "fresh@example.com") is not None
+    # Repeating the same change (a retry after a lost answer) lands on the same member.
+    ok(await target.write(change, instance))
+
+
+async def test_an_email_change_onto_an_address_already_in_the_audience_is_permanent(
+    mc_sim: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("a@example.com"), instance))
+    ok(await target.write(command("b@example.com"), instance))
+    outcome = await target.write(
+        command("b@example.com", operation=Operation.CHANGE_EMAIL, old_email="a@example.com"), instance
+    )
+    assert outcome.error is not None
+    assert outcome.error.permanent
+    assert outcome.error.error_class == "InvalidResource"
+    assert "already in this list" in outcome.error.message
+
+
+async def test_a_forgotten_address_is_a_permanent_explained_refusal(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("gone@example.com"), instance))
+    path = f"/lists/{DEMO_LIST}/members/{subscriber_hash('gone@example.com')}/actions/delete-permanent"
+    assert (await api.post(path)).status_code == 204
+    outcome = await target.write(command("gone@example.com"), instance)
+    assert outcome.error is not None
+    assert outcome.error.permanent
+    assert outcome.error.error_class == "ForgottenEmailNotSubscribed"
+
+
+async def test_invalid_merge_fields_keep_the_field_and_message(
+    mc_sim: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    outcome = await target.write(command("bday@example.com", {"BIRTHDAY": "13/45"}), instance)
+    assert outcome.error is not None
+    assert outcome.error.permanent
+    assert outcome.error.field == "BIRTHDAY"
+    assert "BIRTHDAY" in outcome.error.message
+
+
+async def test_a_wrong_api_key_is_permanent(
+    mc_sim: httpx.AsyncClient, mc_sim_server: SimServer, target: MailchimpTarget
+) -> None:
+    instance = make_instance(mc_sim_server.base_url, api_key=f"env:{WRONG_KEY_VAR}")
+    outcome = await target.write(command("k@example.com"), instance)
+    assert outcome.error is not None
+    assert (outcome.error.permanent, outcome.error.error_class) == (True, "APIKeyInvalid")
+
+
+async def test_a_missing_api_key_secret_is_permanent_and_does_not_leak(
+    mc_sim: httpx.AsyncClient, mc_sim_server: SimServer, target: MailchimpTarget
+) -> None:
+    instance = make_instance(mc_sim_server.base_url, api_key="env:TANDEM_TEST_NO_SUCH_VARIABLE")
+    outcome = await target.write(command("k@example.com"), instance)
+    assert outcome.error is not None
+    assert (outcome.error.permanent, outcome.error.error_class) == (True, "SecretUnavailable")
+
+
+async def test_a_command_without_an_address_is_permanent(
+    mc_sim: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    broken = command("x@example.com")
+    outcome = await target.write(broken.model_copy(update={"payload": {"merge_fields": {}}}), instance)
+    assert outcome.error is not None
+    assert (outcome.error.permanent, outcome.error.error_class) == (True, "InvalidCommand")
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [
+        ("500", "InternalServerError"),
+        ("503", "ServiceUnavailable"),
+        ("429", "TooManyRequests"),
+        ("429_empty", "HTTP429"),
+        ("403_empty", "HTTP403"),
+        ("502_html", "HTTP502"),
+    ],
+)
+async def test_injected_faults_are_transient_and_the_retry_succeeds(
+    mc_sim: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig, fault: str, error_class: str
+) -> None:
+    await control(mc_sim, route="PUT member", fault=fault, count=1)
+    failed = await target.write(command("f@example.com"), instance)
+    assert failed.error is not None, failed
+    assert failed.error.permanent is False
+    assert failed.error.error_class == error_class
+    ok(await target.write(command("f@example.com"), instance))
+
+
+async def test_faults_on_the_email_change_are_transient_too(
+    mc_sim: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("o@example.com"), instance))
+    await control(mc_sim, route="PATCH member", fault="503", count=1)
+    change = command("n@example.com", operation=Operation.CHANGE_EMAIL, old_email="o@example.com")
+    failed = await target.write(change, instance)
+    assert failed.error is not None and not failed.error.permanent
+    ok(await target.write(change, instance))
+
+
+async def test_a_timeout_is_transient_and_keeps_the_slot_mailchimp_may_still_hold(
+    mc_sim: httpx.AsyncClient, instance: InstanceConfig
+) -> None:
+    limiter = LocalConcurrencyLimiter(limit=10, max_wait_s=10)
+    target = MailchimpTarget(limiter=limiter, timeout_s=0.3, server_timeout_s=60)
+    try:
+        await control(mc_sim, route="PUT member", fault="timeout", count=1, hang_ms=1500)
+        outcome = await target.write(command("t@example.com"), instance)
+        assert outcome.error is not None
+        assert (outcome.error.permanent, outcome.error.error_class) == (False, "Timeout")
+        name = limiter_name(instance.mailchimp.api_root(DEMO_KEY), DEMO_KEY)
+        assert limiter.in_use(name) == 1
+        ok(await target.write(command("t2@example.com"), instance))
+        assert limiter.in_use(name) == 1
+    finally:
+        await target.close()
+
+
+async def test_an_unreachable_server_is_transient(target: MailchimpTarget) -> None:
+    instance = make_instance(f"http://127.0.0.1:{free_port()}")
+    outcome = await target.write(command("x@example.com"), instance)
+    assert outcome.error is not None
+    assert (outcome.error.permanent, outcome.error.error_class) == (False, "ConnectError")
