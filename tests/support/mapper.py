@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from support.topics import read_all, wait_for_records
@@ -35,7 +36,7 @@ from tandem_shared.contracts import (
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
 from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
 from tandem_shared.instances import Listener, demo_instance
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import make_broker, partitions_of
 from tandem_shared.sync_state import SyncStateStore
 
 INTEGRATION_USER = "900001"
@@ -131,6 +132,20 @@ class MapperHarness:
         return await read_all(self.kafka, COMMANDS, SyncCommand, where=lambda c: c.instance_id == instance_id)
 
 
+async def start_group_at_end(kafka: str, group_id: str, topic: str) -> None:
+    """Commit the topic's current end for a new consumer group, so it reads only what is published from now on
+    (the session's broker holds every earlier test's changes)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = await partitions_of(kafka, topic)
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        await consumer.commit(end)
+    finally:
+        await consumer.stop()
+
+
 @asynccontextmanager
 async def running_mapper(kafka: str, redis: str) -> AsyncIterator[MapperHarness]:
     ids: set[str] = set()
@@ -141,6 +156,7 @@ async def running_mapper(kafka: str, redis: str) -> AsyncIterator[MapperHarness]
         group_id=f"tandem-mapper-test-{uuid.uuid4().hex[:8]}",
         held_sweep_s=1.0,
     )
+    await start_group_at_end(kafka, settings.group_id, CHANGES)
     broker, mapper, _, state = build(settings, OnlyThese(topic_registry, ids))
     publisher = make_broker(kafka, client_id="tandem-test-changes")
     await topic_registry.start()

@@ -8,7 +8,7 @@ Keys (`{…}` is a Redis Cluster hash tag: all keys of one instance live on one 
 
     tandem:{<instance>}:state:<system>:<contact>  HASH
         f:<field>          "<digest>|<source ts ms>|<seen|written>"  the value the side holds, as a digest
-        r:<field>|<digest> "<source ts ms>|<recorded ms>"            a recent write by Tandem (stale echoes)
+        r:<field>|<digest> "<source ts ms>|<recorded ms>"            a recent write by Tandem (echoes, late ones too)
         _last              "<seen|written>|<source ts ms>"           who changed the contact last
         <contact> = subscriber_hash(email): Mailchimp's member id, so no address appears in a key.
         <field> = the name in the instance's mappings: a merge tag, an accessplanit field or 'custom:<name>'.
@@ -276,6 +276,28 @@ class SyncStateStore:
 
     async def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         await self._redis.hset(user_email_key(instance_id), user_id, email)  # type: ignore[misc]
+
+    async def expect_write(self, command: SyncCommand) -> None:
+        """The mapper's note, before a command leaves it, that Tandem is about to write these values.
+
+        The target's webhook for the write can reach the mapper before the writer has recorded the write; with this
+        note the echo is recognised all the same. What the target holds changes only with `record_written`.
+        """
+        email = payload_email(command.target, command.payload) or command.identity.email
+        if email is None:
+            return
+        key = state_key(command.instance_id, command.target, email)
+        noted = f"{ts_ms(command.source_occurred_at)}|{self._clock()}"
+        entries = {
+            f"r:{name}|{field_digest(value)}": noted
+            for name, value in payload_content(command.target, command.payload).items()
+        }
+        if not entries:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=entries)
+            pipe.expire(key, self._ttl_s)
+            await pipe.execute()
 
     async def record_written(self, command: SyncCommand) -> None:
         """The writer's success hook: the target now holds the command's payload."""

@@ -207,3 +207,17 @@ async def test_an_accessplanit_email_change_moves_the_mailchimp_contact(harness:
     [record] = await harness.mapper_records([upemail.execution_id])
     assert record.summary == "Echo of Tandem's own write to Mailchimp: not sent back"
     assert len(await harness.commands(config.id)) == 2
+
+
+async def test_an_echo_that_overtakes_the_writers_record_is_still_recognised(harness: MapperHarness) -> None:
+    # Mailchimp's webhook can reach the mapper before the writer has recorded its write: the mapper noted the
+    # values it sent when it sent them.
+    config = await harness.put(make_instance(unique("race")))
+    edit = await harness.change(accessplanit_change(config.id, "701", at=utcnow(), Surname="Byron"))
+    await harness.mapper_records([edit.execution_id])
+    [command] = await harness.commands(config.id)
+    email = command.payload["email_address"]
+    echo = await harness.change(mailchimp_change(config.id, email, at=utcnow(), FNAME="Ada", LNAME="Byron"))
+    [record] = await harness.mapper_records([echo.execution_id])
+    assert record.summary == "Echo of Tandem's own write to Mailchimp: not sent back"
+    assert len(await harness.commands(config.id)) == 1

@@ -550,3 +550,11 @@ def test_users_sharing_an_address_the_last_change_wins_in_mailchimp() -> None:
     assert decision.command is not None
     assert decision.command.payload["merge_fields"] == {"FNAME": "Augusta", "LNAME": "King"}
     assert RememberUserEmail("8", "ada@example.com") in decision.updates
+
+
+def test_an_echo_of_a_write_not_yet_recorded_is_recognised_by_what_the_mapper_sent() -> None:
+    sent = {f"{name}|{field_digest(value)}": RecentWrite(ts_ms(T0), ts_ms(T0)) for name, value in MC_HOLDS.items()}
+    known = Knowledge(source=SideState({}, "seen", 0, sent), target=side(AP_HOLDS))
+    decision = run(mc_event(), known)
+    assert decision.command is None
+    assert decision.summary == "Echo of Tandem's own write to Mailchimp: not sent back"

@@ -125,6 +125,7 @@ class Mapper:
             step.log("info", line)
         for command in (decision.command, decision.repair):
             if command is not None:
+                await self._state.expect_write(command)
                 await self._broker.publish(
                     command,
                     topic=COMMANDS,
