@@ -34,7 +34,7 @@ from tandem_shared.contracts import (
     message_key,
 )
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
-from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
+from tandem_shared.instance_store import TopicInstanceRegistry, delete_instance, put_instance
 from tandem_shared.instances import Listener, demo_instance
 from tandem_shared.kafka import make_broker, partitions_of
 from tandem_shared.sync_state import SyncStateStore
@@ -171,6 +171,9 @@ async def running_mapper(kafka: str, redis: str) -> AsyncIterator[MapperHarness]
         await broker.stop()
         await topic_registry.stop()
         await state.close()
+        # Later stacks in the session replay every change; gone instances make that replay cheap.
+        for instance_id in ids:
+            await delete_instance(kafka, instance_id)
 
 
 def new_id() -> str:

@@ -69,6 +69,11 @@ def held_lock_key(instance_id: str) -> str:
     return f"{_prefix(instance_id)}:held:lock"
 
 
+def text(value: bytes | str) -> str:
+    """Redis answers str with decode_responses, bytes without; the keys and values here are always text."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
 def ts_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
@@ -247,8 +252,8 @@ class SyncStateStore:
         await self._redis.aclose()
 
     async def load(self, instance_id: str, system: System, email: str) -> SideState | None:
-        raw = await self._redis.hgetall(state_key(instance_id, system, email))  # type: ignore[misc]
-        return parse_state(raw)
+        raw = await self._redis.hgetall(state_key(instance_id, system, email))
+        return parse_state({text(k): text(v) for k, v in raw.items()})
 
     async def merge(
         self,
@@ -271,11 +276,11 @@ class SyncStateStore:
         await self._move(keys=keys, args=[])
 
     async def user_email(self, instance_id: str, user_id: str) -> str | None:
-        value = await self._redis.hget(user_email_key(instance_id), user_id)  # type: ignore[misc]
-        return str(value) if value else None
+        value = await self._redis.hget(user_email_key(instance_id), user_id)
+        return text(value) if value else None
 
     async def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
-        await self._redis.hset(user_email_key(instance_id), user_id, email)  # type: ignore[misc]
+        await self._redis.hset(user_email_key(instance_id), user_id, email)
 
     async def expect_write(self, command: SyncCommand) -> None:
         """The mapper's note, before a command leaves it, that Tandem is about to write these values.
@@ -288,14 +293,12 @@ class SyncStateStore:
             return
         key = state_key(command.instance_id, command.target, email)
         noted = f"{ts_ms(command.source_occurred_at)}|{self._clock()}"
-        entries = {
-            f"r:{name}|{field_digest(value)}": noted
-            for name, value in payload_content(command.target, command.payload).items()
-        }
-        if not entries:
+        content = payload_content(command.target, command.payload)
+        if not content:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=entries)
+            for name, value in content.items():
+                pipe.hset(key, f"r:{name}|{field_digest(value)}", noted)
             pipe.expire(key, self._ttl_s)
             await pipe.execute()
 

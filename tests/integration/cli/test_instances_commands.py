@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
     DEMO_MAILCHIMP_API_KEY,
 )
+from tandem_shared.instance_store import delete_instance
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +34,14 @@ def simulators(
         kafka_bootstrap, redis_url, tmp_path_factory.mktemp("cli"), services=["mailchimp-sim", "accessplanit-sim"]
     ) as running:
         yield running
+
+
+@pytest.fixture
+def instance_id(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh instance id, deleted from the topic afterwards (later stacks replay every instance's changes)."""
+    instance_id = f"cli-{uuid.uuid4().hex[:8]}"
+    yield instance_id
+    asyncio.run(delete_instance(kafka_bootstrap, instance_id))
 
 
 @pytest.fixture(autouse=True)
@@ -58,10 +68,9 @@ def tandem(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, st
 
 
 def test_apply_list_show_pause_resume(
-    simulators: RunningStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulators: RunningStack, tmp_path: Path, capsys: pytest.CaptureFixture[str], instance_id: str
 ) -> None:
     kafka = ["--bootstrap-servers", simulators.kafka]
-    instance_id = f"cli-{uuid.uuid4().hex[:8]}"
     path = instance_file(tmp_path, simulators, instance_id)
     # The simulator keeps custom fields read-only for API keys by default, as accessplanit's v1 API does.
     httpx.post(f"{simulators.url('accessplanit_sim')}/_sim/controls", json={"custom_fields_writable": True})
@@ -105,10 +114,9 @@ def test_apply_list_show_pause_resume(
 
 
 def test_an_invalid_file_is_never_published(
-    simulators: RunningStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    simulators: RunningStack, tmp_path: Path, capsys: pytest.CaptureFixture[str], instance_id: str
 ) -> None:
     kafka = ["--bootstrap-servers", simulators.kafka]
-    instance_id = f"cli-{uuid.uuid4().hex[:8]}"
     mailchimp = {
         "api_key": "env:TANDEM_DEMO_MAILCHIMP_API_KEY",
         "audience_id": "zzzzzzzzzz",

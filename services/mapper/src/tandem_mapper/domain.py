@@ -226,7 +226,8 @@ def decide(
         logs.append(f"{name} not sent: {source.label} already reported a later value")
 
     nothing_new = source_state is not None and not analysis.changed and not email_is_news
-    if nothing_new and by_tandem_possible and (source_state.last_origin == "written" or analysis.echoed):
+    tandems = source_state is not None and (source_state.last_origin == "written" or bool(analysis.echoed))
+    if nothing_new and by_tandem_possible and tandems:
         return _skip(f"Echo of Tandem's own write to {source.label}: not sent back", logs, updates)
 
     operation = Operation.UPSERT

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
-from tandem_shared.sync_state import held_key, held_lock_key
+from tandem_shared.sync_state import held_key, held_lock_key, text
 
 # Refreshing a lease only while it is still ours; releasing it likewise.
 _REFRESH = """
@@ -54,16 +54,18 @@ class HeldChanges:
         return int(await self._redis.xlen(held_key(instance_id)))
 
     async def oldest(self, instance_id: str, count: int = 50) -> list[HeldChange]:
-        entries = await self._redis.xrange(held_key(instance_id), count=count)
-        return [
-            HeldChange(
-                entry_id=str(entry_id),
-                event=ChangeEvent.model_validate_json(fields["event"]),
-                while_paused=fields.get("paused") == "1",
-                version=int(fields.get("version", "0")),
+        held = []
+        for entry_id, raw in await self._redis.xrange(held_key(instance_id), count=count) or []:
+            fields = {text(k): text(v) for k, v in (raw or {}).items()}
+            held.append(
+                HeldChange(
+                    entry_id=text(entry_id or ""),
+                    event=ChangeEvent.model_validate_json(fields["event"]),
+                    while_paused=fields.get("paused") == "1",
+                    version=int(fields.get("version", "0")),
+                )
             )
-            for entry_id, fields in entries
-        ]
+        return held
 
     async def remove(self, instance_id: str, entry_id: str) -> None:
         await self._redis.xdel(held_key(instance_id), entry_id)
