@@ -3,10 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := shared services/ingest services/mapper services/writer simulators/mailchimp simulators/accessplanit devstack cli
+PACKAGES := shared services/ingest services/mapper services/writer services/console simulators/mailchimp simulators/accessplanit devstack cli
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean
+.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy $(foreach p,$(PACKAGES),$(p)/src)
+
+# The trace contract for dashboard teams; tests/unit/console/test_asyncapi.py fails when this file is stale.
+asyncapi: install
+	$(VENV)/bin/faststream docs gen tandem_console.trace_spec:app --yaml --out docs/asyncapi.yaml
 
 stack-up: install
 	$(PY) -m tandem_devstack up

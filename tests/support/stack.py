@@ -51,7 +51,7 @@ def make_test_instance(ports: Ports, instance_id: str) -> InstanceConfig:
 
 @contextmanager
 def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None = None) -> Iterator[RunningStack]:
-    ports = Ports(*(free_port() for _ in range(5)))
+    ports = Ports(*(free_port() for _ in range(6)))
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
     asyncio.run(put_instance(kafka, instance))

@@ -17,7 +17,7 @@ M = TypeVar("M", bound=BaseModel)
 
 async def read_all(bootstrap: str, topic: str, model: type[M], *, where: Callable[[M], bool]) -> list[M]:
     """Every record on the topic right now (from the beginning, no consumer group) that matches `where`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         partitions = await partitions_of(bootstrap, topic)

@@ -39,7 +39,7 @@ from tandem_shared.sync_state import held_key
 
 # What an operator changes with pause/resume, not with a configuration file: `apply` keeps the current values
 # unless the file sets them.
-OPERATIONAL_FIELDS = ("paused", "discard_held_before_version")
+OPERATIONAL_FIELDS = ("paused", "discard_held_on_resume")
 
 
 class ConfigFileError(Exception):
@@ -220,9 +220,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         print(f"instance '{args.id}' is not paused (version {instance.version}); nothing to do")
         return EXIT_OK
     version = instance.version + 1
-    update: dict[str, Any] = {"paused": False, "version": version}
-    if args.discard_buffered:
-        update["discard_held_before_version"] = version
+    update: dict[str, Any] = {"paused": False, "version": version, "discard_held_on_resume": args.discard_buffered}
     resumed = instance.model_copy(update=update)
     run(put_instance(args.bootstrap_servers, resumed), timeout=args.timeout, what="Kafka")
     held = _held_counts([args.id]).get(args.id)

@@ -114,6 +114,7 @@ Tandem is running (Ctrl-C stops everything started here).
   ingest (webhooks)        http://127.0.0.1:{ports.ingest}
   mapper                   http://127.0.0.1:{ports.mapper}/health/ready
   writer                   http://127.0.0.1:{ports.writer}/health/ready
+  console (executions)     http://127.0.0.1:{ports.console}
   accessplanit simulator   {ap}/api/v2
   Mailchimp simulator      {mc}/3.0
   Kafka                    {kafka}

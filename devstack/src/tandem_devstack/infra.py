@@ -60,7 +60,7 @@ def _apt_install(*packages: str) -> None:
 
 
 def ensure_prerequisites() -> None:
-    """Java 17 and Maven (for the broker), redis-server: installed from Debian's packages when missing."""
+    """Java 17 and Maven (for the broker), redis-server, Chromium (browser tests): Debian's packages when missing."""
     missing = []
     if shutil.which("java") is None:
         missing.append("openjdk-17-jre-headless")
@@ -68,6 +68,8 @@ def ensure_prerequisites() -> None:
         missing.append("maven")
     if shutil.which("redis-server") is None:
         missing.append("redis-server")
+    if shutil.which("chromium") is None:
+        missing.append("chromium")
     if missing:
         _apt_install(*missing)
     kafka_libs()

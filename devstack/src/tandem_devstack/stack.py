@@ -1,4 +1,4 @@
-"""The whole local stack as child processes: simulators, ingest, mapper, writer (and what later issues add).
+"""The whole local stack as child processes: simulators, ingest, mapper, writer, console (and what later issues add).
 
 Used by `make run` (foreground, demo instance, Ctrl-C stops everything) and by integration tests (free ports,
 their own instance file), so both run the services exactly the same way.
@@ -32,6 +32,7 @@ class Ports:
     writer: int = 8002
     mailchimp_sim: int = 8101
     accessplanit_sim: int = 8102
+    console: int = 8080
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -44,6 +45,7 @@ class Ports:
             writer=get("TANDEM_WRITER_PORT", 8002),
             mailchimp_sim=get("MAILCHIMP_SIM_PORT", 8101),
             accessplanit_sim=get("ACCESSPLANIT_SIM_PORT", 8102),
+            console=get("TANDEM_CONSOLE_PORT", 8080),
         )
 
 
@@ -80,6 +82,7 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
         ServiceSpec("ingest", uvicorn("tandem_ingest.app:create_app", ports.ingest), ports.ingest, "/health/live"),
         ServiceSpec("mapper", uvicorn("tandem_mapper.app:create_app", ports.mapper), ports.mapper, "/health/live"),
         ServiceSpec("writer", uvicorn("tandem_writer.app:create_app", ports.writer), ports.writer, "/health/live"),
+        ServiceSpec("console", uvicorn("tandem_console.app:create_app", ports.console), ports.console, "/health/live"),
     ]
 
 
@@ -92,6 +95,7 @@ def stack_env(
             "KAFKA_BOOTSTRAP_SERVERS": kafka,
             "REDIS_URL": redis,
             "TANDEM_INGEST_PORT": str(ports.ingest),
+            "TANDEM_CONSOLE_DATABASE_URL": f"sqlite:///{data_dir / 'console' / 'console.db'}",
             "MAILCHIMP_SIM_PORT": str(ports.mailchimp_sim),
             "MAILCHIMP_SIM_DATA_DIR": str(data_dir / "sim" / "mailchimp"),
             "ACCESSPLANIT_SIM_PORT": str(ports.accessplanit_sim),

@@ -43,7 +43,11 @@ class TopicInstanceRegistry:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False)
+        # "earliest": should the fetcher resolve a position before seek_to_beginning lands (an aiokafka race),
+        # the topic is still read from its start.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await consumer.start()
         self._consumer = consumer
         partitions = await partitions_of(self._bootstrap, self._topic)

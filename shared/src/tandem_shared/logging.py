@@ -29,7 +29,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        cache_logger_on_first_use=True,
+        # Not cached: module-level loggers must follow a later configure() (the CLI quiets them after import).
+        cache_logger_on_first_use=False,
     )
     structlog.contextvars.bind_contextvars(service=service)
 

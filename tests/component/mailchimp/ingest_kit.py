@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tandem_ingest.app import create_app
+from tandem_ingest.dedupe import Claim
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
@@ -24,7 +25,7 @@ class FakePublisher:
     events: list[ChangeEvent] = field(default_factory=list)
     unavailable: bool = False
 
-    async def publish(self, event: ChangeEvent) -> None:
+    async def publish(self, event: ChangeEvent, **_: object) -> None:
         if self.unavailable:
             raise KafkaUnavailable("broker down")
         self.events.append(event)
@@ -63,7 +64,27 @@ def instance(
 
 def ingest_app(instances: list[InstanceConfig], publisher: FakePublisher, max_body_bytes: int = 256 * 1024) -> FastAPI:
     settings = IngestSettings(max_body_bytes=max_body_bytes, log_json=False, log_level="WARNING")
-    return create_app(settings, StaticInstanceRegistry(instances), publisher)
+    return create_app(settings, StaticInstanceRegistry(instances), publisher=publisher, claims=MemoryClaims())
+
+
+@dataclass
+class MemoryClaims:
+    """Ingest's duplicate check without Redis: the route's own behaviour is what these tests look at."""
+
+    states: dict[str, Claim] = field(default_factory=dict)
+
+    async def claim(self, instance_id: str, event_id: str) -> Claim:
+        key = f"{instance_id}:{event_id}"
+        if key in self.states:
+            return self.states[key]
+        self.states[key] = Claim.IN_FLIGHT
+        return Claim.NEW
+
+    async def confirm(self, instance_id: str, event_id: str) -> None:
+        self.states[f"{instance_id}:{event_id}"] = Claim.DONE
+
+    async def release(self, instance_id: str, event_id: str) -> None:
+        self.states.pop(f"{instance_id}:{event_id}", None)
 
 
 def fixture_body(name: str) -> bytes:

@@ -110,7 +110,7 @@ def test_apply_list_show_pause_resume(
     assert "are discarded" in out
     code, out, _ = tandem(capsys, "instances", "show", instance_id, "--format", "json", *kafka)
     shown = yaml.safe_load(out)
-    assert (shown["version"], shown["paused"], shown["discard_held_before_version"]) == (5, False, 5)
+    assert (shown["version"], shown["paused"], shown["discard_held_on_resume"]) == (5, False, True)
 
 
 def test_an_invalid_file_is_never_published(

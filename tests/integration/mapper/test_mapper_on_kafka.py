@@ -87,7 +87,7 @@ async def test_resume_with_discard_drops_what_was_held_and_traces_it(harness: Ma
         for i in range(2)
     ]
     await harness.mapper_records([e.execution_id for e in held])
-    await harness.put(paused.model_copy(update={"version": 3, "paused": False, "discard_held_before_version": 3}))
+    await harness.put(paused.model_copy(update={"version": 3, "paused": False, "discard_held_on_resume": True}))
 
     async def discarded() -> bool:
         records = await harness.mapper_records([e.execution_id for e in held])

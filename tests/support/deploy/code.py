@@ -179,7 +179,10 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
             writes=(*retries, COMMANDS_DLQ, TRACE),
             group=groups.get("writer"),
         ),
-        Access("tandem-console", reads=(TRACE, INSTANCES), writes=(INSTANCES,), group=groups.get("console")),
+        # Replays republish a change event and trace it; pause and resume put instance configurations.
+        Access(
+            "tandem-console", reads=(TRACE, INSTANCES), writes=(CHANGES, TRACE, INSTANCES), group=groups.get("console")
+        ),
         # People, `tandem replay` and instance registration: read anything, republish dead letters to the
         # command path, put instance configurations.
         Access(

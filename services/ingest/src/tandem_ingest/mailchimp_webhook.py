@@ -35,7 +35,7 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 PATH = "/webhooks/mailchimp/{instance_id}/{secret}"
 
 
-class EventPublisher(Protocol):
+class ChangeSink(Protocol):
     async def publish(self, event: ChangeEvent) -> None: ...
 
 
@@ -68,7 +68,7 @@ def _authorize(registry: InstanceRegistry, instance_id: str, given: str) -> Inst
     return instance
 
 
-def mailchimp_router(settings: IngestSettings, registry: InstanceRegistry, publisher: EventPublisher) -> APIRouter:
+def mailchimp_router(settings: IngestSettings, registry: InstanceRegistry, publisher: ChangeSink) -> APIRouter:
     router = APIRouter()
 
     @router.get(PATH)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping, Sequence
 
 from faststream.kafka import KafkaBroker
 
@@ -23,7 +24,15 @@ class ChangePublisher:
         self._broker = broker
         self._timeout_s = timeout_s
 
-    async def publish(self, event: ChangeEvent, *, stage: Stage = Stage.INGEST) -> None:
+    async def publish(
+        self,
+        event: ChangeEvent,
+        *,
+        stage: Stage = Stage.INGEST,
+        notes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Returns once Kafka has the event; `notes` go to the trace's log, `headers` onto the record."""
         step = StepRecorder(
             stage=stage,
             execution_id=event.execution_id,
@@ -35,6 +44,7 @@ class ChangePublisher:
             accessplanit_user_id=event.identity.accessplanit_user_id,
         )
         headers = {
+            **(headers or {}),
             Headers.INSTANCE_ID: event.instance_id,
             Headers.EXECUTION_ID: event.execution_id,
             Headers.EVENT_ID: event.event_id,
@@ -51,6 +61,8 @@ class ChangePublisher:
             )
         except Exception as exc:  # any producer failure means "not durable": the sender must retry
             raise KafkaUnavailable(str(exc) or type(exc).__name__) from exc
+        for note in notes:
+            step.log("info", note)
         step.log("info", f"{event.source.label} {event.kind.value} event {event.event_id} accepted")
         record = step.finish(
             TraceStatus.SUCCEEDED,

@@ -15,3 +15,18 @@ class IngestSettings(CommonSettings):
     max_body_bytes: int = 256 * 1024
     # A signed delivery older (or newer) than this is refused: a captured request cannot be replayed later.
     signature_tolerance_s: int = 300
+
+    # Each change is published once: the first receipt claims its event id in Redis. A claim in flight expires
+    # after this (a crashed publisher cannot hold a change back for long) ...
+    dedupe_pending_ttl_s: float = 30.0
+    # ... and a published one is remembered this long (longer than any webhook retry, poll overlap or outage that
+    # re-delivers the same change; the same as tandem.changes' retention).
+    dedupe_done_ttl_s: float = 7 * 24 * 3600.0
+
+    # The accessplanit catch-up poller (see poller.py).
+    poller_enabled: bool = True
+    poll_interval_s: float = 60.0
+    poll_page_size: int = 100
+    # Bounds one round's requests (and so its share of the rate budget); the next round continues from the cursor.
+    poll_max_pages: int = 10
+    poll_overlap_s: float = 2.0

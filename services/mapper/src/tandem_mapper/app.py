@@ -40,6 +40,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
 from tandem_shared.sync_state import SyncStateStore
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
 
@@ -121,6 +122,7 @@ class Mapper:
         step = _step(event)
         known = await self._knowledge(event, instance)
         decision = decide(event, instance, known, command_id=new_id(), now=utcnow())
+        MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
         for line in decision.logs:
             step.log("info", line)
         for command in (decision.command, decision.repair):
@@ -282,7 +284,11 @@ def create_app(settings: MapperSettings | None = None, registry: InstanceRegistr
     broker, mapper, registry, state = build(settings, registry)
     return AsgiFastStream(
         broker,
-        asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
+        asgi_routes=[
+            ("/health/live", live),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", MetricsEndpoint()),
+        ],
         on_startup=[registry.start],
         after_startup=[mapper.start],
         on_shutdown=[mapper.stop],

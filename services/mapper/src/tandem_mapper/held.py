@@ -34,9 +34,12 @@ class HeldChange:
     version: int
 
     def discarded_by(self, instance: InstanceConfig) -> bool:
-        """An operator resumed with --discard-buffered after this change was held while paused."""
-        cutoff = instance.discard_held_before_version
-        return self.while_paused and cutoff is not None and self.version < cutoff
+        """An operator resumed with --discard-buffered after this change was held while paused.
+
+        The flag belongs to the resume that set it: a change held under that version or a later one (queued behind
+        the backlog, or held by a later pause) is not discarded by it.
+        """
+        return self.while_paused and instance.discard_held_on_resume and self.version < instance.version
 
 
 class HeldChanges:

@@ -12,9 +12,11 @@ from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
+from tandem_shared.metrics import WRITER_OUTCOMES, MetricsEndpoint
 from tandem_shared.sync_state import SyncStateStore
 from tandem_shared.tracing import StepRecorder, publish_trace
 from tandem_writer.settings import WriterSettings
+from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
@@ -62,6 +64,7 @@ def register(
             error=outcome.error,
             changes_detected=True,
         )
+        WRITER_OUTCOMES.labels(target=command.target.value, status=record.status.value).inc()
         await publish_trace(broker, record)
 
 
@@ -74,7 +77,10 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
     settings = settings or WriterSettings()
     configure_logging("writer", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
-    targets: dict[System, Target] = {System.MAILCHIMP: MailchimpTarget.from_settings(settings)}
+    targets: dict[System, Target] = {
+        System.MAILCHIMP: MailchimpTarget.from_settings(settings),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings),
+    }
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     state = SyncStateStore.from_url(settings.redis_url)
     register(broker, settings, registry, targets, state)
@@ -85,7 +91,11 @@ def create_app(settings: WriterSettings | None = None, registry: InstanceRegistr
 
     app = AsgiFastStream(
         broker,
-        asgi_routes=[("/health/live", live), ("/health/ready", make_ping_asgi(broker, timeout=5.0))],
+        asgi_routes=[
+            ("/health/live", live),
+            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", MetricsEndpoint()),
+        ],
         on_startup=[registry.start],
         on_shutdown=[close_targets, registry.stop, state.close],
     )

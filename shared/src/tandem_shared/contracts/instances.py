@@ -164,10 +164,10 @@ class InstanceConfig(Contract):
     mappings: list[FieldMapping]
     email_change_policy: EmailChangePolicy = EmailChangePolicy.CHANGE_EMAIL
     paused: bool = Field(default=False, description="A paused instance writes nothing; its changes are held.")
-    discard_held_before_version: int | None = Field(
-        default=None,
-        description="Set by `tandem instances resume --discard-buffered`: changes held while paused under an "
-        "earlier version are discarded (and traced as such) instead of processed.",
+    discard_held_on_resume: bool = Field(
+        default=False,
+        description="Written with paused=false (`tandem instances resume --discard-buffered`, the console's enable): "
+        "true drops the changes held while paused, each traced as discarded, instead of releasing them in order.",
     )
 
     def mappings_for(self, flow: Flow) -> list[FieldMapping]:

@@ -1,7 +1,9 @@
-"""accessplanit User webhook deliveries → ChangeEvent (pure)."""
+"""accessplanit User webhook deliveries and polled records → ChangeEvent (pure)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +24,9 @@ _KIND_BY_METHOD = {
     "DELETE": ChangeKind.DELETED,
 }
 
+DELETED_STATUS = "Deleted"
+_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
 
 def parse_timestamp(value: Any, field: str) -> datetime:
     if not isinstance(value, str) or not value:
@@ -35,6 +40,24 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     return parsed
 
 
+def user_id_of(user: dict[str, Any]) -> str:
+    user_id = user.get("ID")
+    if user_id in (None, "") or isinstance(user_id, bool) or not isinstance(user_id, str | int):
+        raise InvalidPayload("Data.ID is missing: the user record has no ID")
+    # The ID ends up in API paths and Kafka keys: only what accessplanit issues (numeric strings) and a margin.
+    if not _ID.fullmatch(str(user_id)):
+        raise InvalidPayload(f"Data.ID {str(user_id)[:80]!r} is not an accessplanit ID")
+    return str(user_id)
+
+
+def record_kind(user: dict[str, Any]) -> ChangeKind:
+    """What a polled record says happened last: deleted (soft), created (never updated since) or updated."""
+    if user.get("Status") == DELETED_STATUS:
+        return ChangeKind.DELETED
+    created = user.get("DateCreated")
+    return ChangeKind.CREATED if created and created == user.get("DateUpdated") else ChangeKind.UPDATED
+
+
 def user_event(
     *,
     instance_id: str,
@@ -45,22 +68,35 @@ def user_event(
     received_at: datetime,
     source_action: str,
 ) -> ChangeEvent:
-    """One accessplanit User record as a change. Webhook and poller share this, so both produce the same event id."""
-    user_id = user.get("ID")
-    if user_id in (None, ""):
-        raise InvalidPayload("Data.ID is missing: the user record has no ID")
+    """One accessplanit User record as a change. Webhook and poller share this, so both produce the same event id.
+
+    The id is the user and its DateUpdated (every write moves it), plus "deleted" for deletions: a hard delete's
+    webhook carries the last state before removal, which would otherwise repeat the id of that last update.
+    """
+    user_id = user_id_of(user)
     occurred_at = parse_timestamp(user.get("DateUpdated"), "Data.DateUpdated")
     email = user.get("Email")
     if email is not None and not isinstance(email, str):
         raise InvalidPayload("Data.Email must be a string")
+    if user.get("Status") == DELETED_STATUS:
+        kind = ChangeKind.DELETED
     updated_by = user.get("UpdatedByID")
+    if updated_by is not None and not isinstance(updated_by, str | int):
+        raise InvalidPayload("Data.UpdatedByID must be an ID")
+    discriminator = "deleted" if kind is ChangeKind.DELETED else None
     return ChangeEvent(
-        event_id=deterministic_event_id(System.ACCESSPLANIT, instance_id, str(user_id), occurred_at.isoformat()),
+        event_id=deterministic_event_id(
+            System.ACCESSPLANIT,
+            instance_id,
+            user_id,
+            occurred_at.isoformat(),
+            *([discriminator] if discriminator else []),
+        ),
         execution_id=execution_id,
         instance_id=instance_id,
         source=System.ACCESSPLANIT,
         kind=kind,
-        identity=ContactIdentity(accessplanit_user_id=str(user_id), email=email),
+        identity=ContactIdentity(accessplanit_user_id=user_id, email=email),
         fields=user,
         occurred_at=occurred_at,
         received_at=received_at,
@@ -70,9 +106,44 @@ def user_event(
     )
 
 
-def normalize_webhook(
-    *, instance_id: str, method: str, body: Any, execution_id: str, received_at: datetime
+def removed_user_event(
+    *,
+    instance_id: str,
+    user_id: str,
+    occurred_at: datetime,
+    trigger: Trigger,
+    execution_id: str,
+    received_at: datetime,
+    source_action: str,
 ) -> ChangeEvent:
+    """A user accessplanit no longer has (its record cannot be read any more). A user is removed once: one id."""
+    return ChangeEvent(
+        event_id=deterministic_event_id(System.ACCESSPLANIT, instance_id, user_id, "removed"),
+        execution_id=execution_id,
+        instance_id=instance_id,
+        source=System.ACCESSPLANIT,
+        kind=ChangeKind.DELETED,
+        identity=ContactIdentity(accessplanit_user_id=user_id),
+        fields={"ID": user_id},
+        occurred_at=occurred_at,
+        received_at=received_at,
+        trigger=trigger,
+        source_action=source_action,
+    )
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """A well-formed delivery. `record` is None when it only names the user (IDs-only payloads): read it first."""
+
+    kind: ChangeKind
+    user_id: str
+    record: dict[str, Any] | None
+    action: str
+    timestamp: datetime | None
+
+
+def parse_webhook(*, method: str, body: Any) -> WebhookDelivery:
     kind = _KIND_BY_METHOD.get(method.upper())
     if kind is None:
         raise InvalidPayload(f"method {method} is not an accessplanit webhook method (POST, PUT, PATCH, DELETE)")
@@ -84,12 +155,45 @@ def normalize_webhook(
     data = body.get("Data")
     if not isinstance(data, dict):
         raise InvalidPayload("Data must be the user record as a JSON object")
+    user_id = user_id_of(data)
+    event = body.get("Event")
+    action = f"{method.upper()} {event if isinstance(event, str) and event else kind.value}"
+    try:
+        timestamp = parse_timestamp(body.get("Timestamp"), "Timestamp")
+    except InvalidPayload:
+        timestamp = None
+    record = data if "DateUpdated" in data else None
+    return WebhookDelivery(kind, user_id, record, action, timestamp)
+
+
+def normalize_webhook(
+    *, instance_id: str, method: str, body: Any, execution_id: str, received_at: datetime
+) -> ChangeEvent:
+    """A delivery that carries the full record → its ChangeEvent (IDs-only deliveries need the record read first)."""
+    delivery = parse_webhook(method=method, body=body)
+    if delivery.record is None:
+        raise InvalidPayload("Data carries only the user's ID; the record must be read from accessplanit first")
+    return webhook_event(
+        delivery, delivery.record, instance_id=instance_id, execution_id=execution_id, received_at=received_at
+    )
+
+
+def webhook_event(
+    delivery: WebhookDelivery,
+    record: dict[str, Any],
+    *,
+    instance_id: str,
+    execution_id: str,
+    received_at: datetime,
+) -> ChangeEvent:
+    if user_id_of(record) != delivery.user_id:
+        raise InvalidPayload(f"the record read is user {record.get('ID')!r}, not user {delivery.user_id!r}")
     return user_event(
         instance_id=instance_id,
-        kind=kind,
-        user=data,
+        kind=delivery.kind,
+        user=record,
         trigger=Trigger.WEBHOOK,
         execution_id=execution_id,
         received_at=received_at,
-        source_action=f"{method.upper()} {body.get('Event') or kind.value}",
+        source_action=delivery.action,
     )

@@ -1,0 +1,118 @@
+"""Console: `tandem.trace` into a store, and the pages and JSON API to monitor, filter, pause and replay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tandem_console import api, ui
+from tandem_console.actions import ActionError, InstanceActions, Replayer
+from tandem_console.consumer import TraceConsumer
+from tandem_console.service import Console
+from tandem_console.settings import ConsoleSettings
+from tandem_console.store import TraceStore
+from tandem_shared.contracts import InstanceConfig, utcnow
+from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
+from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import make_broker
+from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.metrics import MetricsEndpoint
+
+log = get_logger("tandem.console")
+
+
+async def purge_periodically(store: TraceStore, settings: ConsoleSettings) -> None:
+    while True:
+        try:
+            removed = await asyncio.to_thread(store.purge, utcnow() - timedelta(days=settings.retention_days))
+            if removed:
+                log.info("old executions purged", count=removed, retention_days=settings.retention_days)
+        except Exception as exc:  # the next round tries again; serving pages matters more
+            log.warning("purge failed", error=str(exc))
+        await asyncio.sleep(settings.purge_interval_s)
+
+
+def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
+    configure_logging("console", settings.log_level, settings.log_json)
+    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-console")
+    store = TraceStore(settings.database_url)
+    consumer = TraceConsumer(
+        settings.kafka_bootstrap_servers,
+        store,
+        batch_size=settings.batch_size,
+        retention=timedelta(days=settings.retention_days),
+    )
+
+    async def put(config: InstanceConfig) -> None:
+        await put_instance(settings.kafka_bootstrap_servers, config)
+
+    instance_actions = InstanceActions(registry, put, publish_timeout_s=settings.publish_timeout_s)
+    console = Console(settings, store, registry, instance_actions, Replayer(broker, store))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(store.create)
+        if settings.rebuild_on_start:
+            await asyncio.to_thread(store.reset)
+            log.info("store emptied; rebuilding from tandem.trace")
+        await registry.start()
+        await broker.start()
+        await consumer.start()
+        consumer.follow()
+        purge = asyncio.create_task(purge_periodically(store, settings), name="purge")
+        try:
+            yield
+        finally:
+            purge.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purge
+            await consumer.stop()
+            await broker.stop()
+            await registry.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Tandem console",
+        description="Executions rebuilt from tandem.trace: filter them, read their steps, pause instances, replay.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.console = console
+    app.state.consumer = consumer
+
+    @app.exception_handler(ActionError)
+    async def action_error(request: Request, exc: ActionError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"status": exc.status, "detail": exc.message}, status_code=exc.status)
+        return ui.error_page(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        problems = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"status": 422, "detail": problems}, status_code=422)
+        return ui.error_page(request, ActionError(422, "; ".join(problems)))
+
+    @app.get("/health/live", include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> Response:
+        ok = await broker.ping(timeout=3.0)
+        return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
+
+    app.router.routes.append(Route("/metrics", MetricsEndpoint()))
+    app.include_router(api.router)
+    app.include_router(ui.router)
+    return app

@@ -1,0 +1,142 @@
+"""The console's use cases, shared by the JSON API and the web pages."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tandem_console.actions import ActionError, InstanceActions, Replayer
+from tandem_console.domain import chronological, source_event
+from tandem_console.filters import ExecutionFilter
+from tandem_console.models import (
+    ExecutionDetail,
+    ExecutionOut,
+    ExecutionPage,
+    InstanceSummary,
+    LogOut,
+    PauseOut,
+    ReplayOut,
+    ReplaySetOut,
+    ReplaySkipped,
+    StepOut,
+    Timeline,
+    TimelineEntry,
+)
+from tandem_console.settings import ConsoleSettings
+from tandem_console.store import Cursor, TraceStore
+from tandem_shared.contracts import InstanceConfig
+from tandem_shared.instances import InstanceRegistry
+
+TIMELINE_LIMIT = 200
+
+
+class Console:
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        store: TraceStore,
+        registry: InstanceRegistry,
+        instance_actions: InstanceActions,
+        replayer: Replayer,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self._instance_actions = instance_actions
+        self._replayer = replayer
+
+    async def executions(self, where: ExecutionFilter, *, limit: int, before: str | None = None) -> ExecutionPage:
+        try:
+            cursor = Cursor.decode(before) if before else None
+        except ValueError as exc:
+            raise ActionError(422, str(exc)) from exc
+        page = await asyncio.to_thread(self.store.list_executions, where, limit=limit, before=cursor)
+        return ExecutionPage(items=[ExecutionOut.of(e) for e in page.items], next_cursor=page.next_cursor)
+
+    async def detail(self, execution_id: str, *, errors_only: bool = False) -> ExecutionDetail:
+        summary = await asyncio.to_thread(self.store.execution, execution_id)
+        if summary is None:
+            raise ActionError(404, f"no execution {execution_id!r}")
+        records = chronological((await asyncio.to_thread(self.store.records, [execution_id])).get(execution_id, []))
+        derived = await asyncio.to_thread(self.store.derived_from, execution_id)
+        logs = [
+            LogOut(at=line.at, level=line.level, stage=r.stage, attempt=r.attempt, message=line.message)
+            for r in records
+            for line in r.logs
+            if not errors_only or line.level == "error"
+        ]
+        return ExecutionDetail(
+            execution=ExecutionOut.of(summary),
+            steps=[StepOut.of(r, errors_only=errors_only) for r in records],
+            logs=sorted(logs, key=lambda line: line.at),
+            errors_only=errors_only,
+            retries_and_replays=[ExecutionOut.of(e) for e in derived],
+            replayable=source_event(records) is not None,
+        )
+
+    async def timeline(
+        self, *, email: str | None, accessplanit_user_id: str | None, instance: str | None = None
+    ) -> Timeline:
+        if not email and not accessplanit_user_id:
+            raise ActionError(422, "give an email address or an accessplanit user id")
+        where = ExecutionFilter(email=email, accessplanit_user_id=accessplanit_user_id, instance=instance)
+        page = await asyncio.to_thread(self.store.list_executions, where, limit=TIMELINE_LIMIT)
+        records = await asyncio.to_thread(self.store.records, [e.execution_id for e in page.items])
+        return Timeline(
+            email=email,
+            accessplanit_user_id=accessplanit_user_id,
+            entries=[
+                TimelineEntry(
+                    execution=ExecutionOut.of(e),
+                    steps=[StepOut.of(r) for r in chronological(records.get(e.execution_id, []))],
+                )
+                for e in page.items
+            ],
+        )
+
+    async def _summary(self, config: InstanceConfig) -> InstanceSummary:
+        counts = await asyncio.to_thread(self.store.status_counts, config.id)
+        last_run = await asyncio.to_thread(self.store.last_run, config.id)
+        return InstanceSummary.of(config, last_run, counts)
+
+    async def instances(self) -> list[InstanceSummary]:
+        return [await self._summary(c) for c in sorted(self.registry.all(), key=lambda c: c.id)]
+
+    async def instance(self, instance_id: str) -> InstanceSummary:
+        config = self.registry.get(instance_id)
+        if config is None:
+            raise ActionError(404, f"no instance {instance_id!r}")
+        return await self._summary(config)
+
+    async def set_paused(self, instance_id: str, paused: bool, *, discard_held: bool = False) -> PauseOut:
+        result = await self._instance_actions.set_paused(instance_id, paused, discard_held=discard_held)
+        return PauseOut(changed=result.changed, instance=await self._summary(result.instance))
+
+    async def replay(self, execution_id: str) -> ReplayOut:
+        try:
+            replayed = await asyncio.wait_for(
+                self._replayer.replay(execution_id), timeout=self.settings.publish_timeout_s
+            )
+        except ActionError:
+            raise
+        except Exception as exc:  # Kafka did not take the event: nothing was replayed
+            raise ActionError(503, f"the replay could not be published: {exc}") from exc
+        return ReplayOut(**replayed.__dict__)
+
+    async def replay_set(self, where: ExecutionFilter) -> ReplaySetOut:
+        limit = self.settings.replay_limit
+        page = await asyncio.to_thread(self.store.list_executions, where, limit=limit)
+        if page.next_cursor is not None:
+            raise ActionError(409, f"more than {limit} executions match; narrow the filters and replay again")
+        replayed: list[ReplayOut] = []
+        skipped: list[ReplaySkipped] = []
+        # Oldest first, so each contact's changes are replayed in the order they happened.
+        for execution in sorted(page.items, key=lambda e: (e.started_at, e.execution_id)):
+            try:
+                replayed.append(await self.replay(execution.execution_id))
+            except ActionError as exc:
+                if exc.status == 503:
+                    raise ActionError(
+                        503, f"{exc.message}; {len(replayed)} of {len(page.items)} were replayed before it"
+                    ) from exc
+                skipped.append(ReplaySkipped(execution_id=execution.execution_id, reason=exc.message))
+        return ReplaySetOut(matched=len(page.items), replayed=replayed, skipped=skipped)

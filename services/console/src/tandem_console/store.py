@@ -1,0 +1,397 @@
+"""The console's store: trace records and the executions derived from them (SQLAlchemy Core; SQLite or Postgres).
+
+The trace topic is the source of truth. The store keeps the next offset to read per partition in the same
+transaction as the records, so a restart resumes where it stopped, and is idempotent on record_id, so reading a
+record twice (a rebuild, a crash between insert and offset) never duplicates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Engine, RowMapping, make_url
+
+from tandem_console.domain import ExecutionStatus, ExecutionSummary, summarize
+from tandem_console.filters import ExecutionFilter
+from tandem_shared.contracts import Flow, TraceRecord, Trigger, email_key
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Keeps IN (...) lists well under every database's bound-parameter limit.
+CHUNK = 500
+
+metadata = MetaData()
+
+trace_records = Table(
+    "trace_records",
+    metadata,
+    Column("record_id", String(64), primary_key=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("finished_us", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_trace_execution", "execution_id"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("execution_id", String(64), primary_key=True),
+    Column("original_execution_id", String(64)),
+    Column("is_original", Boolean, nullable=False),
+    Column("instance_id", String(64), nullable=False),
+    Column("flow", String(32)),
+    Column("trigger", String(16)),
+    Column("status", String(16), nullable=False),
+    Column("changes_detected", Boolean),
+    Column("contact_email", String(320)),
+    Column("email_key", String(320)),
+    Column("accessplanit_user_id", String(64)),
+    Column("summary", Text, nullable=False),
+    Column("error_message", Text),
+    Column("started_us", BigInteger, nullable=False),
+    Column("finished_us", BigInteger, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    # Newest-first listing, alone or narrowed by instance and/or status: the index delivers rows in order.
+    Index("ix_exec_started", "started_us", "execution_id"),
+    Index("ix_exec_instance_started", "instance_id", "started_us", "execution_id"),
+    Index("ix_exec_status_started", "status", "started_us", "execution_id"),
+    Index("ix_exec_instance_status_started", "instance_id", "status", "started_us", "execution_id"),
+    Index("ix_exec_email_started", "email_key", "started_us", "execution_id"),
+    Index("ix_exec_user_started", "accessplanit_user_id", "started_us", "execution_id"),
+    Index("ix_exec_original", "original_execution_id"),
+    Index("ix_exec_finished", "finished_us"),
+)
+
+consumer_offsets = Table(
+    "consumer_offsets",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition_no", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + timedelta(microseconds=us)
+
+
+def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Keyset position in the newest-first list: the last execution shown."""
+
+    started_us: int
+    execution_id: str
+
+    def encode(self) -> str:
+        return f"{self.started_us}:{self.execution_id}"
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        us, sep, execution_id = value.partition(":")
+        if not sep or not us.isdigit() or not execution_id:
+            raise ValueError(f"not a page cursor: {value!r}")
+        return cls(int(us), execution_id)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ExecutionSummary]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class Added:
+    """What one batch changed: the records new to the store and the executions they touched."""
+
+    records: list[TraceRecord]
+    executions: dict[str, list[TraceRecord]]
+
+
+def database_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _row_to_summary(row: RowMapping | Mapping[str, Any]) -> ExecutionSummary:
+    return ExecutionSummary(
+        execution_id=row["execution_id"],
+        original_execution_id=row["original_execution_id"],
+        instance_id=row["instance_id"],
+        flow=Flow(row["flow"]) if row["flow"] else None,
+        trigger=Trigger(row["trigger"]) if row["trigger"] else None,
+        status=ExecutionStatus(row["status"]),
+        changes_detected=row["changes_detected"],
+        contact_email=row["contact_email"],
+        accessplanit_user_id=row["accessplanit_user_id"],
+        summary=row["summary"],
+        error_message=row["error_message"],
+        started_at=from_us(row["started_us"]),
+        finished_at=from_us(row["finished_us"]),
+        record_count=row["record_count"],
+    )
+
+
+def _summary_to_row(summary: ExecutionSummary) -> dict[str, Any]:
+    return {
+        "execution_id": summary.execution_id,
+        "original_execution_id": summary.original_execution_id,
+        "is_original": summary.original_execution_id is None,
+        "instance_id": summary.instance_id,
+        "flow": summary.flow.value if summary.flow else None,
+        "trigger": summary.trigger.value if summary.trigger else None,
+        "status": summary.status.value,
+        "changes_detected": summary.changes_detected,
+        "contact_email": summary.contact_email,
+        "email_key": email_key(summary.contact_email) if summary.contact_email else None,
+        "accessplanit_user_id": summary.accessplanit_user_id,
+        "summary": summary.summary,
+        "error_message": summary.error_message,
+        "started_us": to_us(summary.started_at),
+        "finished_us": to_us(summary.finished_at),
+        "record_count": summary.record_count,
+    }
+
+
+def executions_query(where: ExecutionFilter, *, limit: int, before: Cursor | None = None) -> Select[Any]:
+    """Newest first, `limit` rows after the cursor. Public so the index test can EXPLAIN exactly this query."""
+    c = executions.c
+    conditions = []
+    if where.instance:
+        conditions.append(c.instance_id == where.instance)
+    if where.status:
+        conditions.append(c.status == where.status.value)
+    if where.flow:
+        conditions.append(c.flow == where.flow.value)
+    if where.since:
+        conditions.append(c.started_us >= to_us(where.since))
+    if where.until:
+        conditions.append(c.started_us < to_us(where.until))
+    if where.original_only:
+        conditions.append(c.is_original == true())
+    if where.exclude_no_changes:
+        conditions.append(or_(c.changes_detected.is_(None), c.changes_detected == true()))
+    if where.email:
+        prefix = email_key(where.email)
+        conditions.append(and_(c.email_key >= prefix, c.email_key < prefix + "\uffff"))
+    if where.accessplanit_user_id:
+        conditions.append(c.accessplanit_user_id == where.accessplanit_user_id)
+    if before is not None:
+        # `started_us <= x` is an index range; the OR only breaks ties inside it.
+        conditions.append(c.started_us <= before.started_us)
+        conditions.append(or_(c.started_us < before.started_us, c.execution_id < before.execution_id))
+    return select(executions).where(*conditions).order_by(c.started_us.desc(), c.execution_id.desc()).limit(limit)
+
+
+class TraceStore:
+    def __init__(self, url: str) -> None:
+        parsed = database_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def reset(self) -> None:
+        """Forget everything, offsets included: the next consumer start reads the topic from the beginning."""
+        with self.engine.begin() as conn:
+            for table in (trace_records, executions, consumer_offsets):
+                conn.execute(delete(table))
+
+    def _upsert(self, table: Table, keys: list[str]) -> Any:
+        dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        stmt = dialect_insert(table)
+        return stmt.on_conflict_do_update(
+            index_elements=keys, set_={col.name: stmt.excluded[col.name] for col in table.c if col.name not in keys}
+        )
+
+    def _insert_new(self, table: Table, key: str) -> Any:
+        dialect_insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=[key])
+
+    # --- writing ---------------------------------------------------------------------------------------------
+
+    def offsets(self, topic: str) -> dict[int, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(consumer_offsets.c.partition_no, consumer_offsets.c.next_offset).where(
+                    consumer_offsets.c.topic == topic
+                )
+            )
+            return {int(p): int(o) for p, o in rows}
+
+    def add(self, records: Sequence[TraceRecord], *, topic: str, next_offsets: Mapping[int, int]) -> Added:
+        """Store a batch and the offsets after it in one transaction; re-derive the executions it touched."""
+        with self.engine.begin() as conn:
+            unique = {r.record_id: r for r in records}
+            known: set[str] = set()
+            for ids in chunks(list(unique)):
+                known.update(conn.scalars(select(trace_records.c.record_id).where(trace_records.c.record_id.in_(ids))))
+            new = [r for rid, r in unique.items() if rid not in known]
+            if new:
+                conn.execute(
+                    self._insert_new(trace_records, "record_id"),
+                    [
+                        {
+                            "record_id": r.record_id,
+                            "execution_id": r.execution_id,
+                            "stage": r.stage.value,
+                            "status": r.status.value,
+                            "finished_us": to_us(r.finished_at),
+                            "body": r.model_dump_json(),
+                        }
+                        for r in new
+                    ],
+                )
+            touched = self._records_of(conn, sorted({r.execution_id for r in new}))
+            if touched:
+                conn.execute(
+                    self._upsert(executions, ["execution_id"]),
+                    [_summary_to_row(summarize(recs)) for recs in touched.values()],
+                )
+            if next_offsets:
+                conn.execute(
+                    self._upsert(consumer_offsets, ["topic", "partition_no"]),
+                    [{"topic": topic, "partition_no": p, "next_offset": o} for p, o in next_offsets.items()],
+                )
+        return Added(new, touched)
+
+    def purge(self, older_than: datetime) -> int:
+        """Drop executions that finished before the cutoff, with their records; returns how many."""
+        cutoff = to_us(older_than)
+        old = select(executions.c.execution_id).where(executions.c.finished_us < cutoff)
+        with self.engine.begin() as conn:
+            conn.execute(delete(trace_records).where(trace_records.c.execution_id.in_(old)))
+            result = conn.execute(delete(executions).where(executions.c.finished_us < cutoff))
+            return int(result.rowcount or 0)
+
+    # --- reading ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _records_of(conn: Connection, execution_ids: Sequence[str]) -> dict[str, list[TraceRecord]]:
+        found: dict[str, list[TraceRecord]] = {}
+        for ids in chunks(execution_ids):
+            rows = conn.execute(
+                select(trace_records.c.execution_id, trace_records.c.body).where(trace_records.c.execution_id.in_(ids))
+            )
+            for execution_id, body in rows:
+                found.setdefault(execution_id, []).append(TraceRecord.model_validate_json(body))
+        return found
+
+    def records(self, execution_ids: Iterable[str]) -> dict[str, list[TraceRecord]]:
+        with self.engine.connect() as conn:
+            return self._records_of(conn, sorted(set(execution_ids)))
+
+    def list_executions(self, where: ExecutionFilter, *, limit: int, before: Cursor | None = None) -> Page:
+        with self.engine.connect() as conn:
+            rows = conn.execute(executions_query(where, limit=limit + 1, before=before)).mappings().all()
+        items = [_row_to_summary(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = Cursor(last["started_us"], last["execution_id"]).encode()
+        return Page(items, next_cursor)
+
+    def execution(self, execution_id: str) -> ExecutionSummary | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(executions).where(executions.c.execution_id == execution_id)).mappings().first()
+        return _row_to_summary(row) if row is not None else None
+
+    def derived_from(self, execution_id: str) -> list[ExecutionSummary]:
+        """Retries and replays of an execution."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(executions)
+                .where(executions.c.original_execution_id == execution_id)
+                .order_by(executions.c.started_us)
+            ).mappings()
+            return [_row_to_summary(row) for row in rows]
+
+    def status_counts(self, instance_id: str) -> dict[ExecutionStatus, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(executions.c.status, func.count())
+                .where(executions.c.instance_id == instance_id)
+                .group_by(executions.c.status)
+            )
+            counts = dict.fromkeys(ExecutionStatus, 0)
+            counts.update({ExecutionStatus(status): int(n) for status, n in rows})
+            return counts
+
+    def last_run(self, instance_id: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            us = conn.scalar(select(func.max(executions.c.started_us)).where(executions.c.instance_id == instance_id))
+        return from_us(int(us)) if us is not None else None
+
+    def explain(self, query: Select[Any]) -> list[str]:
+        """SQLite's plan for a query, one line per step (tests check that listing queries use the indexes)."""
+        if self.dialect != "sqlite":
+            raise NotImplementedError("EXPLAIN QUERY PLAN is SQLite's")
+        compiled = query.compile(self.engine, compile_kwargs={"literal_binds": True})
+        with self.engine.connect() as conn:
+            return [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+
+    def bulk_insert_executions(self, rows: Sequence[ExecutionSummary]) -> None:
+        """Executions without their records: for load tests of the listing queries."""
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 10_000):
+                conn.execute(insert(executions), [_summary_to_row(s) for s in rows[start : start + 10_000]])
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (SQLite has none until asked)."""
+        with self.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the pages read while the consumer writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()

@@ -1,0 +1,60 @@
+"""accessplanit specifics shared by the webhook route and the poller: reading a user, marking Tandem's own writes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from tandem_ingest.normalize.accessplanit import WebhookDelivery, removed_user_event, webhook_event
+from tandem_shared.accessplanit.client import AccessplanitClients
+from tandem_shared.contracts import ChangeEvent, Headers, InstanceConfig, Trigger
+
+
+class UserReader(Protocol):
+    async def get_user(self, instance: InstanceConfig, user_id: str) -> dict[str, Any] | None:
+        """The user's current record, None once accessplanit no longer has it; raises AccessplanitError."""
+        ...
+
+
+class ApiUserReader:
+    def __init__(self, clients: AccessplanitClients) -> None:
+        self._clients = clients
+
+    async def get_user(self, instance: InstanceConfig, user_id: str) -> dict[str, Any] | None:
+        return await self._clients.for_instance(instance).get_user(user_id)
+
+
+def own_write_marks(event: ChangeEvent, instance: InstanceConfig) -> tuple[list[str], dict[str, str]]:
+    """Trace notes and Kafka headers for a change made by the integration's own API user (an echo candidate)."""
+    own = instance.accessplanit.integration_user_id
+    if own is None or event.updated_by_id != own:
+        return [], {}
+    note = f"Changed by accessplanit user {own}, the integration's own API user: this is Tandem's own write"
+    return [note], {Headers.ORIGIN: "tandem"}
+
+
+async def delivery_event(
+    delivery: WebhookDelivery,
+    instance: InstanceConfig,
+    reader: UserReader,
+    *,
+    trusted: bool,
+    execution_id: str,
+    received_at: datetime,
+) -> ChangeEvent:
+    """The delivery's change. The record is read from the API when the delivery only names the user (IDs-only
+    payloads) or when it is not signed: then only the API, with the instance's own key, is believed."""
+    record = delivery.record if trusted else None
+    if record is None:
+        record = await reader.get_user(instance, delivery.user_id)
+        if record is None:
+            return removed_user_event(
+                instance_id=instance.id,
+                user_id=delivery.user_id,
+                occurred_at=delivery.timestamp or received_at,
+                trigger=Trigger.WEBHOOK,
+                execution_id=execution_id,
+                received_at=received_at,
+                source_action=f"{delivery.action} (the user no longer exists)",
+            )
+    return webhook_event(delivery, record, instance_id=instance.id, execution_id=execution_id, received_at=received_at)

@@ -1,0 +1,180 @@
+"""accessplanit target: Mailchimp contacts as accessplanit Users, found by email, created in the default account.
+
+Safe to repeat: every write looks the user up first, so a command retried after a crash between the create and the
+commit finds the user it created and updates it instead of creating a second one. The lookup-then-write of one
+contact is never concurrent with another for that contact, because the command's Kafka key keeps a contact on one
+partition, consumed in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tandem_shared.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
+from tandem_shared.accessplanit.settings import AccessplanitSettings
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System
+from tandem_shared.logging import get_logger
+from tandem_shared.settings import CommonSettings
+from tandem_writer.outcome import WriteOutcome
+from tandem_writer.targets.accessplanit_plan import (
+    DELETED,
+    Match,
+    changed_fields,
+    choose_user,
+    create_body,
+    desired_fields,
+)
+
+log = get_logger("tandem.writer.accessplanit")
+
+
+def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
+    return WriteOutcome(False, summary, error=error)
+
+
+class AccessplanitTarget:
+    system = System.ACCESSPLANIT
+
+    def __init__(self, clients: AccessplanitClients, redis: Redis | None = None) -> None:
+        self._clients = clients
+        self._redis = redis
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> AccessplanitTarget:
+        redis = Redis.from_url(settings.redis_url)
+        return cls(AccessplanitClients(redis, AccessplanitSettings()), redis)
+
+    async def close(self) -> None:
+        await self._clients.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        try:
+            client = self._clients.for_instance(instance)
+            if command.operation is Operation.CHANGE_EMAIL:
+                return await self._change_email(client, command, instance)
+            return await self._upsert(client, command, instance)
+        except AccessplanitError as exc:
+            return _failure(f"accessplanit refused or failed the write: {exc.error.message}", exc.error)
+
+    async def _find(self, client: AccessplanitClient, command: SyncCommand, email: str | None) -> Match:
+        user_id = command.identity.accessplanit_user_id
+        if user_id:
+            user = await client.get_user(user_id)
+            if user is not None and user.get("Status") != DELETED:
+                return Match(user)
+        if not email:
+            return Match(None)
+        return choose_user(await client.users_by_email(email))
+
+    async def _upsert(self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        email = _text(command.payload.get("Email")) or command.identity.email
+        if not email:
+            return _failure(
+                "Not written to accessplanit: the contact has no email address",
+                ErrorInfo(
+                    error_class="MissingEmail",
+                    message="The contact has no email address",
+                    permanent=True,
+                    field="Email",
+                ),
+            )
+        match = await self._find(client, command, email)
+        return await self._apply(client, command, instance, match, email)
+
+    async def _change_email(
+        self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig
+    ) -> WriteOutcome:
+        old, new = command.identity.old_email, command.identity.email or _text(command.payload.get("Email"))
+        if not new:
+            return _failure(
+                "Email change not written to accessplanit: the new address is missing",
+                ErrorInfo(
+                    error_class="MissingEmail",
+                    message="An email change without the new address",
+                    permanent=True,
+                    field="Email",
+                ),
+            )
+        match = await self._find(client, command, old)
+        note = ""
+        if match.user is None:
+            # Either this change was applied already (a retry after a crash) or the contact never reached
+            # accessplanit: in both cases the user to write is the one with the new address, if any.
+            match = await self._find(client, command, new)
+            if old:
+                found = "so the user with the new address was written" if match.user else "nor the new one"
+                note = f"; no user had the old address {old}, {found}"
+        return await self._apply(client, command, instance, match, new, note=note)
+
+    async def _apply(
+        self,
+        client: AccessplanitClient,
+        command: SyncCommand,
+        instance: InstanceConfig,
+        match: Match,
+        email: str,
+        *,
+        note: str = "",
+    ) -> WriteOutcome:
+        desired = desired_fields(command.payload)
+        fields = {**desired.fields, "Email": email}
+        notes = note
+        if desired.ignored:
+            notes += f"; not written (Tandem never writes them): {', '.join(desired.ignored)}"
+        if match.user is None:
+            if match.deleted:
+                ids = ", ".join(match.deleted)
+                return _failure(
+                    f"Not written to accessplanit: the only user with {email} is deleted ({ids})",
+                    ErrorInfo(
+                        error_class="UserDeleted",
+                        message=(
+                            f"accessplanit user {ids} with the address {email} is deleted; restore it in accessplanit "
+                            "or remove the contact from the audience, then replay"
+                        ),
+                        permanent=True,
+                        field="Status",
+                    ),
+                )
+            body = create_body(fields, email=email, default_account_id=instance.accessplanit.default_account_id)
+            if isinstance(body, ErrorInfo):
+                return _failure(f"Not written to accessplanit: {body.message}", body)
+            created = await client.create_user(body)
+            return WriteOutcome(
+                True,
+                f"Created accessplanit user {created.get('ID')} ({email}) in account {body['MainCompanyID']}{notes}",
+                response=created,
+            )
+        user = match.user
+        user_id = str(user.get("ID"))
+        if match.ambiguous:
+            notes += (
+                f"; {len(match.others) + 1} active users have this address ({', '.join([user_id, *match.others])}): "
+                f"wrote to {user_id}, the most recently updated"
+            )
+            log.warning(
+                "several accessplanit users share an address",
+                instance_id=command.instance_id,
+                execution_id=command.execution_id,
+                chosen=user_id,
+                others=list(match.others),
+            )
+        changes = changed_fields(user, fields)
+        if not changes:
+            return WriteOutcome(
+                True, f"accessplanit user {user_id} ({email}) is already up to date{notes}", response=user
+            )
+        updated = await client.update_user(user_id, changes)
+        changed = [f"Email (was {user.get('Email')})" if k == "Email" else k for k in sorted(changes)]
+        return WriteOutcome(
+            True, f"Updated accessplanit user {user_id} ({email}): {', '.join(changed)}{notes}", response=updated
+        )
+
+
+def _text(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None

@@ -1,0 +1,224 @@
+"""The accessplanit API v2 calls Tandem makes, each one paid for from the shared request budget first.
+
+Failures come out as `AccessplanitError` carrying an ErrorInfo (transient or permanent, see `classify`), so callers
+only decide what a failure means for their own work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from redis.asyncio import Redis
+
+from tandem_shared.accessplanit.classify import (
+    budget_exhausted,
+    classify_response,
+    transport_failure,
+)
+from tandem_shared.accessplanit.settings import AccessplanitSettings
+from tandem_shared.contracts import ErrorInfo, InstanceConfig
+from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
+from tandem_shared.secrets import SecretUnavailable, resolve_secret
+
+API_PREFIX = "/api/v2"
+
+
+class AccessplanitError(Exception):
+    def __init__(self, error: ErrorInfo, status: int | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.status = status
+
+
+def odata_string(value: str) -> str:
+    """A quoted OData string literal: a quote inside is doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _user_path(user_id: str) -> str:
+    return f"{API_PREFIX}/User/{quote(user_id, safe='')}"
+
+
+def _retry_after_s(value: str | None, default: float) -> float:
+    try:
+        return max(1.0, float(value)) if value else default
+    except ValueError:
+        return default
+
+
+class AccessplanitClient:
+    """One tenant and API key. Requests are paid from the budget of (tenant, key, module) shared by all replicas."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        budget: RateBudget,
+        *,
+        budget_scope: str,
+        settings: AccessplanitSettings,
+    ) -> None:
+        self._http = http
+        self._budget = budget
+        self._scope = budget_scope
+        self._settings = settings
+
+    def _budget_key(self, path: str) -> str:
+        module = path.removeprefix(API_PREFIX).strip("/").split("/", 1)[0] or "root"
+        return budget_key("accessplanit", self._scope, module)
+
+    async def _send(
+        self, method: str, path: str, *, action: str, params: dict[str, str] | None = None, json: Any = None
+    ) -> httpx.Response:
+        key = self._budget_key(path)
+        try:
+            await self._budget.take(key, max_wait_s=self._settings.budget_max_wait_s)
+        except BudgetExhausted as exc:
+            raise AccessplanitError(budget_exhausted(exc.retry_after_s, action=action)) from exc
+        try:
+            response = await self._http.request(method, path, params=params, json=json)
+        except httpx.TimeoutException as exc:
+            raise AccessplanitError(transport_failure("Timeout", type(exc).__name__, action=action)) from exc
+        except httpx.TransportError as exc:
+            raise AccessplanitError(transport_failure(type(exc).__name__, str(exc), action=action)) from exc
+        if response.status_code == 429:
+            pause = _retry_after_s(response.headers.get("retry-after"), self._settings.rate_limited_pause_s)
+            await self._budget.block(key, pause)
+        return response
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        response = await self._send(method, path, action=action, params=params, json=json)
+        if missing_ok and response.status_code == 404:
+            return None
+        if not response.is_success:
+            error = classify_response(
+                response.status_code,
+                response.content,
+                retry_after=response.headers.get("retry-after"),
+                action=action,
+            )
+            raise AccessplanitError(error, response.status_code)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            error = ErrorInfo(
+                error_class="UnexpectedAnswer",
+                message=f"accessplanit answered {response.status_code} to {action} with a body that is not JSON",
+                permanent=False,
+            )
+            raise AccessplanitError(error, response.status_code) from exc
+
+    async def _record(self, method: str, path: str, *, action: str, json: Any = None) -> dict[str, Any]:
+        found = await self._json(method, path, action=action, json=json)
+        if not isinstance(found, dict):
+            error = ErrorInfo(
+                error_class="UnexpectedAnswer",
+                message=f"accessplanit's answer to {action} is not a User record",
+                permanent=False,
+            )
+            raise AccessplanitError(error)
+        return found
+
+    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+        """The user, or None when accessplanit does not know it (removed)."""
+        found = await self._json("GET", f"{API_PREFIX}/User/{user_id}", action=f"read user {user_id}", missing_ok=True)
+        return found if isinstance(found, dict) else None
+
+    async def list_users(
+        self, *, filter: str, orderby: str, top: int, select: str | None = None, action: str
+    ) -> list[dict[str, Any]]:
+        params = {"$orderby": orderby, "$top": str(top)}
+        if filter:
+            params["$filter"] = filter
+        if select:
+            params["$select"] = select
+        found = await self._json("GET", f"{API_PREFIX}/User", action=action, params=params)
+        results = found.get("results") if isinstance(found, dict) else None
+        if not isinstance(results, list):
+            error = ErrorInfo(
+                error_class="UnexpectedAnswer",
+                message=f"accessplanit's answer to {action} has no results list",
+                permanent=False,
+            )
+            raise AccessplanitError(error)
+        return [r for r in results if isinstance(r, dict)]
+
+    async def users_by_email(self, email: str) -> list[dict[str, Any]]:
+        """Every user with this address (accessplanit compares case-insensitively), most recently updated first."""
+        return await self.list_users(
+            filter=f"Email eq {odata_string(email)}",
+            orderby="DateUpdated desc",
+            top=100,
+            action=f"look up users by email {email}",
+        )
+
+    async def create_user(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._record("POST", f"{API_PREFIX}/User", action="create a user", json=body)
+
+    async def update_user(self, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._record("PUT", _user_path(user_id), action=f"update user {user_id}", json=body)
+
+
+class AccessplanitClients:
+    """One pooled HTTP client per (tenant, key), created on first use; the budget is shared by all of them."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: AccessplanitSettings | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._settings = settings or AccessplanitSettings()
+        self._transport = transport
+        self._budget = RateBudget(redis, limit=self._settings.requests_per_window, window_s=self._settings.window_s)
+        self._clients: dict[tuple[str, str], AccessplanitClient] = {}
+        self._http: list[httpx.AsyncClient] = []
+
+    @property
+    def budget(self) -> RateBudget:
+        return self._budget
+
+    def for_instance(self, instance: InstanceConfig) -> AccessplanitClient:
+        """Raises AccessplanitError (permanent) when the instance's API key cannot be resolved."""
+        connection = instance.accessplanit
+        try:
+            api_key = resolve_secret(connection.api_key)
+        except SecretUnavailable as exc:
+            error = ErrorInfo(
+                error_class="SecretUnavailable",
+                message=f"the instance's accessplanit API key is not available: {exc}",
+                permanent=True,
+            )
+            raise AccessplanitError(error) from exc
+        root = connection.base_url.rstrip("/")
+        client = self._clients.get((root, api_key))
+        if client is None:
+            http = httpx.AsyncClient(
+                base_url=root,
+                headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+                timeout=httpx.Timeout(self._settings.http_timeout_s, connect=5.0),
+                limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+                transport=self._transport,
+            )
+            self._http.append(http)
+            client = AccessplanitClient(http, self._budget, budget_scope=f"{root}|{api_key}", settings=self._settings)
+            self._clients[(root, api_key)] = client
+        return client
+
+    async def close(self) -> None:
+        for http in self._http:
+            await http.aclose()
+        self._http.clear()
+        self._clients.clear()
