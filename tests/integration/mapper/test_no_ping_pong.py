@@ -6,7 +6,6 @@ through the API still syncs.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,7 +84,26 @@ async def writes_by(stack: RunningStack, email: str, target: System) -> list[Tra
     return sorted(records, key=lambda r: r.started_at)
 
 
-async def echo_seen(stack: RunningStack, email: str, summary: str) -> list[TraceRecord]:
+async def writes_reached(stack: RunningStack, email: str, target: System, count: int) -> None:
+    """Wait until the writer has traced `count` writes to `target` (a write lands before its trace is published)."""
+    await wait_for_records(
+        stack.kafka,
+        TRACE,
+        TraceRecord,
+        where=lambda r: (
+            r.instance_id == stack.instance.id
+            and r.stage is Stage.WRITER
+            and (r.contact_email or "").lower() == email.lower()
+            and r.flow is not None
+            and r.flow.target is target
+        ),
+        until=lambda found: len(found) >= count,
+        timeout=60,
+    )
+
+
+async def echo_seen(stack: RunningStack, email: str, summary: str, count: int = 1) -> list[TraceRecord]:
+    """Wait until the mapper has stopped `count` echoes: the only way a write could cause another one."""
     return await wait_for_records(
         stack.kafka,
         TRACE,
@@ -96,7 +114,7 @@ async def echo_seen(stack: RunningStack, email: str, summary: str) -> list[Trace
             and (r.contact_email or "").lower() == email.lower()
             and r.summary == summary
         ),
-        until=lambda found: len(found) >= 1,
+        until=lambda found: len(found) >= count,
         timeout=60,
     )
 
@@ -119,6 +137,7 @@ async def test_an_accessplanit_edit_writes_mailchimp_once_and_the_echo_goes_no_f
         assert found["merge_fields"]["LNAME"] == "Lovelace"
 
         # Mailchimp reports Tandem's write back (its subscribe webhook, through ingest): the mapper stops it.
+        await writes_reached(stack, email, System.MAILCHIMP, 1)
         await echo_seen(stack, email, ECHO_FROM_MAILCHIMP)
 
         audit = await client.get(
@@ -132,8 +151,6 @@ async def test_an_accessplanit_edit_writes_mailchimp_once_and_the_echo_goes_no_f
 
 
 async def test_one_edit_in_either_system_causes_exactly_one_write_to_the_other(stack: RunningStack) -> None:
-    if importlib.util.find_spec("tandem_writer.targets.accessplanit") is None:
-        pytest.skip("needs issue 4 (the accessplanit writer target)")
     email = f"grace.{uuid.uuid4().hex[:8]}@example.com"
     ap = stack.url("accessplanit_sim")
     async with httpx.AsyncClient(timeout=10) as client:
@@ -156,6 +173,7 @@ async def test_one_edit_in_either_system_causes_exactly_one_write_to_the_other(s
         created = await eventually(user, timeout=60)
         assert (created["Forenames"], created["Surname"]) == ("Grace", "Hopper")
         assert created["UpdatedByID"] == INTEGRATION_USER
+        await writes_reached(stack, email, System.ACCESSPLANIT, 1)
         await echo_seen(stack, email, ECHO_FROM_ACCESSPLANIT)
         assert len(await writes_by(stack, email, System.ACCESSPLANIT)) == 1
         assert await writes_by(stack, email, System.MAILCHIMP) == []
@@ -169,6 +187,7 @@ async def test_one_edit_in_either_system_causes_exactly_one_write_to_the_other(s
             return found is not None and found["merge_fields"]["LNAME"] == "Murray"
 
         await eventually(renamed, timeout=60)
+        await writes_reached(stack, email, System.MAILCHIMP, 1)
         await echo_seen(stack, email, ECHO_FROM_MAILCHIMP)
         assert len(await writes_by(stack, email, System.MAILCHIMP)) == 1
         assert len(await writes_by(stack, email, System.ACCESSPLANIT)) == 1
@@ -186,4 +205,7 @@ async def test_one_edit_in_either_system_causes_exactly_one_write_to_the_other(s
             return found is not None and found["Forenames"] == "Amazing Grace"
 
         await eventually(followed, timeout=60)
+        await writes_reached(stack, email, System.ACCESSPLANIT, 2)
+        await echo_seen(stack, email, ECHO_FROM_ACCESSPLANIT, count=2)
         assert len(await writes_by(stack, email, System.ACCESSPLANIT)) == 2
+        assert len(await writes_by(stack, email, System.MAILCHIMP)) == 1
