@@ -376,7 +376,7 @@ def test_the_later_change_wins_a_conflict_and_the_trace_says_so() -> None:
     assert decision.command is None
     assert decision.summary == "Nothing to send to Mailchimp: its later changes win (1 conflict(s))"
     assert any(
-        line.startswith("Conflict on LNAME: Mailchimp's value from 2026-11-26 07:02:00 UTC") for line in decision.logs
+        line.startswith("Conflict on LNAME: Mailchimp's change from 2026-11-26 07:02:00 UTC") for line in decision.logs
     )
 
 
@@ -558,3 +558,12 @@ def test_an_echo_of_a_write_not_yet_recorded_is_recognised_by_what_the_mapper_se
     decision = run(mc_event(), known)
     assert decision.command is None
     assert decision.summary == "Echo of Tandem's own write to Mailchimp: not sent back"
+
+
+def test_a_second_change_from_the_same_side_in_the_same_second_replaces_what_tandem_wrote_from_the_first() -> None:
+    # Mailchimp's timestamps have whole seconds: a contact added and renamed within one second carries T1 twice.
+    # accessplanit's Forenames came from the first through Tandem; the second is no conflict, it simply wins.
+    known = Knowledge(source=side(MC_HOLDS, at=T1), target=side(AP_HOLDS, at=T1, origin="written"))
+    decision = run(mc_event(merges={"FNAME": "Augusta"}, at=T1), known)
+    assert decision.command is not None
+    assert decision.command.payload["Forenames"] == "Augusta"

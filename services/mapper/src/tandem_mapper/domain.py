@@ -5,7 +5,8 @@ The decision rests on what is known about the contact on both sides (`Knowledge`
 - Change detection: a field is sent only when the target is not already known to hold its value.
 - Echo suppression: a change that only repeats what Tandem wrote to its source stops here (accessplanit: also
   made by the integration user).
-- Conflicts: per field, the value with the later source timestamp wins; on a tie accessplanit's value wins. When a
+- Conflicts: per field, a change made on the target side since wins when it is later; on a tie accessplanit's wins
+  (a value the target holds because Tandem wrote it there from the source is simply replaced). When a
   later change on one side arrives after Tandem wrote an older value over it there, the later value is written
   back to that side too (a repair), so the outcome does not depend on the order in which changes arrive.
 - Email changes: the contact keeps its identity on the other side (`Operation.CHANGE_EMAIL`), unless the instance
@@ -256,10 +257,16 @@ def decide(
             # Never blank a field of a record Tandem has not seen yet.
             continue
         effective = analysis.effective_ts.get(value.source_field, event_ts)
-        if held is not None and (held.ts_ms > effective or (held.ts_ms == effective and source is System.MAILCHIMP)):
+        if held is not None and held.origin == "written":
+            # The target's value came from this same side through Tandem: the side's own later changes replace it
+            # (Mailchimp's timestamps have whole seconds, so two of its changes can carry the same one).
+            if held.ts_ms > effective:
+                continue
+        elif held is not None and (held.ts_ms > effective or (held.ts_ms == effective and source is System.MAILCHIMP)):
             conflicts.append(
-                f"Conflict on {value.target_field}: {target.label}'s value from {_when(held.ts_ms)} is later than "
-                f"{source.label}'s {value.source_field} from {_when(effective)}; the later change wins"
+                f"Conflict on {value.target_field}: {target.label}'s change from {_when(held.ts_ms)} is not older "
+                f"than {source.label}'s {value.source_field} from {_when(effective)}; the later change wins, "
+                "accessplanit's on a tie"
             )
             continue
         included[value.target_field] = value.value
