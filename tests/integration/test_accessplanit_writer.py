@@ -12,6 +12,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
+from redis.asyncio import Redis
 
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
@@ -32,6 +33,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS, TRACE
 from tandem_shared.kafka import make_broker
+from tandem_writer.idempotency import redis_keys
 
 pytestmark = pytest.mark.integration
 
@@ -133,10 +135,17 @@ async def test_a_create_redelivered_after_a_crash_before_the_commit_does_not_dup
     await writer_records(stack, create)
     assert len(await users(admin, email)) == 1
 
-    # The writer dies having created the user but before its offset commit: on restart Kafka hands the same
-    # command over again. Reproduced exactly by stopping it and moving the group's offset back to the command.
+    # The writer dies having created the user but before it recorded the write as applied or committed its
+    # offset: on restart Kafka hands the same command over again and the idempotency record is not there to
+    # skip it. Reproduced by stopping the writer, forgetting the record, and moving the group's offset back.
     [writer] = [s for s in service_specs(stack.ports) if s.name == "writer"]
     stack.stack.stop("writer")
+    applied_key, _, applied_at = redis_keys(create)
+    redis = Redis.from_url(stack.redis)
+    try:
+        assert await redis.delete(applied_key, applied_at) == 2
+    finally:
+        await redis.aclose()
     await rewind(stack.kafka, stack.stack.env["TANDEM_WRITER_GROUP_ID"], landed)
     stack.stack.start(writer)
 

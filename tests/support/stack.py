@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from tandem_devstack import demo
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
-from tandem_shared.instance_store import put_instance
+from tandem_shared.instance_store import delete_instance, put_instance
 from tandem_shared.instances import demo_instance
 
 
@@ -50,7 +50,13 @@ def make_test_instance(ports: Ports, instance_id: str) -> InstanceConfig:
 
 
 @contextmanager
-def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None = None) -> Iterator[RunningStack]:
+def running_stack(
+    kafka: str,
+    redis: str,
+    tmp: Path,
+    services: list[str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> Iterator[RunningStack]:
     ports = Ports(*(free_port() for _ in range(6)))
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
@@ -65,6 +71,7 @@ def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None 
             "TANDEM_WRITER_GROUP_ID": f"tandem-writer-{suffix}",
             "TANDEM_MAPPER_PORT": str(ports.mapper),
             "TANDEM_WRITER_PORT": str(ports.writer),
+            **(extra_env or {}),
         },
     )
     stack = Stack(env=env, log_dir=tmp / "logs")
@@ -82,3 +89,6 @@ def running_stack(kafka: str, redis: str, tmp: Path, services: list[str] | None 
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()
+        # Later stacks on this broker read the topics from the start: without its instance, this stack's old
+        # commands are skipped there instead of being written to simulators that are gone.
+        asyncio.run(delete_instance(kafka, instance.id))

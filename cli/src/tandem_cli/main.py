@@ -42,5 +42,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(args)
 
 
-# Sub-command groups register themselves on import (after REGISTRARS exists, hence down here).
-from tandem_cli import instances, report, webhooks  # noqa: E402, F401
+# Sub-command groups append their registrar when imported, so they are imported once REGISTRARS exists.
+from tandem_cli import instances, replay, report, webhooks  # noqa: E402, F401

@@ -56,6 +56,12 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restart_kafka(_: argparse.Namespace) -> int:
+    kafka = infra.restart_kafka()
+    print(f"Kafka  {kafka.address}  (restarted)")
+    return 0
+
+
 def cmd_status(_: argparse.Namespace) -> int:
     for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
         pid = read_pid(pidfile)
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         ("up", cmd_up, "start Kafka and Redis in the background"),
         ("down", cmd_down, "stop what 'up' started"),
         ("status", cmd_status, "show what is running"),
+        ("restart-kafka", cmd_restart_kafka, "stop the local broker and start it again (try failure handling)"),
         ("run", cmd_run, "the whole stack in the foreground, with the demo instance"),
         ("topics", cmd_topics, "create Tandem's topics on KAFKA_BOOTSTRAP_SERVERS (waits for the broker)"),
         ("demo", cmd_demo, "publish the demo instance, register its webhooks at TANDEM_DEMO_*_URL"),

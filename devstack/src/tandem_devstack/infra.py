@@ -225,6 +225,24 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
     return Service("kafka", bootstrap, started_here=True, pidfile=pidfile)
 
 
+def restart_kafka(timeout: float = 120.0) -> Service:
+    """Stop the local broker (SIGTERM, as an orderly broker restart) and start it again on the same data.
+
+    For the fault tests and for trying failure handling by hand; an external broker (KAFKA_BOOTSTRAP_SERVERS)
+    is not ours to restart.
+    """
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS names an external broker; it cannot be restarted from here")
+    pidfile = tandem_home() / "kafka" / f"broker-{kafka_port()}" / "kafka.pid"
+    pid = read_pid(pidfile)
+    if pid is None:
+        raise RuntimeError(f"no broker started by the devstack runs on port {kafka_port()}")
+    stop_pid(pid, grace=60.0)
+    pidfile.unlink(missing_ok=True)
+    wait_until(lambda: not port_open(HOST, kafka_port()), timeout=timeout, what="the broker to stop")
+    return ensure_kafka(timeout)
+
+
 def ensure_redis(timeout: float = 30.0) -> Service:
     external = os.environ.get("REDIS_URL")
     if external:

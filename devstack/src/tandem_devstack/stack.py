@@ -6,8 +6,11 @@ their own instance file), so both run the services exactly the same way.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +156,32 @@ class Stack:
             if name is None or service.spec.name == name:
                 stop_pid(service.pid)
                 self.running.remove(service)
+
+    def kill(self, name: str) -> ServiceSpec:
+        """SIGKILL, no chance to clean up — a crash, for the fault tests. Returns the spec to start it again."""
+        for service in list(self.running):
+            if service.spec.name == name:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(os.getpgid(service.pid), signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(service.pid, 0)
+                self.running.remove(service)
+                return service.spec
+        raise KeyError(name)
+
+    def terminate(self, name: str, *, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for the process to exit by itself (never SIGKILL); returns its exit code."""
+        for service in list(self.running):
+            if service.spec.name == name:
+                os.kill(service.pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while (exited := os.waitpid(service.pid, os.WNOHANG))[0] == 0:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} did not exit within {timeout:.0f}s of SIGTERM")
+                    time.sleep(0.1)
+                self.running.remove(service)
+                return os.waitstatus_to_exitcode(exited[1])
+        raise KeyError(name)
 
     def logs(self, name: str) -> str:
         for service in self.running:

@@ -29,7 +29,6 @@ from tandem_shared.contracts.topics import TopicSpec
 # Provided by the manifests, not read by the services yet (the lead wires them; see docs/operations.md).
 AWAITED: Mapping[str, str] = {
     "TANDEM_MAPPER_GROUP_INSTANCE_ID": "static group membership (group_instance_id) for the mapper",
-    "TANDEM_WRITER_GROUP_INSTANCE_ID": "static group membership (group_instance_id) for the writer",
     "TANDEM_CONSOLE_GROUP_INSTANCE_ID": "static group membership (group_instance_id) for the console",
     "KAFKA_SECURITY_PROTOCOL": "mTLS to Strimzi's tls listener (SSL)",
     "KAFKA_SSL_CA_FILE": "the cluster CA certificate",

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tandem_shared.settings import CommonSettings
+
+DAY_S = 24 * 60 * 60
 
 
 class WriterSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_WRITER_", extra="ignore", env_ignore_empty=True)
 
     group_id: str = "tandem-writer"
+    # Static group membership (the pod name in the StatefulSet): a restarted pod gets its partitions back without
+    # a rebalance of the whole group. A static member does not leave the group on shutdown; the session timeout
+    # hands its partitions over if it does not come back.
+    group_instance_id: str | None = None
     http_timeout_s: float = 30.0
 
     # Mailchimp allows 10 simultaneous connections per account; every writer replica shares these through Redis.
@@ -19,3 +26,29 @@ class WriterSettings(CommonSettings):
     mailchimp_slot_wait_s: float = 60.0
     # Mailchimp may keep working on a request we timed out on for up to 120 s; its slot stays taken that long.
     mailchimp_timed_out_slot_hold_s: float = 120.0
+    # Delay before each retry of a transiently failed write; attempts in all = len + 1. JSON in the environment:
+    # TANDEM_WRITER_RETRY_DELAYS_S='[1,2,4,8,16]'.
+    retry_delays_s: list[float] = Field(default_factory=lambda: [10.0, 60.0, 300.0, 1800.0, 7200.0])
+    # How long a change stays recorded as applied, so a redelivery or replay within it is skipped.
+    idempotency_ttl_s: int = 7 * DAY_S
+    # How long "last applied change per contact" is kept, so an old retry or replay never overwrites newer data.
+    # Longer than the dead-letter topic's retention (30 days): a replay can only come from there.
+    contact_marker_ttl_s: int = 35 * DAY_S
+    # A claim left by a writer that died mid-write expires after this; it must outlast one HTTP write.
+    inflight_ttl_s: float = 120.0
+    # On SIGTERM (and on a rebalance), in-flight writes get this long to finish: one vendor call and a margin.
+    shutdown_grace_s: float = 35.0
+    # Records fetched ahead per partition; beyond it the partition is paused until its worker catches up.
+    max_buffered_per_partition: int = 100
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+
+    @model_validator(mode="after")
+    def _check(self) -> WriterSettings:
+        if len(self.retry_delays_s) < 4:
+            raise ValueError("retry_delays_s: at least 4 retries (5 attempts in all) are promised to operators")
+        if any(d < 0 for d in self.retry_delays_s):
+            raise ValueError("retry_delays_s: delays cannot be negative")
+        if self.inflight_ttl_s <= self.http_timeout_s:
+            raise ValueError("inflight_ttl_s must be longer than http_timeout_s, or a live write could lose its claim")
+        return self

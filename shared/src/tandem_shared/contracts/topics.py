@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 CHANGES = "tandem.changes"
 COMMANDS = "tandem.commands"
 COMMANDS_DLQ = "tandem.commands.dlq"
+# Retry tiers, one topic per tier so a record waiting two hours never holds up one due in ten seconds. The delays
+# are configured in the writer (TANDEM_WRITER_RETRY_DELAYS_S); retries beyond the last tier reuse it.
+COMMANDS_RETRY = tuple(f"tandem.commands.retry.{tier}" for tier in range(1, 6))
 TRACE = "tandem.trace"
 INSTANCES = "tandem.instances"
 
@@ -31,6 +34,10 @@ class TopicSpec:
 TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(CHANGES, DEFAULT_PARTITIONS, {"retention.ms": str(7 * DAY_MS)}, "normalized change events from ingest"),
     TopicSpec(COMMANDS, DEFAULT_PARTITIONS, {"retention.ms": str(7 * DAY_MS)}, "write commands from the mapper"),
+    *(
+        TopicSpec(topic, DEFAULT_PARTITIONS, {"retention.ms": str(7 * DAY_MS)}, f"writer retry tier {tier}")
+        for tier, topic in enumerate(COMMANDS_RETRY, start=1)
+    ),
     TopicSpec(COMMANDS_DLQ, DEFAULT_PARTITIONS, {"retention.ms": str(30 * DAY_MS)}, "commands that failed for good"),
     TopicSpec(TRACE, 3, {"retention.ms": str(14 * DAY_MS)}, "execution trace records from every stage"),
     TopicSpec(
@@ -50,7 +57,12 @@ def topic_spec(name: str) -> TopicSpec:
 
 
 class Headers:
-    """Kafka header names. Values are always str on the wire (FastStream requires it)."""
+    """Kafka header names. Values are always str on the wire (FastStream requires it).
+
+    On retry and dead-letter records: `x-attempt` is the attempt the record is for (retry topics) or the attempts
+    made (DLQ); `x-not-before` is epoch milliseconds; `x-first-failed-at`/`x-last-failed-at` are ISO-8601 UTC;
+    `x-original-*` name the `tandem.commands` record the delivery started from.
+    """
 
     INSTANCE_ID = "x-instance-id"
     EXECUTION_ID = "x-execution-id"
@@ -67,6 +79,7 @@ class Headers:
     LAST_FAILED_AT = "x-last-failed-at"
     EXCEPTION_TYPE = "x-exception-type"
     EXCEPTION_MESSAGE = "x-exception-message"
+    ERROR_PERMANENT = "x-error-permanent"
     REPLAYED_FROM = "x-replayed-from"
     ORIGIN = "x-origin"
 

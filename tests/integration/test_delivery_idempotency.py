@@ -1,0 +1,114 @@
+"""The writer's applied-change records on the real Redis: claims, expiry, per-contact lock, newest-change marker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from support.waiting import eventually
+from tandem_shared.contracts import (
+    ContactIdentity,
+    Operation,
+    SyncCommand,
+    System,
+    Trigger,
+    fingerprint,
+    idempotency_key,
+)
+from tandem_writer.idempotency import ClaimState, RedisIdempotencyStore, redis_keys
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+WEEK_S = 7 * 24 * 3600
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisIdempotencyStore]:
+    s = RedisIdempotencyStore.from_url(
+        redis_url, inflight_ttl_s=0.5, idempotency_ttl_s=WEEK_S, contact_marker_ttl_s=5 * WEEK_S
+    )
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def instance_id() -> str:
+    return f"t-{uuid.uuid4().hex[:8]}"
+
+
+def command(instance_id: str, name: str, occurred: datetime = NOW) -> SyncCommand:
+    payload = {"email_address": "ada@example.com", "merge_fields": {"FNAME": name}}
+    identity = ContactIdentity(accessplanit_user_id="7", email="ada@example.com")
+    fp = fingerprint(payload)
+    return SyncCommand(
+        command_id=name,
+        execution_id=name,
+        event_id=name,
+        instance_id=instance_id,
+        target=System.MAILCHIMP,
+        operation=Operation.UPSERT,
+        identity=identity,
+        payload=payload,
+        fingerprint=fp,
+        idempotency_key=idempotency_key(instance_id, System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
+        trigger=Trigger.WEBHOOK,
+        source_occurred_at=occurred,
+        created_at=occurred,
+    )
+
+
+async def test_a_claimed_command_is_busy_for_others_and_done_once_marked(
+    store: RedisIdempotencyStore, instance_id: str
+) -> None:
+    cmd = command(instance_id, "Ada")
+    assert (await store.claim(cmd, "w1")).state is ClaimState.CLAIMED
+    busy = await store.claim(cmd, "w2")
+    assert busy.state is ClaimState.BUSY and 0 < busy.wait_s <= 0.5
+    await store.mark_done(cmd, "w1")
+    done = await store.claim(cmd, "w3")
+    assert done.state is ClaimState.DONE and done.applied_at is not None
+    assert await store.applied_at(cmd) == done.applied_at
+    ttl_ms = await store._redis.pttl(redis_keys(cmd)[0])
+    assert WEEK_S * 1000 - 60_000 < ttl_ms <= WEEK_S * 1000
+
+
+async def test_a_claim_left_by_a_writer_that_died_expires_and_the_command_can_be_claimed_again(
+    store: RedisIdempotencyStore, instance_id: str
+) -> None:
+    cmd = command(instance_id, "Ada")
+    assert (await store.claim(cmd, "died")).state is ClaimState.CLAIMED
+
+    async def reclaimed() -> bool:
+        return (await store.claim(cmd, "restarted")).state is ClaimState.CLAIMED
+
+    assert await eventually(reclaimed, timeout=10)
+    assert await store.applied_at(cmd) is None
+
+
+async def test_release_frees_only_the_callers_own_claim(store: RedisIdempotencyStore, instance_id: str) -> None:
+    cmd = command(instance_id, "Ada")
+    await store.claim(cmd, "w1")
+    await store.release(cmd, "someone else")
+    assert (await store.claim(cmd, "w2")).state is ClaimState.BUSY
+    await store.release(cmd, "w1")
+    assert (await store.claim(cmd, "w2")).state is ClaimState.CLAIMED
+
+
+async def test_one_contact_is_written_by_one_command_at_a_time_and_remembers_its_newest_change(
+    store: RedisIdempotencyStore, instance_id: str
+) -> None:
+    newer = command(instance_id, "Newer", NOW + timedelta(minutes=1))
+    older = command(instance_id, "Older", NOW)
+    assert (await store.claim(newer, "w1")).state is ClaimState.CLAIMED
+    assert (await store.claim(older, "w2")).state is ClaimState.BUSY, "same contact, different command"
+    await store.mark_done(newer, "w1")
+    claim = await store.claim(older, "w2")
+    assert claim.state is ClaimState.CLAIMED
+    assert claim.last_applied == newer.source_occurred_at
+    await store.mark_done(older, "w2")
+    third = command(instance_id, "Third", NOW + timedelta(seconds=30))
+    assert (await store.claim(third, "w3")).last_applied == newer.source_occurred_at, "the marker only moves forward"

@@ -1,0 +1,324 @@
+"""The delivery layer's decisions, with in-memory stand-ins for Redis, Kafka and the target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tandem_shared.contracts import (
+    ContactIdentity,
+    ErrorInfo,
+    Headers,
+    InstanceConfig,
+    Operation,
+    Stage,
+    SyncCommand,
+    System,
+    TraceRecord,
+    TraceStatus,
+    Trigger,
+    fingerprint,
+    idempotency_key,
+)
+from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY
+from tandem_shared.instances import StaticInstanceRegistry, demo_instance
+from tandem_writer.delivery import Delivery, Disposition, InboundRecord
+from tandem_writer.idempotency import Claim, ClaimState
+from tandem_writer.outcome import WriteOutcome
+from tandem_writer.retry import RetryPolicy, epoch_ms
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+POLICY = RetryPolicy.from_delays([1, 2, 4, 8, 16])
+TRANSIENT = ErrorInfo(error_class="TooManyRequests", message="TooManyRequests: slow down", permanent=False)
+PERMANENT = ErrorInfo(error_class="InvalidResource", message="Invalid Resource: PHONE is required", permanent=True)
+
+
+def command(occurred: datetime = NOW, first_name: str = "Ada", user_id: str = "7") -> SyncCommand:
+    payload = {"email_address": f"u{user_id}@example.com", "merge_fields": {"FNAME": first_name}}
+    fp = fingerprint(payload)
+    identity = ContactIdentity(accessplanit_user_id=user_id, email=payload["email_address"])  # type: ignore[arg-type]
+    return SyncCommand(
+        command_id=f"c-{first_name}",
+        execution_id=f"x-{first_name}",
+        event_id=f"e-{first_name}",
+        instance_id="demo",
+        target=System.MAILCHIMP,
+        operation=Operation.UPSERT,
+        identity=identity,
+        payload=payload,
+        fingerprint=fp,
+        idempotency_key=idempotency_key("demo", System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
+        trigger=Trigger.WEBHOOK,
+        source_occurred_at=occurred,
+        created_at=occurred,
+    )
+
+
+def record(cmd: SyncCommand | bytes, topic: str = COMMANDS, offset: int = 41, **headers: str) -> InboundRecord:
+    value = cmd if isinstance(cmd, bytes) else cmd.model_dump_json().encode()
+    return InboundRecord(topic, 3, offset, b"demo:ap:7", value, headers, 1_700_000_000_000)
+
+
+@dataclass
+class Sent:
+    topic: str
+    value: bytes
+    key: bytes | None
+    partition: int
+    headers: dict[str, str]
+
+    def as_record(self, offset: int = 0) -> InboundRecord:
+        return InboundRecord(self.topic, self.partition, offset, self.key, self.value, self.headers, 0)
+
+
+@dataclass
+class FakeSink:
+    sent: list[Sent] = field(default_factory=list)
+    failures: int = 0
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, partition: int, headers: dict[str, str]
+    ) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+        self.sent.append(Sent(topic, value, key, partition, headers))
+
+
+@dataclass
+class FakeTracer:
+    records: list[TraceRecord] = field(default_factory=list)
+
+    async def publish(self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None) -> None:
+        self.records.append(message)
+
+
+class FakeStore:
+    """The Redis store's semantics without the expiry."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, str] = {}
+        self.locks: dict[str, str] = {}
+        self.applied: dict[str, datetime] = {}
+
+    @staticmethod
+    def contact(cmd: SyncCommand) -> str:
+        return f"{cmd.instance_id}|{cmd.target}|{cmd.identity.contact_key}"
+
+    async def claim(self, cmd: SyncCommand, token: str) -> Claim:
+        held = self.keys.get(cmd.idempotency_key)
+        if held == "done":
+            return Claim(ClaimState.DONE, applied_at=NOW)
+        if held or self.contact(cmd) in self.locks:
+            return Claim(ClaimState.BUSY, wait_s=5.0)
+        self.keys[cmd.idempotency_key] = token
+        self.locks[self.contact(cmd)] = token
+        return Claim(ClaimState.CLAIMED, last_applied=self.applied.get(self.contact(cmd)))
+
+    async def mark_done(self, cmd: SyncCommand, token: str) -> None:
+        self.keys[cmd.idempotency_key] = "done"
+        latest = self.applied.get(self.contact(cmd))
+        if latest is None or cmd.source_occurred_at > latest:
+            self.applied[self.contact(cmd)] = cmd.source_occurred_at
+        if self.locks.get(self.contact(cmd)) == token:
+            del self.locks[self.contact(cmd)]
+
+    async def release(self, cmd: SyncCommand, token: str) -> None:
+        if self.keys.get(cmd.idempotency_key) == token:
+            del self.keys[cmd.idempotency_key]
+        if self.locks.get(self.contact(cmd)) == token:
+            del self.locks[self.contact(cmd)]
+
+    async def applied_at(self, cmd: SyncCommand) -> datetime | None:
+        return NOW if self.keys.get(cmd.idempotency_key) == "done" else None
+
+
+class FakeTarget:
+    system = System.MAILCHIMP
+
+    def __init__(self, *outcomes: WriteOutcome | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.writes: list[SyncCommand] = []
+
+    async def write(self, cmd: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        self.writes.append(cmd)
+        outcome = self.outcomes.pop(0) if self.outcomes else ok()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def close(self) -> None:
+        return None
+
+
+def ok() -> WriteOutcome:
+    return WriteOutcome(True, "Mailchimp member u7@example.com is subscribed", response={"status": "subscribed"})
+
+
+def failed(error: ErrorInfo) -> WriteOutcome:
+    return WriteOutcome(False, f"Mailchimp refused the write: {error.message}", error=error)
+
+
+@dataclass
+class World:
+    target: FakeTarget
+    store: FakeStore = field(default_factory=FakeStore)
+    sink: FakeSink = field(default_factory=FakeSink)
+    tracer: FakeTracer = field(default_factory=FakeTracer)
+
+    @property
+    def delivery(self) -> Delivery:
+        return Delivery(
+            registry=StaticInstanceRegistry([demo_instance()]),
+            targets={System.MAILCHIMP: self.target},
+            store=self.store,
+            sink=self.sink,
+            tracer=self.tracer,
+            policy=POLICY,
+            clock=lambda: NOW,
+            backoff_s=(0.0, 0.0),
+        )
+
+
+def world(*outcomes: WriteOutcome | Exception) -> World:
+    return World(FakeTarget(*outcomes))
+
+
+async def test_a_successful_write_is_recorded_as_applied_and_traced() -> None:
+    w = world(ok())
+    cmd = command()
+    assert await w.delivery.handle(record(cmd)) is Disposition.APPLIED
+    assert w.store.keys[cmd.idempotency_key] == "done" and not w.store.locks
+    [trace] = w.tracer.records
+    assert (trace.stage, trace.status, trace.attempt) == (Stage.WRITER, TraceStatus.SUCCEEDED, 1)
+    assert w.sink.sent == []
+
+
+async def test_a_redelivered_command_is_not_written_twice() -> None:
+    w = world(ok(), ok())
+    cmd = command()
+    await w.delivery.handle(record(cmd))
+    assert await w.delivery.handle(record(cmd, offset=42)) is Disposition.ALREADY_APPLIED
+    assert len(w.target.writes) == 1
+    skipped = w.tracer.records[-1]
+    assert skipped.status is TraceStatus.SKIPPED
+    assert skipped.summary.startswith("Skipped: already applied")
+
+
+async def test_a_transient_failure_goes_to_the_first_retry_tier_with_its_headers() -> None:
+    w = world(failed(TRANSIENT))
+    cmd = command()
+    rec = record(cmd, **{Headers.INSTANCE_ID: "demo", Headers.EXECUTION_ID: cmd.execution_id})
+    assert await w.delivery.handle(rec) is Disposition.RETRY_PENDING
+    [sent] = w.sink.sent
+    assert (sent.topic, sent.partition, sent.key) == (COMMANDS_RETRY[0], 3, b"demo:ap:7")
+    h = sent.headers
+    assert h[Headers.ATTEMPT] == "2"
+    assert h[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=1)))
+    origin = (h[Headers.ORIGINAL_TOPIC], h[Headers.ORIGINAL_PARTITION], h[Headers.ORIGINAL_OFFSET])
+    assert origin == (COMMANDS, "3", "41")
+    assert h[Headers.EXCEPTION_TYPE] == "TooManyRequests"
+    assert h[Headers.INSTANCE_ID] == "demo" and h[Headers.EXECUTION_ID] == cmd.execution_id
+    assert SyncCommand.model_validate_json(sent.value).attempt == 2
+    [trace] = w.tracer.records
+    assert trace.status is TraceStatus.RETRY_PENDING
+    assert trace.summary.startswith("Retry pending (attempt 2 of 6, next at 2026-11-26 07:00:01 UTC)")
+    assert trace.error == TRANSIENT
+    assert not w.store.keys and not w.store.locks, "a failed attempt releases its claim"
+
+
+async def test_retries_walk_the_tiers_then_dead_letter_with_the_whole_history() -> None:
+    w = world(*[failed(TRANSIENT)] * 6)
+    rec = record(command())
+    dispositions = []
+    for offset in range(6):
+        dispositions.append(await w.delivery.handle(rec))
+        rec = w.sink.sent[-1].as_record(offset)
+    assert dispositions == [Disposition.RETRY_PENDING] * 5 + [Disposition.DEAD_LETTERED]
+    assert [s.topic for s in w.sink.sent] == [*COMMANDS_RETRY, COMMANDS_DLQ]
+    assert [c.attempt for c in w.target.writes] == [1, 2, 3, 4, 5, 6]
+    dead = w.sink.sent[-1]
+    assert dead.headers[Headers.ATTEMPT] == "6"
+    assert dead.headers[Headers.ORIGINAL_TOPIC] == COMMANDS and dead.headers[Headers.ORIGINAL_OFFSET] == "41"
+    assert Headers.NOT_BEFORE not in dead.headers
+    assert [t.stage for t in w.tracer.records] == [Stage.WRITER] + [Stage.RETRY] * 5
+    assert w.tracer.records[-1].status is TraceStatus.DEAD_LETTERED
+    assert w.tracer.records[-1].summary == "Dead-lettered (gave up after 6 of 6 attempts): TooManyRequests: slow down"
+
+
+async def test_a_permanent_failure_is_dead_lettered_at_once() -> None:
+    w = world(failed(PERMANENT))
+    assert await w.delivery.handle(record(command())) is Disposition.DEAD_LETTERED
+    [dead] = w.sink.sent
+    assert dead.topic == COMMANDS_DLQ
+    assert dead.headers[Headers.ERROR_PERMANENT] == "true"
+    assert dead.headers[Headers.EXCEPTION_MESSAGE] == PERMANENT.message
+    assert w.tracer.records[-1].summary.startswith("Dead-lettered (permanent error, not retried)")
+
+
+async def test_a_retry_older_than_the_newest_applied_change_is_dropped() -> None:
+    w = world(failed(TRANSIENT), ok())
+    old, new = command(NOW, "Old"), command(NOW + timedelta(seconds=5), "New")
+    await w.delivery.handle(record(old))
+    await w.delivery.handle(record(new, offset=42))
+    retry = w.sink.sent[-1].as_record()
+    assert await w.delivery.handle(retry) is Disposition.SUPERSEDED
+    assert [c.payload["merge_fields"]["FNAME"] for c in w.target.writes] == ["Old", "New"]
+    assert w.tracer.records[-1].summary.startswith("Superseded")
+    assert not w.store.locks
+
+
+async def test_a_command_for_a_contact_being_written_elsewhere_waits_without_using_an_attempt() -> None:
+    w = world()
+    cmd = command()
+    w.store.locks[FakeStore.contact(cmd)] = "another writer"
+    assert await w.delivery.handle(record(cmd)) is Disposition.DEFERRED
+    [sent] = w.sink.sent
+    assert sent.headers[Headers.ATTEMPT] == "1"
+    assert sent.headers[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=6)))
+    assert w.target.writes == []
+    assert w.tracer.records[-1].status is TraceStatus.RETRY_PENDING
+
+
+async def test_an_outage_while_forwarding_delays_the_outcome_but_forwards_exactly_once() -> None:
+    w = world(failed(TRANSIENT))
+    w.sink.failures = 3
+    assert await w.delivery.handle(record(command())) is Disposition.RETRY_PENDING
+    assert len(w.sink.sent) == 1
+    assert len(w.target.writes) == 1
+
+
+async def test_a_target_that_raises_is_retried_like_a_transient_failure() -> None:
+    w = world(RuntimeError("boom"))
+    assert await w.delivery.handle(record(command())) is Disposition.RETRY_PENDING
+    assert w.sink.sent[0].headers[Headers.EXCEPTION_TYPE] == "RuntimeError"
+
+
+async def test_an_unreadable_record_is_dead_lettered_as_it_came() -> None:
+    w = world()
+    rec = record(b'{"not": "a command"}', **{Headers.INSTANCE_ID: "demo", Headers.EXECUTION_ID: "x9"})
+    assert await w.delivery.handle(rec) is Disposition.DEAD_LETTERED
+    [dead] = w.sink.sent
+    assert (dead.topic, dead.value) == (COMMANDS_DLQ, b'{"not": "a command"}')
+    assert dead.headers[Headers.EXCEPTION_TYPE] == "InvalidCommand"
+    assert w.tracer.records[-1].execution_id == "x9"
+
+
+@pytest.mark.parametrize("topic", [COMMANDS, COMMANDS_RETRY[2]])
+async def test_a_command_for_an_unknown_instance_is_skipped(topic: str) -> None:
+    w = world()
+    cmd = command().model_copy(update={"instance_id": "gone"})
+    assert await w.delivery.handle(record(cmd, topic=topic, **{Headers.ATTEMPT: "3"})) is Disposition.IGNORED
+    assert w.target.writes == [] and w.sink.sent == []
+    assert w.tracer.records[-1].summary == "Unknown instance gone"
+
+
+def test_only_records_of_instances_that_no_longer_exist_skip_the_wait_on_a_retry_tier() -> None:
+    w = world()
+    due_later = {Headers.NOT_BEFORE: str(2_000_000_000_000)}
+    assert w.delivery.is_orphan(record(command(), **{Headers.INSTANCE_ID: "gone", **due_later}))
+    assert not w.delivery.is_orphan(record(command(), **{Headers.INSTANCE_ID: "demo", **due_later}))
+    assert not w.delivery.is_orphan(record(command(), **due_later))
