@@ -9,3 +9,7 @@ class MapperSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_MAPPER_", extra="ignore", env_ignore_empty=True)
 
     group_id: str = "tandem-mapper"
+    # How often each replica looks for held changes no one is releasing (after a restart or a replica's death).
+    held_sweep_s: float = 5.0
+    # How long what Tandem knows about a contact is kept after its last change.
+    state_ttl_days: int = 180
