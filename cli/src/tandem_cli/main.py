@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
 def quiet_library_logs() -> None:
     """Library log lines go to stderr, warnings and worse only: stdout is the command's output and may be piped."""
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # Looked up at each use, so a replaced sys.stderr (a test's capture, since closed) is never written to.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
     )
 
@@ -42,4 +43,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # Sub-command groups append their registrar when imported, so they are imported once REGISTRARS exists.
-from tandem_cli import replay, webhooks  # noqa: E402, F401
+from tandem_cli import instances, replay, report, webhooks  # noqa: E402, F401

@@ -268,8 +268,11 @@ def ensure_redis(timeout: float = 30.0) -> Service:
             str(home),
             "--save",
             "",
+            # Held changes of paused instances live in Redis until resumed: they must survive a restart.
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--protected-mode",
             "yes",
         ],

@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import INSTANCES
+from tandem_shared.instances import Listener
 from tandem_shared.kafka import caught_up, partitions_of
 from tandem_shared.logging import get_logger
 
 log = get_logger("tandem.instances")
-
-Listener = Callable[[InstanceConfig | None, InstanceConfig | None], Awaitable[None] | None]
 
 
 class TopicInstanceRegistry:

@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from tandem_shared.contracts import (
@@ -17,11 +19,16 @@ from tandem_shared.contracts import (
 
 DEMO_INSTANCE_ID = "demo"
 
+# `listener(old, new)` after each change; new is None when the instance was deleted.
+Listener = Callable[[InstanceConfig | None, InstanceConfig | None], Awaitable[None] | None]
+
 
 class InstanceRegistry(Protocol):
     def get(self, instance_id: str) -> InstanceConfig | None: ...
 
     def all(self) -> list[InstanceConfig]: ...
+
+    def on_change(self, listener: Listener) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -31,12 +38,25 @@ class InstanceRegistry(Protocol):
 class StaticInstanceRegistry:
     def __init__(self, instances: list[InstanceConfig]) -> None:
         self._by_id = {i.id: i for i in instances}
+        self._listeners: list[Listener] = []
 
     def get(self, instance_id: str) -> InstanceConfig | None:
         return self._by_id.get(instance_id)
 
     def all(self) -> list[InstanceConfig]:
         return list(self._by_id.values())
+
+    def on_change(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    async def put(self, instance: InstanceConfig) -> None:
+        """Replace an instance's configuration, as a publish to the topic would."""
+        old = self._by_id.get(instance.id)
+        self._by_id[instance.id] = instance
+        for listener in self._listeners:
+            result = listener(old, instance)
+            if inspect.isawaitable(result):
+                await result
 
     async def start(self) -> None:
         return None

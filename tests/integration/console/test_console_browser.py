@@ -107,11 +107,6 @@ async def test_a_failed_execution_tells_why_when_showing_only_errors(stack: Runn
     assert levels and set(levels) == {"error"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the mapper's hold of a paused instance's changes is issue 5, not merged into this branch yet: "
-    "remove this marker when it lands",
-)
 async def test_pausing_from_summary_holds_new_changes(stack: RunningStack, page: Page) -> None:
     console = stack.url("console")
     await page.goto(f"{console}/instances/{stack.instance.id}")

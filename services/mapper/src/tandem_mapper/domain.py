@@ -1,24 +1,75 @@
-"""What the mapper decides for one change (pure): a command for the other side, or why there is none."""
+"""What the mapper decides for one change (pure): a command for the other side, or why there is none.
+
+The decision rests on what is known about the contact on both sides (`Knowledge`, loaded from Redis by the app):
+
+- Change detection: a field is sent only when the target is not already known to hold its value.
+- Echo suppression: a change that only repeats what Tandem wrote to its source stops here (accessplanit: also
+  made by the integration user).
+- Conflicts: per field, a change made on the target side since wins when it is later; on a tie accessplanit's wins
+  (a value the target holds because Tandem wrote it there from the source is simply replaced). When a
+  later change on one side arrives after Tandem wrote an older value over it there, the later value is written
+  back to that side too (a repair), so the outcome does not depend on the order in which changes arrive.
+- Email changes: the contact keeps its identity on the other side (`Operation.CHANGE_EMAIL`), unless the instance
+  keeps the seed's behaviour (`EmailChangePolicy.NEW_CONTACT`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from tandem_mapper.mapping import accessplanit_problem, build_payload, map_record, read_record, source_names
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
+    EmailChangePolicy,
     ErrorInfo,
-    Flow,
     InstanceConfig,
     Operation,
     SyncCommand,
     System,
     TraceStatus,
-    fingerprint,
+    email_key,
     idempotency_key,
 )
+from tandem_shared.sync_state import EMPTY_DIGEST, SideState, content_fingerprint, field_digest, ts_ms
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What Tandem knows about the contact, at its current address and (on an email change) its previous one."""
+
+    source: SideState | None = None
+    target: SideState | None = None
+    source_old: SideState | None = None
+    target_old: SideState | None = None
+    # accessplanit: the address last seen for this user id.
+    previous_email: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeSeen:
+    system: System
+    email: str
+    digests: dict[str, str]
+    source_ts_ms: int
+
+
+@dataclass(frozen=True)
+class MoveState:
+    system: System
+    old_email: str
+    new_email: str
+
+
+@dataclass(frozen=True)
+class RememberUserEmail:
+    user_id: str
+    email: str
+
+
+StateUpdate = MergeSeen | MoveState | RememberUserEmail
 
 
 @dataclass(frozen=True)
@@ -26,79 +77,298 @@ class Decision:
     status: TraceStatus
     summary: str
     command: SyncCommand | None = None
+    # The source's own later value, written back over an older one Tandem may have written there meanwhile.
+    repair: SyncCommand | None = None
     error: ErrorInfo | None = None
     changes_detected: bool | None = None
     logs: list[str] = field(default_factory=list)
+    updates: list[StateUpdate] = field(default_factory=list)
 
 
-def _text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+def event_email(event: ChangeEvent) -> str | None:
+    """The contact's current address: the identity in both systems."""
+    if event.source is System.ACCESSPLANIT:
+        value: Any = event.fields.get("Email", event.identity.email)
+    else:
+        value = event.identity.email or event.fields.get("EMAIL")
+    return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def mailchimp_member(event: ChangeEvent, instance: InstanceConfig) -> tuple[dict[str, Any] | None, ErrorInfo | None]:
-    """The Mailchimp member body for an accessplanit user under the instance's mappings."""
-    email = _text(event.fields.get("Email"))
-    if not email:
-        return None, ErrorInfo(
-            error_class="MissingEmail", message="User has no email address", permanent=True, field="Email"
-        )
-    merge_fields: dict[str, Any] = {}
-    for mapping in instance.mappings_for(Flow.ACCESSPLANIT_TO_MAILCHIMP):
-        if mapping.mailchimp == "EMAIL":
-            continue
-        merge_fields[mapping.mailchimp] = _text(event.fields.get(mapping.accessplanit))
-    member = {
-        "email_address": email,
-        "status_if_new": instance.mailchimp.status_if_new,
-        "merge_fields": merge_fields,
-    }
-    return member, None
+def old_address(event: ChangeEvent, previous_email: str | None) -> str | None:
+    """The address the contact had before this change, when this change moved it to a new one."""
+    email = event_email(event)
+    if email is None:
+        return None
+    if event.source is System.ACCESSPLANIT:
+        candidate = previous_email
+    elif event.kind is ChangeKind.EMAIL_CHANGED:
+        candidate = event.identity.old_email
+    else:
+        candidate = None
+    if candidate and email_key(candidate) != email_key(email):
+        return candidate
+    return None
 
 
-def decide(event: ChangeEvent, instance: InstanceConfig, *, command_id: str, now: datetime) -> Decision:
+def _a(system: System) -> str:
+    return f"an {system.label}" if system is System.ACCESSPLANIT else f"a {system.label}"
+
+
+def _when(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass
+class _SourceAnalysis:
+    changed: set[str] = field(default_factory=set)
+    stale: set[str] = field(default_factory=set)
+    echoed: set[str] = field(default_factory=set)
+    # Changed fields whose previous value Tandem wrote after this change happened: the write may have replaced it.
+    overwritten: set[str] = field(default_factory=set)
+    effective_ts: dict[str, int] = field(default_factory=dict)
+
+
+def _analyse_source(
+    digests: dict[str, str], state: SideState | None, event_ts: int, by_tandem_possible: bool
+) -> _SourceAnalysis:
+    """Which of the source's fields carry something new, relative to what Tandem knows the source held."""
+    result = _SourceAnalysis()
+    for name, digest in digests.items():
+        known = state.fields.get(name) if state else None
+        recent = state.written_recently(name, digest) if state and by_tandem_possible else None
+        if state is None:
+            result.changed.add(name)
+            result.effective_ts[name] = event_ts
+        elif known is not None and known.digest == digest:
+            result.effective_ts[name] = known.ts_ms
+        elif known is None and digest == EMPTY_DIGEST:
+            result.effective_ts[name] = 0
+        elif recent is not None:
+            result.echoed.add(name)
+            result.effective_ts[name] = recent.source_ts_ms
+        elif known is not None and known.ts_ms > event_ts:
+            result.stale.add(name)
+        else:
+            result.changed.add(name)
+            result.effective_ts[name] = event_ts
+            write = state.written_recently(name, known.digest) if state and known else None
+            if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
+                result.overwritten.add(name)
+    return result
+
+
+def _skip(summary: str, logs: list[str], updates: list[StateUpdate]) -> Decision:
+    return Decision(TraceStatus.SKIPPED, summary, changes_detected=False, logs=logs, updates=updates)
+
+
+def decide(
+    event: ChangeEvent, instance: InstanceConfig, known: Knowledge, *, command_id: str, now: datetime
+) -> Decision:
     flow = event.flow
+    source, target = event.source, event.source.other
     if not instance.direction.allows(flow):
-        return Decision(
-            TraceStatus.SKIPPED,
-            f"{flow.label} is not synced by this instance ({instance.direction})",
-            changes_detected=False,
-        )
+        return _skip(f"{flow.label} is not synced by this instance ({instance.direction})", [], [])
     if event.kind is ChangeKind.DELETED:
-        return Decision(
-            TraceStatus.SKIPPED, "Deletes are not synced: the contact is kept on the other side", changes_detected=False
+        return _skip(f"Deletes are not synced: the contact is kept in {target.label}", [], [])
+    if event.kind in (ChangeKind.UNSUBSCRIBED, ChangeKind.CLEANED):
+        return _skip(
+            f"Mailchimp {event.kind.value} is not written to accessplanit: the opt-out stays in Mailchimp", [], []
         )
-    if flow is not Flow.ACCESSPLANIT_TO_MAILCHIMP:
-        return Decision(TraceStatus.SKIPPED, f"{flow.label} is not mapped yet", changes_detected=False)
-    payload, error = mailchimp_member(event, instance)
-    if error is not None or payload is None:
+    email = event_email(event)
+    if email is None:
+        who = "User" if source is System.ACCESSPLANIT else "Contact"
+        error = ErrorInfo(
+            error_class="MissingEmail",
+            message=f"{who} has no email address",
+            permanent=True,
+            field="Email" if source is System.ACCESSPLANIT else "EMAIL",
+        )
         return Decision(
-            TraceStatus.FAILED,
-            f"Not sent to Mailchimp: {error.message if error else 'no payload'}",
-            error=error,
+            TraceStatus.FAILED, f"Not sent to {target.label}: {error.message}", error=error, changes_detected=True
+        )
+
+    logs: list[str] = []
+    user_id = event.identity.accessplanit_user_id if source is System.ACCESSPLANIT else None
+    remember: list[StateUpdate] = [RememberUserEmail(user_id, email)] if user_id else []
+    old = old_address(event, known.previous_email)
+    if old and instance.email_change_policy is EmailChangePolicy.NEW_CONTACT:
+        logs.append(f"Address changed from {old} to {email}; this instance treats it as a new contact (new_contact)")
+        if source is System.MAILCHIMP and not read_record(instance, source, event.fields):
+            return _skip(
+                f"Email change to {email} not synced (new_contact policy): accessplanit gets a new user for it "
+                "at the contact's next change",
+                logs,
+                [],
+            )
+        old = None
+
+    # Where the source's knowledge lives: still at the old address unless this change was seen (or written) already.
+    source_already_moved = old is not None and known.source is not None and known.source_old is None
+    source_state = known.source if old is None or source_already_moved else known.source_old
+    email_is_news = old is not None and not source_already_moved
+
+    record = read_record(instance, source, event.fields)
+    digests = {name: field_digest(value) for name, value in record.items()}
+    event_ts = ts_ms(event.occurred_at)
+    integration_user = instance.accessplanit.integration_user_id
+    by_tandem_possible = source is System.MAILCHIMP or (
+        integration_user is not None and event.updated_by_id == integration_user
+    )
+    analysis = _analyse_source(digests, source_state, event_ts, by_tandem_possible)
+
+    updates: list[StateUpdate] = []
+    if email_is_news and old is not None:
+        updates.append(MoveState(source, old, email))
+    seen = digests if source_state is None else {n: digests[n] for n in analysis.changed}
+    if seen or source_state is None:
+        updates.append(MergeSeen(source, email, seen, event_ts))
+    updates.extend(remember)
+    for name in sorted(analysis.stale):
+        logs.append(f"{name} not sent: {source.label} already reported a later value")
+
+    nothing_new = source_state is not None and not analysis.changed and not email_is_news
+    tandems = source_state is not None and (source_state.last_origin == "written" or bool(analysis.echoed))
+    if nothing_new and by_tandem_possible and tandems:
+        return _skip(f"Echo of Tandem's own write to {source.label}: not sent back", logs, updates)
+
+    operation = Operation.UPSERT
+    target_state = known.target
+    if old is not None:
+        if known.target is not None and known.target_old is None:
+            logs.append(f"{target.label} already has the new address {email}")
+        elif known.target is not None and known.target_old is not None:
+            logs.append(f"{target.label} has both {old} and {email}; {email} is updated, {old} is left as it is")
+        else:
+            operation = Operation.CHANGE_EMAIL
+            target_state = known.target_old
+
+    values, notes = map_record(instance, flow, record)
+    logs.extend(notes)
+    included: dict[str, Any] = {}
+    conflicts: list[str] = []
+    for value in values:
+        if value.source_field in analysis.stale or value.source_field in analysis.echoed:
+            continue
+        held = target_state.fields.get(value.target_field) if target_state else None
+        digest = field_digest(value.value)
+        if held is not None and held.digest == digest:
+            continue
+        if target_state is None and digest == EMPTY_DIGEST:
+            # Never blank a field of a record Tandem has not seen yet.
+            continue
+        effective = analysis.effective_ts.get(value.source_field, event_ts)
+        if held is not None and held.origin == "written":
+            # The target's value came from this same side through Tandem: the side's own later changes replace it
+            # (Mailchimp's timestamps have whole seconds, so two of its changes can carry the same one).
+            if held.ts_ms > effective:
+                continue
+        elif held is not None and (held.ts_ms > effective or (held.ts_ms == effective and source is System.MAILCHIMP)):
+            conflicts.append(
+                f"Conflict on {value.target_field}: {target.label}'s change from {_when(held.ts_ms)} is not older "
+                f"than {source.label}'s {value.source_field} from {_when(effective)}; the later change wins, "
+                "accessplanit's on a tie"
+            )
+            continue
+        included[value.target_field] = value.value
+    logs.extend(conflicts)
+
+    repair = None
+    if analysis.overwritten and old is None:
+        repaired = {name: record[name] for name in sorted(analysis.overwritten)}
+        logs.append(
+            f"{', '.join(repaired)} changed in {source.label} before Tandem's write of an older value landed there; "
+            f"the later value is written back to {source.label}"
+        )
+        repair = _command(
+            event,
+            source,
+            Operation.UPSERT,
+            email,
+            None,
+            build_payload(instance, source, email, repaired),
+            command_id=f"{command_id}-repair",
+            now=now,
+        )
+
+    if target is System.ACCESSPLANIT:
+        creating = target_state is None and operation is Operation.UPSERT
+        checked = {v.target_field: v.value for v in values} if creating else included
+        problem = accessplanit_problem(checked, source_names(instance, flow), creating=creating)
+        if problem is not None:
+            return Decision(
+                TraceStatus.FAILED,
+                f"Not sent to accessplanit: {problem.message}",
+                error=problem,
+                changes_detected=True,
+                logs=logs,
+                updates=updates,
+            )
+
+    if not included and operation is Operation.UPSERT:
+        summary = f"No changes detected: {target.label} already holds these values"
+        if conflicts:
+            summary = f"Nothing to send to {target.label}: its later changes win ({len(conflicts)} conflict(s))"
+        if repair is None:
+            return _skip(summary, logs, updates)
+        return Decision(
+            TraceStatus.SUCCEEDED,
+            f"{summary}; written back to {source.label}",
+            repair=repair,
             changes_detected=True,
+            logs=logs,
+            updates=updates,
         )
-    fp = fingerprint(payload)
-    command = SyncCommand(
+
+    payload = build_payload(instance, target, email, included)
+    command = _command(event, target, operation, email, old, payload, command_id=command_id, now=now)
+    fields_text = ", ".join(included) or "no other fields"
+    if operation is Operation.CHANGE_EMAIL:
+        summary = f"Mapped to {_a(target)} email change {old} → {email} ({fields_text})"
+    else:
+        summary = f"Mapped to {_a(target)} upsert of {email} ({fields_text})"
+    if conflicts:
+        summary += f"; {len(conflicts)} field(s) kept from {target.label}'s later change"
+    if repair is not None:
+        summary += f"; written back to {source.label}"
+    return Decision(
+        TraceStatus.SUCCEEDED,
+        summary,
+        command=command,
+        repair=repair,
+        changes_detected=True,
+        logs=logs,
+        updates=updates,
+    )
+
+
+def _command(
+    event: ChangeEvent,
+    target: System,
+    operation: Operation,
+    email: str,
+    old: str | None,
+    payload: dict[str, Any],
+    *,
+    command_id: str,
+    now: datetime,
+) -> SyncCommand:
+    identity = event.identity.model_copy(
+        update={"email": email, "old_email": old if operation is Operation.CHANGE_EMAIL else event.identity.old_email}
+    )
+    fp = content_fingerprint(target, payload)
+    return SyncCommand(
         command_id=command_id,
         execution_id=event.execution_id,
         original_execution_id=event.original_execution_id,
         event_id=event.event_id,
         instance_id=event.instance_id,
-        target=System.MAILCHIMP,
-        operation=Operation.UPSERT,
-        identity=event.identity,
+        target=target,
+        operation=operation,
+        identity=identity,
         payload=payload,
         fingerprint=fp,
-        idempotency_key=idempotency_key(
-            event.instance_id, System.MAILCHIMP, event.identity.contact_key, Operation.UPSERT, fp
-        ),
+        idempotency_key=idempotency_key(event.instance_id, target, identity.contact_key, operation, fp),
         trigger=event.trigger,
         source_occurred_at=event.occurred_at,
         created_at=now,
-    )
-    return Decision(
-        TraceStatus.SUCCEEDED,
-        f"Mapped to a Mailchimp upsert of {payload['email_address']}",
-        command=command,
-        changes_detected=True,
     )

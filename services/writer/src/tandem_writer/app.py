@@ -18,6 +18,7 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
+from tandem_shared.sync_state import SyncStateStore
 from tandem_writer.consumer import PartitionedConsumer
 from tandem_writer.delivery import Delivery
 from tandem_writer.idempotency import RedisIdempotencyStore
@@ -80,6 +81,7 @@ def create_app(
         sink=BrokerSink(broker),
         tracer=broker,
         policy=RetryPolicy.from_delays(settings.retry_delays_s),
+        state=SyncStateStore.from_url(settings.redis_url),
     )
     consumer = PartitionedConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -112,5 +114,5 @@ def create_app(
         # The consumer starts once the broker (our producer) is connected, and stops first: in-flight writes
         # finish and are traced and committed while the producer is still there.
         after_startup=[consumer.start],
-        on_shutdown=[consumer.stop, close_targets, registry.stop, store.close],
+        on_shutdown=[consumer.stop, close_targets, registry.stop, store.close, delivery.close],
     )

@@ -34,6 +34,7 @@ from tandem_shared.contracts.topics import COMMANDS_DLQ
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
+from tandem_shared.sync_state import SyncStateStore
 from tandem_shared.tracing import Publisher, StepRecorder, new_id, publish_trace
 from tandem_writer.coalescing import Queued, coalesce
 from tandem_writer.idempotency import ClaimState, IdempotencyStore
@@ -130,7 +131,9 @@ class Delivery:
         policy: RetryPolicy,
         clock: Callable[[], datetime] = utcnow,
         backoff_s: tuple[float, float] = (0.2, 10.0),
+        state: SyncStateStore | None = None,
     ) -> None:
+        self._state = state
         self._registry = registry
         self._targets = targets
         self._store = store
@@ -139,6 +142,10 @@ class Delivery:
         self._policy = policy
         self._clock = clock
         self._backoff_s = backoff_s
+
+    async def close(self) -> None:
+        if self._state is not None:
+            await self._state.close()
 
     def is_orphan(self, record: InboundRecord) -> bool:
         """A record of an instance that no longer exists: it is only skipped, so it need not wait until due (a
@@ -273,6 +280,10 @@ class Delivery:
         outcome = await self._write(target, command, instance)
         if outcome.ok:
             await self._durably("mark applied", lambda: self._store.mark_done(command, token))
+            state = self._state
+            if state is not None:
+                # What the target now holds: the mapper's change detection and echo suppression read it.
+                await self._durably("record what the target holds", lambda: state.record_written(command))
             await self._trace(
                 step.finish(
                     TraceStatus.SUCCEEDED,

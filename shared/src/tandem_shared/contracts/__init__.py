@@ -26,6 +26,7 @@ from tandem_shared.contracts.instances import (
     InstanceConfig,
     MailchimpConnection,
     SecretRef,
+    Transform,
 )
 from tandem_shared.contracts.topics import TOPICS, Headers, TopicSpec, message_key
 from tandem_shared.contracts.trace import (
@@ -62,6 +63,7 @@ __all__ = [
     "TopicSpec",
     "TraceRecord",
     "TraceStatus",
+    "Transform",
     "Trigger",
     "canonical_json",
     "deterministic_event_id",

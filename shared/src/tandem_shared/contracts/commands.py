@@ -14,11 +14,41 @@ from tandem_shared.contracts.common import ContactIdentity, Contract, Flow, Syst
 
 
 class Operation(StrEnum):
+    """What the writer does with a command. Payload shapes per target are in `SyncCommand`'s docstring."""
+
+    # Create the contact or update it, found by `identity.email`.
     UPSERT = "upsert"
+    # The contact at `identity.old_email` now has the address `identity.email` (same contact, not a new one).
     CHANGE_EMAIL = "change_email"
 
 
 class SyncCommand(Contract):
+    """One write for one contact on one target, decided by the mapper; the writer's contract.
+
+    `payload` holds only what is to be written: the identity plus the mapped fields whose values the target is not
+    already known to hold. Fields not in the payload must be left as they are (partial update).
+
+    Target **mailchimp** (`audience = instance.mailchimp.audience_id`):
+      payload = {"email_address": str, "status_if_new": "subscribed" | "pending", "merge_fields": {TAG: value}}
+      - UPSERT: `PUT /lists/{audience}/members/{subscriber_hash(payload["email_address"])}` with the payload.
+      - CHANGE_EMAIL: `PATCH /lists/{audience}/members/{subscriber_hash(identity.old_email)}` with
+        {"email_address": identity.email, "merge_fields": …} (no status_if_new on a PATCH). When no member has the
+        old address (404: the user had not been synced yet), upsert the new address as for UPSERT.
+
+    Target **accessplanit** (users created from Mailchimp join `instance.accessplanit.default_account_id`):
+      payload = {"Email": str, "<User field>": value, …, "CustomFields": {"<Custom Field Name>": value}}
+      (`CustomFields` only when a custom field is written; `None` clears a field.)
+      - UPSERT: find users with `Email eq identity.email` (case-insensitive); update the most recently updated one
+        (`PUT /api/v2/User/{ID}` with the payload); none → create (`POST /api/v2/User` with the payload plus
+        `MainCompanyID` = the default account).
+      - CHANGE_EMAIL: find users with `Email eq identity.old_email`; update the most recently updated one with the
+        payload (which carries the new `Email`); none → as UPSERT on `identity.email`.
+
+    After a successful write the writer calls `tandem_shared.sync_state.SyncStateStore.record_written(command)`:
+    that is how the mapper knows what the target holds (change detection) and recognises the write when the target
+    reports it back (echo suppression).
+    """
+
     command_id: str
     execution_id: str
     original_execution_id: str | None = None
@@ -27,12 +57,18 @@ class SyncCommand(Contract):
     target: System
     operation: Operation
     identity: ContactIdentity
-    payload: dict[str, Any] = Field(description="Target-native body, e.g. a Mailchimp member or accessplanit user.")
-    fingerprint: str = Field(description="sha256 of the canonical payload (change detection, echo suppression).")
+    payload: dict[str, Any] = Field(description="Target-native body: a Mailchimp member or accessplanit user.")
+    fingerprint: str = Field(
+        description="sha256 of the payload's content (`tandem_shared.sync_state.content_fingerprint`): the same "
+        "values give the same fingerprint, whatever the key order or the case of the address."
+    )
     idempotency_key: str
     attempt: int = 1
     trigger: Trigger
-    source_occurred_at: datetime
+    source_occurred_at: datetime = Field(
+        description="When the change happened in the source system: the time conflicts are decided by (the later "
+        "change wins). The mapper decides them; a writer writes what it is given."
+    )
     created_at: datetime
 
     @property

@@ -28,7 +28,10 @@ class TraceStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # Waiting while the instance is paused (or behind changes that were); processed in order on resume.
     HELD = "held"
+    # Held while paused, then dropped on an operator's `resume --discard-buffered`.
+    DISCARDED = "discarded"
     RETRY_PENDING = "retry_pending"
     DEAD_LETTERED = "dead_lettered"
 

@@ -1,0 +1,151 @@
+"""Value conversions between accessplanit and Mailchimp (pure).
+
+Without a transform a value travels as text, trimmed. A value a transform cannot convert raises `TransformError`:
+the field is left out of the write and the execution says why, the rest of the contact still syncs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from tandem_shared.contracts import Flow, Transform
+
+# Mailchimp truncates text merge fields to 255 bytes; cutting first keeps what Tandem wrote equal to what it holds.
+MAILCHIMP_TEXT_MAX_BYTES = 255
+ADDRESS_PARTS = ("addr1", "addr2", "city", "state", "zip", "country")
+
+
+class TransformError(ValueError):
+    pass
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def truncate_utf8(text: str, limit: int = MAILCHIMP_TEXT_MAX_BYTES) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
+def parse_date(text: str) -> date:
+    """accessplanit DD/MM/YYYY or ISO YYYY-MM-DD (also YYYY/MM/DD, as Mailchimp accepts)."""
+    for pattern in ("%d/%m/%Y", "%Y-%m-%d", "%Y/%m/%d"):
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise TransformError(f"'{text}' is not a date (DD/MM/YYYY or YYYY-MM-DD)")
+
+
+def parse_birthday(text: str) -> str:
+    """MM/DD (as Mailchimp stores birthdays), from MM/DD, M/D or a full DD/MM/YYYY date."""
+    full = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
+    if full:
+        day, month = int(full.group(1)), int(full.group(2))
+    else:
+        short = re.fullmatch(r"(\d{1,2})/(\d{1,2})", text)
+        if not short:
+            raise TransformError(f"'{text}' is not a birthday in MM/DD format")
+        month, day = int(short.group(1)), int(short.group(2))
+    try:
+        date(2000, month, day)  # a leap year, so 02/29 is a valid birthday
+    except ValueError:
+        raise TransformError(f"'{text}' is not a birthday in MM/DD format") from None
+    return f"{month:02d}/{day:02d}"
+
+
+def address_line(value: Any) -> str:
+    """Mailchimp's ADDRESS object (or its one-string webhook form) as one line of text."""
+    if isinstance(value, Mapping):
+        parts = [_text(value.get(p)) for p in ADDRESS_PARTS]
+    else:
+        # Mailchimp's string form separates the parts with two spaces.
+        parts = [p.strip() for p in re.split(r"\s{2,}", _text(value))]
+    return ", ".join(p for p in parts if p)
+
+
+def _number(value: Any) -> int | float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise TransformError(f"{value!r} is not a number")
+    if isinstance(value, int | float):
+        number: float = value
+    else:
+        try:
+            number = float(str(value).strip().replace(",", ""))
+        except ValueError:
+            raise TransformError(f"'{value}' is not a number") from None
+    return int(number) if float(number).is_integer() else number
+
+
+def _plain(value: Any, flow: Flow) -> Any:
+    if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        return truncate_utf8(_text(value))
+    if isinstance(value, bool | int | float):
+        return value
+    return _text(value) or None
+
+
+def _date(value: Any, flow: Flow) -> Any:
+    text = _text(value)
+    if not text:
+        return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
+    parsed = parse_date(text)
+    return parsed.isoformat() if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else parsed.strftime("%d/%m/%Y")
+
+
+def _birthday(value: Any, flow: Flow) -> Any:
+    text = _text(value)
+    if not text:
+        return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
+    return parse_birthday(text)
+
+
+def _phone(value: Any, flow: Flow) -> Any:
+    text = _text(value)
+    if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP:
+        return truncate_utf8(text)
+    return text or None
+
+
+def _address(value: Any, flow: Flow) -> Any:
+    if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP:
+        raise TransformError("an address cannot be split from one text field; it syncs Mailchimp → accessplanit")
+    return address_line(value) or None
+
+
+def _number_transform(value: Any, flow: Flow) -> Any:
+    number = _number(value)
+    if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP:
+        return "" if number is None else number
+    return number
+
+
+_TRANSFORMS: dict[Transform | None, Callable[[Any, Flow], Any]] = {
+    None: _plain,
+    Transform.DATE: _date,
+    Transform.BIRTHDAY: _birthday,
+    Transform.PHONE: _phone,
+    Transform.ADDRESS: _address,
+    Transform.NUMBER: _number_transform,
+}
+
+
+def convert(transform: Transform | None, value: Any, flow: Flow) -> Any:
+    """The value as the target of `flow` takes it; raises TransformError when it cannot be converted."""
+    return _TRANSFORMS[transform](value, flow)

@@ -1,0 +1,123 @@
+"""The Redis side of change detection and echo suppression: what each side holds, per contact, last change wins."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tandem_shared.contracts import ContactIdentity, Operation, SyncCommand, System, Trigger
+from tandem_shared.sync_state import SyncStateStore, field_digest, state_key, ts_ms
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[SyncStateStore]:
+    state = SyncStateStore.from_url(redis_url)
+    yield state
+    await state.close()
+
+
+@pytest.fixture
+def instance_id() -> str:
+    return f"state-{uuid.uuid4().hex[:8]}"
+
+
+def command(instance_id: str, payload: dict[str, object], *, at: datetime, old_email: str | None = None) -> SyncCommand:
+    operation = Operation.CHANGE_EMAIL if old_email else Operation.UPSERT
+    return SyncCommand(
+        command_id="c",
+        execution_id="x",
+        event_id="e",
+        instance_id=instance_id,
+        target=System.MAILCHIMP,
+        operation=operation,
+        identity=ContactIdentity(accessplanit_user_id="7", email=str(payload["email_address"]), old_email=old_email),
+        payload=payload,
+        fingerprint="f",
+        idempotency_key="k",
+        trigger=Trigger.WEBHOOK,
+        source_occurred_at=at,
+        created_at=at,
+    )
+
+
+async def test_a_write_is_recorded_as_what_the_target_holds_and_remembered_as_tandems(
+    store: SyncStateStore, instance_id: str
+) -> None:
+    payload = {"email_address": "Ada@Example.com", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
+    await store.record_written(command(instance_id, payload, at=T0))
+    state = await store.load(instance_id, System.MAILCHIMP, "ada@example.com")
+    assert state is not None
+    assert state.fields["FNAME"].digest == field_digest("Ada")
+    assert state.fields["FNAME"].ts_ms == ts_ms(T0)
+    assert state.fields["FNAME"].origin == "written"
+    assert state.last_origin == "written"
+    recent = state.written_recently("FNAME", field_digest("Ada"))
+    assert recent is not None and recent.source_ts_ms == ts_ms(T0)
+    assert await store.load(instance_id, System.ACCESSPLANIT, "ada@example.com") is None
+
+
+async def test_the_later_value_wins_whatever_order_the_updates_arrive_in(
+    store: SyncStateStore, instance_id: str
+) -> None:
+    later, earlier = {"LNAME": field_digest("Byron")}, {"LNAME": field_digest("King")}
+    await store.merge(
+        instance_id, System.MAILCHIMP, "a@x.io", later, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+    )
+    await store.merge(instance_id, System.MAILCHIMP, "a@x.io", earlier, source_ts_ms=ts_ms(T0), origin="seen")
+    state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+    assert state is not None
+    assert state.fields["LNAME"].digest == field_digest("Byron")
+
+
+async def test_an_unchanged_value_keeps_the_time_it_was_set(store: SyncStateStore, instance_id: str) -> None:
+    digest = {"LNAME": field_digest("Byron")}
+    await store.merge(instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0), origin="seen")
+    await store.merge(
+        instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+    )
+    state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+    assert state is not None
+    assert state.fields["LNAME"].ts_ms == ts_ms(T0)
+
+
+async def test_an_email_change_moves_what_is_known_to_the_new_address(store: SyncStateStore, instance_id: str) -> None:
+    old = {"email_address": "ada@old.example", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
+    await store.record_written(command(instance_id, old, at=T0))
+    new = {"email_address": "ada@new.example", "status_if_new": "subscribed", "merge_fields": {"LNAME": "King"}}
+    await store.record_written(command(instance_id, new, at=T0 + timedelta(1), old_email="ada@old.example"))
+    assert await store.load(instance_id, System.MAILCHIMP, "ada@old.example") is None
+    state = await store.load(instance_id, System.MAILCHIMP, "ada@new.example")
+    assert state is not None
+    assert set(state.fields) == {"FNAME", "LNAME"}
+
+
+async def test_keys_carry_no_address_and_the_last_address_of_a_user_is_kept(
+    store: SyncStateStore, instance_id: str
+) -> None:
+    key = state_key(instance_id, System.ACCESSPLANIT, "ada@example.com")
+    assert "ada" not in key and "example" not in key
+    assert key.startswith(f"tandem:{{{instance_id}}}:state:accessplanit:")
+    assert await store.user_email(instance_id, "7") is None
+    await store.set_user_email(instance_id, "7", "ada@example.com")
+    assert await store.user_email(instance_id, "7") == "ada@example.com"
+
+
+async def test_writes_older_than_the_echo_window_are_forgotten(redis_url: str, instance_id: str) -> None:
+    store = SyncStateStore.from_url(redis_url, recent_window_ms=0)
+    try:
+        first = {"email_address": "a@x.io", "status_if_new": "subscribed", "merge_fields": {"LNAME": "Byron"}}
+        second = {"email_address": "a@x.io", "status_if_new": "subscribed", "merge_fields": {"LNAME": "King"}}
+        await store.record_written(command(instance_id, first, at=T0))
+        await store.record_written(command(instance_id, second, at=T0 + timedelta(1)))
+        state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+        assert state is not None
+        assert state.written_recently("LNAME", field_digest("Byron")) is None
+    finally:
+        await store.close()

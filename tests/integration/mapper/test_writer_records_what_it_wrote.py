@@ -1,0 +1,121 @@
+"""The writer's side of the contract: once a write is applied, what the target now holds is recorded for the
+mapper (and nothing is recorded for a write that failed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tandem_shared.contracts import (
+    ContactIdentity,
+    ErrorInfo,
+    InstanceConfig,
+    Operation,
+    SyncCommand,
+    System,
+    Trigger,
+    idempotency_key,
+    utcnow,
+)
+from tandem_shared.contracts.topics import COMMANDS
+from tandem_shared.instances import StaticInstanceRegistry, demo_instance
+from tandem_shared.sync_state import SyncStateStore, content_fingerprint, field_digest
+from tandem_writer.delivery import Delivery, Disposition, InboundRecord
+from tandem_writer.idempotency import RedisIdempotencyStore
+from tandem_writer.outcome import WriteOutcome
+from tandem_writer.retry import RetryPolicy
+
+pytestmark = pytest.mark.integration
+
+
+class Target:
+    system = System.MAILCHIMP
+
+    def __init__(self, outcome: WriteOutcome) -> None:
+        self.outcome = outcome
+
+    async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        return self.outcome
+
+    async def close(self) -> None:
+        return None
+
+
+class Nowhere:
+    """Stands in for Kafka: retry tiers, the dead-letter topic and the trace are not what this test is about."""
+
+    async def send(self, topic: str, value: bytes, **_: Any) -> None:
+        return None
+
+    async def publish(self, message: Any, topic: str = "", **_: Any) -> None:
+        return None
+
+
+def command(instance_id: str, email: str) -> SyncCommand:
+    payload = {"email_address": email, "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
+    fp = content_fingerprint(System.MAILCHIMP, payload)
+    identity = ContactIdentity(accessplanit_user_id="7", email=email)
+    now = utcnow()
+    return SyncCommand(
+        command_id="c",
+        execution_id="x",
+        event_id="e",
+        instance_id=instance_id,
+        target=System.MAILCHIMP,
+        operation=Operation.UPSERT,
+        identity=identity,
+        payload=payload,
+        fingerprint=fp,
+        idempotency_key=idempotency_key(instance_id, System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
+        trigger=Trigger.WEBHOOK,
+        source_occurred_at=now,
+        created_at=now,
+    )
+
+
+@pytest.fixture
+async def state(redis_url: str) -> AsyncIterator[SyncStateStore]:
+    store = SyncStateStore.from_url(redis_url)
+    yield store
+    await store.close()
+
+
+async def deliver(redis_url: str, state: SyncStateStore, cmd: SyncCommand, outcome: WriteOutcome) -> Disposition:
+    instance = demo_instance().model_copy(update={"id": cmd.instance_id})
+    store = RedisIdempotencyStore.from_url(redis_url)
+    try:
+        delivery = Delivery(
+            registry=StaticInstanceRegistry([instance]),
+            targets={System.MAILCHIMP: Target(outcome)},
+            store=store,
+            sink=Nowhere(),
+            tracer=Nowhere(),
+            policy=RetryPolicy.from_delays([1]),
+            state=state,
+        )
+        value = cmd.model_dump_json().encode()
+        return await delivery.handle(InboundRecord(COMMANDS, 0, 1, None, value, {}, 0))
+    finally:
+        await store.close()
+
+
+async def test_an_applied_write_is_recorded_as_what_the_target_holds(redis_url: str, state: SyncStateStore) -> None:
+    cmd = command(f"w-{uuid.uuid4().hex[:8]}", "ada@example.com")
+    assert await deliver(redis_url, state, cmd, WriteOutcome(True, "ok")) is Disposition.APPLIED
+    held = await state.load(cmd.instance_id, System.MAILCHIMP, "ada@example.com")
+    assert held is not None
+    assert held.fields["FNAME"].digest == field_digest("Ada")
+    assert held.fields["FNAME"].origin == "written"
+    assert held.last_origin == "written"
+
+
+async def test_a_failed_write_records_nothing(redis_url: str, state: SyncStateStore) -> None:
+    cmd = command(f"w-{uuid.uuid4().hex[:8]}", "ada@example.com")
+    error = ErrorInfo(error_class="InvalidResource", message="Invalid Resource", permanent=True)
+    assert (
+        await deliver(redis_url, state, cmd, WriteOutcome(False, "refused", error=error)) is Disposition.DEAD_LETTERED
+    )
+    assert await state.load(cmd.instance_id, System.MAILCHIMP, "ada@example.com") is None
