@@ -21,8 +21,8 @@ from fastapi.responses import Response
 from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.normalize.accessplanit import normalize_webhook
 from tandem_ingest.signatures import verify
-from tandem_mapper.domain import mailchimp_member
-from tandem_shared.contracts import subscriber_hash, utcnow
+from tandem_mapper.mapping import build_payload, map_record, read_record
+from tandem_shared.contracts import Flow, System, subscriber_hash, utcnow
 from tandem_shared.instances import demo_instance
 from tandem_shared.secrets import resolve_secret
 from tandem_shared.tracing import new_id
@@ -62,9 +62,13 @@ def create_app() -> FastAPI:
             )
         except (InvalidPayload, ValueError):
             return Response(status_code=400)
-        member, error = mailchimp_member(event, instance)
-        if member is None or error is not None:
+        email = event.identity.email
+        if not email:
             return Response(status_code=422)
+        # The whole mapped record every time: a naive sync knows nothing about what Mailchimp already holds.
+        record = read_record(instance, System.ACCESSPLANIT, event.fields)
+        values, _ = map_record(instance, Flow.ACCESSPLANIT_TO_MAILCHIMP, record)
+        member = build_payload(instance, System.MAILCHIMP, email, {v.target_field: v.value for v in values})
         path = f"/lists/{instance.mailchimp.audience_id}/members/{subscriber_hash(member['email_address'])}"
         try:
             answer = await client.put(path, json=member)

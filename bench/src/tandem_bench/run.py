@@ -33,7 +33,7 @@ from tandem_devstack.stack import (
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
 )
 from tandem_ingest.normalize.accessplanit import normalize_webhook
-from tandem_mapper.domain import decide
+from tandem_mapper.domain import Knowledge, decide
 from tandem_shared.contracts import subscriber_hash, utcnow
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -517,7 +517,8 @@ def message_sizes() -> dict[str, int]:
     from tandem_bench.stack import bench_instance
     from tandem_devstack.stack import Ports
 
-    decision = decide(event, bench_instance(Ports(), "bench-sizes"), command_id=uuid.uuid4().hex, now=utcnow())
+    instance = bench_instance(Ports(), "bench-sizes")
+    decision = decide(event, instance, Knowledge(), command_id=uuid.uuid4().hex, now=utcnow())
     assert decision.command is not None
     return {"change": len(event.model_dump_json()), "command": len(decision.command.model_dump_json())}
 
