@@ -4,7 +4,9 @@ A contact edited ten times in a second gives ten commands, queued one behind the
 while the writer waits on the vendor. Writing them in turn costs ten requests of a budget of ten simultaneous
 connections, to end where the last one ends. The writer instead takes the first command together with every later
 upsert for the same contact already queued behind it, and makes one write: the newest command, carrying all their
-fields (a later value wins, field by field), so nothing a skipped command would have written is lost.
+fields (a later value wins, field by field), so nothing a skipped command would have written is lost. The write
+keeps the newest command's idempotency key: once it is applied, a redelivery of the newest command is skipped as
+already applied, and one of the older ones as superseded by it (the delivery layer's newest-applied marker).
 
 Only upserts fold: an email change, or anything after one, is written in its own turn, because what it addresses
 (the old address) is not what the upserts around it address.
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tandem_shared.contracts import Operation, SyncCommand, fingerprint, idempotency_key
+from tandem_shared.contracts import Operation, SyncCommand, fingerprint
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Queued:
 
 @dataclass(frozen=True)
 class Coalesced:
-    command: SyncCommand  # the one write to make
+    command: SyncCommand  # the one write to make: the newest command, carrying every folded field
     absorbed: tuple[Queued, ...]  # the later queued commands it carries, oldest first
 
 
@@ -75,14 +77,5 @@ def coalesce(head: Queued, behind: Sequence[Queued]) -> Coalesced | None:
     newest = absorbed[-1].command
     assert newest is not None
     payload = fold_payloads([first.payload, *(q.command.payload for q in absorbed if q.command is not None)])
-    fp = fingerprint(payload)
-    command = newest.model_copy(
-        update={
-            "payload": payload,
-            "fingerprint": fp,
-            "idempotency_key": idempotency_key(
-                newest.instance_id, newest.target, newest.identity.contact_key, newest.operation, fp
-            ),
-        }
-    )
+    command = newest.model_copy(update={"payload": payload, "fingerprint": fingerprint(payload)})
     return Coalesced(command, tuple(absorbed))

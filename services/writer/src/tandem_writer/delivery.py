@@ -108,8 +108,8 @@ def _coalesced(command: SyncCommand, into: SyncCommand, disposition: Disposition
     )
     return step.finish(
         TraceStatus.SKIPPED,
-        f"Coalesced: written together with a newer change to this contact (execution {into.execution_id}, "
-        f"{disposition.value.replace('_', ' ')})",
+        f"Superseded by a newer change to this contact, written together with it in one write (execution "
+        f"{into.execution_id}: {disposition.value.replace('_', ' ')})",
         data_in=command.payload,
         changes_detected=True,
     )
