@@ -65,7 +65,7 @@ class Plan:
 
     @classmethod
     def full(cls) -> Plan:
-        return cls("full", 12000, 60000, {50: 20, 200: 20, 1000: 15}, 1500, 120, 30, 15, 300)
+        return cls("full", 6000, 60000, {50: 20, 200: 20, 1000: 10}, 1500, 120, 30, 15, 300)
 
 
 class Bench:
