@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-PACKAGES := shared services/ingest services/mapper services/writer services/console simulators/mailchimp simulators/accessplanit devstack cli
+PACKAGES := shared services/ingest services/mapper services/writer services/console simulators/mailchimp simulators/accessplanit devstack cli bench
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
@@ -36,6 +36,12 @@ typecheck: install
 # The trace contract for dashboard teams; tests/unit/console/test_asyncapi.py fails when this file is stale.
 asyncapi: install
 	$(VENV)/bin/faststream docs gen tandem_console.trace_spec:app --yaml --out docs/asyncapi.yaml
+
+# Not part of `make test`: starts the whole stack, loads it and writes bench/results/latest.{md,json}.
+# BENCH_ARGS=--quick for a run under two minutes.
+bench: install
+	$(PY) -m tandem_devstack prerequisites
+	$(PY) -m tandem_bench $(BENCH_ARGS)
 
 stack-up: install
 	$(PY) -m tandem_devstack up

@@ -15,7 +15,7 @@ import contextlib
 import random
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
@@ -123,6 +123,9 @@ class RedisConcurrencyLimiter:
         self._prefix = prefix
         self._acquire = redis.register_script(_ACQUIRE)
         self._extend = redis.register_script(_EXTEND)
+        # This process's waiters per semaphore, oldest first: a slot given back here wakes the oldest at once
+        # instead of leaving the slot idle until some waiter's backoff ends (other replicas still poll).
+        self._waiters: dict[str, deque[asyncio.Future[None]]] = {}
 
     @classmethod
     def from_url(cls, url: str, *, limit: int, lease_s: float, max_wait_s: float) -> RedisConcurrencyLimiter:
@@ -151,7 +154,27 @@ class RedisConcurrencyLimiter:
             delay = backoff.next_delay()
             if time.monotonic() + delay > deadline:
                 raise SlotUnavailable(f"all {self.limit} slots of {name} stayed busy for {self._max_wait_s:.0f}s")
-            await asyncio.sleep(delay)
+            await self._sleep_or_wake(name, delay)
+
+    async def _sleep_or_wake(self, name: str, delay: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiters.setdefault(name, deque())
+        queue.append(woken)
+        try:
+            await asyncio.wait_for(asyncio.shield(woken), timeout=delay)
+        except TimeoutError:
+            pass
+        finally:
+            if woken in queue:
+                queue.remove(woken)
+
+    def _wake_one(self, name: str) -> None:
+        queue = self._waiters.get(name)
+        while queue:
+            woken = queue.popleft()
+            if not woken.done():
+                woken.set_result(None)
+                return
 
     async def _extend_by(self, name: str, lease_id: str, ms: int) -> bool:
         return bool(await self._extend(keys=[self.key(name)], args=[lease_id, ms]))
@@ -173,6 +196,7 @@ class RedisConcurrencyLimiter:
                 await self._extend_by(name, lease.lease_id, int(lease.hold_s * 1000))
             else:
                 await self._redis.zrem(self.key(name), lease.lease_id)
+                self._wake_one(name)
         except RedisError as exc:  # the lease expires on its own; nothing is lost but a few seconds of one slot
             log.warning("concurrency lease not released; it will expire", semaphore=name, error=str(exc))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, Protocol
@@ -20,11 +21,16 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import TRACE
 from tandem_shared.contracts.trace import LogLevel
+from tandem_shared.logging import get_logger
 from tandem_shared.redaction import redact, redact_text
+
+log = get_logger("tandem.tracing")
 
 
 class Publisher(Protocol):
-    async def publish(self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None) -> Any: ...
+    async def publish(
+        self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None, no_confirm: bool = False
+    ) -> Any: ...
 
 
 def new_id() -> str:
@@ -98,10 +104,24 @@ class StepRecorder:
         )
 
 
+def _report_lost_trace(delivery: asyncio.Future[Any]) -> None:
+    if not delivery.cancelled() and delivery.exception() is not None:
+        log.warning("trace record not published", error=str(delivery.exception()))
+
+
 async def publish_trace(publisher: Publisher, record: TraceRecord) -> None:
-    await publisher.publish(
+    """Hands the record to the producer without waiting for Kafka's acknowledgement.
+
+    Waiting cost every stage a broker round trip per change. The producer still sends records in order, in
+    batches, and flushes what it holds on a clean shutdown; a record Kafka refuses is logged, never retried by
+    the caller (the change it describes is durable already).
+    """
+    delivery = await publisher.publish(
         record,
         topic=TRACE,
         key=record.execution_id.encode(),
         headers={Headers.INSTANCE_ID: record.instance_id, Headers.EXECUTION_ID: record.execution_id},
+        no_confirm=True,
     )
+    if isinstance(delivery, asyncio.Future):
+        delivery.add_done_callback(_report_lost_trace)

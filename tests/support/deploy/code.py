@@ -40,7 +40,7 @@ class Package:
 
 def package_for_module(module: str, repo: Path = REPO_ROOT) -> Package | None:
     """The repository convention: tandem_<name> is services/<name>, <name>_sim is simulators/<name>."""
-    fixed = {"tandem_shared": "shared", "tandem_cli": "cli", "tandem_devstack": "devstack"}
+    fixed = {"tandem_shared": "shared", "tandem_cli": "cli", "tandem_devstack": "devstack", "tandem_bench": "bench"}
     if module in fixed:
         directory, prefix = fixed[module], "TANDEM_"
     elif module.startswith("tandem_"):
@@ -131,13 +131,13 @@ def package_settings(package: Package, repo: Path = REPO_ROOT) -> list[Setting]:
 def secret_resolvers(repo: Path = REPO_ROOT) -> set[str]:
     """Services whose code resolves secret references (env:/file:) and so needs the vendor keys mounted.
 
-    The shared library and the operator's `tandem` command are not deployed services: the operator's own
-    environment provides what the command resolves.
+    The shared library, the operator's `tandem` command and the benchmark are not deployed services: the
+    operator's own environment provides what they resolve.
     """
     return {
         package.module
         for package in present_packages(repo)
-        if package.module not in ("tandem_shared", "tandem_cli")
+        if package.module not in ("tandem_shared", "tandem_cli", "tandem_bench")
         and any("resolve_secret(" in p.read_text(encoding="utf-8") for p in (repo / package.dir).rglob("*.py"))
     }
 

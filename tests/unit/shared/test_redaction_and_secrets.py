@@ -33,3 +33,11 @@ def test_secret_references_resolve_from_env_and_files(tmp_path: Path, monkeypatc
         resolve_secret("env:TANDEM_TEST_SECRET_MISSING")
     with pytest.raises(SecretUnavailable, match="cannot be read"):
         resolve_secret(f"file:{tmp_path / 'nope'}")
+
+
+def test_masking_ignores_case_where_the_patterns_do_and_leaves_clean_text_alone() -> None:
+    assert redact_text("key 0123456789ABCDEF0123456789abcdef-US6 leaked") == f"key {MASK} leaked"
+    assert redact_text("Authorization: Basic dGFuZGVtOmtleQ==") == f"Authorization: Basic {MASK}"
+    clean = "Forename1 Surname-user 01632 960000 bench.1@example.com"
+    assert redact_text(clean) is clean
+    assert redact({"Signature": "", "X-Signature": "t=1,v1=ab"}) == {"Signature": "", "X-Signature": MASK}

@@ -92,7 +92,9 @@ class FakeSink:
 class FakeTracer:
     records: list[TraceRecord] = field(default_factory=list)
 
-    async def publish(self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None) -> None:
+    async def publish(
+        self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None, no_confirm: bool = False
+    ) -> None:
         self.records.append(message)
 
 
@@ -322,3 +324,36 @@ def test_only_records_of_instances_that_no_longer_exist_skip_the_wait_on_a_retry
     assert w.delivery.is_orphan(record(command(), **{Headers.INSTANCE_ID: "gone", **due_later}))
     assert not w.delivery.is_orphan(record(command(), **{Headers.INSTANCE_ID: "demo", **due_later}))
     assert not w.delivery.is_orphan(record(command(), **due_later))
+
+
+async def test_queued_upserts_for_one_contact_become_one_write_carrying_every_field() -> None:
+    w = world()
+    first = record(command(NOW, "Ada"), offset=41)
+    bob = command(NOW, "Bob", user_id="8").model_dump_json().encode()
+    other = InboundRecord(COMMANDS, 3, 42, b"demo:ap:8", bob, {}, 0)
+    later = command(NOW + timedelta(seconds=1), "Augusta").model_copy(
+        update={"payload": {"email_address": "u7@example.com", "merge_fields": {"LNAME": "King"}}}
+    )
+    latest = command(NOW + timedelta(seconds=2), "Ada Augusta")
+    behind = [other, record(later, offset=43), record(latest, offset=44)]
+
+    absorbed = w.delivery.absorbable(first, behind)
+    assert [r.offset for r in absorbed] == [43, 44]
+    assert await w.delivery.handle(first, absorbed) is Disposition.APPLIED
+
+    assert len(w.target.writes) == 1
+    written = w.target.writes[0]
+    assert written.payload["merge_fields"] == {"FNAME": "Ada Augusta", "LNAME": "King"}
+    assert written.execution_id == "x-Ada Augusta"
+    by_execution = {r.execution_id: r for r in w.tracer.records}
+    assert by_execution["x-Ada Augusta"].status is TraceStatus.SUCCEEDED
+    assert by_execution["x-Ada"].status is TraceStatus.SKIPPED
+    assert by_execution["x-Augusta"].status is TraceStatus.SKIPPED
+    assert "x-Ada Augusta" in by_execution["x-Ada"].summary
+
+
+async def test_retries_and_lone_commands_are_not_coalesced() -> None:
+    w = world()
+    retry = record(command(NOW, "Ada"), topic=COMMANDS_RETRY[0])
+    assert w.delivery.absorbable(retry, [record(command(NOW, "Bob"), topic=COMMANDS_RETRY[0], offset=42)]) == []
+    assert w.delivery.absorbable(record(command(NOW, "Ada")), []) == []

@@ -256,7 +256,11 @@ class Mapper:
 def register(broker: KafkaBroker, settings: MapperSettings, mapper: Mapper) -> None:
     # Offsets are committed after the handler; an infrastructure failure (Kafka, Redis) seeks back and retries.
     @broker.subscriber(
-        CHANGES, group_id=settings.group_id, auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR
+        CHANGES,
+        group_id=settings.group_id,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        max_workers=settings.workers,
     )
     async def on_change(event: ChangeEvent) -> None:
         await mapper.on_change(event)

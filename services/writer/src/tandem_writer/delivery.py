@@ -11,8 +11,8 @@ The layer knows nothing about the targets beyond the `Target` protocol.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -36,6 +36,7 @@ from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
 from tandem_shared.sync_state import SyncStateStore
 from tandem_shared.tracing import Publisher, StepRecorder, new_id, publish_trace
+from tandem_writer.coalescing import Queued, coalesce
 from tandem_writer.idempotency import ClaimState, IdempotencyStore
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.retry import Hop, Origin, RetryPolicy, forward_headers, header_attempt
@@ -86,6 +87,34 @@ class RecordSink(Protocol):
     ) -> None: ...
 
 
+def _queued(record: InboundRecord) -> Queued:
+    try:
+        command = SyncCommand.model_validate_json(record.value or b"")
+    except ValidationError:
+        command = None
+    return Queued(record.offset, record.key, command)
+
+
+def _coalesced(command: SyncCommand, into: SyncCommand, disposition: Disposition) -> TraceRecord:
+    step = StepRecorder(
+        stage=Stage.WRITER,
+        execution_id=command.execution_id,
+        original_execution_id=command.original_execution_id,
+        instance_id=command.instance_id,
+        flow=command.flow,
+        trigger=command.trigger,
+        contact_email=command.identity.email,
+        accessplanit_user_id=command.identity.accessplanit_user_id,
+    )
+    return step.finish(
+        TraceStatus.SKIPPED,
+        f"Superseded by a newer change to this contact, written together with it in one write (execution "
+        f"{into.execution_id}: {disposition.value.replace('_', ' ')})",
+        data_in=command.payload,
+        changes_detected=True,
+    )
+
+
 def _when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -124,7 +153,43 @@ class Delivery:
         instance_id = record.headers.get(Headers.INSTANCE_ID)
         return instance_id is not None and self._registry.get(instance_id) is None
 
-    async def handle(self, record: InboundRecord) -> Disposition:
+    def absorbable(self, head: InboundRecord, behind: Sequence[InboundRecord]) -> list[InboundRecord]:
+        """The records queued behind `head` whose commands fold into its write (see tandem_writer.coalescing).
+
+        Only on the main topic: a retry carries its own attempt count and schedule.
+        """
+        if head.key is None or self._policy.is_retry_topic(head.topic):
+            return []
+        same = [r for r in behind if r.key == head.key]
+        if not same:
+            return []
+        folded = coalesce(_queued(head), [_queued(r) for r in same])
+        if folded is None:
+            return []
+        offsets = {q.offset for q in folded.absorbed}
+        return [r for r in same if r.offset in offsets]
+
+    async def handle(self, record: InboundRecord, absorbed: Sequence[InboundRecord] = ()) -> Disposition:
+        """Delivers `record`; with `absorbed` (from `absorbable`), one write carries all their changes."""
+        folded = coalesce(_queued(record), [_queued(r) for r in absorbed]) if absorbed else None
+        if folded is None:
+            return await self._handle_one(record)
+        head = _queued(record).command
+        assert head is not None
+        carried = [head, *(q.command for q in folded.absorbed[:-1] if q.command is not None)]
+        newest = folded.command
+        headers = {
+            **record.headers,
+            Headers.EXECUTION_ID: newest.execution_id,
+            Headers.IDEMPOTENCY_KEY: newest.idempotency_key,
+        }
+        value = newest.model_dump_json().encode()
+        disposition = await self._handle_one(replace(record, value=value, headers=headers), coalesced=len(carried))
+        for command in carried:
+            await self._trace(_coalesced(command, newest, disposition))
+        return disposition
+
+    async def _handle_one(self, record: InboundRecord, *, coalesced: int = 0) -> Disposition:
         try:
             command = SyncCommand.model_validate_json(record.value or b"")
         except ValidationError as exc:
@@ -149,6 +214,12 @@ class Delivery:
             step.log("info", f"Attempt {attempt} of {self._policy.max_attempts}, from {record.where}")
         if Headers.REPLAYED_FROM in record.headers:
             step.log("info", f"Replayed from {record.headers[Headers.REPLAYED_FROM]}")
+        if coalesced:
+            step.log(
+                "info",
+                f"Coalesced with {coalesced} earlier change(s) to this contact queued before it: this one write "
+                "carries all their fields, the latest value of each",
+            )
         instance = self._registry.get(command.instance_id)
         if instance is None:
             await self._trace(step.finish(TraceStatus.SKIPPED, f"Unknown instance {command.instance_id}"))

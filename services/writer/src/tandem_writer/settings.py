@@ -38,6 +38,12 @@ class WriterSettings(CommonSettings):
     inflight_ttl_s: float = 120.0
     # On SIGTERM (and on a rebalance), in-flight writes get this long to finish: one vendor call and a margin.
     shutdown_grace_s: float = 35.0
+    # Records of tandem.commands one partition worker has in hand at once, never two of one contact: a write waiting
+    # on a vendor no longer holds up the partition's other contacts. Retry tiers keep one (they wait until due).
+    partition_concurrency: int = 4
+    # A contact's next write to a target starts no sooner than this after its previous one; the changes that arrive
+    # meanwhile are folded into that next write. 0 writes every change as soon as its contact is free.
+    contact_write_interval_s: float = 1.0
     # Records fetched ahead per partition; beyond it the partition is paused until its worker catches up.
     max_buffered_per_partition: int = 100
     max_poll_interval_ms: int = 300_000

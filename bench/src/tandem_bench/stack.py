@@ -1,0 +1,173 @@
+"""The stack under test: Kafka and Redis (devstack), both simulators, Tandem's services and the naive reference,
+each a real process on a free loopback port, with an instance of its own so earlier runs never interfere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from tandem_bench.rawkafka import RAW_TOPICS
+from tandem_bench.resources import pid_listening_on
+from tandem_devstack import infra
+from tandem_devstack.paths import tandem_home
+from tandem_devstack.processes import free_port, port_open
+from tandem_devstack.stack import Ports, ServiceSpec, Stack, service_specs, stack_env
+from tandem_shared.contracts import InstanceConfig
+from tandem_shared.contracts.topics import CHANGES, COMMANDS
+from tandem_shared.instance_store import delete_instance, put_instance
+from tandem_shared.instances import demo_instance
+from tandem_shared.kafka import ensure_topics, partitions_of
+
+NAIVE = "naive"
+
+
+@dataclass
+class BenchStack:
+    stack: Stack
+    ports: Ports
+    naive_port: int
+    instance: InstanceConfig
+    kafka: str
+    redis: str
+    pids: dict[str, int]
+    groups: dict[str, str]  # consumer group → the topic it consumes
+
+    def url(self, service: str) -> str:
+        port = self.naive_port if service == NAIVE else getattr(self.ports, service)
+        return f"http://127.0.0.1:{port}"
+
+    def sim(self, path: str, json: object | None = None, method: str = "POST") -> httpx.Response:
+        response = httpx.request(method, self.url("mailchimp_sim") + path, json=json, timeout=30)
+        response.raise_for_status()
+        return response
+
+
+def bench_instance(ports: Ports, instance_id: str) -> InstanceConfig:
+    base = demo_instance()
+    return base.model_copy(
+        update={
+            "id": instance_id,
+            "name": f"benchmark {instance_id}",
+            "mailchimp": base.mailchimp.model_copy(
+                update={"api_base_url": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0"}
+            ),
+            "accessplanit": base.accessplanit.model_copy(
+                update={"base_url": f"http://127.0.0.1:{ports.accessplanit_sim}"}
+            ),
+        }
+    )
+
+
+async def start_groups_at_end(bootstrap: str, groups: dict[str, str]) -> None:
+    """Commit each new consumer group's offsets at the current end of its topic before the service starts.
+
+    The services start new groups at the earliest offset; on a broker kept between runs that would replay every
+    earlier run's records first, and the benchmark would measure the replay.
+    """
+    for group, topic in groups.items():
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = await partitions_of(bootstrap, topic)
+            consumer.assign(partitions)
+            end = await consumer.end_offsets(partitions)
+            await consumer.commit(end)
+        finally:
+            await consumer.stop()
+
+
+async def lag(bootstrap: str, groups: dict[str, str]) -> int:
+    """Records on the groups' topics that their groups have not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tandem-bench-lag")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        behind = 0
+        for group, topic in groups.items():
+            partitions = await partitions_of(bootstrap, topic)
+            end = await consumer.end_offsets(partitions)
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            for tp in partitions:
+                done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
+                behind += max(0, end[tp] - done)
+        return behind
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def naive_spec(port: int) -> ServiceSpec:
+    argv = ["uvicorn", "tandem_bench.naive:create_app", "--factory", "--host", "127.0.0.1", "--port", str(port)]
+    return ServiceSpec(NAIVE, [*argv, "--no-access-log"], port, "/health/live")
+
+
+def _port_of(address: str) -> int:
+    return int(address.rsplit(":", 1)[1].split("/")[0])
+
+
+@contextmanager
+def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
+    broker_dir = tandem_home() / "kafka" / f"broker-{infra.kafka_port()}"
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not port_open(infra.HOST, infra.kafka_port()):
+        # A broker of our own starts empty: earlier runs' records would slow every new consumer group (the test
+        # suite's included) and change what the run measures.
+        shutil.rmtree(broker_dir, ignore_errors=True)
+    kafka_service = infra.ensure_kafka()
+    kafka, redis = kafka_service.address, infra.ensure_redis().address
+    asyncio.run(ensure_topics(kafka, RAW_TOPICS))
+    ports = Ports(**{f.name: free_port() for f in fields(Ports)})
+    naive_port = free_port()
+    suffix = uuid.uuid4().hex[:8]
+    instance = bench_instance(ports, f"bench-{suffix}")
+    asyncio.run(put_instance(kafka, instance))
+    mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
+    asyncio.run(start_groups_at_end(kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
+    env = stack_env(
+        kafka=kafka,
+        redis=redis,
+        ports=ports,
+        data_dir=data_dir,
+        extra={
+            "TANDEM_MAPPER_GROUP_ID": mapper_group,
+            "TANDEM_WRITER_GROUP_ID": writer_group,
+            "TANDEM_MAPPER_PORT": str(ports.mapper),
+            "TANDEM_WRITER_PORT": str(ports.writer),
+            **(services_env or {}),
+        },
+    )
+    stack = Stack(env=env, log_dir=data_dir / "logs")
+    try:
+        # The console reads tandem.trace from its beginning into its own store: off the sync path, and on a broker
+        # kept between runs it would spend the run catching up on earlier runs' records.
+        for spec in [*service_specs(ports), naive_spec(naive_port)]:
+            if spec.name != "console":
+                stack.start(spec)
+        pids = {s.spec.name: s.pid for s in stack.running}
+        for name, address in (("kafka", kafka), ("redis", redis)):
+            pid = pid_listening_on(_port_of(address))
+            if pid:
+                pids[name] = pid
+        print(f"bench: stack up (instance {instance.id}, python {sys.version.split()[0]})", flush=True)
+        groups = {mapper_group: CHANGES, writer_group: COMMANDS}
+        yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids, groups)
+    finally:
+        stack.stop()
+        if kafka_service.started_here:
+            kafka_service.stop()
+            shutil.rmtree(broker_dir, ignore_errors=True)
+        else:
+            # Someone else's broker: leave it as it was, less this run's instance.
+            asyncio.run(delete_instance(kafka, instance.id))
