@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+
+from tandem_shared.kafka import partitions_of
 
 
 async def committed_offsets(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
@@ -26,3 +28,16 @@ async def group_state(bootstrap: str, group_id: str) -> tuple[str, int]:
         await admin.close()
     _error, _group, state, _protocol_type, _protocol, members, *_ = response.groups[0]
     return str(state), len(members)
+
+
+async def start_at_end(bootstrap: str, group_id: str, topics: list[str]) -> None:
+    """Commits the group's position at the topics' current end, so it consumes only records written from now on."""
+    partitions = [tp for topic in topics for tp in await partitions_of(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        await consumer.commit(end)
+    finally:
+        await consumer.stop()

@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.groups import start_at_end
 from tandem_devstack import demo
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY
 from tandem_shared.instance_store import delete_instance, put_instance
 from tandem_shared.instances import demo_instance
 
@@ -31,6 +33,11 @@ class RunningStack:
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
+
+async def start_groups_at_end(kafka: str, groups: Mapping[str, list[str]]) -> None:
+    for group_id, topics in groups.items():
+        await start_at_end(kafka, group_id, topics)
 
 
 def make_test_instance(ports: Ports, instance_id: str) -> InstanceConfig:
@@ -61,14 +68,21 @@ def running_stack(
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
     asyncio.run(put_instance(kafka, instance))
+    mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
+    # A new group would otherwise start at the beginning of topics shared with every earlier stack (and `make run`)
+    # on this broker: it would redo the work of every instance still registered there (the demo instance, stacks
+    # that were killed before they could unregister theirs), writing to their simulators or their dead ports and
+    # forwarding each failure to a retry tier again. That backlog grows with every run and holds this stack's own
+    # retries behind it for minutes.
+    asyncio.run(start_groups_at_end(kafka, {mapper_group: [CHANGES], writer_group: [COMMANDS, *COMMANDS_RETRY]}))
     env = stack_env(
         kafka=kafka,
         redis=redis,
         ports=ports,
         data_dir=tmp,
         extra={
-            "TANDEM_MAPPER_GROUP_ID": f"tandem-mapper-{suffix}",
-            "TANDEM_WRITER_GROUP_ID": f"tandem-writer-{suffix}",
+            "TANDEM_MAPPER_GROUP_ID": mapper_group,
+            "TANDEM_WRITER_GROUP_ID": writer_group,
             "TANDEM_MAPPER_PORT": str(ports.mapper),
             "TANDEM_WRITER_PORT": str(ports.writer),
             **(extra_env or {}),
@@ -89,6 +103,6 @@ def running_stack(
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()
-        # Later stacks on this broker read the topics from the start: without its instance, this stack's old
-        # commands are skipped there instead of being written to simulators that are gone.
+        # Other consumers on this broker (`make run`'s, every later ingest poller) follow the registry: without its
+        # instance, this stack's records still on the topics are skipped there and its dead ports are not polled.
         asyncio.run(delete_instance(kafka, instance.id))

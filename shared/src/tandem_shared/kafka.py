@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -45,16 +46,25 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = TOP
         await admin.close()
 
 
-async def partitions_of(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
-    """The topic's partitions, from the broker's metadata (a consumer only learns them once subscribed)."""
+async def partitions_of(bootstrap_servers: str, topic: str, *, settle_s: float = 10.0) -> list[TopicPartition]:
+    """The topic's partitions, from the broker's metadata (a consumer only learns them once subscribed).
+
+    A topic created a moment ago can be missing from the metadata for a little while, so an unknown topic is asked
+    for again until `settle_s` has passed before it counts as missing.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tandem-metadata")
     await admin.start()
     try:
-        described = await admin.describe_topics([topic])
+        deadline = asyncio.get_running_loop().time() + settle_s
+        while True:
+            described = await admin.describe_topics([topic])
+            if described and not described[0].get("error_code") and described[0]["partitions"]:
+                break
+            if asyncio.get_running_loop().time() >= deadline:
+                raise LookupError(f"topic {topic} does not exist; create the topics first")
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
-    if not described or described[0].get("error_code"):
-        raise LookupError(f"topic {topic} does not exist; create the topics first")
     return [
         TopicPartition(topic, p["partition"]) for p in sorted(described[0]["partitions"], key=lambda p: p["partition"])
     ]
