@@ -145,6 +145,16 @@ def cpu_ms_per_event(usage: dict[str, Any], events: int | None) -> dict[str, flo
     }
 
 
+def cpu_bound(resources: dict[str, Any] | None, cores: int | None) -> tuple[float, float] | None:
+    """(CPU ms per event of every sampled process, the events/s that CPU allows on `cores` cores)."""
+    usage = (resources or {}).get("usage")
+    if not usage or not cores or not resources:
+        return None
+    per_event = [v for v in cpu_ms_per_event(usage, resources.get("events")).values() if v is not None]
+    total = sum(per_event)
+    return (round(total, 2), round(cores * 1000 / total, 1)) if total > 0 else None
+
+
 def _resource_rows(resources: dict[str, Any] | None) -> list[str]:
     usage = (resources or {}).get("usage")
     if not usage:
@@ -160,6 +170,22 @@ def _resource_rows(resources: dict[str, Any] | None) -> list[str]:
     if tandem:
         rows.append(f"| **ingest + mapper + writer** | | **{sum(tandem):.2f}** | |")
     return rows
+
+
+def _bottleneck(r: dict[str, Any]) -> list[str]:
+    bound = cpu_bound(_get(r, "tandem", "resources"), _get(r, "machine", "logical_cores"))
+    if bound is None:
+        return []
+    total, ceiling = bound
+    return [
+        "## What bounds throughput on this machine",
+        "",
+        f"During the throughput run every process together (Tandem's services, Kafka, Redis, the simulator and the "
+        f"load generator) spent {total:.2f} ms of CPU per finished event: {_get(r, 'machine', 'logical_cores')} "
+        f"cores allow at most about {ceiling:,.0f} events/s at that cost. Above that rate changes "
+        "queue and latency grows with the queue. See the profile for where the services' CPU goes.",
+        "",
+    ]
 
 
 def history_rows(history: list[dict[str, Any]]) -> list[str]:
@@ -306,6 +332,7 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         "",
         *_resource_rows(_get(r, "tandem", "resources_200")),
         "",
+        *_bottleneck(r),
         "## Ratios",
         "",
         "| Ratio | Value |",

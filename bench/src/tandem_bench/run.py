@@ -668,7 +668,11 @@ def main(quick: bool, keep_work: bool = False, profile: bool = False, groups: tu
     try:
         with bench_stack(work) as stack:
             profile_dir = RESULTS / "profiles" / results["started_at"].replace(":", "") if profile else None
-            asyncio.run(run_phases(stack, plan, work, results, profile_dir, groups))
+            try:
+                asyncio.run(run_phases(stack, plan, work, results, profile_dir, groups))
+            except Exception as exc:  # a phase that broke still leaves the figures of the phases before it
+                results.setdefault("notes", []).append(f"Run aborted in a phase: {type(exc).__name__}: {exc}")
+                results["aborted"] = True
     finally:
         results["duration_s"] = round(time.monotonic() - t0, 1)
         results["load"].update(after=uptime_line(), loadavg_after=load_average())

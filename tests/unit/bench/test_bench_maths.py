@@ -127,3 +127,9 @@ def test_cpu_time_per_event_divides_each_process_cpu_by_the_events_finished() ->
     usage = {"ingest": {"cpu_s": 2.0}, "writer": {"cpu_s": 0.5}, "loadgen": {"cpu_s": None}}
     assert report.cpu_ms_per_event(usage, 1000) == {"ingest": 2.0, "writer": 0.5, "loadgen": None}
     assert report.cpu_ms_per_event(usage, 0) == {"ingest": None, "writer": None, "loadgen": None}
+
+
+def test_the_cpu_bound_is_cores_over_the_cpu_every_process_spends_per_event() -> None:
+    resources = {"events": 1000, "usage": {"ingest": {"cpu_s": 2.0}, "kafka": {"cpu_s": 3.0}, "redis": {"cpu_s": 5.0}}}
+    assert report.cpu_bound(resources, 2) == (10.0, 200.0)  # 10 ms per event → 200 events/s on 2 cores
+    assert report.cpu_bound(None, 2) is None
