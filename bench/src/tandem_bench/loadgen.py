@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import uvloop
 
 from tandem_bench.payloads import Clock, Delivery, accessplanit_update, mailchimp_member_put, mailchimp_profile
 
@@ -187,7 +188,8 @@ async def generate(spec: Spec) -> Result:
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     spec = Spec(**orjson.loads(spec_path.read_bytes()))
-    result = asyncio.run(generate(spec))
+    # The same event loop the services run on (uvicorn picks uvloop), so the sender costs as little as they do.
+    result = uvloop.run(generate(spec))
     out_path.write_bytes(orjson.dumps(result.__dict__))
     return 0
 
