@@ -21,12 +21,17 @@ class Sim:
     stats: Stats
 
 
-def get_sim(request: Request) -> Sim:
+ACCOUNT_STATE_KEY = "account_id"
+
+
+# Dependencies are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, and that
+# hop per request cost more than the request itself.
+async def get_sim(request: Request) -> Sim:
     sim: Sim = request.app.state.sim
     return sim
 
 
-def account_id(request: Request) -> str:
+async def account_id(request: Request) -> str:
     """Set by the gateway middleware once the API key checked out."""
     value: str = request.state.account_id
     return value
