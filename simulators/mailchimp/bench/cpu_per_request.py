@@ -72,11 +72,11 @@ async def _puts(client: httpx.AsyncClient, first: int, count: int, version: int,
     return codes
 
 
-async def _batches(client: httpx.AsyncClient, first: int, batches: int, size: int) -> Counter[int]:
+async def _batches(client: httpx.AsyncClient, first: int, batches: int, size: int, version: int) -> Counter[int]:
     codes: Counter[int] = Counter()
     for b in range(batches):
         start = first + b * size
-        members = [_member(i, 1) for i in range(start, start + size)]
+        members = [_member(i, version) for i in range(start, start + size)]
         response = await client.post(f"/3.0/lists/{LIST_ID}", json={"members": members, "update_existing": True})
         codes[response.status_code] += 1
         if response.status_code == 200 and response.json()["error_count"]:
@@ -93,8 +93,8 @@ async def _measure(args: argparse.Namespace, base_url: str, process: psutil.Proc
         if args.py_spy:
             # Samples only the measured rounds; it pauses the process to sample, so CPU figures of a profiled run
             # are a little high.
-            spy = subprocess.Popen(
-                ["py-spy", "record", "--format", "raw", "-o", args.py_spy, "-p", str(process.pid)],
+            spy = await asyncio.create_subprocess_exec(
+                *["py-spy", "record", "--format", "raw", "-o", args.py_spy, "-p", str(process.pid)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -115,16 +115,17 @@ async def _measure(args: argparse.Namespace, base_url: str, process: psutil.Proc
             )
         if args.batches:
             members = args.batches * args.batch_size
-            before = _cpu_s(process)
-            codes = await _batches(client, 20_000_000, args.batches, args.batch_size)
-            cpu = _cpu_s(process) - before
-            _say(
-                f"batch subscribe        {args.batches} x {args.batch_size} members  {codes}  "
-                f"sim CPU {cpu * 1000 / args.batches:.2f} ms/request, {cpu * 1000 / members:.3f} ms/member"
-            )
+            for version, what in ((1, "new members"), (2, "changed members")):
+                before = _cpu_s(process)
+                codes = await _batches(client, 20_000_000, args.batches, args.batch_size, version)
+                cpu = _cpu_s(process) - before
+                _say(
+                    f"batch subscribe ({what})  {args.batches} x {args.batch_size}  {codes}  "
+                    f"sim CPU {cpu * 1000 / args.batches:.2f} ms/request, {cpu * 1000 / members:.3f} ms/member"
+                )
         if spy is not None:
             spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=30)
+            await asyncio.wait_for(spy.wait(), timeout=30)
 
 
 def main() -> int:
