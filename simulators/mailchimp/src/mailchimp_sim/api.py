@@ -5,10 +5,10 @@ from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from mailchimp_sim import domain
-from mailchimp_sim.context import Sim, account_id, get_sim
+from mailchimp_sim.context import Sim, sim_and_account
 from mailchimp_sim.errors import FieldError, invalid_resource, not_found
 from mailchimp_sim.schemas import (
     ALL_EVENTS,
@@ -25,8 +25,6 @@ from mailchimp_sim.store import Webhook
 from mailchimp_sim.views import audience_json, member_json, merge_field_json, project, webhook_json
 
 router = APIRouter(prefix="/3.0")
-SimDep = Annotated[Sim, Depends(get_sim)]
-AccountDep = Annotated[str, Depends(account_id)]
 Fields = Annotated[str | None, Query()]
 SkipMerge = Annotated[bool, Query()]
 
@@ -48,7 +46,8 @@ def _member_doc(sim: Sim, member: domain.Member) -> dict[str, Any]:
 
 
 @router.get("/", name="GET root")
-async def root(sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def root(request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     return {
         "account_id": account,
         "login_id": account,
@@ -71,13 +70,13 @@ async def ping() -> dict[str, str]:
 
 @router.get("/lists", name="GET lists")
 async def get_lists(
-    sim: SimDep,
-    account: AccountDep,
+    request: Request,
     count: int = 10,
     offset: int = 0,
     fields: Fields = None,
     exclude_fields: Fields = None,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     count, offset = _page(sim, count, offset)
     audiences = sim.store.audiences(account)
     doc = {
@@ -91,8 +90,12 @@ async def get_lists(
 
 @router.get("/lists/{list_id}", name="GET list")
 async def get_list(
-    list_id: str, sim: SimDep, account: AccountDep, fields: Fields = None, exclude_fields: Fields = None
+    list_id: str,
+    request: Request,
+    fields: Fields = None,
+    exclude_fields: Fields = None,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     audience = sim.service.audience(account, list_id)
     return project(audience_json(audience, sim.store.status_counts(list_id)), fields, exclude_fields)
 
@@ -101,11 +104,10 @@ async def get_list(
 async def batch_subscribe(
     list_id: str,
     request: Request,
-    sim: SimDep,
-    account: AccountDep,
     skip_merge_validation: SkipMerge = False,
     skip_duplicate_check: bool = False,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     batch = parse(BatchSubscribe, await _body(request))
     result = sim.service.batch(
@@ -130,8 +132,7 @@ async def batch_subscribe(
 @router.get("/lists/{list_id}/merge-fields", name="GET merge fields")
 async def get_merge_fields(
     list_id: str,
-    sim: SimDep,
-    account: AccountDep,
+    request: Request,
     count: int = 10,
     offset: int = 0,
     type: str | None = None,
@@ -139,6 +140,7 @@ async def get_merge_fields(
     fields: Fields = None,
     exclude_fields: Fields = None,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     count, offset = _page(sim, count, offset)
     matching = [
@@ -156,7 +158,8 @@ async def get_merge_fields(
 
 
 @router.post("/lists/{list_id}/merge-fields", name="POST merge field")
-async def add_merge_field(list_id: str, request: Request, sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def add_merge_field(list_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     body = await _body(request)
     if not isinstance(body, dict):
@@ -177,15 +180,15 @@ def _merge_field(sim: Sim, list_id: str, merge_id: int) -> domain.MergeField:
 
 
 @router.get("/lists/{list_id}/merge-fields/{merge_id}", name="GET merge field")
-async def get_merge_field(list_id: str, merge_id: int, sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def get_merge_field(list_id: str, merge_id: int, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     return merge_field_json(list_id, _merge_field(sim, list_id, merge_id))
 
 
 @router.patch("/lists/{list_id}/merge-fields/{merge_id}", name="PATCH merge field")
-async def update_merge_field(
-    list_id: str, merge_id: int, request: Request, sim: SimDep, account: AccountDep
-) -> dict[str, Any]:
+async def update_merge_field(list_id: str, merge_id: int, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     field = _merge_field(sim, list_id, merge_id)
     body = await _body(request)
@@ -206,7 +209,8 @@ async def update_merge_field(
 
 
 @router.delete("/lists/{list_id}/merge-fields/{merge_id}", name="DELETE merge field", status_code=204)
-async def delete_merge_field(list_id: str, merge_id: int, sim: SimDep, account: AccountDep) -> Response:
+async def delete_merge_field(list_id: str, merge_id: int, request: Request) -> Response:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     _merge_field(sim, list_id, merge_id)
     sim.store.delete_merge_field(list_id, merge_id)
@@ -219,8 +223,7 @@ async def delete_merge_field(list_id: str, merge_id: int, sim: SimDep, account: 
 @router.get("/lists/{list_id}/members", name="GET members")
 async def get_members(
     list_id: str,
-    sim: SimDep,
-    account: AccountDep,
+    request: Request,
     count: int = 10,
     offset: int = 0,
     status: str | None = None,
@@ -231,6 +234,7 @@ async def get_members(
     fields: Fields = None,
     exclude_fields: Fields = None,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     count, offset = _page(sim, count, offset)
     if status is not None and status not in (*domain.STATUSES, "archived"):
@@ -263,9 +267,8 @@ async def get_members(
 
 
 @router.post("/lists/{list_id}/members", name="POST member")
-async def add_member(
-    list_id: str, request: Request, sim: SimDep, account: AccountDep, skip_merge_validation: SkipMerge = False
-) -> dict[str, Any]:
+async def add_member(list_id: str, request: Request, skip_merge_validation: SkipMerge = False) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     body = parse(MemberWrite, await _body(request))
     member = sim.service.create(list_id, body, skip_merge_validation=skip_merge_validation, source="api")
@@ -274,8 +277,13 @@ async def add_member(
 
 @router.get("/lists/{list_id}/members/{key}", name="GET member")
 async def get_member(
-    list_id: str, key: str, sim: SimDep, account: AccountDep, fields: Fields = None, exclude_fields: Fields = None
+    list_id: str,
+    key: str,
+    request: Request,
+    fields: Fields = None,
+    exclude_fields: Fields = None,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     return project(_member_doc(sim, sim.service.member(list_id, key)), fields, exclude_fields)
 
@@ -285,10 +293,9 @@ async def set_member(
     list_id: str,
     key: str,
     request: Request,
-    sim: SimDep,
-    account: AccountDep,
     skip_merge_validation: SkipMerge = False,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     body = parse(MemberWrite, await _body(request))
     member = sim.service.upsert(list_id, key, body, skip_merge_validation=skip_merge_validation, source="api")
@@ -300,10 +307,9 @@ async def update_member(
     list_id: str,
     key: str,
     request: Request,
-    sim: SimDep,
-    account: AccountDep,
     skip_merge_validation: SkipMerge = False,
 ) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     body = parse(MemberWrite, await _body(request))
     member = sim.service.update(list_id, key, body, skip_merge_validation=skip_merge_validation, source="api")
@@ -311,21 +317,24 @@ async def update_member(
 
 
 @router.delete("/lists/{list_id}/members/{key}", name="DELETE member", status_code=204)
-async def archive_member(list_id: str, key: str, sim: SimDep, account: AccountDep) -> Response:
+async def archive_member(list_id: str, key: str, request: Request) -> Response:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     sim.service.archive(list_id, key, source="api")
     return Response(status_code=204)
 
 
 @router.post("/lists/{list_id}/members/{key}/actions/delete-permanent", name="POST delete permanent", status_code=204)
-async def delete_member_permanent(list_id: str, key: str, sim: SimDep, account: AccountDep) -> Response:
+async def delete_member_permanent(list_id: str, key: str, request: Request) -> Response:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     sim.service.delete_permanent(list_id, key, source="api")
     return Response(status_code=204)
 
 
 @router.post("/lists/{list_id}/members/{key}/tags", name="POST member tags", status_code=204)
-async def update_member_tags(list_id: str, key: str, request: Request, sim: SimDep, account: AccountDep) -> Response:
+async def update_member_tags(list_id: str, key: str, request: Request) -> Response:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     sim.service.update_tags(list_id, key, parse(TagsUpdate, await _body(request)))
     return Response(status_code=204)
@@ -348,7 +357,8 @@ def _webhook(sim: Sim, list_id: str, webhook_id: str) -> Webhook:
 
 
 @router.get("/lists/{list_id}/webhooks", name="GET webhooks")
-async def get_webhooks(list_id: str, sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def get_webhooks(list_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     hooks = sim.store.webhooks(list_id)
     return {
@@ -360,7 +370,8 @@ async def get_webhooks(list_id: str, sim: SimDep, account: AccountDep) -> dict[s
 
 
 @router.post("/lists/{list_id}/webhooks", name="POST webhook")
-async def create_webhook(list_id: str, request: Request, sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def create_webhook(list_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     body = parse(WebhookCreate, await _body(request))
     _check_url(body.url)
@@ -382,15 +393,15 @@ async def create_webhook(list_id: str, request: Request, sim: SimDep, account: A
 
 
 @router.get("/lists/{list_id}/webhooks/{webhook_id}", name="GET webhook")
-async def get_webhook(list_id: str, webhook_id: str, sim: SimDep, account: AccountDep) -> dict[str, Any]:
+async def get_webhook(list_id: str, webhook_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     return webhook_json(_webhook(sim, list_id, webhook_id))
 
 
 @router.patch("/lists/{list_id}/webhooks/{webhook_id}", name="PATCH webhook")
-async def update_webhook(
-    list_id: str, webhook_id: str, request: Request, sim: SimDep, account: AccountDep
-) -> dict[str, Any]:
+async def update_webhook(list_id: str, webhook_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     hook = _webhook(sim, list_id, webhook_id)
     body = parse(WebhookUpdate, await _body(request))
@@ -410,7 +421,8 @@ async def update_webhook(
 
 
 @router.delete("/lists/{list_id}/webhooks/{webhook_id}", name="DELETE webhook", status_code=204)
-async def delete_webhook(list_id: str, webhook_id: str, sim: SimDep, account: AccountDep) -> Response:
+async def delete_webhook(list_id: str, webhook_id: str, request: Request) -> Response:
+    sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     _webhook(sim, list_id, webhook_id)
     sim.store.delete_webhook(webhook_id)

@@ -6,16 +6,18 @@ import binascii
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailchimp_sim import api, sim_api
-from mailchimp_sim.context import Sim
+from mailchimp_sim.context import ACCOUNT_STATE_KEY, Sim
 from mailchimp_sim.controls import Controls, FaultRule, Stats
 from mailchimp_sim.errors import ERROR_DOC_URL, INVALID_RESOURCE_DETAIL, ApiError, FieldError
 from mailchimp_sim.seed import seed
@@ -98,15 +100,20 @@ def authenticate(store: Store, authorization: str | None, host: str | None) -> s
     return account
 
 
-def route_name(request: Request) -> str:
+# (path regex, methods, name) of every /3.0 route, matched by hand: Starlette's Route.matches also builds a child
+# scope and converts parameters for each route it tries, which cost more than the regexes themselves.
+_ROUTE_TABLE = [(r.path_regex, r.methods, r.name) for r in api.router.routes if isinstance(r, APIRoute)]
+
+
+def route_name(method: str, path: str) -> str:
     """The name of the /3.0 route a request will hit, decided before routing (controls are per route)."""
     partial = None
-    for route in api.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "name", "unknown"))
-        if match == Match.PARTIAL and partial is None:
-            partial = str(getattr(route, "name", "unknown"))
+    for regex, methods, name in _ROUTE_TABLE:
+        if regex.match(path):
+            if not methods or method in methods:
+                return name
+            if partial is None:
+                partial = name
     return partial or "unmatched"
 
 
@@ -181,39 +188,73 @@ def create_app(settings: SimSettings | None = None) -> FastAPI:
         errors = [FieldError(".".join(str(p) for p in e["loc"][1:]), str(e["msg"])) for e in error.errors()]
         return problem(ApiError(400, "Invalid Resource", INVALID_RESOURCE_DETAIL, errors))
 
-    @app.middleware("http")
-    async def gateway(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if not request.url.path.startswith(API_PREFIX):
-            return await call_next(request)
-        route = route_name(request)
-        response = await _through_gateway(sim, request, route, call_next)
-        sim.stats.record(route, response.status_code)
-        return response
-
+    app.add_middleware(Gateway, sim=sim)
     return app
 
 
-async def _through_gateway(
-    sim: Sim, request: Request, route: str, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    try:
-        account = authenticate(sim.store, request.headers.get("authorization"), request.headers.get("host"))
-    except ApiError as error:
-        return problem(error)
-    if not sim.stats.enter(account):
-        return problem(ApiError(429, "TooManyRequests", "You have exceeded the limit of 10 simultaneous connections."))
-    try:
-        latency = sim.controls.latency_ms(route)
-        if latency:
-            await asyncio.sleep(latency / 1000)
-        fault = sim.controls.take_fault(route)
-        if fault is not None:
-            return await fault_response(fault)
-        trigger = request.headers.get("x-trigger-error")
-        if trigger:
-            status, title = _TRIGGERABLE.get(trigger, (400, trigger))
-            return problem(ApiError(status, title, f"Triggered by X-Trigger-Error: {trigger}."))
-        request.state.account_id = account
-        return await call_next(request)
-    finally:
-        sim.stats.leave(account)
+class Gateway:
+    """What Mailchimp does before a ``/3.0`` route runs: auth, the per-account in-flight limit, then the injected
+    latency and faults; every answer is counted per route in the stats.
+
+    A plain ASGI middleware rather than ``@app.middleware("http")``: that one wraps each request in extra tasks and
+    memory streams, which cost more CPU than most of the simulator's routes.
+    """
+
+    def __init__(self, app: ASGIApp, sim: Sim) -> None:
+        self._app = app
+        self._sim = sim
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+            await self._app(scope, receive, send)
+            return
+        route = route_name(scope["method"], scope["path"])
+        status = 500
+
+        async def counted_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._through_gateway(scope, receive, counted_send, route)
+        finally:
+            self._sim.stats.record(route, status)
+
+    async def _through_gateway(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        sim = self._sim
+        headers = Headers(scope=scope)
+        try:
+            account = authenticate(sim.store, headers.get("authorization"), headers.get("host"))
+        except ApiError as error:
+            await problem(error)(scope, receive, send)
+            return
+        if not sim.stats.enter(account):
+            too_many = ApiError(429, "TooManyRequests", "You have exceeded the limit of 10 simultaneous connections.")
+            await problem(too_many)(scope, receive, send)
+            return
+        try:
+            response = await _injected(sim, route, headers)
+            if response is not None:
+                await response(scope, receive, send)
+                return
+            scope.setdefault("state", {})[ACCOUNT_STATE_KEY] = account
+            await self._app(scope, receive, send)
+        finally:
+            sim.stats.leave(account)
+
+
+async def _injected(sim: Sim, route: str, headers: Headers) -> Response | None:
+    """Latency, then an injected fault or an ``X-Trigger-Error`` answer, if any."""
+    latency = sim.controls.latency_ms(route)
+    if latency:
+        await asyncio.sleep(latency / 1000)
+    fault = sim.controls.take_fault(route)
+    if fault is not None:
+        return await fault_response(fault)
+    trigger = headers.get("x-trigger-error")
+    if trigger:
+        status, title = _TRIGGERABLE.get(trigger, (400, trigger))
+        return problem(ApiError(status, title, f"Triggered by X-Trigger-Error: {trigger}."))
+    return None

@@ -21,12 +21,18 @@ class Sim:
     stats: Stats
 
 
-def get_sim(request: Request) -> Sim:
+ACCOUNT_STATE_KEY = "account_id"
+
+
+# ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread, and that hop cost more than the request.
+async def get_sim(request: Request) -> Sim:
     sim: Sim = request.app.state.sim
     return sim
 
 
-def account_id(request: Request) -> str:
-    """Set by the gateway middleware once the API key checked out."""
-    value: str = request.state.account_id
-    return value
+def sim_and_account(request: Request) -> tuple[Sim, str]:
+    """For /3.0 routes: the wiring and the account the gateway authenticated. Read from the request rather than
+    through ``Depends``, whose per-request resolution cost about 5% of a member write."""
+    sim: Sim = request.app.state.sim
+    account: str = request.scope["state"][ACCOUNT_STATE_KEY]
+    return sim, account

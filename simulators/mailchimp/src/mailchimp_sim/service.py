@@ -48,11 +48,42 @@ def _blank(field: str) -> ApiError:
     return invalid_resource(errors=[FieldError(field, "This value should not be blank.")])
 
 
+def _contact_exists(email: str) -> dict[str, str]:
+    return {
+        "email_address": email,
+        "error": f"{email} is already a list member, do you want to update? "
+        "please provide update_existing:true in the request body",
+        "error_code": "ERROR_CONTACT_EXISTS",
+        "field": "email_address",
+        "field_message": "This contact already exists.",
+    }
+
+
+def _generic_error(email: str, error: ApiError) -> dict[str, str]:
+    """Any other per-member failure, with the first field error (Mailchimp's ``field``/``field_message``)."""
+    first = error.errors[0] if error.errors else None
+    return {
+        "email_address": email,
+        "error": error.detail,
+        "error_code": "ERROR_GENERIC",
+        "field": first.field if first else "",
+        "field_message": first.message if first else "",
+    }
+
+
 class AudienceService:
     def __init__(self, store: Store, settings: SimSettings, notify: Callable[[Change], None]) -> None:
         self._store = store
         self._settings = settings
         self._notify = notify
+        # While a batch runs: its changes, announced only once the batch's one transaction has committed.
+        self._deferred: list[Change] | None = None
+
+    def _emit(self, change: Change) -> None:
+        if self._deferred is None:
+            self._notify(change)
+        else:
+            self._deferred.append(change)
 
     # --- lookups ---
 
@@ -142,14 +173,14 @@ class AudienceService:
         archived = replace(member, archived=True, last_changed=now())
         with self._store.transaction():
             self._store.save_member(archived)
-        self._notify(Change(list_id, member, None, source))
+        self._emit(Change(list_id, member, None, source))
 
     def delete_permanent(self, list_id: str, key: str, source: WebhookSource) -> None:
         member = self.member(list_id, key)
         with self._store.transaction():
             self._store.delete_member(list_id, member.id)
             self._store.forget(list_id, member.id)
-        self._notify(Change(list_id, _active(member), None, source))
+        self._emit(Change(list_id, _active(member), None, source))
 
     def set_status(
         self, list_id: str, key: str, status: Literal["unsubscribed", "cleaned"], reason: str, source: WebhookSource
@@ -163,7 +194,7 @@ class AudienceService:
         changed = replace(member, status=status, last_changed=now(), unsubscribe_reason=reason)
         with self._store.transaction():
             self._store.save_member(changed)
-        self._notify(Change(list_id, member, changed, source, reason))
+        self._emit(Change(list_id, member, changed, source, reason))
         return changed
 
     def update_tags(self, list_id: str, key: str, update: TagsUpdate) -> None:
@@ -198,41 +229,33 @@ class AudienceService:
         updated: list[Member] = []
         errors: list[dict[str, str]] = []
         seen: set[str] = set()
-        for raw in request.members:
-            email = str(raw.get("email_address") or "")
-            try:
-                body = parse(MemberWrite, raw)
-                email = self._email(body)
-                member_id = domain.subscriber_hash(email)
-                if skip_duplicate_check and member_id in seen:
-                    continue
-                seen.add(member_id)
-                existing = _active(self._store.member(list_id, member_id))
-                if existing is not None and not request.update_existing:
-                    errors.append(
-                        {
-                            "email_address": email,
-                            "error": f"{email} is already a list member, do you want to update? "
-                            "please provide update_existing:true in the request body",
-                            "error_code": "ERROR_CONTACT_EXISTS",
-                            "field": "email_address",
-                            "field_message": "This contact already exists.",
-                        }
-                    )
-                    continue
-                saved = self._put(list_id, email, body, skip_merge_validation, source, allow_update=True)
-                (updated if existing is not None else created).append(saved)
-            except ApiError as error:
-                first = error.errors[0] if error.errors else None
-                errors.append(
-                    {
-                        "email_address": email,
-                        "error": error.detail,
-                        "error_code": "ERROR_GENERIC",
-                        "field": first.field if first else "",
-                        "field_message": first.message if first else "",
-                    }
-                )
+        # One transaction for the whole call (not one commit per member); webhooks go out after it commits, in
+        # member order, exactly as the same writes made one PUT at a time would fire them.
+        self._deferred = []
+        try:
+            with self._store.transaction():
+                for raw in request.members:
+                    email = str(raw.get("email_address") or "")
+                    try:
+                        body = parse(MemberWrite, raw)
+                        email = self._email(body)
+                        member_id = domain.subscriber_hash(email)
+                        if skip_duplicate_check and member_id in seen:
+                            continue
+                        seen.add(member_id)
+                        existing = _active(self._store.member(list_id, member_id))
+                        if existing is not None and not request.update_existing:
+                            errors.append(_contact_exists(email))
+                            continue
+                        saved = self._put(list_id, email, body, skip_merge_validation, source, allow_update=True)
+                        (updated if existing is not None else created).append(saved)
+                    except ApiError as error:
+                        errors.append(_generic_error(email, error))
+            changes = self._deferred
+        finally:
+            self._deferred = None
+        for change in changes:
+            self._notify(change)
         return {
             "new_members": created,
             "updated_members": updated,
@@ -291,7 +314,7 @@ class AudienceService:
         member = replace(member, archived=False, last_changed=moment)
         with self._store.transaction():
             self._store.save_member(member)
-        self._notify(Change(list_id, None, member, source))
+        self._emit(Change(list_id, None, member, source))
         return member
 
     def _update_existing(
@@ -316,7 +339,7 @@ class AudienceService:
             return existing
         with self._store.transaction():
             self._store.save_member(member, previous_id=existing.id)
-        self._notify(Change(list_id, existing, member, source))
+        self._emit(Change(list_id, existing, member, source))
         return member
 
     def _apply(

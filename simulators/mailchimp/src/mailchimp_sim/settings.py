@@ -49,3 +49,5 @@ class SimSettings(BaseSettings):
     batch_max_members: int = 500
     max_page_count: int = 1000
     uvicorn_graceful_shutdown_s: float = 2.0
+    # One log line per request cost more CPU than a member write; /_sim/stats counts requests instead.
+    access_log: bool = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from mailchimp_sim.app import route_name
 from mailchimp_sim.controls import ControlRequest, Controls, Stats
 from mailchimp_sim.views import project
 
@@ -68,3 +69,20 @@ def test_fields_and_exclude_fields_projection() -> None:
     assert project(doc, "members.id,total_items", None) == {"members": [{"id": "a"}], "total_items": 1}
     assert project(doc, None, "members.merge_fields,total_items") == {"members": [{"id": "a", "email_address": "x"}]}
     assert project(doc, "members", None) == {"members": doc["members"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "name"),
+    [
+        ("PUT", "/3.0/lists/a1b2c3d4e5/members/0123456789abcdef0123456789abcdef", "PUT member"),
+        ("POST", "/3.0/lists/a1b2c3d4e5", "POST batch subscribe"),
+        ("GET", "/3.0/lists/a1b2c3d4e5", "GET list"),
+        ("POST", "/3.0/lists/a1b2c3d4e5/members/x%40example.com/actions/delete-permanent", "POST delete permanent"),
+        ("GET", "/3.0/lists", "GET lists"),
+        ("DELETE", "/3.0/lists", "GET lists"),
+        ("GET", "/3.0/nowhere", "unmatched"),
+    ],
+)
+def test_route_names_are_known_before_routing(method: str, path: str, name: str) -> None:
+    """Controls and stats are keyed by these names; a wrong method still names the path's route (a 405)."""
+    assert route_name(method, path) == name
