@@ -255,7 +255,8 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         "",
         f"Tandem statuses: {tp.get('statuses')}. Mailchimp requests per change: "
         f"{_fmt(tp.get('mailchimp_requests_per_change'), '.2f')} (Tandem), "
-        f"{_fmt(naive.get('mailchimp_requests_per_change'), '.2f')} (naive); 429s: "
+        f"{_fmt(naive.get('mailchimp_requests_per_change'), '.2f')} (naive); members per Tandem request: "
+        f"{_fmt(tp.get('members_per_request'), '.2f')}; 429s: "
         f"{_fmt(tp.get('responses_429'), 'd')} (Tandem), {_fmt(naive.get('responses_429'), 'd')} (naive).",
         "",
         "## Latency at fixed rates (zero simulator latency)",
@@ -270,16 +271,19 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
     lines += ["## Mailchimp connection budget (simulator latency 150 ms, backlog)", ""]
     if tb or nb:
         lines += [
-            "Budget = achieved successful requests/s ÷ (10 connections ÷ 0.15 s = 66.7 requests/s).",
+            "Budget = achieved successful requests/s ÷ (10 connections ÷ 0.15 s = 66.7 requests/s). A request is a "
+            "member PUT or a batch subscribe (Tandem's writer batches a backlog); members/s counts the contacts "
+            "those requests wrote.",
             "",
-            "| System | Changes | Successful writes | Writes/s | Budget use | 429s | Peak in flight |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| System | Changes | Successful requests | Requests/s | Budget use | Members/s | 429s | Peak in flight |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for label, b in (("Tandem", tb), ("naive direct sync", nb)):
             if b:
                 lines.append(
                     f"| {label} | {_fmt(b.get('changes'), ',d')} | {_fmt(b.get('successful_writes'), ',d')} | "
                     f"{_fmt(b.get('writes_per_s'))} | {_fmt(b.get('budget_use'), '.1%')} | "
+                    f"{_fmt(b.get('members_per_s') or b.get('writes_per_s'))} | "
                     f"{_fmt(b.get('responses_429'), ',d')} | {_fmt(b.get('peak_in_flight'), 'd')} |"
                 )
     else:

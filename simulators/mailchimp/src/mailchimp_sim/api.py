@@ -117,6 +117,7 @@ async def batch_subscribe(
         skip_duplicate_check=skip_duplicate_check,
         source="api",
     )
+    sim.stats.members_written("POST batch subscribe", len(result["new_members"]) + len(result["updated_members"]))
     definitions = sim.store.merge_fields(list_id)
     return {
         **result,
@@ -299,6 +300,7 @@ async def set_member(
     sim.service.audience(account, list_id)
     body = parse(MemberWrite, await _body(request))
     member = sim.service.upsert(list_id, key, body, skip_merge_validation=skip_merge_validation, source="api")
+    sim.stats.members_written("PUT member", 1)
     return _member_doc(sim, member)
 
 

@@ -94,6 +94,9 @@ class Stats:
         self._in_flight: Counter[str] = Counter()
         self._peak: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
+        # Members written, by route: a batch subscribe writes many in one request, and a benchmark counts how
+        # often each contact was written, not only how many requests carried the writes.
+        self._members_written: Counter[str] = Counter()
 
     def enter(self, account_id: str) -> bool:
         """Claims an in-flight slot; False (and nothing claimed) when the account is at its limit."""
@@ -110,8 +113,12 @@ class Stats:
     def record(self, route: str, status: int) -> None:
         self._by_route[route][status] += 1
 
+    def members_written(self, route: str, count: int) -> None:
+        self._members_written[route] += count
+
     def reset(self) -> None:
         self._by_route.clear()
+        self._members_written.clear()
         self._peak.clear()
         self._rejected.clear()
         # In-flight counts are live requests, not history: they survive a reset.
@@ -128,6 +135,7 @@ class Stats:
                 for route, counts in sorted(self._by_route.items())
             },
             "status_totals": {str(code): n for code, n in sorted(totals.items())},
+            "members_written": dict(sorted(self._members_written.items())),
             "responses_429": totals[429],
             "concurrency_rejections": sum(self._rejected.values()),
             "accounts": {

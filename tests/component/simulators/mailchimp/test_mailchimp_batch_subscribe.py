@@ -198,6 +198,16 @@ def test_a_batch_is_one_request_in_the_stats(sdk: Any, sim: httpx.Client) -> Non
     assert stats["accounts"]["tandemdemo"]["peak_in_flight"] == 1
 
 
+def test_stats_count_members_written_by_each_route(api: httpx.Client, sim: httpx.Client) -> None:
+    members = [{"email_address": f"w{i}@example.com", "status_if_new": "subscribed"} for i in range(5)]
+    members.append({"email_address": "not-an-address", "status_if_new": "subscribed"})
+    result = batch(api, members)
+    assert result["error_count"] == 1
+    assert put(api, "w0@example.com", status_if_new="subscribed").status_code == 200
+    written = sim.get("/_sim/stats").json()["members_written"]
+    assert written == {"POST batch subscribe": 5, "PUT member": 1}, "a member in error is not written"
+
+
 async def test_a_batch_holds_one_in_flight_slot_of_ten(sim_server: SimServer, sim: httpx.Client) -> None:
     controls = {"route": "*", "latency_ms": 1500}
     (await asyncio.to_thread(sim.post, "/_sim/controls", json=controls)).raise_for_status()
