@@ -16,8 +16,10 @@ from enum import StrEnum
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from tandem_shared.contracts import SyncCommand
+from tandem_shared.sync_state import SyncStateStore
 
 DAY_S = 24 * 60 * 60
 
@@ -80,7 +82,9 @@ class Claim:
 class IdempotencyStore(Protocol):
     async def claim(self, command: SyncCommand, token: str) -> Claim: ...
 
-    async def mark_done(self, command: SyncCommand, token: str) -> None: ...
+    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+        """Records the command as applied; with `state`, also what the target now holds (`record_written`)."""
+        ...
 
     async def release(self, command: SyncCommand, token: str) -> None: ...
 
@@ -144,12 +148,26 @@ class RedisIdempotencyStore:
             return Claim(ClaimState.BUSY, wait_s=(pttl if pttl > 0 else self._inflight_ms) / 1000)
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
-    async def mark_done(self, command: SyncCommand, token: str) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+        # One round trip for both records of a successful write: they were two, per command. Not a transaction
+        # (the keys are in different cluster slots); each part is idempotent, so a failed execute is simply repeated.
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
-        await self._done(
-            keys=list(redis_keys(command)),
-            args=[token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms],
-        )
+        args: list[str | int] = [token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms]
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self._done.sha, 3, *redis_keys(command), *args)
+            if state is not None:
+                state.record_written_into(pipe, command)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                # Redis restarted and lost its scripts: load them, then once more.
+                await self._redis.script_load(_DONE)
+                if state is not None:
+                    await state.load_scripts()
 
     async def release(self, command: SyncCommand, token: str) -> None:
         await self._release(keys=list(redis_keys(command)), args=[token])
