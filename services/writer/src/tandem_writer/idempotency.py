@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import NoScriptError
 
 from tandem_shared.contracts import SyncCommand
@@ -130,8 +130,19 @@ class RedisIdempotencyStore:
         inflight_ttl_s: float = 120.0,
         idempotency_ttl_s: int = 7 * DAY_S,
         contact_marker_ttl_s: int = 35 * DAY_S,
+        max_connections: int = 32,
     ) -> RedisIdempotencyStore:
-        client = Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # Hundreds of commands in hand at once would each open a connection, beyond the default pool of 100 (which
+        # then fails the call): past `max_connections` a call waits for a free connection instead.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=20,
+            decode_responses=True,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+        )
+        client = Redis(connection_pool=pool)
         return cls(
             client,
             inflight_ttl_s=inflight_ttl_s,

@@ -276,18 +276,19 @@ class MailchimpTarget:
             and email_key(old_email) != email_key(body["email_address"])
         ):
             return await self._change_email(account, audience, old_email, body)
-        if command.operation is Operation.UPSERT and self._batch_max > 1 and batchable(body):
-            return await self._queued_upsert(account, audience, body)
-        return await self._upsert(account, audience, body)
+        return await self._queued_upsert(account, audience, body, alone=command.operation is not Operation.UPSERT)
 
     async def _upsert(self, account: Account, audience: str, body: dict[str, Any], note: str = "") -> WriteOutcome:
         email = body["email_address"]
         result = await self._call(account, "PUT", _member_path(audience, email), body)
         return _upserted(result, email, note)
 
-    async def _queued_upsert(self, account: Account, audience: str, body: dict[str, Any]) -> WriteOutcome:
+    async def _queued_upsert(
+        self, account: Account, audience: str, body: dict[str, Any], *, alone: bool = False
+    ) -> WriteOutcome:
         queue = self._queues.setdefault((account.semaphore, audience), _AudienceQueue())
-        item = _Queued(body, asyncio.get_running_loop().create_future())
+        # Queued even when it cannot share a batch: only senders wait for a slot, however many commands are in hand.
+        item = _Queued(body, asyncio.get_running_loop().create_future(), alone=alone or not batchable(body))
         queue.pending.append(item)
         self._ensure_sender(account, audience, queue)
         try:
