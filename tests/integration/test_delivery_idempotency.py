@@ -18,6 +18,7 @@ from tandem_shared.contracts import (
     fingerprint,
     idempotency_key,
 )
+from tandem_shared.sync_state import SyncStateStore, field_digest
 from tandem_writer.idempotency import ClaimState, RedisIdempotencyStore, redis_keys
 
 pytestmark = pytest.mark.integration
@@ -112,3 +113,30 @@ async def test_one_contact_is_written_by_one_command_at_a_time_and_remembers_its
     await store.mark_done(older, "w2")
     third = command(instance_id, "Third", NOW + timedelta(seconds=30))
     assert (await store.claim(third, "w3")).last_applied == newer.source_occurred_at, "the marker only moves forward"
+
+
+async def test_marking_done_with_the_sync_state_records_both_and_survives_redis_losing_its_scripts(
+    store: RedisIdempotencyStore, instance_id: str, redis_url: str
+) -> None:
+    state = SyncStateStore.from_url(redis_url)
+    try:
+        first, renamed = command(instance_id, "Ada"), command(instance_id, "Augusta", NOW + timedelta(seconds=1))
+        assert (await store.claim(first, "w1")).state is ClaimState.CLAIMED
+        await store.mark_done(first, "w1", state=state)
+        assert await store.applied_at(first) is not None
+        held = await state.load(instance_id, System.MAILCHIMP, "ada@example.com")
+        assert held is not None
+        assert held.fields["FNAME"].digest == field_digest("Ada")
+        assert held.last_origin == "written"
+
+        # A restarted Redis has no scripts loaded: the pipeline loads them and goes again.
+        await store._redis.script_flush()
+        assert (await store.claim(renamed, "w2")).state is ClaimState.CLAIMED
+        await store._redis.script_flush()
+        await store.mark_done(renamed, "w2", state=state)
+        assert await store.applied_at(renamed) is not None
+        held = await state.load(instance_id, System.MAILCHIMP, "ada@example.com")
+        assert held is not None and held.fields["FNAME"].digest == field_digest("Augusta")
+        assert (await store.claim(command(instance_id, "Other"), "w3")).state is ClaimState.CLAIMED, "lock released"
+    finally:
+        await state.close()

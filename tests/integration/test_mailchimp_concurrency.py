@@ -111,6 +111,37 @@ async def test_two_replicas_sharing_redis_never_cause_a_429(
     assert observed["requests"]["PUT member"] == {"200": 2 * WRITES_PER_REPLICA}
 
 
+async def test_two_batching_replicas_sharing_redis_stay_within_10_connections_in_fewer_requests(
+    sim: httpx.AsyncClient, instance: InstanceConfig, redis_url: str
+) -> None:
+    # Every route slow, batches included: slots stay taken and upserts queue up behind them.
+    (await sim.post("/_sim/controls", json={"route": "*", "latency_ms": 200})).raise_for_status()
+    prefix = f"test:{uuid.uuid4().hex}:"
+    replicas = [MailchimpTarget(limiter=limiter(redis_url, prefix), timeout_s=30, batch_max=20) for _ in range(2)]
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                replica.write(command(f"batched-{n}-{i}@example.com"), instance)
+                for i in range(4 * WRITES_PER_REPLICA)
+                for n, replica in enumerate(replicas)
+            )
+        )
+    finally:
+        for replica in replicas:
+            await replica.close()
+    assert [o.error for o in outcomes if not o.ok] == []
+    assert all(o.response is not None and o.response["email_address"].startswith("batched-") for o in outcomes)
+    assert len({o.response["id"] for o in outcomes if o.response is not None}) == len(outcomes)
+    observed = await stats(sim)
+    assert observed["responses_429"] == 0
+    assert observed["concurrency_rejections"] == 0
+    assert observed["accounts"]["tandemdemo"]["peak_in_flight"] <= 10
+    requests = observed["requests"]
+    assert requests["POST batch subscribe"]["200"] >= 2
+    sent = sum(sum(counts.values()) for route, counts in requests.items() if not route.startswith("GET"))
+    assert sent < len(outcomes)
+
+
 async def test_control_replicas_limiting_only_themselves_do_cause_429s(
     sim: httpx.AsyncClient, instance: InstanceConfig, redis_url: str
 ) -> None:

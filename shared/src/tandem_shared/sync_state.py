@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from tandem_shared.contracts import (
     Operation,
@@ -319,3 +320,42 @@ class SyncStateStore:
             source_ts_ms=ts_ms(command.source_occurred_at),
             origin="written",
         )
+
+    def record_written_into(self, pipe: Pipeline, command: SyncCommand) -> None:
+        """`record_written` queued on the caller's pipeline, so it shares one round trip with the caller's own
+        commands. Sent as EVALSHA: when Redis answers NOSCRIPT (it restarted), `load_scripts` and execute again."""
+        written = self._written(command)
+        if written is None:
+            return
+        move, merge = written
+        if move is not None:
+            pipe.evalsha(self._move.sha, 2, *move)
+        pipe.evalsha(self._merge.sha, 1, merge[0], *merge[1])
+
+    async def load_scripts(self) -> None:
+        for script in (self._merge, self._move):
+            await self._redis.script_load(script.script)
+
+    def _written(self, command: SyncCommand) -> tuple[tuple[str, str] | None, tuple[str, list[str | int]]] | None:
+        """(the keys of an address move or None, the merge's key and arguments) that record a write."""
+        email = payload_email(command.target, command.payload) or command.identity.email
+        if email is None:
+            return None
+        old = command.identity.old_email
+        move = None
+        if command.operation is Operation.CHANGE_EMAIL and old and email_key(old) != email_key(email):
+            move = (
+                state_key(command.instance_id, command.target, old),
+                state_key(command.instance_id, command.target, email),
+            )
+        digests = {name: field_digest(v) for name, v in payload_content(command.target, command.payload).items()}
+        args: list[str | int] = [
+            ts_ms(command.source_occurred_at),
+            "written",
+            self._ttl_s,
+            self._clock(),
+            self._recent_window_ms,
+        ]
+        for name, digest in digests.items():
+            args.extend((name, digest))
+        return move, (state_key(command.instance_id, command.target, email), args)

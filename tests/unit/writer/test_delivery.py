@@ -120,7 +120,7 @@ class FakeStore:
         self.locks[self.contact(cmd)] = token
         return Claim(ClaimState.CLAIMED, last_applied=self.applied.get(self.contact(cmd)))
 
-    async def mark_done(self, cmd: SyncCommand, token: str) -> None:
+    async def mark_done(self, cmd: SyncCommand, token: str, *, state: object = None) -> None:
         self.keys[cmd.idempotency_key] = "done"
         latest = self.applied.get(self.contact(cmd))
         if latest is None or cmd.source_occurred_at > latest:

@@ -279,11 +279,8 @@ class Delivery:
 
         outcome = await self._write(target, command, instance)
         if outcome.ok:
-            await self._durably("mark applied", lambda: self._store.mark_done(command, token))
-            state = self._state
-            if state is not None:
-                # What the target now holds: the mapper's change detection and echo suppression read it.
-                await self._durably("record what the target holds", lambda: state.record_written(command))
+            # Applied, and what the target now holds (the mapper's change detection and echo suppression read it).
+            await self._durably("mark applied", lambda: self._store.mark_done(command, token, state=self._state))
             await self._trace(
                 step.finish(
                     TraceStatus.SUCCEEDED,

@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import NoScriptError
 
 from tandem_shared.contracts import SyncCommand
+from tandem_shared.sync_state import SyncStateStore
 
 DAY_S = 24 * 60 * 60
 
@@ -80,7 +82,9 @@ class Claim:
 class IdempotencyStore(Protocol):
     async def claim(self, command: SyncCommand, token: str) -> Claim: ...
 
-    async def mark_done(self, command: SyncCommand, token: str) -> None: ...
+    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+        """Records the command as applied; with `state`, also what the target now holds (`record_written`)."""
+        ...
 
     async def release(self, command: SyncCommand, token: str) -> None: ...
 
@@ -126,8 +130,19 @@ class RedisIdempotencyStore:
         inflight_ttl_s: float = 120.0,
         idempotency_ttl_s: int = 7 * DAY_S,
         contact_marker_ttl_s: int = 35 * DAY_S,
+        max_connections: int = 32,
     ) -> RedisIdempotencyStore:
-        client = Redis.from_url(url, decode_responses=True, socket_timeout=5.0, socket_connect_timeout=5.0)
+        # Hundreds of commands in hand at once would each open a connection, beyond the default pool of 100 (which
+        # then fails the call): past `max_connections` a call waits for a free connection instead.
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=20,
+            decode_responses=True,
+            socket_timeout=5.0,
+            socket_connect_timeout=5.0,
+        )
+        client = Redis(connection_pool=pool)
         return cls(
             client,
             inflight_ttl_s=inflight_ttl_s,
@@ -144,12 +159,26 @@ class RedisIdempotencyStore:
             return Claim(ClaimState.BUSY, wait_s=(pttl if pttl > 0 else self._inflight_ms) / 1000)
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
-    async def mark_done(self, command: SyncCommand, token: str) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+        # One round trip for both records of a successful write: they were two, per command. Not a transaction
+        # (the keys are in different cluster slots); each part is idempotent, so a failed execute is simply repeated.
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
-        await self._done(
-            keys=list(redis_keys(command)),
-            args=[token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms],
-        )
+        args: list[str | int] = [token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms]
+        for attempt in (1, 2):
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.evalsha(self._done.sha, 3, *redis_keys(command), *args)
+            if state is not None:
+                state.record_written_into(pipe, command)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                # Redis restarted and lost its scripts: load them, then once more.
+                await self._redis.script_load(_DONE)
+                if state is not None:
+                    await state.load_scripts()
 
     async def release(self, command: SyncCommand, token: str) -> None:
         await self._release(keys=list(redis_keys(command)), args=[token])

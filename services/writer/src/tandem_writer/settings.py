@@ -26,6 +26,9 @@ class WriterSettings(CommonSettings):
     mailchimp_slot_wait_s: float = 60.0
     # Mailchimp may keep working on a request we timed out on for up to 120 s; its slot stays taken that long.
     mailchimp_timed_out_slot_hold_s: float = 120.0
+    # Upserts to one audience queued behind busy connections go out together as one batch subscribe of at most
+    # this many members (Mailchimp takes up to 500); 1 sends every upsert as its own PUT.
+    mailchimp_batch_max: int = Field(default=200, ge=1, le=500)
     # Delay before each retry of a transiently failed write; attempts in all = len + 1. JSON in the environment:
     # TANDEM_WRITER_RETRY_DELAYS_S='[1,2,4,8,16]'.
     retry_delays_s: list[float] = Field(default_factory=lambda: [10.0, 60.0, 300.0, 1800.0, 7200.0])
@@ -40,7 +43,9 @@ class WriterSettings(CommonSettings):
     shutdown_grace_s: float = 35.0
     # Records of tandem.commands one partition worker has in hand at once, never two of one contact: a write waiting
     # on a vendor no longer holds up the partition's other contacts. Retry tiers keep one (they wait until due).
-    partition_concurrency: int = 4
+    # Enough in hand that a backlog fills Mailchimp batches; waiting writes cost no Redis polling (only one sender
+    # per connection slot waits on the limiter) and little memory (`max_buffered_per_partition` bounds the fetch).
+    partition_concurrency: int = 48
     # A contact's next write to a target starts no sooner than this after its previous one; the changes that arrive
     # meanwhile are folded into that next write. 0 writes every change as soon as its contact is free.
     contact_write_interval_s: float = 1.0
