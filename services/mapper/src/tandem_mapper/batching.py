@@ -4,6 +4,10 @@ A batch is decided in rounds: every change of a round is decided against the sta
 round, and the round's state updates are applied before the next round loads. Two changes that could read or
 write the same state (one contact's, one address's, one accessplanit user's address) go to different rounds, in
 the order they came in, so each is decided against the state the earlier one left, as if one by one.
+
+What an accessplanit user's last address was before the batch is known only once it is read; a change of the
+batch about that old address may then share a round with the user's email change, as changes with different
+keys on different partitions are decided concurrently anyway (their writes still apply in batch order).
 """
 
 from __future__ import annotations
@@ -32,8 +36,18 @@ def rounds(events: Sequence[ChangeEvent]) -> list[list[int]]:
     with (round 0 when none), so rounds keep each contact's changes in batch order."""
     last_round: dict[str, int] = {}
     by_round: list[list[int]] = []
+    # An accessplanit change reads its user's last address, which an earlier change of the batch may have set:
+    # that address's state moves on an email change.
+    user_address: dict[str, str] = {}
     for position, event in enumerate(events):
         tokens = contact_tokens(event)
+        user = event.identity.accessplanit_user_id
+        if user:
+            user_token = f"user:{event.instance_id}:{user}"
+            if user_token in user_address:
+                tokens.add(user_address[user_token])
+            if address := event_email(event):
+                user_address[user_token] = f"email:{event.instance_id}:{email_key(address)}"
         index = 1 + max((last_round[t] for t in tokens if t in last_round), default=-1)
         for token in tokens:
             last_round[token] = index
