@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
 from support.topics import read_all, wait_for_records
@@ -92,6 +93,7 @@ class MapperHarness:
     state: SyncStateStore
     publisher: KafkaBroker
     ids: set[str]
+    group_id: str
     instances: dict[str, InstanceConfig] = field(default_factory=dict)
 
     async def put(self, instance: InstanceConfig) -> InstanceConfig:
@@ -131,6 +133,24 @@ class MapperHarness:
     async def commands(self, instance_id: str) -> list[SyncCommand]:
         return await read_all(self.kafka, COMMANDS, SyncCommand, where=lambda c: c.instance_id == instance_id)
 
+    async def committed(self) -> dict[TopicPartition, int]:
+        """The mapper group's committed offsets on `tandem.changes`."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(self.group_id)
+        finally:
+            await admin.close()
+        return {tp: meta.offset for tp, meta in offsets.items() if tp.topic == CHANGES}
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka)
+        await consumer.start()
+        try:
+            return dict(await consumer.end_offsets(await partitions_of(self.kafka, CHANGES)))
+        finally:
+            await consumer.stop()
+
 
 async def start_group_at_end(kafka: str, group_id: str, topic: str) -> None:
     """Commit the topic's current end for a new consumer group, so it reads only what is published from now on
@@ -147,7 +167,9 @@ async def start_group_at_end(kafka: str, group_id: str, topic: str) -> None:
 
 
 @asynccontextmanager
-async def running_mapper(kafka: str, redis: str) -> AsyncIterator[MapperHarness]:
+async def running_mapper(
+    kafka: str, redis: str, *, state: SyncStateStore | None = None, **settings_: Any
+) -> AsyncIterator[MapperHarness]:
     ids: set[str] = set()
     topic_registry = TopicInstanceRegistry(kafka)
     settings = MapperSettings(
@@ -155,16 +177,17 @@ async def running_mapper(kafka: str, redis: str) -> AsyncIterator[MapperHarness]
         REDIS_URL=redis,
         group_id=f"tandem-mapper-test-{uuid.uuid4().hex[:8]}",
         held_sweep_s=1.0,
+        **settings_,
     )
     await start_group_at_end(kafka, settings.group_id, CHANGES)
-    broker, mapper, _, state = build(settings, OnlyThese(topic_registry, ids))
+    broker, mapper, _, state = build(settings, OnlyThese(topic_registry, ids), state)
     publisher = make_broker(kafka, client_id="tandem-test-changes")
     await topic_registry.start()
     await broker.start()
     await mapper.start()
     await publisher.start()
     try:
-        yield MapperHarness(kafka, mapper, topic_registry, state, publisher, ids)
+        yield MapperHarness(kafka, mapper, topic_registry, state, publisher, ids, settings.group_id)
     finally:
         await publisher.stop()
         await mapper.stop()

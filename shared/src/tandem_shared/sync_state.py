@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -224,6 +224,103 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 return 1
 """
 
+# What Redis names each script by (SHA-1 of its text), for EVALSHA in a pipeline.
+_SHAS = {script: hashlib.sha1(script.encode("utf-8")).hexdigest() for script in (_MERGE, _MOVE)}
+
+
+@dataclass(frozen=True)
+class StateSnapshot:
+    """What `SyncStateStore.load_many` read in one round trip; asking for anything it did not read is a bug."""
+
+    sides: Mapping[str, SideState | None]  # by state_key
+    user_emails: Mapping[tuple[str, str], str | None]  # (instance, accessplanit user id) → address
+    backlogs: Mapping[str, int]  # instance → held changes waiting
+
+    def side(self, instance_id: str, system: System, email: str) -> SideState | None:
+        return self.sides[state_key(instance_id, system, email)]
+
+    def user_email(self, instance_id: str, user_id: str) -> str | None:
+        return self.user_emails[(instance_id, user_id)]
+
+    def backlog(self, instance_id: str) -> int:
+        return self.backlogs[instance_id]
+
+    def extend(self, other: StateSnapshot) -> StateSnapshot:
+        return StateSnapshot(
+            {**self.sides, **other.sides},
+            {**self.user_emails, **other.user_emails},
+            {**self.backlogs, **other.backlogs},
+        )
+
+
+class StateWrites:
+    """State changes queued for one round trip and run as one transaction (MULTI/EXEC): a connection lost before
+    EXEC applies none of them.
+
+    The Lua scripts are loaded inside the same transaction before their first use: after a Redis restart an
+    EVALSHA would otherwise fail alone at EXEC while the commands around it apply.
+    """
+
+    def __init__(self, store: SyncStateStore) -> None:
+        self._store = store
+        self._pipe: Pipeline = store.redis.pipeline(transaction=True)
+        self._loaded: set[str] = set()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, queue: Callable[[Pipeline], object]) -> None:
+        """A write to another key of this scheme (e.g. parking a held change) in the same transaction."""
+        queue(self._pipe)
+        self._count += 1
+
+    def _script(self, script: str, keys: list[str], args: list[str | int]) -> None:
+        sha = _SHAS[script]
+        if sha not in self._loaded:
+            self._pipe.script_load(script)
+            self._loaded.add(sha)
+        self._pipe.evalsha(sha, len(keys), *keys, *args)
+        self._count += 1
+
+    def merge(
+        self,
+        instance_id: str,
+        system: System,
+        email: str,
+        digests: Mapping[str, str],
+        *,
+        source_ts_ms: int,
+        origin: Origin,
+    ) -> None:
+        key = state_key(instance_id, system, email)
+        self._script(_MERGE, [key], self._store.merge_args(digests, source_ts_ms, origin))
+
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+        keys = [state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)]
+        self._script(_MOVE, keys, [])
+
+    def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
+        self._pipe.hset(user_email_key(instance_id), user_id, email)
+        self._count += 1
+
+    def expect_write(self, command: SyncCommand) -> None:
+        """As `SyncStateStore.expect_write`, queued."""
+        noted = self._store.expected(command)
+        if noted is None:
+            return
+        key, fields = noted
+        self._pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        self._pipe.expire(key, self._store.ttl_s)
+        self._count += 1
+
+    async def execute(self) -> None:
+        try:
+            if self._count:
+                await self._pipe.execute()
+        finally:
+            await self._pipe.reset()
+
 
 class SyncStateStore:
     def __init__(
@@ -256,6 +353,55 @@ class SyncStateStore:
         raw = await self._redis.hgetall(state_key(instance_id, system, email))
         return parse_state({text(k): text(v) for k, v in raw.items()})
 
+    async def load_many(
+        self,
+        sides: Iterable[tuple[str, System, str]],
+        *,
+        user_ids: Iterable[tuple[str, str]] = (),
+        backlogs: Iterable[str] = (),
+    ) -> StateSnapshot:
+        """Several contacts' state, accessplanit users' last addresses and held-change backlogs in one round trip.
+
+        `sides` are (instance, system, email); `user_ids` (instance, accessplanit user id); `backlogs` instance ids.
+        """
+        keys = list(dict.fromkeys(state_key(*side) for side in sides))
+        users = list(dict.fromkeys(user_ids))
+        instances = list(dict.fromkeys(backlogs))
+        if not keys and not users and not instances:
+            return StateSnapshot({}, {}, {})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            for instance_id, user_id in users:
+                pipe.hget(user_email_key(instance_id), user_id)
+            for instance_id in instances:
+                pipe.xlen(held_key(instance_id))
+            results = await pipe.execute()
+        raw_sides, rest = results[: len(keys)], results[len(keys) :]
+        raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
+        return StateSnapshot(
+            sides={
+                key: parse_state({text(k): text(v) for k, v in raw.items()})
+                for key, raw in zip(keys, raw_sides, strict=True)
+            },
+            user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
+            backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},
+        )
+
+    def writes(self) -> StateWrites:
+        """Queue state changes and apply them in one round trip with `await writes.execute()`."""
+        return StateWrites(self)
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s
+
+    def merge_args(self, digests: Mapping[str, str], source_ts_ms: int, origin: Origin) -> list[str | int]:
+        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms]
+        for name, digest in digests.items():
+            args.extend((name, digest))
+        return args
+
     async def merge(
         self,
         instance_id: str,
@@ -266,9 +412,7 @@ class SyncStateStore:
         source_ts_ms: int,
         origin: Origin,
     ) -> None:
-        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms]
-        for name, digest in digests.items():
-            args.extend((name, digest))
+        args = self.merge_args(digests, source_ts_ms, origin)
         await self._merge(keys=[state_key(instance_id, system, email)], args=args)
 
     async def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
@@ -289,19 +433,21 @@ class SyncStateStore:
         The target's webhook for the write can reach the mapper before the writer has recorded the write; with this
         note the echo is recognised all the same. What the target holds changes only with `record_written`.
         """
+        writes = self.writes()
+        writes.expect_write(command)
+        await writes.execute()
+
+    def expected(self, command: SyncCommand) -> tuple[str, dict[str, str]] | None:
+        """The key and the fields `expect_write` notes for a command (None: nothing to note)."""
         email = payload_email(command.target, command.payload) or command.identity.email
         if email is None:
-            return
-        key = state_key(command.instance_id, command.target, email)
-        noted = f"{ts_ms(command.source_occurred_at)}|{self._clock()}"
+            return None
         content = payload_content(command.target, command.payload)
         if not content:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for name, value in content.items():
-                pipe.hset(key, f"r:{name}|{field_digest(value)}", noted)
-            pipe.expire(key, self._ttl_s)
-            await pipe.execute()
+            return None
+        noted = f"{ts_ms(command.source_occurred_at)}|{self._clock()}"
+        fields = {f"r:{name}|{field_digest(value)}": noted for name, value in content.items()}
+        return state_key(command.instance_id, command.target, email), fields
 
     async def record_written(self, command: SyncCommand) -> None:
         """The writer's success hook: the target now holds the command's payload."""

@@ -121,3 +121,78 @@ async def test_writes_older_than_the_echo_window_are_forgotten(redis_url: str, i
         assert state.written_recently("LNAME", field_digest("Byron")) is None
     finally:
         await store.close()
+
+
+async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(redis_url: str) -> None:
+    clock = lambda: ts_ms(T0)  # noqa: E731
+    store = SyncStateStore.from_url(redis_url, clock=clock)
+    one_by_one, batched = f"state-{uuid.uuid4().hex[:8]}", f"state-{uuid.uuid4().hex[:8]}"
+    payload = {"email_address": "ada@new.example", "merge_fields": {"FNAME": "Ada", "LNAME": "King"}}
+    try:
+        await store.merge(
+            one_by_one, System.MAILCHIMP, "ada@old.example", {"FNAME": "d1"}, source_ts_ms=1, origin="seen"
+        )
+        await store.move(one_by_one, System.MAILCHIMP, "ada@old.example", "ada@new.example")
+        await store.merge(
+            one_by_one, System.MAILCHIMP, "ada@new.example", {"LNAME": "d2"}, source_ts_ms=2, origin="seen"
+        )
+        await store.set_user_email(one_by_one, "7", "ada@new.example")
+        await store.expect_write(command(one_by_one, payload, at=T0))
+
+        writes = store.writes()
+        writes.merge(batched, System.MAILCHIMP, "ada@old.example", {"FNAME": "d1"}, source_ts_ms=1, origin="seen")
+        writes.move(batched, System.MAILCHIMP, "ada@old.example", "ada@new.example")
+        writes.merge(batched, System.MAILCHIMP, "ada@new.example", {"LNAME": "d2"}, source_ts_ms=2, origin="seen")
+        writes.set_user_email(batched, "7", "ada@new.example")
+        writes.expect_write(command(batched, payload, at=T0))
+        assert len(writes) == 5
+        await writes.execute()
+
+        sides = [
+            (i, System.MAILCHIMP, e) for i in (one_by_one, batched) for e in ("ada@old.example", "ada@new.example")
+        ]
+        snapshot = await store.load_many(sides, user_ids=[(one_by_one, "7"), (batched, "7")], backlogs=[batched])
+        for email in ("ada@old.example", "ada@new.example"):
+            expected = await store.load(one_by_one, System.MAILCHIMP, email)
+            assert snapshot.side(one_by_one, System.MAILCHIMP, email) == expected
+            assert snapshot.side(batched, System.MAILCHIMP, email) == expected
+        assert snapshot.side(batched, System.MAILCHIMP, "ada@old.example") is None  # moved
+        new = snapshot.side(batched, System.MAILCHIMP, "ada@new.example")
+        assert new is not None and set(new.fields) == {"FNAME", "LNAME"}
+        assert new.written_recently("LNAME", field_digest("King")) is not None
+        assert snapshot.user_email(batched, "7") == "ada@new.example"
+        assert snapshot.backlog(batched) == 0
+    finally:
+        await store.close()
+
+
+async def test_a_batch_of_writes_runs_its_scripts_after_redis_forgot_them(
+    store: SyncStateStore, instance_id: str
+) -> None:
+    # After a restart Redis knows no script: an EVALSHA would fail on its own inside the transaction while the
+    # commands around it apply.
+    await store.redis.script_flush()
+    writes = store.writes()
+    writes.set_user_email(instance_id, "7", "ada@example.com")
+    writes.merge(instance_id, System.ACCESSPLANIT, "ada@example.com", {"Surname": "d"}, source_ts_ms=5, origin="seen")
+    await writes.execute()
+    state = await store.load(instance_id, System.ACCESSPLANIT, "ada@example.com")
+    assert state is not None and state.fields["Surname"].digest == "d"
+    assert await store.user_email(instance_id, "7") == "ada@example.com"
+
+
+async def test_one_read_answers_for_many_contacts_and_for_what_is_held(store: SyncStateStore, instance_id: str) -> None:
+    await store.merge(instance_id, System.MAILCHIMP, "a@example.com", {"FNAME": "d"}, source_ts_ms=1, origin="seen")
+    await store.redis.xadd(f"tandem:{{{instance_id}}}:held", {"event": "{}"})
+    snapshot = await store.load_many(
+        [(instance_id, System.MAILCHIMP, "A@example.com"), (instance_id, System.MAILCHIMP, "b@example.com")],
+        user_ids=[(instance_id, "8")],
+        backlogs=[instance_id],
+    )
+    assert snapshot.side(instance_id, System.MAILCHIMP, "a@example.com") == await store.load(
+        instance_id, System.MAILCHIMP, "a@example.com"
+    )
+    assert snapshot.side(instance_id, System.MAILCHIMP, "b@example.com") is None
+    assert snapshot.user_email(instance_id, "8") is None
+    assert snapshot.backlog(instance_id) == 1
+    assert state_key(instance_id, System.MAILCHIMP, "a@example.com") in snapshot.sides

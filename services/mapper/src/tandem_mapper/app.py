@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from aiokafka import ConsumerRecord
 from faststream import AckPolicy
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+from pydantic import ValidationError
 
+from tandem_mapper.batching import rounds
 from tandem_mapper.domain import (
     Decision,
     Knowledge,
@@ -29,19 +36,20 @@ from tandem_shared.contracts import (
     Headers,
     InstanceConfig,
     Stage,
+    SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
     message_key,
     utcnow,
 )
-from tandem_shared.contracts.topics import CHANGES, COMMANDS
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.sync_state import StateSnapshot, StateWrites, SyncStateStore, state_key
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
 
 log = get_logger("tandem.mapper")
@@ -97,49 +105,118 @@ class Mapper:
     # -- consuming -------------------------------------------------------------------------------------------
 
     async def on_change(self, event: ChangeEvent) -> None:
-        instance = self._registry.get(event.instance_id)
-        if instance is None:
-            await publish_trace(
-                self._broker, _step(event).finish(TraceStatus.SKIPPED, f"Unknown instance {event.instance_id}")
-            )
-            return
-        if instance.paused:
-            await self._hold(event, instance, "Held: the instance is paused; processed in order on resume")
-            return
-        waiting = await self._held.backlog(instance.id)
-        if waiting:
-            await self._hold(event, instance, f"Held behind {waiting} earlier change(s) being released in order")
-            self.kick(instance.id)
-            return
-        await self.process(event, instance)
+        await self.on_changes([event])
 
-    async def _hold(self, event: ChangeEvent, instance: InstanceConfig, summary: str) -> None:
-        await self._held.park(event, while_paused=instance.paused, version=instance.version)
+    async def on_changes(self, events: Sequence[ChangeEvent]) -> None:
+        """Decide a batch of changes; returns once everything it led to is durable (the offsets may be committed).
+
+        Round trips per batch, not per change: per round (see `batching`) one Redis read, the notes of the writes
+        about to be sent, one wait for Kafka's acknowledgement of the round's commands and trace records, then the
+        round's state in one transaction. The state is written only once the commands it reflects are
+        acknowledged: a batch that fails is decided again, and a change whose state was not written yet is decided
+        the same way again (its command's idempotency key depends on its content only, so the writer applies it
+        once); a change of an earlier round whose state was written finds nothing new and sends nothing twice.
+        """
+        batch = _Batch(self._state.writes())
+        instances: dict[str, InstanceConfig | None] = {}
+        candidates: list[tuple[ChangeEvent, InstanceConfig]] = []
+        for event in events:
+            if event.instance_id not in instances:
+                instances[event.instance_id] = self._registry.get(event.instance_id)
+            instance = instances[event.instance_id]
+            if instance is None:
+                record = _step(event).finish(TraceStatus.SKIPPED, f"Unknown instance {event.instance_id}")
+                batch.deliveries.append(await self._send_trace(record))
+            elif instance.paused:
+                summary = "Held: the instance is paused; processed in order on resume"
+                await self._hold(batch, event, instance, summary)
+            else:
+                candidates.append((event, instance))
+
+        plan = [[candidates[i] for i in positions] for positions in rounds([e for e, _ in candidates])]
+        backlogs = list(dict.fromkeys(instance.id for _, instance in candidates))
+        snapshot: StateSnapshot | None = await self._load(plan[0] if plan else [], backlogs=backlogs)
+        waiting = {i: n for i in backlogs if snapshot is not None and (n := snapshot.backlog(i))}
+        behind = set(waiting)
+        if behind:
+            for event, instance in candidates:
+                if instance.id in behind:
+                    summary = f"Held behind {waiting[instance.id]} earlier change(s) being released in order"
+                    await self._hold(batch, event, instance, summary)
+                    waiting[instance.id] += 1
+            plan = [kept for work in plan if (kept := [(e, i) for e, i in work if i.id not in behind])]
+            snapshot = None  # loaded for a first round that is not the first any more
+
+        for index, work in enumerate(plan):
+            known = snapshot if index == 0 and snapshot is not None else await self._load(work)
+            await self._decide_round(batch, work, known, last=index == len(plan) - 1)
+        if not plan:
+            await _wait(batch.deliveries)
+            await batch.final_writes.execute()
+        for instance_id in behind:
+            self.kick(instance_id)
+
+    async def _hold(self, batch: _Batch, event: ChangeEvent, instance: InstanceConfig, summary: str) -> None:
+        HeldChanges.park_with(batch.final_writes, event, while_paused=instance.paused, version=instance.version)
         record = _step(event).finish(TraceStatus.HELD, summary, data_in=event.fields)
-        await publish_trace(self._broker, record)
+        batch.deliveries.append(await self._send_trace(record))
 
     async def process(self, event: ChangeEvent, instance: InstanceConfig) -> None:
-        step = _step(event)
-        known = await self._knowledge(event, instance)
-        decision = decide(event, instance, known, command_id=new_id(), now=utcnow())
-        MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
-        for line in decision.logs:
-            step.log("info", line)
-        for command in (decision.command, decision.repair):
-            if command is not None:
-                await self._state.expect_write(command)
-                await self._broker.publish(
-                    command,
-                    topic=COMMANDS,
-                    key=message_key(command.instance_id, command.identity.contact_key).encode(),
-                    headers={
-                        Headers.INSTANCE_ID: command.instance_id,
-                        Headers.EXECUTION_ID: command.execution_id,
-                        Headers.IDEMPOTENCY_KEY: command.idempotency_key,
-                    },
-                )
-        await self._apply(instance.id, decision.updates)
-        await publish_trace(self._broker, self._record(step, event, decision))
+        """Decide one change of an instance that is known to take it now (a held change being released)."""
+        batch = _Batch(self._state.writes())
+        await self._decide_round(batch, [(event, instance)], await self._load([(event, instance)]), last=True)
+
+    async def _decide_round(
+        self, batch: _Batch, work: list[tuple[ChangeEvent, InstanceConfig]], loaded: StateSnapshot, *, last: bool
+    ) -> None:
+        """Decide changes that share no state; the batch's held changes are parked with its last round's state."""
+        known = await self._complete(work, loaded)
+        expected = self._state.writes()
+        updates = batch.final_writes if last else self._state.writes()
+        commands: list[SyncCommand] = []
+        records: list[TraceRecord] = []
+        for event, instance in work:
+            step = _step(event)
+            decision = decide(event, instance, known[event.event_id], command_id=new_id(), now=utcnow())
+            MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
+            for line in decision.logs:
+                step.log("info", line)
+            for command in (decision.command, decision.repair):
+                if command is not None:
+                    expected.expect_write(command)
+                    commands.append(command)
+            _apply(updates, instance.id, decision.updates)
+            records.append(self._record(step, event, decision))
+        # The note of what Tandem is about to write precedes the command: its echo may come back at once.
+        await expected.execute()
+        for command in commands:
+            batch.deliveries.append(await self._send_command(command))
+        for record in records:
+            batch.deliveries.append(await self._send_trace(record))
+        await _wait(batch.deliveries)
+        await updates.execute()
+
+    async def _send_command(self, command: SyncCommand) -> object:
+        return await self._broker.publish(
+            command,
+            topic=COMMANDS,
+            key=message_key(command.instance_id, command.identity.contact_key).encode(),
+            headers={
+                Headers.INSTANCE_ID: command.instance_id,
+                Headers.EXECUTION_ID: command.execution_id,
+                Headers.IDEMPOTENCY_KEY: command.idempotency_key,
+            },
+            no_confirm=True,
+        )
+
+    async def _send_trace(self, record: TraceRecord) -> object:
+        return await self._broker.publish(
+            record,
+            topic=TRACE,
+            key=record.execution_id.encode(),
+            headers={Headers.INSTANCE_ID: record.instance_id, Headers.EXECUTION_ID: record.execution_id},
+            no_confirm=True,
+        )
 
     @staticmethod
     def _record(step: StepRecorder, event: ChangeEvent, decision: Decision) -> TraceRecord:
@@ -153,39 +230,54 @@ class Mapper:
             changes_detected=decision.changes_detected,
         )
 
-    async def _knowledge(self, event: ChangeEvent, instance: InstanceConfig) -> Knowledge:
-        email = event_email(event)
-        if email is None or event.kind in _NOT_SYNCED or not instance.direction.allows(event.flow):
-            return Knowledge()
-        source, target = event.source, event.source.other
-        user_id = event.identity.accessplanit_user_id
-        previous = None
-        if source is System.ACCESSPLANIT and user_id:
-            previous = await self._state.user_email(instance.id, user_id)
-        old = old_address(event, previous)
-        return Knowledge(
-            source=await self._state.load(instance.id, source, email),
-            target=await self._state.load(instance.id, target, email),
-            source_old=await self._state.load(instance.id, source, old) if old else None,
-            target_old=await self._state.load(instance.id, target, old) if old else None,
-            previous_email=previous,
-        )
+    async def _load(
+        self, work: Sequence[tuple[ChangeEvent, InstanceConfig]], *, backlogs: Sequence[str] = ()
+    ) -> StateSnapshot:
+        sides: list[tuple[str, System, str]] = []
+        users: list[tuple[str, str]] = []
+        for event, instance in work:
+            email = _synced_email(event, instance)
+            if email is None:
+                continue
+            sides.extend(_sides(instance.id, event.source, email))
+            user_id = event.identity.accessplanit_user_id
+            if event.source is System.ACCESSPLANIT and user_id:
+                users.append((instance.id, user_id))
+            old = old_address(event, None)
+            if old:
+                sides.extend(_sides(instance.id, event.source, old))
+        return await self._state.load_many(sides, user_ids=users, backlogs=backlogs)
 
-    async def _apply(self, instance_id: str, updates: list[StateUpdate]) -> None:
-        for update in updates:
-            if isinstance(update, MoveState):
-                await self._state.move(instance_id, update.system, update.old_email, update.new_email)
-            elif isinstance(update, MergeSeen):
-                await self._state.merge(
-                    instance_id,
-                    update.system,
-                    update.email,
-                    update.digests,
-                    source_ts_ms=update.source_ts_ms,
-                    origin="seen",
-                )
-            elif isinstance(update, RememberUserEmail):
-                await self._state.set_user_email(instance_id, update.user_id, update.email)
+    async def _complete(
+        self, work: Sequence[tuple[ChangeEvent, InstanceConfig]], loaded: StateSnapshot
+    ) -> dict[str, Knowledge]:
+        """What `decide` needs for each change; an accessplanit email change needs the old address's state too,
+        known only once the user's last address is (a second read, for email changes only)."""
+        missing: list[tuple[str, System, str]] = []
+        for event, instance in work:
+            previous = _previous_email(event, instance, loaded)
+            old = old_address(event, previous) if _synced_email(event, instance) else None
+            if old:
+                missing.extend(s for s in _sides(instance.id, event.source, old) if state_key(*s) not in loaded.sides)
+        if missing:
+            loaded = loaded.extend(await self._state.load_many(missing))
+        known: dict[str, Knowledge] = {}
+        for event, instance in work:
+            email = _synced_email(event, instance)
+            if email is None:
+                known[event.event_id] = Knowledge()
+                continue
+            source, target = event.source, event.source.other
+            previous = _previous_email(event, instance, loaded)
+            old = old_address(event, previous)
+            known[event.event_id] = Knowledge(
+                source=loaded.side(instance.id, source, email),
+                target=loaded.side(instance.id, target, email),
+                source_old=loaded.side(instance.id, source, old) if old else None,
+                target_old=loaded.side(instance.id, target, old) if old else None,
+                previous_email=previous,
+            )
+        return known
 
     # -- releasing held changes ------------------------------------------------------------------------------
 
@@ -253,17 +345,105 @@ class Mapper:
             await asyncio.sleep(self._settings.held_sweep_s)
 
 
+@dataclass
+class _Batch:
+    """What a batch leaves for its end: the writes that go with its last round's state (its held changes, parked
+    only when everything else of the batch is durable, so a batch decided again never parks one twice) and the
+    publishes to wait for before the offsets are committed."""
+
+    final_writes: StateWrites
+    deliveries: list[object] = field(default_factory=list)
+
+
+async def _wait(deliveries: list[object]) -> None:
+    """Wait for Kafka's acknowledgement of every publish handed to the producer; raise the first refusal."""
+    pending = [d for d in deliveries if isinstance(d, asyncio.Future)]
+    deliveries.clear()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _synced_email(event: ChangeEvent, instance: InstanceConfig) -> str | None:
+    """The address whose state `decide` looks at; None when it decides without any."""
+    email = event_email(event)
+    if email is None or event.kind in _NOT_SYNCED or not instance.direction.allows(event.flow):
+        return None
+    return email
+
+
+def _sides(instance_id: str, source: System, email: str) -> list[tuple[str, System, str]]:
+    return [(instance_id, source, email), (instance_id, source.other, email)]
+
+
+def _previous_email(event: ChangeEvent, instance: InstanceConfig, loaded: StateSnapshot) -> str | None:
+    user_id = event.identity.accessplanit_user_id
+    if event.source is not System.ACCESSPLANIT or not user_id or _synced_email(event, instance) is None:
+        return None
+    return loaded.user_email(instance.id, user_id)
+
+
+def _apply(writes: StateWrites, instance_id: str, updates: list[StateUpdate]) -> None:
+    for update in updates:
+        if isinstance(update, MoveState):
+            writes.move(instance_id, update.system, update.old_email, update.new_email)
+        elif isinstance(update, MergeSeen):
+            writes.merge(
+                instance_id,
+                update.system,
+                update.email,
+                update.digests,
+                source_ts_ms=update.source_ts_ms,
+                origin="seen",
+            )
+        elif isinstance(update, RememberUserEmail):
+            writes.set_user_email(instance_id, update.user_id, update.email)
+
+
 def register(broker: KafkaBroker, settings: MapperSettings, mapper: Mapper) -> None:
-    # Offsets are committed after the handler; an infrastructure failure (Kafka, Redis) seeks back and retries.
+    # One consumer takes batches from all its partitions; the offsets are committed after the handler (all of the
+    # batch durable). An infrastructure failure (Kafka, Redis) seeks every partition back to its first record of
+    # the batch, and the batch is decided again after a pause.
     @broker.subscriber(
         CHANGES,
         group_id=settings.group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        max_workers=settings.workers,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        decoder=_consumer_records,
     )
-    async def on_change(event: ChangeEvent) -> None:
-        await mapper.on_change(event)
+    async def on_changes(records: Any) -> None:
+        try:
+            await mapper.on_changes(_readable(records))
+        except Exception:
+            await asyncio.sleep(settings.failure_pause_s)
+            raise
+
+
+async def _consumer_records(message: StreamMessage[Any]) -> Any:
+    """The batch's records as aiokafka gave them: each is parsed once, by the contract (`_readable`)."""
+    return message.raw_message
+
+
+def _readable(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ChangeEvent]:
+    events = []
+    for record in records:
+        try:
+            events.append(ChangeEvent.model_validate_json(record.value or b""))
+        except ValidationError as exc:
+            # Ingest publishes only valid ChangeEvents: this record came from elsewhere. Retrying it would stop every
+            # partition of this consumer for good; it stays on the topic, where the log line points to it.
+            log.error(
+                "unreadable change skipped",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                errors=exc.error_count(),
+            )
+    return events
 
 
 def build(

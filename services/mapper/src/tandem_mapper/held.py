@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
-from tandem_shared.sync_state import held_key, held_lock_key, text
+from tandem_shared.sync_state import StateWrites, held_key, held_lock_key, text
 
 # Refreshing a lease only while it is still ours; releasing it likewise.
 _REFRESH = """
@@ -42,6 +42,10 @@ class HeldChange:
         return self.while_paused and instance.discard_held_on_resume and self.version < instance.version
 
 
+def _fields(event: ChangeEvent, *, while_paused: bool, version: int) -> dict[str, str]:
+    return {"event": event.model_dump_json(), "paused": "1" if while_paused else "0", "version": str(version)}
+
+
 class HeldChanges:
     def __init__(self, redis: Redis, lease_ms: int = 30_000) -> None:
         self._redis = redis
@@ -50,8 +54,14 @@ class HeldChanges:
         self._unlock = redis.register_script(_UNLOCK)
 
     async def park(self, event: ChangeEvent, *, while_paused: bool, version: int) -> str:
-        fields = {"event": event.model_dump_json(), "paused": "1" if while_paused else "0", "version": str(version)}
+        fields = _fields(event, while_paused=while_paused, version=version)
         return str(await self._redis.xadd(held_key(event.instance_id), fields))  # type: ignore[arg-type]
+
+    @staticmethod
+    def park_with(writes: StateWrites, event: ChangeEvent, *, while_paused: bool, version: int) -> None:
+        """As `park`, in the transaction of `writes` (parked when, and only when, the rest of it applies)."""
+        fields = _fields(event, while_paused=while_paused, version=version)
+        writes.add(lambda pipe: pipe.xadd(held_key(event.instance_id), fields))  # type: ignore[arg-type]
 
     async def backlog(self, instance_id: str) -> int:
         return int(await self._redis.xlen(held_key(instance_id)))

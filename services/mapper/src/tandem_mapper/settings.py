@@ -9,9 +9,13 @@ class MapperSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="TANDEM_MAPPER_", extra="ignore", env_ignore_empty=True)
 
     group_id: str = "tandem-mapper"
-    # Consumers in this process, each with its own partitions of tandem.changes (in order within a partition):
-    # one waiting on Kafka or Redis no longer holds up the others. More than the partitions would sit idle.
-    workers: int = 6
+    # Changes are taken from tandem.changes in batches of up to this many, and decided with a few round trips to
+    # Redis and Kafka per batch rather than several per change.
+    batch_max_records: int = 500
+    # How long a poll waits for the first record; a batch is whatever has arrived by then, never waited to fill.
+    batch_timeout_ms: int = 100
+    # After a batch failed (Redis or Kafka unreachable), the pause before it is decided again.
+    failure_pause_s: float = 1.0
     # How often each replica looks for held changes no one is releasing (after a restart or a replica's death).
     held_sweep_s: float = 5.0
     # How long what Tandem knows about a contact is kept after its last change.
