@@ -20,7 +20,8 @@ from tandem_shared.contracts import Headers, Stage, SyncCommand, TraceRecord, Tr
 from tandem_shared.contracts.topics import COMMANDS_RETRY, TRACE
 from tandem_writer.idempotency import RedisIdempotencyStore
 
-PUT_MEMBER = "PUT member"
+# The writer sends a contact alone as a PUT and a backlog as batch subscribes: faults and counts cover both.
+MEMBER_WRITE_ROUTES = ("PUT member", "POST batch subscribe")
 # Test-speed settings for the writer: seconds-scale retries (still six attempts), a short claim expiry so a crashed
 # writer's claims free up quickly, an HTTP timeout the simulator's "timeout" fault outlasts.
 FAST_DELIVERY_ENV = {
@@ -66,15 +67,16 @@ class Sims:
         return (await self._client.get(f"{self._mc}/_sim/stats")).json()  # type: ignore[no-any-return]
 
     async def member_writes(self) -> int:
-        """Successful member upserts the simulator has served: each one is an effect on the audience."""
-        return int((await self.stats())["requests"].get(PUT_MEMBER, {}).get("200", 0))
+        """Members the simulator wrote (alone or in a batch): each one is an effect on the audience."""
+        return sum((await self.stats())["members_written"].values())
 
     async def in_flight(self) -> int:
         return sum(a["in_flight"] for a in (await self.stats())["accounts"].values())
 
     async def control(self, **control: Any) -> None:
-        response = await self._client.post(f"{self._mc}/_sim/controls", json={"route": PUT_MEMBER, **control})
-        assert response.status_code == 200, response.text
+        for route in MEMBER_WRITE_ROUTES:
+            response = await self._client.post(f"{self._mc}/_sim/controls", json={"route": route, **control})
+            assert response.status_code == 200, response.text
 
     async def clear_controls(self) -> None:
         assert (await self._client.delete(f"{self._mc}/_sim/controls")).status_code == 204
