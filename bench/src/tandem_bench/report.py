@@ -81,11 +81,17 @@ def judge(results: dict[str, Any]) -> list[Target]:
     )
     use = _get(results, "tandem", "budget", "budget_use")
     r429 = _get(results, "tandem", "budget", "responses_429")
+    single = _get(results, "tandem", "budget_per_member", "budget_use")
+    single_429 = _get(results, "tandem", "budget_per_member", "responses_429")
+    measured = "—" if use is None else f"{use:.1%}, {r429} × 429 (batches)"
+    if single is not None:
+        measured += f"; {single:.1%}, {single_429} × 429 (one member per request)"
     targets.append(
         Target(
             "Mailchimp connection budget used under backlog (150 ms)",
             f"≥ {BUDGET_TARGET:.0%}, zero 429s",
-            "—" if use is None else f"{use:.1%}, {r429} × 429",
+            measured,
+            # Judged on the default (batches); the per-member row is shown beside it.
             None if use is None else use >= BUDGET_TARGET and r429 == 0,
         )
     )
@@ -278,7 +284,8 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
             "| System | Changes | Successful requests | Requests/s | Budget use | Members/s | 429s | Peak in flight |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for label, b in (("Tandem", tb), ("naive direct sync", nb)):
+        tm = r.get("tandem", {}).get("budget_per_member")
+        for label, b in (("Tandem", tb), ("Tandem, one member per request", tm), ("naive direct sync", nb)):
             if b:
                 lines.append(
                     f"| {label} | {_fmt(b.get('changes'), ',d')} | {_fmt(b.get('successful_writes'), ',d')} | "

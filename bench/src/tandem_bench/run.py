@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from tandem_bench.payloads import AUDIENCE_ID, Clock, accessplanit_update, email
 from tandem_bench.profile import Profiler
 from tandem_bench.resources import ResourceSampler, load_average, machine, uptime_line
 from tandem_bench.stack import NAIVE, BenchStack, bench_stack, lag
+from tandem_shared.contracts.topics import CHANGES
 from tandem_bench.stats import budget_use, cpu_percent, summarize_latencies, throughput
 from tandem_bench.traces import TraceCollector
 from tandem_devstack.paths import REPO_ROOT
@@ -63,11 +66,11 @@ class Plan:
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls("quick", 2000, 10000, {50: 3, 200: 3, 1000: 3}, 150, 20, 10, 3, 20, naive_rates=(50, 200))
+        return cls("quick", 2000, 10000, {50: 3, 200: 3, 1000: 3}, 1000, 20, 10, 3, 20, naive_rates=(50, 200))
 
     @classmethod
     def full(cls) -> Plan:
-        return cls("full", 6000, 60000, {50: 20, 200: 20, 1000: 10}, 1500, 120, 30, 15, 300)
+        return cls("full", 6000, 60000, {50: 20, 200: 20, 1000: 10}, 3000, 120, 30, 15, 300)
 
 
 class Bench:
@@ -349,12 +352,29 @@ class Bench:
         return _latency_row(sent=n, latencies=run["latencies"], first=run["first"], last=run["last"])
 
     async def tandem_budget(self) -> dict[str, Any]:
+        """The writer drains a backlog of commands already waiting for it (it is stopped while they are sent and
+        mapped, as after an outage or a pause): the connection budget is what limits it then, not the rate at which
+        changes arrive."""
         self.sim_reset(latency_ms=int(BUDGET_LATENCY_S * 1000))
         n = self.plan.budget_events
-        out, finished, accepted = await self.tandem_run(
-            self.spec("ingest", mode="backlog", count=n, concurrency=64, first_user_id=self.users(n)),
-            wait_s=self.plan.budget_wait_s,
-        )
+        writer = self.stack.pids["writer"]
+        # Well inside the writer's session timeout (10 s), so it keeps its partitions: no rebalance in the measure.
+        os.kill(writer, signal.SIGSTOP)
+        try:
+            self.collector.clear()
+            out = await self.load(
+                self.spec("ingest", mode="backlog", count=n, concurrency=64, first_user_id=self.users(n))
+            )
+            mapper_group = {g: t for g, t in self.stack.groups.items() if t == CHANGES}
+            deadline = time.monotonic() + 6
+            while await lag(self.stack.kafka, mapper_group) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        accepted = {r[3] for r in out["requests"] if 200 <= r[2] < 300 and r[3]}
+        wait_s = min(self.plan.budget_wait_s, self.plan.wait_cap_s)
+        await self.collector.wait_for(accepted, idle_timeout=15, hard_timeout=wait_s)
+        finished = self.collector.finished(accepted)
         sim = self.sim_stats()
         writer_done = sorted(e.finished for e in finished if e.finished_by == "writer" and e.finished)
         rate = _drain_rate(sim["put_ok"], writer_done)
@@ -370,6 +390,29 @@ class Bench:
             "peak_in_flight": sim["peak_in_flight"],
             "answers": _answers(out),
         }
+
+    @contextlib.asynccontextmanager
+    async def writer_env(self, extra: dict[str, str]) -> Any:
+        """The writer restarted with `extra` in its environment for the block, then restarted as it was."""
+        stack = self.stack.stack
+        spec = next(s.spec for s in stack.running if s.spec.name == "writer")
+        base = dict(stack.env)
+
+        async def restart(env: dict[str, str]) -> None:
+            await asyncio.to_thread(stack.stop, "writer")
+            stack.env = env
+            try:
+                service = await asyncio.to_thread(stack.start, spec)
+            finally:
+                stack.env = base
+            self.stack.pids["writer"] = service.pid
+            await asyncio.sleep(3)  # healthy is not yet assigned: let it rejoin the group and get its partitions
+
+        await restart({**base, **extra})
+        try:
+            yield
+        finally:
+            await restart(base)
 
     async def naive_budget(self) -> dict[str, Any]:
         self.sim_reset(latency_ms=int(BUDGET_LATENCY_S * 1000))
@@ -616,6 +659,12 @@ async def run_phases(
             await bench.drain()
             step("Tandem Mailchimp budget at 150 ms")
             tandem["budget"] = await bench.tandem_budget()
+            await bench.drain()
+            step("Tandem Mailchimp budget at 150 ms, one member per request")
+            # The same backlog with batching off: each change its own PUT, as every write was before batching;
+            # then the ten connections are the bound, and this shows the writer filling them without a 429.
+            async with bench.writer_env({"TANDEM_WRITER_MAILCHIMP_BATCH_MAX": "1"}):
+                tandem["budget_per_member"] = await bench.tandem_budget()
         if "burst" in groups:
             await bench.drain()
             step("Tandem bursts")

@@ -102,6 +102,24 @@ async def test_upserts_queued_behind_a_slow_mailchimp_go_out_in_fewer_requests_e
         assert (found["status"], found["merge_fields"]["FNAME"]) == ("subscribed", f"F{i}")
 
 
+async def test_a_backlog_is_spread_over_every_connection_mailchimp_allows(
+    mc_sim: httpx.AsyncClient, limiter: LocalConcurrencyLimiter, instance: InstanceConfig
+) -> None:
+    await control(mc_sim, route="*", latency_ms=200)
+    target = batching_target(limiter, connections=10, batch_max=200)
+    try:
+        addresses = emails("Spread", 100)
+        for outcome in await write_all(target, instance, [command(e, {"FNAME": "S"}) for e in addresses]):
+            ok(outcome)
+    finally:
+        await target.close()
+    stats = (await mc_sim.get("/_sim/stats")).json()
+    # Ten batches of ten side by side, not one batch of a hundred on one connection while nine stay idle.
+    assert stats["requests"][BATCH] == {"200": 10}
+    assert stats["members_written"] == {BATCH: 100}
+    assert stats["accounts"]["tandemdemo"]["peak_in_flight"] == 10
+
+
 async def test_one_upsert_alone_is_still_a_put(
     mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
 ) -> None:

@@ -5,8 +5,9 @@ opens more than Mailchimp's 10 simultaneous connections per account and never ca
 
 Group commit: under a backlog the 10 slots, not Mailchimp's work per member, limit throughput, and a request per
 member costs the writer (and Mailchimp) a round trip each. Plain upserts to one audience therefore queue up per
-account and audience; a sender that gets a slot takes what is queued (up to `batch_max`) and sends it as one batch
-subscribe (`POST /lists/{id}`, `update_existing`), which Mailchimp applies to each member exactly as a PUT. One
+account and audience; a sender that gets a slot takes its share of what is queued (spread over the connections
+not in use, at most `batch_max`) and sends it as one batch subscribe (`POST /lists/{id}`, `update_existing`), which
+Mailchimp applies to each member exactly as a PUT. One
 member alone still goes as the PUT it always was, so at low load nothing changes. Each command keeps its own
 outcome. Email changes and bodies the batch endpoint does not take keep their own request.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -324,7 +326,7 @@ class MailchimpTarget:
                     async with self._limiter.slot(account.semaphore) as lease:
                         queue.waiting -= 1
                         waiting = False
-                        taken = queue.take(self._batch_max)
+                        taken = queue.take(self._share(queue))
                         # More than one request's worth queued: the next sender waits for a slot meanwhile.
                         self._ensure_sender(account, audience, queue)
                         if len(taken) == 1:
@@ -353,6 +355,15 @@ class MailchimpTarget:
             if waiting:
                 queue.waiting -= 1
             queue.senders -= 1
+
+    def _share(self, queue: _AudienceQueue) -> int:
+        """How many queued upserts this sender takes: what is queued, spread over the connections not sending yet
+        (this one included), at most `batch_max`. Mailchimp allows ten connections; a backlog goes out as ten
+        medium batches side by side rather than one big batch after another, so every allowed connection works and
+        no member waits behind a batch it could have had a connection of its own for."""
+        sending = queue.senders - queue.waiting  # this sender included: it holds a slot now
+        free = max(1, self._max_connections - sending + 1)
+        return min(self._batch_max, max(1, math.ceil(len(queue.pending) / free)))
 
     async def _send_alone(self, account: Account, lease: Lease, audience: str, item: _Queued) -> None:
         email = item.body["email_address"]
