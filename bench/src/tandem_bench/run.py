@@ -26,7 +26,6 @@ from tandem_bench.payloads import AUDIENCE_ID, Clock, accessplanit_update, email
 from tandem_bench.profile import Profiler
 from tandem_bench.resources import ResourceSampler, load_average, machine, uptime_line
 from tandem_bench.stack import NAIVE, BenchStack, bench_stack, lag
-from tandem_shared.contracts.topics import CHANGES
 from tandem_bench.stats import budget_use, cpu_percent, summarize_latencies, throughput
 from tandem_bench.traces import TraceCollector
 from tandem_devstack.paths import REPO_ROOT
@@ -38,6 +37,7 @@ from tandem_devstack.stack import (
 from tandem_ingest.normalize.accessplanit import normalize_webhook
 from tandem_mapper.domain import Knowledge, decide
 from tandem_shared.contracts import subscriber_hash, utcnow
+from tandem_shared.contracts.topics import CHANGES
 
 RESULTS = REPO_ROOT / "bench" / "results"
 BUDGET_LATENCY_S = 0.150
