@@ -366,8 +366,9 @@ class Bench:
                 self.spec("ingest", mode="backlog", count=n, concurrency=64, first_user_id=self.users(n))
             )
             mapper_group = {g: t for g, t in self.stack.groups.items() if t == CHANGES}
-            deadline = time.monotonic() + 6
-            while await lag(self.stack.kafka, mapper_group) and time.monotonic() < deadline:
+            for _ in range(30):  # every change mapped into a command, or 6 s, whichever comes first
+                if not await lag(self.stack.kafka, mapper_group):
+                    break
                 await asyncio.sleep(0.2)
         finally:
             os.kill(writer, signal.SIGCONT)
