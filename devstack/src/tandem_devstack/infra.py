@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -243,6 +244,16 @@ def restart_kafka(timeout: float = 120.0) -> Service:
     return ensure_kafka(timeout)
 
 
+def redis_answers(port: int) -> bool:
+    """PING answered with PONG: an open port is not enough, Redis answers LOADING while it replays its AOF."""
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 def ensure_redis(timeout: float = 30.0) -> Service:
     external = os.environ.get("REDIS_URL")
     if external:
@@ -252,7 +263,7 @@ def ensure_redis(timeout: float = 30.0) -> Service:
     home = tandem_home() / "redis" / f"redis-{port}"
     pidfile = home / "redis.pid"
     if port_open(HOST, port) or read_pid(pidfile) is not None:
-        wait_until(lambda: port_open(HOST, port), timeout=timeout, what=f"Redis at {url}")
+        wait_until(lambda: redis_answers(port), timeout=timeout, what=f"Redis at {url}")
         return Service("redis", url, started_here=False)
     if shutil.which("redis-server") is None:
         _apt_install("redis-server")
@@ -279,5 +290,5 @@ def ensure_redis(timeout: float = 30.0) -> Service:
         log=home / "redis.log",
     )
     pidfile.write_text(str(proc.pid))
-    wait_until(lambda: port_open(HOST, port), timeout=timeout, what=f"Redis at {url}")
+    wait_until(lambda: redis_answers(port), timeout=timeout, what=f"Redis at {url}")
     return Service("redis", url, started_here=True, pidfile=pidfile)
