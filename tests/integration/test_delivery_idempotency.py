@@ -138,5 +138,8 @@ async def test_marking_done_with_the_sync_state_records_both_and_survives_redis_
         held = await state.load(instance_id, System.MAILCHIMP, "ada@example.com")
         assert held is not None and held.fields["FNAME"].digest == field_digest("Augusta")
         assert (await store.claim(command(instance_id, "Other"), "w3")).state is ClaimState.CLAIMED, "lock released"
+        await store._redis.script_flush()
+        await store.release(command(instance_id, "Other"), "w3")
+        assert (await store.claim(command(instance_id, "Third"), "w4")).state is ClaimState.CLAIMED, "released"
     finally:
         await state.close()

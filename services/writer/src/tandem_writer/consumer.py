@@ -72,6 +72,10 @@ class _Pending:
         return list(self._records)
 
     def take(self, records: Sequence[InboundRecord]) -> None:
+        if len(records) == 1 and self._records and self._records[0].offset == records[0].offset:
+            # The common case under a backlog (the oldest record starts): no rebuild of the whole buffer.
+            self._records.popleft()
+            return
         offsets = {r.offset for r in records}
         self._records = deque(r for r in self._records if r.offset not in offsets)
 

@@ -10,15 +10,18 @@ is dropped instead of overwriting newer data. The three keys share a Redis Clust
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from tandem_shared.contracts import SyncCommand
+from tandem_shared.redis_batching import AutoPipeline
 from tandem_shared.sync_state import SyncStateStore
 
 DAY_S = 24 * 60 * 60
@@ -115,6 +118,9 @@ class RedisIdempotencyStore:
         contact_marker_ttl_s: int = 35 * DAY_S,
     ) -> None:
         self._redis = redis
+        # Claims, records and releases of the commands in hand fall due together under a backlog: each is its own
+        # script call with its own answer, but those of one loop tick share one round trip.
+        self._pipeline = AutoPipeline(redis)
         self._inflight_ms = int(inflight_ttl_s * 1000)
         self._done_ms = idempotency_ttl_s * 1000
         self._marker_ms = contact_marker_ttl_s * 1000
@@ -151,7 +157,10 @@ class RedisIdempotencyStore:
         )
 
     async def claim(self, command: SyncCommand, token: str) -> Claim:
-        state, value = await self._claim(keys=list(redis_keys(command)), args=[token, self._inflight_ms])
+        keys = redis_keys(command)
+        [(state, value)] = await self._scripted(
+            lambda pipe: pipe.evalsha(self._claim.sha, 3, *keys, token, self._inflight_ms), self._reload(_CLAIM)
+        )
         if state == ClaimState.DONE:
             return Claim(ClaimState.DONE, applied_at=datetime.fromtimestamp(int(value) / 1000, tz=UTC))
         if state == ClaimState.BUSY:
@@ -160,28 +169,42 @@ class RedisIdempotencyStore:
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
     async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
-        # One round trip for both records of a successful write: they were two, per command. Not a transaction
-        # (the keys are in different cluster slots); each part is idempotent, so a failed execute is simply repeated.
+        # One round trip for both records of a successful write (shared with other commands' calls of the same
+        # tick). Not a transaction (the keys are in different cluster slots); each part is idempotent, so a failed
+        # call is simply repeated.
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        keys = redis_keys(command)
         args: list[str | int] = [token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms]
-        for attempt in (1, 2):
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.evalsha(self._done.sha, 3, *redis_keys(command), *args)
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.evalsha(self._done.sha, 3, *keys, *args)
             if state is not None:
                 state.record_written_into(pipe, command)
-            try:
-                await pipe.execute()
-                return
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                # Redis restarted and lost its scripts: load them, then once more.
-                await self._redis.script_load(_DONE)
-                if state is not None:
-                    await state.load_scripts()
+
+        async def reload() -> None:
+            await self._redis.script_load(_DONE)
+            if state is not None:
+                await state.load_scripts()
+
+        await self._scripted(queue, reload)
 
     async def release(self, command: SyncCommand, token: str) -> None:
-        await self._release(keys=list(redis_keys(command)), args=[token])
+        keys = redis_keys(command)
+        await self._scripted(lambda pipe: pipe.evalsha(self._release.sha, 3, *keys, token), self._reload(_RELEASE))
+
+    def _reload(self, script: str) -> Callable[[], Awaitable[object]]:
+        return lambda: self._redis.script_load(script)
+
+    async def _scripted(
+        self, queue: Callable[[Pipeline], object], reload: Callable[[], Awaitable[object]]
+    ) -> list[Any]:
+        """The replies of the script calls `queue` puts on the shared pipeline. Redis restarted and lost its
+        scripts (NOSCRIPT): they are loaded, then the calls made once more."""
+        try:
+            return await self._pipeline.call(queue)
+        except NoScriptError:
+            await reload()
+            return await self._pipeline.call(queue)
 
     async def applied_at(self, command: SyncCommand) -> datetime | None:
         value = await self._redis.get(redis_keys(command)[0])
@@ -190,4 +213,5 @@ class RedisIdempotencyStore:
         return None
 
     async def close(self) -> None:
+        await self._pipeline.aclose()
         await self._redis.aclose()
