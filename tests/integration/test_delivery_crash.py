@@ -139,10 +139,13 @@ def spec_of(stack: RunningStack, name: str) -> ServiceSpec:
 async def test_writer_killed_mid_stream(stack: RunningStack, sims: Sims) -> None:
     await sims.control(latency_ms=1000)
     stream = Stream(sims, "wkill")
-    await stream.create(15)
+    # Changes keep arriving while earlier ones are written (a backlog batched all at once could finish before the
+    # kill), so the writer is killed with writes in flight: claimed, maybe applied, not recorded.
+    creating = asyncio.create_task(stream.create(15, pause_s=0.2))
     await eventually(at_least(stream.members_written, 3), timeout=60)
     await eventually(at_least(sims.in_flight, 1), timeout=60, interval=0.05)
-    spec = stack.stack.kill("writer")  # with writes in flight: claimed, maybe applied, not recorded
+    spec = stack.stack.kill("writer")
+    await creating
     await stream.rename(list(stream.expected)[:5])
     await asyncio.to_thread(stack.stack.start, spec)
     await assert_exactly_once(stack, stream)
