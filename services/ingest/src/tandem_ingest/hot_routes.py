@@ -41,7 +41,8 @@ class IngestApp(FastAPI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hot: list[tuple[re.Pattern[str], frozenset[str], Handler]] = []
-        self._hot_stack = IngestMetricsMiddleware(ServerErrorMiddleware(self._serve_hot))
+        # In FastAPI's order: the error handler outside the metrics, so a crash is a 500 but not a counted answer.
+        self._hot_stack = ServerErrorMiddleware(IngestMetricsMiddleware(self._serve_hot))
 
     def add_hot_routes(self, routes: Sequence[HotRoute]) -> None:
         self._hot.extend((route.pattern(), route.methods, route.handler) for route in routes)
