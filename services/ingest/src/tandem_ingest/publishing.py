@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,7 +12,7 @@ from faststream.kafka import KafkaBroker
 from tandem_shared.contracts import ChangeEvent, Headers, Stage, TraceRecord, TraceStatus, message_key
 from tandem_shared.contracts.topics import CHANGES, TRACE
 from tandem_shared.logging import get_logger
-from tandem_shared.tracing import StepRecorder
+from tandem_shared.tracing import StepRecorder, new_id
 
 log = get_logger("tandem.ingest")
 
@@ -42,10 +41,16 @@ class BrokerRecords:
 
     async def send(self, topic: str, value: bytes, *, key: bytes, headers: Mapping[str, str]) -> asyncio.Future[Any]:
         """Hands the record to the producer; the returned future resolves once Kafka acknowledged it."""
-        record_headers = [("content-type", _JSON), ("correlation_id", str(uuid.uuid4()).encode())]
+        record_headers = [("content-type", _JSON), ("correlation_id", _correlation_id())]
         record_headers.extend((name, text.encode()) for name, text in headers.items())
         future: asyncio.Future[Any] = await self._producer().send(topic, value=value, key=key, headers=record_headers)
         return future
+
+
+def _correlation_id() -> bytes:
+    """What FastStream puts there, `str(uuid.uuid4())`, from `new_id`'s cheaper random UUID."""
+    hex_id = new_id()
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}".encode()
 
 
 def _report_lost_trace(delivery: asyncio.Future[Any]) -> None:
