@@ -20,9 +20,10 @@ from starlette.routing import Route
 from tandem_ingest.accessplanit_changes import ApiUserReader, UserReader, delivery_event, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable, EventClaims, RedisEventClaims
 from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.hot_routes import HotRoute, IngestApp
 from tandem_ingest.http import problem, read_body
 from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
-from tandem_ingest.mailchimp_webhook import mailchimp_router
+from tandem_ingest.mailchimp_webhook import MailchimpWebhook
 from tandem_ingest.normalize import accessplanit
 from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, RedisCursorStore
 from tandem_ingest.publishing import ChangePublisher, KafkaUnavailable
@@ -41,6 +42,8 @@ from tandem_shared.tracing import new_id, publish_trace
 log = get_logger("tandem.ingest")
 
 SIGNATURE_HEADER = "X-Accessplanit-Signature"
+ACCESSPLANIT_PATH = "/webhooks/accessplanit/{instance_id}"
+ACCESSPLANIT_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 async def keep_connecting(broker: KafkaBroker) -> None:
@@ -126,7 +129,7 @@ def create_app(
             await redis.aclose()
             await registry.stop()
 
-    app = FastAPI(title="Tandem ingest", lifespan=lifespan)
+    app = IngestApp(title="Tandem ingest", lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
     app.add_middleware(IngestMetricsMiddleware)
@@ -146,8 +149,7 @@ def create_app(
         body = {"kafka": "ok" if kafka_ok else "unreachable", "redis": "ok" if redis_ok else "unreachable"}
         return JSONResponse(body, status_code=200 if kafka_ok and redis_ok else 503)
 
-    @app.api_route("/webhooks/accessplanit/{instance_id}", methods=["POST", "PUT", "PATCH", "DELETE"])
-    async def accessplanit_webhook(instance_id: str, request: Request) -> Response:
+    async def accessplanit_webhook(request: Request, instance_id: str) -> Response:
         instance = registry.get(instance_id)
         if instance is None:
             return problem(404, "Not Found", "no such instance")
@@ -208,7 +210,14 @@ def create_app(
             return problem(409, "Conflict", "the same change is being stored right now; retry shortly")
         return JSONResponse(ids, status_code=202)
 
-    app.include_router(mailchimp_router(settings, registry, DedupedSink(intake)))
+    @app.api_route(ACCESSPLANIT_PATH, methods=list(ACCESSPLANIT_METHODS))
+    async def accessplanit_route(instance_id: str, request: Request) -> Response:
+        return await accessplanit_webhook(request, instance_id)
+
+    mailchimp = MailchimpWebhook(settings, registry, DedupedSink(intake))
+    app.include_router(mailchimp.router())
+    accessplanit_hot = HotRoute(ACCESSPLANIT_PATH, frozenset(ACCESSPLANIT_METHODS), accessplanit_webhook)
+    app.add_hot_routes([accessplanit_hot, *mailchimp.hot_routes()])
     return app
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.hot_routes import HotRoute
 from tandem_ingest.http import problem, read_body
 from tandem_ingest.normalize.mailchimp import Ignored, normalize_webhook, parse_form
 from tandem_ingest.publishing import KafkaUnavailable
@@ -68,26 +69,49 @@ def _authorize(registry: InstanceRegistry, instance_id: str, given: str) -> Inst
     return instance
 
 
-def mailchimp_router(settings: IngestSettings, registry: InstanceRegistry, publisher: ChangeSink) -> APIRouter:
-    router = APIRouter()
+class MailchimpWebhook:
+    """The handlers, served both as FastAPI routes (`router`) and ahead of FastAPI (`hot_routes`)."""
 
-    @router.get(PATH)
-    async def validate(instance_id: str, secret: str) -> Response:
+    def __init__(self, settings: IngestSettings, registry: InstanceRegistry, publisher: ChangeSink) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._publisher = publisher
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.get(PATH)
+        async def validate(instance_id: str, secret: str, request: Request) -> Response:
+            return await self.validate(request, instance_id, secret)
+
+        @router.post(PATH)
+        async def deliver(instance_id: str, secret: str, request: Request) -> Response:
+            return await self.deliver(request, instance_id, secret)
+
+        return router
+
+    def hot_routes(self) -> list[HotRoute]:
+        return [
+            HotRoute(PATH, frozenset({"GET"}), self.validate),
+            HotRoute(PATH, frozenset({"POST"}), self.deliver),
+        ]
+
+    async def validate(self, _: Request, instance_id: str, secret: str) -> Response:
         try:
-            _authorize(registry, instance_id, secret)
+            _authorize(self._registry, instance_id, secret)
         except _Refused as refused:
             return refused.response
         return JSONResponse({"status": "ok"})
 
-    @router.post(PATH)
-    async def deliver(instance_id: str, secret: str, request: Request) -> Response:
+    async def deliver(self, request: Request, instance_id: str, secret: str) -> Response:
         try:
-            instance = _authorize(registry, instance_id, secret)
-            return await _deliver(instance, request)
+            instance = _authorize(self._registry, instance_id, secret)
+            return await self._deliver(instance, request)
         except _Refused as refused:
             return refused.response
 
-    async def _deliver(instance: InstanceConfig, request: Request) -> Response:
+    async def _deliver(self, instance: InstanceConfig, request: Request) -> Response:
+        settings = self._settings
         try:
             raw = await read_body(request, settings.max_body_bytes)
         except OverflowError:
@@ -120,10 +144,8 @@ def mailchimp_router(settings: IngestSettings, registry: InstanceRegistry, publi
             log.info("Mailchimp webhook ignored", instance_id=instance.id, type=result.event_type, reason=result.reason)
             return JSONResponse({"ignored": result.event_type, "reason": result.reason})
         try:
-            await publisher.publish(result)
+            await self._publisher.publish(result)
         except KafkaUnavailable as exc:
             log.warning("kafka unavailable, asking Mailchimp to retry", error=str(exc))
             return problem(503, "Service Unavailable", "the event could not be stored; retry later")
         return JSONResponse({"event_id": result.event_id, "execution_id": result.execution_id})
-
-    return router
