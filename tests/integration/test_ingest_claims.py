@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from support.mapper import accessplanit_change
-from tandem_ingest.dedupe import Claim, ClaimsUnavailable, CommandBatch, RedisEventClaims
+from tandem_ingest.dedupe import Claim, ClaimsUnavailable, RedisEventClaims
 from tandem_ingest.intake import Intake
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_shared.contracts import ChangeEvent, Stage, utcnow
@@ -105,19 +105,3 @@ async def test_an_unreachable_redis_fails_every_command_of_the_batch() -> None:
     finally:
         await unreachable.aclose()
     assert [type(r) for r in results] == [ClaimsUnavailable] * 5
-
-
-async def test_a_batch_answers_each_command_with_its_own_reply_or_error(redis: Redis) -> None:
-    key = f"batch-{uuid.uuid4().hex[:8]}"
-    await redis.set(f"{key}:list", b"x")
-    batch = CommandBatch(redis)
-    results = await asyncio.gather(
-        batch.execute("set", f"{key}:a", b"1"),
-        batch.execute("lpush", f"{key}:list", b"wrong type"),
-        batch.execute("get", f"{key}:a"),
-        return_exceptions=True,
-    )
-    assert results[0] is True
-    assert "WRONGTYPE" in str(results[1])
-    assert results[2] == b"1"
-    await redis.delete(f"{key}:a", f"{key}:list")
