@@ -6,6 +6,7 @@ only decide what a failure means for their own work.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +25,8 @@ from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 
 API_PREFIX = "/api/v2"
+# Simultaneous requests per tenant and API key (one pooled client each).
+MAX_CONNECTIONS = 10
 
 
 class AccessplanitError(Exception):
@@ -64,6 +67,9 @@ class AccessplanitClient:
         self._budget = budget
         self._scope = budget_scope
         self._settings = settings
+        # Requests beyond the pool's connections wait here, not in httpcore's pool: its queue is scanned in full each
+        # time a connection frees, and with hundreds of writes in hand that scan took most of the writer's CPU.
+        self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
 
     def _budget_key(self, path: str) -> str:
         module = path.removeprefix(API_PREFIX).strip("/").split("/", 1)[0] or "root"
@@ -78,11 +84,18 @@ class AccessplanitClient:
         except BudgetExhausted as exc:
             raise AccessplanitError(budget_exhausted(exc.retry_after_s, action=action)) from exc
         try:
+            async with asyncio.timeout(self._settings.http_timeout_s):
+                await self._gate.acquire()
+        except TimeoutError as exc:  # what httpx's own pool timeout said before the gate
+            raise AccessplanitError(transport_failure("Timeout", "PoolTimeout", action=action)) from exc
+        try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException as exc:
             raise AccessplanitError(transport_failure("Timeout", type(exc).__name__, action=action)) from exc
         except httpx.TransportError as exc:
             raise AccessplanitError(transport_failure(type(exc).__name__, str(exc), action=action)) from exc
+        finally:
+            self._gate.release()
         if response.status_code == 429:
             pause = _retry_after_s(response.headers.get("retry-after"), self._settings.rate_limited_pause_s)
             await self._budget.block(key, pause)
@@ -209,7 +222,7 @@ class AccessplanitClients:
                 base_url=root,
                 headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
                 timeout=httpx.Timeout(self._settings.http_timeout_s, connect=5.0),
-                limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+                limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS),
                 transport=self._transport,
             )
             self._http.append(http)

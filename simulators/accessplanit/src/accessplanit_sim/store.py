@@ -62,14 +62,22 @@ class Store:
         with self._db:
             self._seed()
         self._last_ms = int(self._meta("clock_ms", "0"))
+        # Parsed user documents by id, loaded on first use. Every look-up by email or filter scans the users, and
+        # parsing each one's JSON per request made a look-up cost grow with the audience (the writer looks up before
+        # every write). Kept in step with every write below; dropped when a transaction rolls back.
+        self._users: dict[int, Doc] | None = None
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        with self._db:
-            yield
+        try:
+            with self._db:
+                yield
+        except BaseException:
+            self._users = None
+            raise
 
     # -- seed and reset -------------------------------------------------------------------------------------
 
@@ -98,6 +106,7 @@ class Store:
             for table in DATA_TABLES:
                 self._db.execute(f"DELETE FROM {table}")
             self._seed()
+        self._users = None
 
     # -- meta: clock and sequences ---------------------------------------------------------------------------
 
@@ -173,20 +182,32 @@ class Store:
 
     # -- users -----------------------------------------------------------------------------------------------
 
+    def _user_docs(self) -> dict[int, Doc]:
+        if self._users is None:
+            rows = self._db.execute("SELECT id, doc FROM users").fetchall()
+            self._users = {int(row[0]): json.loads(row[1]) for row in rows}
+        return self._users
+
     def users(self) -> list[Doc]:
-        return self._docs("SELECT doc FROM users ORDER BY id")
+        """Every user in id order; each a copy, so a caller's changes never reach the cache."""
+        docs = self._user_docs()
+        return [dict(docs[user_id]) for user_id in sorted(docs)]
 
     def user(self, user_id: str) -> Doc | None:
         if not user_id.isdigit():
             return None
-        row = self._db.execute("SELECT doc FROM users WHERE id = ?", (int(user_id),)).fetchone()
-        return json.loads(row[0]) if row else None
+        doc = self._user_docs().get(int(user_id))
+        return dict(doc) if doc is not None else None
 
     def put_user(self, doc: Doc) -> None:
-        self._db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (int(doc["ID"]), json.dumps(doc)))
+        text = json.dumps(doc)
+        self._db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (int(doc["ID"]), text))
+        # What the database holds, not the caller's object (which it may go on changing).
+        self._user_docs()[int(doc["ID"])] = json.loads(text)
 
     def remove_user(self, user_id: str) -> None:
         self._db.execute("DELETE FROM users WHERE id = ?", (int(user_id),))
+        self._user_docs().pop(int(user_id), None)
 
     # -- audit -----------------------------------------------------------------------------------------------
 
