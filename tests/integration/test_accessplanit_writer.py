@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,17 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 from redis.asyncio import Redis
 
+from support.commands import sync_command
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, service_specs
 from tandem_shared.contracts import (
-    ContactIdentity,
     Headers,
-    Operation,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
-    Trigger,
-    fingerprint,
-    idempotency_key,
     message_key,
 )
 from tandem_shared.contracts.topics import COMMANDS, TRACE
@@ -53,23 +48,14 @@ async def admin(stack: RunningStack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def upsert(instance_id: str, payload: dict[str, Any]) -> SyncCommand:
-    identity = ContactIdentity(email=payload["Email"])
-    fp = fingerprint(payload)
-    now = datetime.now(UTC)
-    return SyncCommand(
-        command_id=uuid.uuid4().hex,
+    return sync_command(
+        instance_id,
+        System.ACCESSPLANIT,
+        payload,
+        email=payload["Email"],
+        name=uuid.uuid4().hex,
         execution_id=uuid.uuid4().hex,
         event_id=uuid.uuid4().hex,
-        instance_id=instance_id,
-        target=System.ACCESSPLANIT,
-        operation=Operation.UPSERT,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key(instance_id, System.ACCESSPLANIT, identity.contact_key, Operation.UPSERT, fp),
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=now,
-        created_at=now,
     )
 
 

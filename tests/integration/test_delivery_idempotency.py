@@ -8,15 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from support.commands import sync_command
 from support.waiting import eventually
 from tandem_shared.contracts import (
-    ContactIdentity,
-    Operation,
     SyncCommand,
     System,
-    Trigger,
-    fingerprint,
-    idempotency_key,
 )
 from tandem_shared.sync_state import SyncStateStore, field_digest
 from tandem_writer.idempotency import ClaimState, RedisIdempotencyStore, redis_keys
@@ -43,22 +39,16 @@ def instance_id() -> str:
 
 def command(instance_id: str, name: str, occurred: datetime = NOW) -> SyncCommand:
     payload = {"email_address": "ada@example.com", "merge_fields": {"FNAME": name}}
-    identity = ContactIdentity(accessplanit_user_id="7", email="ada@example.com")
-    fp = fingerprint(payload)
-    return SyncCommand(
-        command_id=name,
+    return sync_command(
+        instance_id,
+        System.MAILCHIMP,
+        payload,
+        email="ada@example.com",
+        user_id="7",
+        name=name,
         execution_id=name,
         event_id=name,
-        instance_id=instance_id,
-        target=System.MAILCHIMP,
-        operation=Operation.UPSERT,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key(instance_id, System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=occurred,
-        created_at=occurred,
+        occurred=occurred,
     )
 
 

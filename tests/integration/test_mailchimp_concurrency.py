@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,10 @@ import pytest
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, SimServer, sim_settings
 from redis.asyncio import Redis
 
+from support.commands import sync_command
 from tandem_devstack.processes import free_port
 from tandem_shared.concurrency import LimiterUnavailable, RedisConcurrencyLimiter
-from tandem_shared.contracts import ContactIdentity, InstanceConfig, SyncCommand, System, Trigger, fingerprint
+from tandem_shared.contracts import InstanceConfig, SyncCommand, System, Trigger
 from tandem_shared.instances import demo_instance
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
@@ -60,21 +60,16 @@ def limiter(redis_url: str, prefix: str, *, limit: int = 10, lease_s: float = 10
 
 def command(email: str) -> SyncCommand:
     payload = {"email_address": email, "status_if_new": "subscribed", "merge_fields": {"FNAME": "Load"}}
-    now = datetime.now(UTC)
-    return SyncCommand(
-        command_id=email,
+    return sync_command(
+        "concurrency-test",
+        System.MAILCHIMP,
+        payload,
+        email=email,
+        name=email,
         execution_id=email,
         event_id=email,
-        instance_id="concurrency-test",
-        target=System.MAILCHIMP,
-        operation="upsert",
-        identity=ContactIdentity(email=email),
-        payload=payload,
-        fingerprint=fingerprint(payload),
-        idempotency_key=email,
+        key=email,
         trigger=Trigger.BACKFILL,
-        source_occurred_at=now,
-        created_at=now,
     )
 
 

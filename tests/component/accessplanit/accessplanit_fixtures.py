@@ -6,19 +6,18 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import uvicorn
 
+from support.commands import sync_command
 from tandem_ingest.dedupe import Claim
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.signatures import sign
 from tandem_shared.contracts import (
     AccessplanitConnection,
     ChangeEvent,
-    ContactIdentity,
     Direction,
     FieldMapping,
     InstanceConfig,
@@ -27,9 +26,6 @@ from tandem_shared.contracts import (
     Stage,
     SyncCommand,
     System,
-    Trigger,
-    fingerprint,
-    idempotency_key,
 )
 
 KEY_ENV = "TANDEM_TEST_ACCESSPLANIT_KEY"
@@ -67,23 +63,16 @@ def command(
     old_email: str | None = None,
     instance_id: str = "ap-test",
 ) -> SyncCommand:
-    identity = ContactIdentity(email=email or payload.get("Email"), old_email=old_email)
-    fp = fingerprint(payload)
-    now = datetime.now(UTC)
-    return SyncCommand(
-        command_id="c-1",
+    return sync_command(
+        instance_id,
+        System.ACCESSPLANIT,
+        payload,
+        email=email or payload.get("Email"),
+        old_email=old_email,
+        operation=operation,
+        name="c-1",
         execution_id="x-1",
         event_id="e-1",
-        instance_id=instance_id,
-        target=System.ACCESSPLANIT,
-        operation=operation,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key(instance_id, System.ACCESSPLANIT, identity.contact_key, operation, fp),
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=now,
-        created_at=now,
     )
 
 

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST, SimServer
 
+from support.commands import sync_command
 from tandem_devstack.processes import free_port
 from tandem_shared.concurrency import LocalConcurrencyLimiter
 from tandem_shared.contracts import (
-    ContactIdentity,
     InstanceConfig,
     Operation,
     SyncCommand,
     System,
-    Trigger,
-    fingerprint,
     subscriber_hash,
 )
 from tandem_shared.instances import demo_instance
@@ -76,21 +73,17 @@ def command(
     **payload: Any,
 ) -> SyncCommand:
     body = {"email_address": email, "status_if_new": "subscribed", "merge_fields": merge_fields or {}, **payload}
-    now = datetime.now(UTC)
-    return SyncCommand(
-        command_id="c",
+    return sync_command(
+        "writer-test",
+        System.MAILCHIMP,
+        body,
+        email=email,
+        user_id="1",
+        old_email=old_email,
+        operation=operation,
         execution_id="e",
         event_id="ev",
-        instance_id="writer-test",
-        target=System.MAILCHIMP,
-        operation=operation,
-        identity=ContactIdentity(accessplanit_user_id="1", email=email, old_email=old_email),
-        payload=body,
-        fingerprint=fingerprint(body),
-        idempotency_key="k",
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=now,
-        created_at=now,
+        key="k",
     )
 
 

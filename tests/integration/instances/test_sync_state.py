@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tandem_shared.contracts import ContactIdentity, Operation, SyncCommand, System, Trigger
+from support.commands import sync_command
+from tandem_shared.contracts import Operation, SyncCommand, System
 from tandem_shared.sync_state import SyncStateStore, field_digest, state_key, ts_ms
 
 pytestmark = pytest.mark.integration
@@ -29,21 +30,19 @@ def instance_id() -> str:
 
 
 def command(instance_id: str, payload: dict[str, object], *, at: datetime, old_email: str | None = None) -> SyncCommand:
-    operation = Operation.CHANGE_EMAIL if old_email else Operation.UPSERT
-    return SyncCommand(
-        command_id="c",
+    return sync_command(
+        instance_id,
+        System.MAILCHIMP,
+        payload,
+        email=str(payload["email_address"]),
+        user_id="7",
+        old_email=old_email,
+        operation=Operation.CHANGE_EMAIL if old_email else Operation.UPSERT,
         execution_id="x",
         event_id="e",
-        instance_id=instance_id,
-        target=System.MAILCHIMP,
-        operation=operation,
-        identity=ContactIdentity(accessplanit_user_id="7", email=str(payload["email_address"]), old_email=old_email),
-        payload=payload,
-        fingerprint="f",
-        idempotency_key="k",
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=at,
-        created_at=at,
+        occurred=at,
+        fp="f",
+        key="k",
     )
 
 

@@ -9,16 +9,12 @@ from typing import Any
 
 import pytest
 
+from support.commands import sync_command
 from tandem_shared.contracts import (
-    ContactIdentity,
     ErrorInfo,
     InstanceConfig,
-    Operation,
     SyncCommand,
     System,
-    Trigger,
-    idempotency_key,
-    utcnow,
 )
 from tandem_shared.contracts.topics import COMMANDS
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
@@ -57,22 +53,8 @@ class Nowhere:
 def command(instance_id: str, email: str) -> SyncCommand:
     payload = {"email_address": email, "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
     fp = content_fingerprint(System.MAILCHIMP, payload)
-    identity = ContactIdentity(accessplanit_user_id="7", email=email)
-    now = utcnow()
-    return SyncCommand(
-        command_id="c",
-        execution_id="x",
-        event_id="e",
-        instance_id=instance_id,
-        target=System.MAILCHIMP,
-        operation=Operation.UPSERT,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key(instance_id, System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=now,
-        created_at=now,
+    return sync_command(
+        instance_id, System.MAILCHIMP, payload, email=email, user_id="7", execution_id="x", event_id="e", fp=fp
     )
 
 

@@ -5,17 +5,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from support.commands import sync_command
 from tandem_cli.main import build_parser
 from tandem_cli.replay import Filters, Parked, parse_when, replay_headers, replayed_command, select
 from tandem_shared.contracts import (
-    ContactIdentity,
     Headers,
-    Operation,
     SyncCommand,
     System,
     Trigger,
-    fingerprint,
-    idempotency_key,
 )
 from tandem_shared.contracts.topics import COMMANDS_DLQ
 
@@ -26,24 +23,16 @@ def command(
     name: str, instance: str = "acme", execution: str | None = None, original: str | None = None
 ) -> SyncCommand:
     payload = {"email_address": f"{name}@example.com"}
-    identity = ContactIdentity(email=payload["email_address"])
-    fp = fingerprint(payload)
-    return SyncCommand(
-        command_id=name,
+    return sync_command(
+        instance,
+        System.MAILCHIMP,
+        payload,
+        email=payload["email_address"],
+        name=name,
         execution_id=execution or f"x-{name}",
         original_execution_id=original,
-        event_id=f"e-{name}",
-        instance_id=instance,
-        target=System.MAILCHIMP,
-        operation=Operation.UPSERT,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key(instance, System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
         attempt=6,
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=NOW,
-        created_at=NOW,
+        occurred=NOW,
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tandem_shared.contracts import ContactIdentity, Operation, SyncCommand, System, Trigger, fingerprint
+from support.commands import sync_command
+from tandem_shared.contracts import Operation, SyncCommand, System, fingerprint
 from tandem_writer.coalescing import Queued, coalesce, fold_payloads
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -15,20 +16,18 @@ def command(
     n: int, merge_fields: dict[str, Any], *, user: str = "1", operation: Operation = Operation.UPSERT
 ) -> SyncCommand:
     payload = {"email_address": f"u{user}@example.com", "status_if_new": "subscribed", "merge_fields": merge_fields}
-    return SyncCommand(
-        command_id=f"c{n}",
+    return sync_command(
+        "demo",
+        System.MAILCHIMP,
+        payload,
+        email=f"u{user}@example.com",
+        user_id=user,
+        operation=operation,
+        name=f"c{n}",
         execution_id=f"e{n}",
         event_id=f"ev{n}",
-        instance_id="demo",
-        target=System.MAILCHIMP,
-        operation=operation,
-        identity=ContactIdentity(accessplanit_user_id=user, email=f"u{user}@example.com"),
-        payload=payload,
-        fingerprint=fingerprint(payload),
-        idempotency_key=f"k{n}",
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=T0 + timedelta(seconds=n),
-        created_at=T0 + timedelta(seconds=n),
+        key=f"k{n}",
+        occurred=T0 + timedelta(seconds=n),
     )
 
 

@@ -8,20 +8,16 @@ from typing import Any
 
 import pytest
 
+from support.commands import sync_command
 from tandem_shared.contracts import (
-    ContactIdentity,
     ErrorInfo,
     Headers,
     InstanceConfig,
-    Operation,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
-    Trigger,
-    fingerprint,
-    idempotency_key,
 )
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
@@ -37,23 +33,18 @@ PERMANENT = ErrorInfo(error_class="InvalidResource", message="Invalid Resource: 
 
 
 def command(occurred: datetime = NOW, first_name: str = "Ada", user_id: str = "7") -> SyncCommand:
-    payload = {"email_address": f"u{user_id}@example.com", "merge_fields": {"FNAME": first_name}}
-    fp = fingerprint(payload)
-    identity = ContactIdentity(accessplanit_user_id=user_id, email=payload["email_address"])  # type: ignore[arg-type]
-    return SyncCommand(
-        command_id=f"c-{first_name}",
+    email = f"u{user_id}@example.com"
+    payload = {"email_address": email, "merge_fields": {"FNAME": first_name}}
+    return sync_command(
+        "demo",
+        System.MAILCHIMP,
+        payload,
+        email=email,
+        user_id=user_id,
+        name=f"c-{first_name}",
         execution_id=f"x-{first_name}",
         event_id=f"e-{first_name}",
-        instance_id="demo",
-        target=System.MAILCHIMP,
-        operation=Operation.UPSERT,
-        identity=identity,
-        payload=payload,
-        fingerprint=fp,
-        idempotency_key=idempotency_key("demo", System.MAILCHIMP, identity.contact_key, Operation.UPSERT, fp),
-        trigger=Trigger.WEBHOOK,
-        source_occurred_at=occurred,
-        created_at=occurred,
+        occurred=occurred,
     )
 
 
