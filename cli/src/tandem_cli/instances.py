@@ -24,7 +24,6 @@ from tandem_cli.common import (
     fail,
     run,
 )
-from tandem_cli.main import REGISTRARS
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.instances import instance_json_schema
 from tandem_shared.instance_store import put_instance, read_instances
@@ -304,6 +303,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--discard-buffered", action="store_true", help="discard the changes held while paused instead (traced)"
     )
     command("schema", cmd_schema, "print the JSON Schema of configuration files", broker=False)
-
-
-REGISTRARS.append(register)

@@ -1,4 +1,5 @@
-"""The `tandem` operator command. Each sub-command group lives in its own module and registers itself here."""
+"""The `tandem` operator command. Each sub-command group lives in its own module, which adds it to the parser
+through its `register(subparsers)`; the groups never import this module."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
+from tandem_cli import instances, replay, report, webhooks
+
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-REGISTRARS: list[Registrar] = []
+REGISTRARS: tuple[Registrar, ...] = (instances.register, replay.register, report.register, webhooks.register)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,13 +37,6 @@ def quiet_library_logs() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     quiet_library_logs()
     parser = build_parser()
-    if not REGISTRARS:
-        parser.print_help(sys.stderr)
-        return 2
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
-
-
-# Sub-command groups append their registrar when imported, so they are imported once REGISTRARS exists.
-from tandem_cli import instances, replay, report, webhooks  # noqa: E402, F401

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
-from tandem_cli.main import REGISTRARS
 from tandem_shared.contracts import (
     ChangeEvent,
     Headers,
@@ -385,6 +384,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the writer's consumer group, for --from retry (default: TANDEM_WRITER_GROUP_ID or tandem-writer)",
     )
     parser.set_defaults(handler=run)
-
-
-REGISTRARS.append(register)

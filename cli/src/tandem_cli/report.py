@@ -24,7 +24,6 @@ from tandem_cli.common import (
     fail,
     run,
 )
-from tandem_cli.main import REGISTRARS
 from tandem_shared.contracts import InstanceConfig, email_key
 from tandem_shared.instance_store import read_instances
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
@@ -155,6 +154,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     duplicates.add_argument("--json", action="store_true", help="machine-readable output")
     add_broker_option(duplicates)
     duplicates.set_defaults(handler=cmd_duplicates)
-
-
-REGISTRARS.append(register)

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
-from tandem_cli.main import REGISTRARS
 from tandem_shared.contracts import InstanceConfig, MailchimpConnection
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
@@ -273,7 +272,7 @@ The API key and URL secret are resolved from the instance's references (env:/fil
 """
 
 
-def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("webhooks", help="Mailchimp audience webhooks of an instance")
     actions = parser.add_subparsers(dest="webhooks_command", required=True)
     kafka_default = CommonSettings().kafka_bootstrap_servers
@@ -302,6 +301,3 @@ def register_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.add_argument("instance", help="instance id")
     listing.add_argument("--kafka", default=kafka_default, help=f"Kafka bootstrap servers (default {kafka_default})")
     listing.set_defaults(handler=cmd_list)
-
-
-REGISTRARS.append(register_commands)
