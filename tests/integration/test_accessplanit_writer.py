@@ -14,20 +14,20 @@ from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 from redis.asyncio import Redis
 
 from support.commands import sync_command
+from support.kafka import connect
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, service_specs
 from tandem_shared.contracts import (
-    Headers,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
-    message_key,
 )
+from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import COMMANDS, TRACE
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import KafkaProducer, send_envelope
 from tandem_writer.idempotency import redis_keys
 
 pytestmark = pytest.mark.integration
@@ -61,17 +61,12 @@ def upsert(instance_id: str, payload: dict[str, Any]) -> SyncCommand:
 
 async def send(kafka: str, command: SyncCommand) -> RecordMetadata:
     """Published as the mapper does; returns where it landed (for the offset reset below)."""
-    broker = make_broker(kafka, client_id="test-mapper")
-    await broker.start()
+    producer = KafkaProducer(connect(kafka))
+    await producer.start()
     try:
-        metadata = await broker.publish(
-            command,
-            topic=COMMANDS,
-            key=message_key(command.instance_id, command.identity.contact_key).encode(),
-            headers={Headers.INSTANCE_ID: command.instance_id, Headers.EXECUTION_ID: command.execution_id},
-        )
+        metadata: RecordMetadata = await (await send_envelope(producer, command_envelope(command)))
     finally:
-        await broker.stop()
+        await producer.stop()
     return metadata
 
 

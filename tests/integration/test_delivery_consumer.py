@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from support.groups import committed_offsets, group_state
+from support.kafka import connect
 from support.waiting import eventually
 from tandem_shared.contracts import Headers, TopicSpec
 from tandem_shared.kafka import ensure_topics
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def topic(kafka_bootstrap: str) -> str:
     name = f"test.delivery.{uuid.uuid4().hex[:8]}"
-    await ensure_topics(kafka_bootstrap, [TopicSpec(name, 2)])
+    await ensure_topics(connect(kafka_bootstrap), [TopicSpec(name, 2)])
     return name
 
 

@@ -25,6 +25,7 @@ from support.delivery import (
     parked,
     unique_email,
 )
+from support.kafka import connect
 from support.stack import RunningStack, running_stack
 from support.topics import read_all, wait_for_records
 from support.waiting import eventually
@@ -188,7 +189,7 @@ async def test_a_dead_letter_replayed_with_remap_is_mapped_again_with_the_curren
             "mappings": [*stack.instance.mappings, FieldMapping(mailchimp="PHONE", accessplanit="Telephone")],
         }
     )
-    await put_instance(stack.kafka, mapped)
+    await put_instance(connect(stack.kafka), mapped)
 
     async def mapper_maps_phone() -> bool:
         probe = await sims.create_user(unique_email("probe"), "Probe", Telephone="01632 960002")

@@ -1,4 +1,4 @@
-"""ChangePublisher sends through the broker's aiokafka producer the very records FastStream's publish sent."""
+"""ChangePublisher sends through the producer port the very records FastStream's publish sent."""
 
 from __future__ import annotations
 
@@ -9,22 +9,31 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from faststream.kafka import KafkaBroker
 
+from support.kafka import connect
 from support.mapper import accessplanit_change
 from tandem_ingest.publishing import ChangePublisher, KafkaUnavailable
 from tandem_shared.contracts import Headers, Stage, TraceRecord, TraceStatus, message_key, utcnow
 from tandem_shared.contracts.topics import CHANGES, TRACE
-from tandem_shared.kafka import caught_up, ensure_topics, make_broker, partitions_of
+from tandem_shared.kafka import KafkaProducer, caught_up, ensure_topics, partitions_of
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 async def broker(kafka_bootstrap: str) -> AsyncIterator[KafkaBroker]:
-    await ensure_topics(kafka_bootstrap)
-    broker = make_broker(kafka_bootstrap, client_id="tandem-ingest-test")
+    await ensure_topics(connect(kafka_bootstrap))
+    broker = connect(kafka_bootstrap).broker("tandem-ingest-test")
     await broker.start()
     yield broker
     await broker.stop()
+
+
+@pytest.fixture
+async def producer(kafka_bootstrap: str) -> AsyncIterator[KafkaProducer]:
+    producer = KafkaProducer(connect(kafka_bootstrap))
+    await producer.start()
+    yield producer
+    await producer.stop()
 
 
 async def records_since(bootstrap: str, topic: str, start: dict, execution_id: str) -> list[ConsumerRecord]:
@@ -48,20 +57,20 @@ async def end_offsets(bootstrap: str, topic: str) -> dict:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        return dict(await consumer.end_offsets(await partitions_of(bootstrap, topic)))
+        return dict(await consumer.end_offsets(await partitions_of(connect(bootstrap), topic)))
     finally:
         await consumer.stop()
 
 
 async def test_the_change_and_its_trace_are_the_records_faststream_sent(
-    broker: KafkaBroker, kafka_bootstrap: str
+    broker: KafkaBroker, producer: KafkaProducer, kafka_bootstrap: str
 ) -> None:
     event = accessplanit_change(f"pub-{uuid.uuid4().hex[:8]}", "4242", at=utcnow())
     own = {"x-tandem-test": "1"}
     changes_start = await end_offsets(kafka_bootstrap, CHANGES)
     traces_start = await end_offsets(kafka_bootstrap, TRACE)
 
-    await ChangePublisher(broker, timeout_s=10).publish(event, stage=Stage.INGEST, notes=["a note"], headers=own)
+    await ChangePublisher(producer, timeout_s=10).publish(event, stage=Stage.INGEST, notes=["a note"], headers=own)
     headers = {**own, Headers.INSTANCE_ID: event.instance_id, Headers.EXECUTION_ID: event.execution_id}
     headers[Headers.EVENT_ID] = event.event_id
     key = message_key(event.instance_id, event.identity.contact_key).encode()
@@ -88,7 +97,7 @@ async def test_the_change_and_its_trace_are_the_records_faststream_sent(
 
 
 async def test_nothing_is_acknowledged_before_the_broker_is_connected(kafka_bootstrap: str) -> None:
-    never_started = make_broker(kafka_bootstrap, client_id="tandem-ingest-test")
+    never_started = KafkaProducer(connect(kafka_bootstrap))
     event = accessplanit_change("pub-unconnected", "1", at=utcnow())
     with pytest.raises(KafkaUnavailable):
         await ChangePublisher(never_started, timeout_s=2).publish(event)

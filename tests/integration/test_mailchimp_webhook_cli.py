@@ -20,6 +20,7 @@ from component.simulators.mailchimp.mailchimp_testkit import (
     sim_settings,
 )
 
+from support.kafka import connect
 from tandem_cli.main import main
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instance_store import put_instance, read_instances
@@ -59,7 +60,7 @@ def instance(sim_server: SimServer, kafka_bootstrap: str, monkeypatch: pytest.Mo
             ),
         }
     )
-    asyncio.run(put_instance(kafka_bootstrap, config))
+    asyncio.run(put_instance(connect(kafka_bootstrap), config))
     return config
 
 
@@ -73,7 +74,7 @@ def hooks(sim_server: SimServer) -> list[dict[str, object]]:
 
 
 def stored(kafka: str, instance_id: str) -> InstanceConfig:
-    return asyncio.run(read_instances(kafka))[instance_id]
+    return asyncio.run(read_instances(connect(kafka)))[instance_id]
 
 
 def test_register_keeps_the_signing_secret_in_a_file_and_points_the_instance_at_it(

@@ -12,12 +12,13 @@ import httpx
 from aiokafka import ConsumerRecord, TopicPartition
 
 from support.groups import committed_offsets
+from support.kafka import connect
 from support.stack import RunningStack
 from support.topics import read_all
-from tandem_cli.replay import read_records
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contracts import Headers, Stage, SyncCommand, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import COMMANDS_RETRY, TRACE
+from tandem_shared.kafka import read_records
 from tandem_writer.idempotency import RedisIdempotencyStore
 
 # The writer sends a contact alone as a PUT and a backlog as batch subscribes: faults and counts cover both.
@@ -97,7 +98,7 @@ class Parked:
 async def parked(bootstrap: str, topics: list[str], instance_id: str) -> list[Parked]:
     """This instance's records on the given topics (retry tiers, DLQ, the command topic), with their headers."""
     found = []
-    for record in await read_records(bootstrap, topics):
+    for record in await read_records(connect(bootstrap), topics):
         headers = {k: (v or b"").decode() for k, v in (record.headers or ())}
         if headers.get(Headers.INSTANCE_ID) != instance_id:
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from support.kafka import connect
 from tandem_shared.kafka import partitions_of
 
 
@@ -32,7 +33,7 @@ async def group_state(bootstrap: str, group_id: str) -> tuple[str, int]:
 
 async def start_at_end(bootstrap: str, group_id: str, topics: list[str]) -> None:
     """Commits the group's position at the topics' current end, so it consumes only records written from now on."""
-    partitions = [tp for topic in topics for tp in await partitions_of(bootstrap, topic)]
+    partitions = [tp for topic in topics for tp in await partitions_of(connect(bootstrap), topic)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:

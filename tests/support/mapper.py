@@ -15,8 +15,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from faststream.kafka import KafkaBroker
 
+from support.kafka import connect
 from support.topics import read_all, wait_for_records
 from support.waiting import eventually
 from tandem_mapper.app import Mapper, build
@@ -25,19 +25,18 @@ from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
     ContactIdentity,
-    Headers,
     InstanceConfig,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     Trigger,
-    message_key,
 )
+from tandem_shared.contracts.envelopes import change_envelope
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
 from tandem_shared.instance_store import TopicInstanceRegistry, delete_instance, put_instance
 from tandem_shared.instances import Listener, demo_instance
-from tandem_shared.kafka import make_broker, partitions_of
+from tandem_shared.kafka import KafkaProducer, partitions_of, send_envelope
 from tandem_shared.sync_state import SyncStateStore
 
 INTEGRATION_USER = "900001"
@@ -91,7 +90,7 @@ class MapperHarness:
     mapper: Mapper
     registry: TopicInstanceRegistry
     state: SyncStateStore
-    publisher: KafkaBroker
+    publisher: KafkaProducer
     ids: set[str]
     group_id: str
     instances: dict[str, InstanceConfig] = field(default_factory=dict)
@@ -99,7 +98,7 @@ class MapperHarness:
     async def put(self, instance: InstanceConfig) -> InstanceConfig:
         """Publish a configuration and wait until the mapper follows it (as every service does, live)."""
         self.ids.add(instance.id)
-        await put_instance(self.kafka, instance)
+        await put_instance(connect(self.kafka), instance)
 
         async def applied() -> bool:
             current = self.registry.get(instance.id)
@@ -110,12 +109,7 @@ class MapperHarness:
         return instance
 
     async def change(self, event: ChangeEvent) -> ChangeEvent:
-        await self.publisher.publish(
-            event,
-            topic=CHANGES,
-            key=message_key(event.instance_id, event.identity.contact_key).encode(),
-            headers={Headers.INSTANCE_ID: event.instance_id, Headers.EXECUTION_ID: event.execution_id},
-        )
+        await (await send_envelope(self.publisher, change_envelope(event)))
         return event
 
     async def mapper_records(self, execution_ids: list[str]) -> list[TraceRecord]:
@@ -147,7 +141,7 @@ class MapperHarness:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka)
         await consumer.start()
         try:
-            return dict(await consumer.end_offsets(await partitions_of(self.kafka, CHANGES)))
+            return dict(await consumer.end_offsets(await partitions_of(connect(self.kafka), CHANGES)))
         finally:
             await consumer.stop()
 
@@ -158,7 +152,7 @@ async def start_group_at_end(kafka: str, group_id: str, topic: str) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group_id, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await partitions_of(kafka, topic)
+        partitions = await partitions_of(connect(kafka), topic)
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
         await consumer.commit(end)
@@ -171,7 +165,7 @@ async def running_mapper(
     kafka: str, redis: str, *, state: SyncStateStore | None = None, **settings_: Any
 ) -> AsyncIterator[MapperHarness]:
     ids: set[str] = set()
-    topic_registry = TopicInstanceRegistry(kafka)
+    topic_registry = TopicInstanceRegistry(connect(kafka))
     settings = MapperSettings(
         KAFKA_BOOTSTRAP_SERVERS=kafka,
         REDIS_URL=redis,
@@ -180,23 +174,26 @@ async def running_mapper(
         **settings_,
     )
     await start_group_at_end(kafka, settings.group_id, CHANGES)
-    broker, mapper, _, state = build(settings, OnlyThese(topic_registry, ids), state)
-    publisher = make_broker(kafka, client_id="tandem-test-changes")
+    built = build(settings, OnlyThese(topic_registry, ids), state)
+    state = built.state
+    publisher = KafkaProducer(connect(kafka))
     await topic_registry.start()
-    await broker.start()
-    await mapper.start()
+    await built.producer.start()
+    await built.broker.start()
+    await built.mapper.start()
     await publisher.start()
     try:
-        yield MapperHarness(kafka, mapper, topic_registry, state, publisher, ids, settings.group_id)
+        yield MapperHarness(kafka, built.mapper, topic_registry, state, publisher, ids, settings.group_id)
     finally:
         await publisher.stop()
-        await mapper.stop()
-        await broker.stop()
+        await built.mapper.stop()
+        await built.broker.stop()
+        await built.producer.stop()
         await topic_registry.stop()
         await state.close()
         # Later stacks in the session replay every change; gone instances make that replay cheap.
         for instance_id in ids:
-            await delete_instance(kafka, instance_id)
+            await delete_instance(connect(kafka), instance_id)
 
 
 def new_id() -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.groups import start_at_end
+from support.kafka import connect
 from tandem_devstack import demo
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, Stack, service_specs, stack_env
@@ -67,7 +68,7 @@ def running_stack(
     ports = Ports(*(free_port() for _ in range(6)))
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
-    asyncio.run(put_instance(kafka, instance))
+    asyncio.run(put_instance(connect(kafka), instance))
     mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
     # A new group would otherwise start at the beginning of topics shared with every earlier stack (and `make run`)
     # on this broker: it would redo the work of every instance still registered there (the demo instance, stacks
@@ -105,4 +106,4 @@ def running_stack(
         stack.stop()
         # Other consumers on this broker (`make run`'s, every later ingest poller) follow the registry: without its
         # instance, this stack's records still on the topics are skipped there and its dead ports are not polled.
-        asyncio.run(delete_instance(kafka, instance.id))
+        asyncio.run(delete_instance(connect(kafka), instance.id))

@@ -10,6 +10,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer
 from pydantic import BaseModel
 
+from support.kafka import connect
 from tandem_shared.kafka import caught_up, partitions_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -20,7 +21,7 @@ async def read_all(bootstrap: str, topic: str, model: type[M], *, where: Callabl
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = await partitions_of(bootstrap, topic)
+        partitions = await partitions_of(connect(bootstrap), topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 
 from tandem_bench.rawkafka import RAW_TOPICS
 from tandem_bench.resources import pid_listening_on
@@ -28,7 +26,7 @@ from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES, COMMANDS
 from tandem_shared.instance_store import delete_instance, put_instance
 from tandem_shared.instances import demo_instance
-from tandem_shared.kafka import ensure_topics, partitions_of
+from tandem_shared.kafka import KafkaConnection, ensure_topics, partitions_of
 
 NAIVE = "naive"
 
@@ -76,11 +74,12 @@ async def start_groups_at_end(bootstrap: str, groups: dict[str, str]) -> None:
     The services start new groups at the earliest offset; on a broker kept between runs that would replay every
     earlier run's records first, and the benchmark would measure the replay.
     """
+    connection = _connection(bootstrap)
     for group, topic in groups.items():
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        consumer = connection.consumer(group_id=group, enable_auto_commit=False)
         await consumer.start()
         try:
-            partitions = await partitions_of(bootstrap, topic)
+            partitions = await partitions_of(connection, topic)
             consumer.assign(partitions)
             end = await consumer.end_offsets(partitions)
             await consumer.commit(end)
@@ -90,14 +89,15 @@ async def start_groups_at_end(bootstrap: str, groups: dict[str, str]) -> None:
 
 async def lag(bootstrap: str, groups: dict[str, str]) -> int:
     """Records on the groups' topics that their groups have not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="tandem-bench-lag")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    connection = _connection(bootstrap)
+    admin = connection.admin("tandem-bench-lag")
+    consumer = connection.consumer(enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
         behind = 0
         for group, topic in groups.items():
-            partitions = await partitions_of(bootstrap, topic)
+            partitions = await partitions_of(connection, topic)
             end = await consumer.end_offsets(partitions)
             committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
             for tp in partitions:
@@ -114,6 +114,10 @@ def naive_spec(port: int) -> ServiceSpec:
     return ServiceSpec(NAIVE, [*argv, "--no-access-log"], port, "/health/live")
 
 
+def _connection(bootstrap: str) -> KafkaConnection:
+    return KafkaConnection(bootstrap, "tandem-bench")
+
+
 def _port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1].split("/")[0])
 
@@ -127,12 +131,12 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
         shutil.rmtree(broker_dir, ignore_errors=True)
     kafka_service = infra.ensure_kafka()
     kafka, redis = kafka_service.address, infra.ensure_redis().address
-    asyncio.run(ensure_topics(kafka, RAW_TOPICS))
+    asyncio.run(ensure_topics(_connection(kafka), RAW_TOPICS))
     ports = Ports(**{f.name: free_port() for f in fields(Ports)})
     naive_port = free_port()
     suffix = uuid.uuid4().hex[:8]
     instance = bench_instance(ports, f"bench-{suffix}")
-    asyncio.run(put_instance(kafka, instance))
+    asyncio.run(put_instance(_connection(kafka), instance))
     mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
     asyncio.run(start_groups_at_end(kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
     env = stack_env(
@@ -170,4 +174,4 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
             shutil.rmtree(broker_dir, ignore_errors=True)
         else:
             # Someone else's broker: leave it as it was, less this run's instance.
-            asyncio.run(delete_instance(kafka, instance.id))
+            asyncio.run(delete_instance(_connection(kafka), instance.id))

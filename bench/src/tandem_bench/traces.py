@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from tandem_shared.contracts import Headers
 from tandem_shared.contracts.topics import TRACE
-from tandem_shared.kafka import partitions_of
+from tandem_shared.kafka import KafkaConnection, partitions_of
 
 TERMINAL_WRITER = {"succeeded", "failed", "skipped", "dead_lettered"}
 TERMINAL_MAPPER = {"failed", "skipped", "held"}
@@ -37,7 +37,7 @@ def timestamp(value: str) -> float:
 
 class TraceCollector:
     def __init__(self, bootstrap: str, instance_id: str) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = KafkaConnection(bootstrap, "tandem-bench-traces")
         self._instance = instance_id.encode()
         self.executions: dict[str, Execution] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -45,9 +45,9 @@ class TraceCollector:
         self._progress = asyncio.Event()
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False, max_poll_records=2000)
+        consumer = self._kafka.consumer(enable_auto_commit=False, max_poll_records=2000)
         await consumer.start()
-        partitions = await partitions_of(self._bootstrap, TRACE)
+        partitions = await partitions_of(self._kafka, TRACE)
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
         for tp in partitions:

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 
+from tandem_shared.kafka import KafkaConnection
+
 EXIT_OK = 0
 EXIT_INVALID = 1  # the configuration (or the data asked for) is not valid; nothing was changed
 EXIT_USAGE = 2  # bad arguments, or a file that cannot be read or parsed
@@ -38,6 +40,11 @@ def add_broker_option(parser: argparse.ArgumentParser) -> None:
         help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Kafka (default 30)")
+
+
+def kafka_connection(args: argparse.Namespace) -> KafkaConnection:
+    """The broker `add_broker_option` named."""
+    return KafkaConnection(args.bootstrap_servers, "tandem-cli")
 
 
 def run(awaitable: Awaitable[T], *, timeout: float, what: str) -> T:

@@ -22,6 +22,7 @@ from tandem_cli.common import (
     Unavailable,
     add_broker_option,
     fail,
+    kafka_connection,
     run,
 )
 from tandem_shared.contracts import InstanceConfig
@@ -141,12 +142,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if not _check(config, offline=args.offline):
         print(f"{args.file}: instance '{config.id}' is not valid; nothing was applied", file=sys.stderr)
         return EXIT_INVALID
-    current = run(read_instances(args.bootstrap_servers), timeout=args.timeout, what="Kafka").get(config.id)
+    current = run(read_instances(kafka_connection(args)), timeout=args.timeout, what="Kafka").get(config.id)
     new = next_config(config, current)
     if current is not None and same_settings(new, current):
         print(f"instance '{config.id}' is unchanged (version {current.version}); nothing was published")
         return EXIT_OK
-    run(put_instance(args.bootstrap_servers, new), timeout=args.timeout, what="Kafka")
+    run(put_instance(kafka_connection(args), new), timeout=args.timeout, what="Kafka")
     verb = "updated" if current else "created"
     state = "paused" if new.paused else "active"
     print(f"instance '{new.id}' {verb}: version {new.version}, {state}, {direction_summary(new.direction)}")
@@ -154,7 +155,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _instances(args: argparse.Namespace) -> dict[str, InstanceConfig]:
-    return run(read_instances(args.bootstrap_servers), timeout=args.timeout, what="Kafka")
+    return run(read_instances(kafka_connection(args)), timeout=args.timeout, what="Kafka")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -203,7 +204,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
         print(f"instance '{args.id}' is already paused (version {instance.version})")
         return EXIT_OK
     paused = instance.model_copy(update={"paused": True, "version": instance.version + 1})
-    run(put_instance(args.bootstrap_servers, paused), timeout=args.timeout, what="Kafka")
+    run(put_instance(kafka_connection(args), paused), timeout=args.timeout, what="Kafka")
     print(
         f"instance '{args.id}' paused (version {paused.version}): nothing is written and its changes are held "
         f"until `tandem instances resume {args.id}`"
@@ -221,7 +222,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     version = instance.version + 1
     update: dict[str, Any] = {"paused": False, "version": version, "discard_held_on_resume": args.discard_buffered}
     resumed = instance.model_copy(update=update)
-    run(put_instance(args.bootstrap_servers, resumed), timeout=args.timeout, what="Kafka")
+    run(put_instance(kafka_connection(args), resumed), timeout=args.timeout, what="Kafka")
     held = _held_counts([args.id]).get(args.id)
     what = "held changes" if held is None else f"{held} held change(s)"
     fate = "are discarded (traced as discarded)" if args.discard_buffered else "are processed in order"

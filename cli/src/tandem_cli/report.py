@@ -22,6 +22,7 @@ from tandem_cli.common import (
     Unavailable,
     add_broker_option,
     fail,
+    kafka_connection,
     run,
 )
 from tandem_shared.contracts import InstanceConfig, email_key
@@ -116,7 +117,7 @@ def render(instance: InstanceConfig, groups: list[DuplicateGroup]) -> str:
 
 def cmd_duplicates(args: argparse.Namespace) -> int:
     try:
-        instance = run(read_instances(args.bootstrap_servers), timeout=args.timeout, what="Kafka").get(args.instance)
+        instance = run(read_instances(kafka_connection(args)), timeout=args.timeout, what="Kafka").get(args.instance)
         if instance is None:
             return fail(f"no instance '{args.instance}'", EXIT_NOT_FOUND)
         try:

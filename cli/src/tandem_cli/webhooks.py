@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from tandem_shared.contracts import InstanceConfig, MailchimpConnection
 from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.kafka import KafkaConnection
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.settings import CommonSettings
 
@@ -169,7 +170,7 @@ def _say(message: str) -> None:
 
 
 def _load_instance(kafka: str, instance_id: str) -> InstanceConfig:
-    instance = asyncio.run(read_instances(kafka)).get(instance_id)
+    instance = asyncio.run(read_instances(KafkaConnection(kafka, "tandem-cli"))).get(instance_id)
     if instance is None:
         raise RegistrationError(f"no instance {instance_id!r} on {kafka}")
     return instance
@@ -228,7 +229,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if args.no_update_instance:
         _say(f"set the instance's mailchimp.webhook_signing_secret to {ref}")
         return 0
-    asyncio.run(put_instance(args.kafka, with_signing_secret(instance, ref)))
+    asyncio.run(put_instance(KafkaConnection(args.kafka, "tandem-cli"), with_signing_secret(instance, ref)))
     _say(f"instance {instance.id}: mailchimp.webhook_signing_secret = {ref}")
     return 0
 

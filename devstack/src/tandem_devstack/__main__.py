@@ -28,6 +28,7 @@ from tandem_devstack.stack import (
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.instances import demo_instance
+from tandem_shared.kafka import KafkaConnection
 
 # Long enough for a broker started alongside (docker compose) to elect its controller.
 TOPICS_TIMEOUT_S = 180.0
@@ -71,10 +72,10 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def _publish_demo_instance(bootstrap: str) -> InstanceConfig:
     """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
-    instance = asyncio.run(read_instances(bootstrap)).get(demo_instance().id)
+    instance = asyncio.run(read_instances(KafkaConnection(bootstrap, "tandem-devstack"))).get(demo_instance().id)
     if instance is None:
         instance = demo_instance()
-        asyncio.run(put_instance(bootstrap, instance))
+        asyncio.run(put_instance(KafkaConnection(bootstrap, "tandem-devstack"), instance))
     return instance
 
 

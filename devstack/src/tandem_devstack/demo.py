@@ -18,6 +18,7 @@ from tandem_devstack.stack import (
 )
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instance_store import put_instance
+from tandem_shared.kafka import KafkaConnection
 
 
 @dataclass(frozen=True)
@@ -83,5 +84,5 @@ def register_mailchimp_webhook(
     ref = f"file:{secret_file}" if secret_file.exists() else None
     if instance.mailchimp.webhook_signing_secret != ref and ref is not None:
         instance = with_signing_secret(instance, ref)
-        asyncio.run(put_instance(kafka, instance))
+        asyncio.run(put_instance(KafkaConnection(kafka, "tandem-devstack"), instance))
     return instance

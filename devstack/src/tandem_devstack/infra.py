@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tandem_devstack.paths import REPO_ROOT, tandem_home
 from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
-from tandem_shared.kafka import ensure_topics
+from tandem_shared.kafka import KafkaConnection, ensure_topics
 
 POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
 HOST = "127.0.0.1"
@@ -138,7 +138,7 @@ def _try_ensure_topics(bootstrap: str) -> list[str] | None:
     if not port_open(host, int(port)):
         return None
     try:
-        return asyncio.run(ensure_topics(bootstrap))
+        return asyncio.run(ensure_topics(KafkaConnection(bootstrap, "tandem-devstack")))
     except Exception:  # the broker answers TCP before its controller is elected; keep waiting
         return None
 

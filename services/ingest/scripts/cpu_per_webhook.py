@@ -26,7 +26,7 @@ from tandem_devstack.infra import ensure_kafka, ensure_redis
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_WEBHOOK_SECRET
 from tandem_shared.instance_store import delete_instance, put_instance
 from tandem_shared.instances import demo_instance
-from tandem_shared.kafka import ensure_topics
+from tandem_shared.kafka import KafkaConnection, ensure_topics
 
 SECRET_ENV = "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET"
 
@@ -89,9 +89,10 @@ def main() -> int:
     args = parser.parse_args()
 
     kafka, redis = ensure_kafka().address, ensure_redis().address
-    asyncio.run(ensure_topics(kafka))
+    connection = KafkaConnection(kafka, "tandem-cpu-per-webhook")
+    asyncio.run(ensure_topics(connection))
     instance_id = f"cpu-{uuid.uuid4().hex[:8]}"
-    asyncio.run(put_instance(kafka, demo_instance().model_copy(update={"id": instance_id, "name": instance_id})))
+    asyncio.run(put_instance(connection, demo_instance().model_copy(update={"id": instance_id, "name": instance_id})))
     port = free_port()
     env = {
         **os.environ,
@@ -126,7 +127,7 @@ def main() -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-        asyncio.run(delete_instance(kafka, instance_id))
+        asyncio.run(delete_instance(connection, instance_id))
     return 0
 
 

@@ -6,31 +6,26 @@ configuration change — a new mapping, a pause — applies within a second or t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import inspect
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from tandem_shared.contracts import InstanceConfig
+from tandem_shared.contracts.envelopes import instance_envelope
 from tandem_shared.contracts.topics import INSTANCES
 from tandem_shared.instances import Listener
-from tandem_shared.kafka import caught_up, partitions_of
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, TopicFollower, send_envelope
+from tandem_shared.kafka.follower import Record
 from tandem_shared.logging import get_logger
 
 log = get_logger("tandem.instances")
 
 
 class TopicInstanceRegistry:
-    def __init__(self, bootstrap_servers: str, topic: str = INSTANCES) -> None:
-        self._bootstrap = bootstrap_servers
-        self._topic = topic
+    def __init__(self, connection: KafkaConnection, topic: str = INSTANCES) -> None:
+        self._follower = TopicFollower(connection, topic)
         self._configs: dict[str, InstanceConfig] = {}
         self._listeners: list[Listener] = []
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
 
     def get(self, instance_id: str) -> InstanceConfig | None:
         return self._configs.get(instance_id)
@@ -43,46 +38,17 @@ class TopicInstanceRegistry:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        # "earliest": should the fetcher resolve a position before seek_to_beginning lands (an aiokafka race),
-        # the topic is still read from its start.
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-        await consumer.start()
-        self._consumer = consumer
-        partitions = await partitions_of(self._bootstrap, self._topic)
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        while not await caught_up(consumer, end):
-            await self._poll(timeout_ms=500)
-        self._task = asyncio.create_task(self._follow(), name="instance-registry")
+        await self._follower.start()
+        await self._follower.read_to_end(self._apply_all)
+        self._follower.follow(self._apply_all, name="instance-registry")
         log.info("instances loaded", count=len(self._configs))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._follower.stop()
 
-    async def _follow(self) -> None:
-        while True:
-            try:
-                await self._poll(timeout_ms=1000)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a broker hiccup must not stop config updates for good
-                log.warning("instance topic poll failed; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
-
-    async def _poll(self, timeout_ms: int) -> None:
-        assert self._consumer is not None
-        batches = await self._consumer.getmany(timeout_ms=timeout_ms)
-        for records in batches.values():
-            for record in records:
-                await self._apply(record.key, record.value)
+    async def _apply_all(self, records: list[Record]) -> None:
+        for record in records:
+            await self._apply(record.key, record.value)
 
     async def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -103,38 +69,32 @@ class TopicInstanceRegistry:
             self._configs[instance_id] = new
         else:
             self._configs.pop(instance_id, None)
-        self._changed.set()
         for listener in self._listeners:
             result = listener(old, new)
             if inspect.isawaitable(result):
                 await result
 
 
-async def _producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True)
+async def _put(connection: KafkaConnection, instance_id: str, config: InstanceConfig | None) -> None:
+    producer = KafkaProducer(connection)
     await producer.start()
-    return producer
-
-
-async def put_instance(bootstrap_servers: str, config: InstanceConfig) -> None:
-    producer = await _producer(bootstrap_servers)
     try:
-        await producer.send_and_wait(INSTANCES, config.model_dump_json().encode(), key=config.id.encode())
+        await (await send_envelope(producer, instance_envelope(instance_id, config)))
     finally:
         await producer.stop()
 
 
-async def delete_instance(bootstrap_servers: str, instance_id: str) -> None:
-    producer = await _producer(bootstrap_servers)
-    try:
-        await producer.send_and_wait(INSTANCES, None, key=instance_id.encode())
-    finally:
-        await producer.stop()
+async def put_instance(connection: KafkaConnection, config: InstanceConfig) -> None:
+    await _put(connection, config.id, config)
 
 
-async def read_instances(bootstrap_servers: str) -> dict[str, InstanceConfig]:
+async def delete_instance(connection: KafkaConnection, instance_id: str) -> None:
+    await _put(connection, instance_id, None)
+
+
+async def read_instances(connection: KafkaConnection) -> dict[str, InstanceConfig]:
     """A one-off snapshot of the topic (for the CLI and the console)."""
-    registry = TopicInstanceRegistry(bootstrap_servers)
+    registry = TopicInstanceRegistry(connection)
     await registry.start()
     try:
         return {i.id: i for i in registry.all()}

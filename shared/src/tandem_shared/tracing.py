@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from tandem_shared.contracts import (
     ErrorInfo,
     Flow,
-    Headers,
     LogLine,
     Stage,
     StepOutput,
@@ -19,29 +17,14 @@ from tandem_shared.contracts import (
     Trigger,
     utcnow,
 )
-from tandem_shared.contracts.topics import TRACE
+from tandem_shared.contracts.envelopes import trace_envelope
 from tandem_shared.contracts.trace import LogLevel
+from tandem_shared.ids import new_id
+from tandem_shared.kafka.producer import Producer, send_envelope
 from tandem_shared.logging import get_logger
 from tandem_shared.redaction import redact, redact_text
 
 log = get_logger("tandem.tracing")
-
-
-class Publisher(Protocol):
-    async def publish(
-        self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None, no_confirm: bool = False
-    ) -> Any: ...
-
-
-def new_id() -> str:
-    """A random (version 4) UUID as 32 hex digits, like `uuid.uuid4().hex` without building a UUID object.
-
-    Every change takes several ids on its way; `uuid4()` spent most of its time in `UUID.__init__`.
-    """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
 
 
 class StepRecorder:
@@ -116,19 +99,12 @@ def _report_lost_trace(delivery: asyncio.Future[Any]) -> None:
         log.warning("trace record not published", error=str(delivery.exception()))
 
 
-async def publish_trace(publisher: Publisher, record: TraceRecord) -> None:
+async def publish_trace(producer: Producer, record: TraceRecord) -> None:
     """Hands the record to the producer without waiting for Kafka's acknowledgement.
 
     Waiting cost every stage a broker round trip per change. The producer still sends records in order, in
     batches, and flushes what it holds on a clean shutdown; a record Kafka refuses is logged, never retried by
     the caller (the change it describes is durable already).
     """
-    delivery = await publisher.publish(
-        record,
-        topic=TRACE,
-        key=record.execution_id.encode(),
-        headers={Headers.INSTANCE_ID: record.instance_id, Headers.EXECUTION_ID: record.execution_id},
-        no_confirm=True,
-    )
-    if isinstance(delivery, asyncio.Future):
-        delivery.add_done_callback(_report_lost_trace)
+    delivery = await send_envelope(producer, trace_envelope(record))
+    delivery.add_done_callback(_report_lost_trace)

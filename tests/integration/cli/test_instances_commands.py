@@ -11,6 +11,7 @@ import httpx
 import pytest
 import yaml
 
+from support.kafka import connect
 from support.stack import RunningStack, running_stack
 from tandem_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE
 from tandem_cli.main import main
@@ -41,7 +42,7 @@ def instance_id(kafka_bootstrap: str) -> Iterator[str]:
     """A fresh instance id, deleted from the topic afterwards (later stacks replay every instance's changes)."""
     instance_id = f"cli-{uuid.uuid4().hex[:8]}"
     yield instance_id
-    asyncio.run(delete_instance(kafka_bootstrap, instance_id))
+    asyncio.run(delete_instance(connect(kafka_bootstrap), instance_id))
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from support.kafka import connect
 from support.stack import make_test_instance
 from support.topics import wait_for_records
 from support.traces import MISSING_EMAIL, change_event, ingest_record, trace
@@ -151,7 +152,7 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     # Nothing listens on these ports: should any mapper and writer pick up a replay, it reaches no real system.
     nowhere = Ports(*(free_port() for _ in range(6)))
     for instance_id in (instance, other):
-        await put_instance(kafka_bootstrap, make_test_instance(nowhere, instance_id))
+        await put_instance(connect(kafka_bootstrap), make_test_instance(nowhere, instance_id))
     now = utcnow()
     ids, records = dataset(instance, other, now)
     await publish(kafka_bootstrap, records)
@@ -313,7 +314,7 @@ async def test_pause_and_resume_publish_a_new_config_version(world: World) -> No
     assert paused.json()["changed"] is True
     assert paused.json()["instance"]["state"] == "paused"
     assert paused.json()["instance"]["version"] == 2
-    on_topic = (await read_instances(world.kafka))[world.other_instance]
+    on_topic = (await read_instances(connect(world.kafka)))[world.other_instance]
     assert (on_topic.paused, on_topic.version) == (True, 2)
 
     again = await world.client.post(f"/api/instances/{world.other_instance}/pause")
@@ -325,7 +326,7 @@ async def test_pause_and_resume_publish_a_new_config_version(world: World) -> No
     )
     assert resumed.status_code == 200, resumed.text
     assert resumed.json()["instance"]["state"] == "running"
-    on_topic = (await read_instances(world.kafka))[world.other_instance]
+    on_topic = (await read_instances(connect(world.kafka)))[world.other_instance]
     assert (on_topic.paused, on_topic.version, on_topic.discard_held_on_resume) == (False, 3, True)
     summary = (await world.client.get(f"/api/instances/{world.other_instance}")).json()
     assert (summary["state"], summary["version"]) == ("running", 3)
@@ -335,7 +336,7 @@ async def raw_change(kafka: str, execution_id: str) -> tuple[bytes | None, Chang
     consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = await partitions_of(kafka, CHANGES)
+        partitions = await partitions_of(connect(kafka), CHANGES)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
@@ -507,7 +508,7 @@ async def test_summary_page_pauses_and_enables_with_forms(world: World) -> None:
     )
     assert resumed.status_code == 303
     assert "Pause the instance" in (await world.client.get(summary_url)).text
-    on_topic = (await read_instances(world.kafka))[world.other_instance]
+    on_topic = (await read_instances(connect(world.kafka)))[world.other_instance]
     assert (on_topic.paused, on_topic.version, on_topic.discard_held_on_resume) == (False, before + 2, True)
 
 

@@ -15,6 +15,7 @@ from redis.asyncio import Connection, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from support.mapper import PERSON, accessplanit_change, mailchimp_change, running_mapper
+from support.producer import InMemoryProducer
 from support.waiting import eventually
 from tandem_mapper.app import Mapper
 from tandem_mapper.held import HeldChanges
@@ -37,18 +38,8 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
 
-class Captured:
-    """Stands in for the Kafka broker: what the mapper publishes, and whether it waited for each publish alone."""
-
-    def __init__(self) -> None:
-        self.commands: list[SyncCommand] = []
-        self.traces: list[TraceRecord] = []
-        self.awaited_one_by_one = 0
-
-    async def publish(self, message: Any, topic: str = "", *, no_confirm: bool = False, **_: Any) -> None:
-        if not no_confirm:
-            self.awaited_one_by_one += 1
-        (self.commands if isinstance(message, SyncCommand) else self.traces).append(message)
+class Captured(InMemoryProducer):
+    """Stands in for Kafka: what the mapper publishes, and whether it waited for a publish alone."""
 
     def trace(self, event: ChangeEvent) -> list[TraceRecord]:
         return [r for r in self.traces if r.execution_id == event.execution_id]
@@ -61,7 +52,7 @@ def instance(prefix: str, **changes: Any) -> InstanceConfig:
 def make_mapper(store: SyncStateStore, registry: StaticInstanceRegistry) -> tuple[Mapper, Captured]:
     published = Captured()
     settings = MapperSettings(REDIS_URL="redis://127.0.0.1:9/0", held_sweep_s=0.2)
-    return Mapper(published, settings, registry, store), published  # type: ignore[arg-type]
+    return Mapper(published, settings, registry, store), published
 
 
 @pytest.fixture

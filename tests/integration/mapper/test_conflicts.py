@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from support.producer import InMemoryProducer
 from tandem_mapper.app import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
@@ -25,7 +26,6 @@ from tandem_shared.contracts import (
     InstanceConfig,
     SyncCommand,
     System,
-    TraceRecord,
     Trigger,
 )
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
@@ -38,15 +38,8 @@ EMAIL = "ada@example.com"
 USER_ID = "7"
 
 
-class Captured:
-    """Stands in for the Kafka broker: what the mapper publishes."""
-
-    def __init__(self) -> None:
-        self.commands: list[SyncCommand] = []
-        self.traces: list[TraceRecord] = []
-
-    async def publish(self, message: Any, topic: str = "", **_: Any) -> None:
-        (self.commands if isinstance(message, SyncCommand) else self.traces).append(message)
+class Captured(InMemoryProducer):
+    """Stands in for Kafka: what the mapper publishes."""
 
 
 @dataclass
@@ -131,7 +124,7 @@ async def world(redis_url: str) -> AsyncIterator[World]:
     state = SyncStateStore.from_url(redis_url, clock=lambda: ts_ms(clock[0]))
     published = Captured()
     settings = MapperSettings(REDIS_URL=redis_url)
-    mapper = Mapper(published, settings, StaticInstanceRegistry([instance]), state)  # type: ignore[arg-type]
+    mapper = Mapper(published, settings, StaticInstanceRegistry([instance]), state)
     running = World(mapper, published, instance, state, clock=clock)
     # The contact as both systems hold it after Tandem synced it once.
     await running.deliver(running.accessplanit_event(T0, "900002"))

@@ -7,14 +7,16 @@ import pytest
 
 from support.commands import sync_command
 from tandem_cli.main import build_parser
-from tandem_cli.replay import Filters, Parked, parse_when, replay_headers, replayed_command, select
+from tandem_cli.replay import parse_when
 from tandem_shared.contracts import (
     Headers,
     SyncCommand,
     System,
     Trigger,
 )
+from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import COMMANDS_DLQ
+from tandem_shared.replay import Filters, Parked, replayed_command, select
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -76,7 +78,7 @@ def test_a_replayed_command_is_a_new_execution_linked_to_the_first_with_attempts
     assert replayed.attempt == 1 and replayed.trigger is Trigger.REPLAY
     assert replayed.idempotency_key == original.idempotency_key, "the writer still recognises the change"
     assert replayed.command_id != original.command_id
-    headers = replay_headers(parked(original, 17), "x-3", original)
+    headers = command_envelope(replayed, replayed_from=parked(original, 17).where).headers
     assert headers[Headers.REPLAYED_FROM] == f"{COMMANDS_DLQ}@2:17"
     assert headers[Headers.ORIGINAL_EXECUTION_ID] == "x-1"
     assert headers[Headers.IDEMPOTENCY_KEY] == original.idempotency_key

@@ -12,7 +12,7 @@ from tandem_console.domain import (
     changes_detected,
     derive_status,
     end_to_end_seconds,
-    source_event,
+    has_source_step,
     summarize,
 )
 from tandem_console.filters import ExecutionFilter
@@ -165,14 +165,14 @@ def test_end_to_end_latency_runs_from_the_source_step_to_the_successful_write() 
     assert end_to_end_seconds([write], write) is None
 
 
-def test_source_event_is_read_back_from_the_ingest_record() -> None:
+def test_only_an_execution_a_source_stage_started_is_replayable() -> None:
     event = change_event(INSTANCE, "e1", at=at(0))
-    records = [step(Stage.MAPPER, TraceStatus.FAILED, 1), ingest_record(event)]
-    assert source_event(records) == event
-    assert source_event([step(Stage.MAPPER, TraceStatus.FAILED, 1)]) is None
-    # A source record whose data is not an event (e.g. masked or foreign) is not replayable.
-    broken = step(Stage.INGEST, TraceStatus.SUCCEEDED, 0, data_out={"event_id": "x"})
-    assert source_event([broken]) is None
+    assert has_source_step([step(Stage.MAPPER, TraceStatus.FAILED, 1), ingest_record(event)])
+    assert not has_source_step([step(Stage.MAPPER, TraceStatus.FAILED, 1)])
+    # The step's data is not read: a minimised (or foreign) output still marks the source step.
+    masked = step(Stage.INGEST, TraceStatus.SUCCEEDED, 0, data_out={"event_id": "x"})
+    assert has_source_step([masked])
+    assert has_source_step([step(Stage.REPLAY, TraceStatus.SUCCEEDED, 0)])
 
 
 def test_filters_from_an_html_form() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from support.commands import sync_command
+from support.producer import InMemoryProducer
 from tandem_shared.contracts import (
     ErrorInfo,
     Headers,
@@ -79,14 +79,10 @@ class FakeSink:
         self.sent.append(Sent(topic, value, key, partition, headers))
 
 
-@dataclass
-class FakeTracer:
-    records: list[TraceRecord] = field(default_factory=list)
-
-    async def publish(
-        self, message: Any, topic: str = "", *, key: Any = None, headers: Any = None, no_confirm: bool = False
-    ) -> None:
-        self.records.append(message)
+class FakeTracer(InMemoryProducer):
+    @property
+    def records(self) -> list[TraceRecord]:
+        return self.traces
 
 
 class FakeStore:

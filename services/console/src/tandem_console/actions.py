@@ -1,7 +1,8 @@
 """What the console changes: an instance's paused flag, and replays of executions.
 
 Both go through Kafka like everything else: the paused flag is a new version of the instance's configuration on
-`tandem.instances`; a replay is the execution's original ChangeEvent published again to `tandem.changes`.
+`tandem.instances`; a replay is the execution's original ChangeEvent, read from `tandem.changes`, published there
+again (`tandem_shared.replay`).
 """
 
 from __future__ import annotations
@@ -9,28 +10,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
-from faststream.kafka import KafkaBroker
-
-from tandem_console.domain import source_event
 from tandem_console.store import TraceStore
-from tandem_shared.contracts import (
-    ChangeEvent,
-    Headers,
-    InstanceConfig,
-    Stage,
-    TraceStatus,
-    Trigger,
-    deterministic_event_id,
-    message_key,
-    utcnow,
-)
+from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection, Producer
 from tandem_shared.metrics import EVENTS_OUT
-from tandem_shared.tracing import StepRecorder, new_id, publish_trace
+from tandem_shared.replay import Note, Replays, find_changes
 
 PutInstance = Callable[[InstanceConfig], Awaitable[None]]
+# The change is on Kafka moments after its execution's first step started; the margin covers clock skew.
+SEARCH_MARGIN = timedelta(minutes=5)
 
 
 class ActionError(Exception):
@@ -93,63 +85,32 @@ class Replayed:
 
 
 class Replayer:
-    def __init__(self, broker: KafkaBroker, store: TraceStore) -> None:
-        self._broker = broker
+    def __init__(self, connection: KafkaConnection, producer: Producer, store: TraceStore) -> None:
+        self._connection = connection
+        self._replays = Replays(producer)
         self._store = store
 
     async def replay(self, execution_id: str) -> Replayed:
-        records = (await asyncio.to_thread(self._store.records, [execution_id])).get(execution_id)
-        if not records:
+        """Publishes the execution's change again, once: a change replayed before is not published a second time."""
+        summary = await asyncio.to_thread(self._store.execution, execution_id)
+        if summary is None:
             raise ActionError(404, f"no execution {execution_id!r}")
-        original = source_event(records)
-        if original is None:
-            raise ActionError(
-                409, "this execution has no traced source event (ingest, poller or replay step) to replay"
-            )
-        return await self.publish_replay(original, replayed_execution_id=execution_id)
-
-    async def publish_replay(self, original: ChangeEvent, *, replayed_execution_id: str) -> Replayed:
-        execution_id = new_id()
-        event = ChangeEvent.model_validate(
-            {
-                **original.model_dump(),
-                "execution_id": execution_id,
-                "original_execution_id": replayed_execution_id,
-                "trigger": Trigger.REPLAY,
-                # A new delivery of the same change: it must not be taken for a redelivery of the original.
-                "event_id": deterministic_event_id("replay", original.event_id, execution_id),
-                "received_at": utcnow(),
-            }
+        since = summary.started_at - SEARCH_MARGIN
+        changes = await find_changes(self._connection, execution_ids=[execution_id], since=since)
+        found = changes.by_execution.get(execution_id)
+        if found is None:
+            raise ActionError(409, f"this execution has no source event on {CHANGES} to replay")
+        original = found[0]
+        earlier = changes.replay_of(original)
+        if earlier is not None:
+            return Replayed(execution_id, earlier.execution_id, earlier.event_id)
+        note = Note(
+            log=f"change event of execution {execution_id} published again",
+            summary=f"Replay of execution {execution_id} requested from the console",
+            data_in={"replayed_execution_id": execution_id},
         )
-        step = StepRecorder(
-            stage=Stage.REPLAY,
-            execution_id=execution_id,
-            original_execution_id=replayed_execution_id,
-            instance_id=event.instance_id,
-            flow=event.flow,
-            trigger=Trigger.REPLAY,
-            contact_email=event.identity.email,
-            accessplanit_user_id=event.identity.accessplanit_user_id,
-        )
-        await self._broker.publish(
-            event,
-            topic=CHANGES,
-            key=message_key(event.instance_id, event.identity.contact_key).encode(),
-            headers={
-                Headers.INSTANCE_ID: event.instance_id,
-                Headers.EXECUTION_ID: event.execution_id,
-                Headers.ORIGINAL_EXECUTION_ID: replayed_execution_id,
-                Headers.EVENT_ID: event.event_id,
-                Headers.REPLAYED_FROM: replayed_execution_id,
-            },
+        event = await self._replays.change(
+            original, original_execution_id=execution_id, replayed_from=execution_id, note=note
         )
         EVENTS_OUT.labels(service="console", topic=CHANGES).inc()
-        step.log("info", f"change event of execution {replayed_execution_id} published again as {execution_id}")
-        record = step.finish(
-            TraceStatus.SUCCEEDED,
-            f"Replay of execution {replayed_execution_id} requested from the console",
-            data_in={"replayed_execution_id": replayed_execution_id},
-            data_out=event.model_dump(mode="json"),
-        )
-        await publish_trace(self._broker, record)
-        return Replayed(replayed_execution_id, execution_id, event.event_id)
+        return Replayed(execution_id, event.execution_id, event.event_id)

@@ -22,7 +22,7 @@ from tandem_console.store import TraceStore
 from tandem_shared.contracts import InstanceConfig, utcnow
 from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MetricsEndpoint
 
@@ -43,21 +43,22 @@ async def purge_periodically(store: TraceStore, settings: ConsoleSettings) -> No
 def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
     configure_logging("console", settings.log_level, settings.log_json)
-    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-console")
+    kafka = KafkaConnection.from_settings(settings, "tandem-console")
+    registry = registry or TopicInstanceRegistry(kafka)
+    producer = KafkaProducer(kafka)
     store = TraceStore(settings.database_url)
     consumer = TraceConsumer(
-        settings.kafka_bootstrap_servers,
+        kafka,
         store,
         batch_size=settings.batch_size,
         retention=timedelta(days=settings.retention_days),
     )
 
     async def put(config: InstanceConfig) -> None:
-        await put_instance(settings.kafka_bootstrap_servers, config)
+        await put_instance(kafka, config)
 
     instance_actions = InstanceActions(registry, put, publish_timeout_s=settings.publish_timeout_s)
-    console = Console(settings, store, registry, instance_actions, Replayer(broker, store))
+    console = Console(settings, store, registry, instance_actions, Replayer(kafka, producer, store))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +67,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             await asyncio.to_thread(store.reset)
             log.info("store emptied; rebuilding from tandem.trace")
         await registry.start()
-        await broker.start()
+        await producer.start()
         await consumer.start()
         consumer.follow()
         purge = asyncio.create_task(purge_periodically(store, settings), name="purge")
@@ -77,7 +78,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
             await consumer.stop()
-            await broker.stop()
+            await producer.stop()
             await registry.stop()
             store.close()
 
@@ -109,7 +110,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> Response:
-        ok = await broker.ping(timeout=3.0)
+        ok = await producer.ping(timeout=3.0)
         return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
 
     app.router.routes.append(Route("/metrics", MetricsEndpoint()))

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import ValidationError
-
-from tandem_shared.contracts import ChangeEvent, Flow, Stage, TraceRecord, TraceStatus, Trigger
+from tandem_shared.contracts import Flow, Stage, TraceRecord, TraceStatus, Trigger
 
 
 class ExecutionStatus(StrEnum):
@@ -159,12 +157,7 @@ def end_to_end_seconds(records: Sequence[TraceRecord], write: TraceRecord) -> fl
     return max(0.0, (write.finished_at - min(sources)).total_seconds())
 
 
-def source_event(records: Iterable[TraceRecord]) -> ChangeEvent | None:
-    """The ChangeEvent that started the execution, as its source step traced it (`output.data_out`)."""
-    for record in chronological(records):
-        if record.stage in SOURCE_STAGES and record.output.data_out:
-            try:
-                return ChangeEvent.model_validate(record.output.data_out)
-            except ValidationError:
-                continue
-    return None
+def has_source_step(records: Iterable[TraceRecord]) -> bool:
+    """Whether a stage that publishes changes (ingest, poller, replay) started the execution: only such an
+    execution has a change on `tandem.changes` to replay. The trace's data is not read (it may be minimised)."""
+    return any(record.stage in SOURCE_STAGES for record in records)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from tandem_console.consumer import TraceConsumer
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
+from tandem_shared.kafka import KafkaConnection
 
 
 async def rebuild(settings: ConsoleSettings) -> int:
@@ -17,7 +18,7 @@ async def rebuild(settings: ConsoleSettings) -> int:
         await asyncio.to_thread(store.create)
         await asyncio.to_thread(store.reset)
         consumer = TraceConsumer(
-            settings.kafka_bootstrap_servers,
+            KafkaConnection.from_settings(settings, "tandem-console"),
             store,
             batch_size=settings.batch_size,
             retention=timedelta(days=settings.retention_days),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tandem_console.actions import ActionError, InstanceActions, Replayer
-from tandem_console.domain import chronological, source_event
+from tandem_console.domain import chronological, has_source_step
 from tandem_console.filters import ExecutionFilter
 from tandem_console.models import (
     ExecutionDetail,
@@ -70,7 +70,7 @@ class Console:
             logs=sorted(logs, key=lambda line: line.at),
             errors_only=errors_only,
             retries_and_replays=[ExecutionOut.of(e) for e in derived],
-            replayable=source_event(records) is not None,
+            replayable=has_source_step(records),
         )
 
     async def timeline(
@@ -118,7 +118,7 @@ class Console:
             )
         except ActionError:
             raise
-        except Exception as exc:  # Kafka did not take the event: nothing was replayed
+        except Exception as exc:  # Kafka did not take the event (or could not be read): nothing was replayed
             raise ActionError(503, f"the replay could not be published: {exc}") from exc
         return ReplayOut(**replayed.__dict__)
 

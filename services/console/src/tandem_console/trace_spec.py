@@ -7,11 +7,11 @@ regenerates docs/asyncapi.yaml; a test fails when the committed file no longer m
 from __future__ import annotations
 
 from faststream import FastStream
-from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from tandem_shared.contracts import TraceRecord
 from tandem_shared.contracts.topics import TRACE, topic_spec
+from tandem_shared.kafka import KafkaConnection
 
 _SPEC = topic_spec(TRACE)
 DESCRIPTION = "\n\n".join(
@@ -27,7 +27,9 @@ DESCRIPTION = "\n\n".join(
     ]
 )
 
-broker = KafkaBroker("127.0.0.1:9092", description="The devstack's broker; use your deployment's bootstrap servers.")
+broker = KafkaConnection("127.0.0.1:9092", "tandem-console").broker(
+    description="The devstack's broker; use your deployment's bootstrap servers."
+)
 
 broker.publisher(
     TRACE,

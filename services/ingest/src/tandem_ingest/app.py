@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -12,7 +11,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from starlette.routing import Route
@@ -31,13 +29,14 @@ from tandem_ingest.settings import IngestSettings
 from tandem_ingest.signatures import verify
 from tandem_shared.accessplanit.client import AccessplanitClients, AccessplanitError
 from tandem_shared.contracts import Stage, TraceRecord, utcnow
+from tandem_shared.ids import new_id
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
-from tandem_shared.tracing import new_id, publish_trace
+from tandem_shared.tracing import publish_trace
 
 log = get_logger("tandem.ingest")
 
@@ -46,17 +45,15 @@ ACCESSPLANIT_PATH = "/webhooks/accessplanit/{instance_id}"
 ACCESSPLANIT_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
-async def keep_connecting(broker: KafkaBroker) -> None:
+async def keep_connecting(producer: KafkaProducer) -> None:
     """Until Kafka answers: meanwhile webhooks get 503 (the sender retries) and the poller's rounds stop early."""
     delay = 1.0
     while True:
         await asyncio.sleep(delay)
         try:
-            await broker.start()
+            await producer.start()
         except Exception as exc:
             log.warning("kafka still unreachable", error=str(exc) or type(exc).__name__)
-            with contextlib.suppress(Exception):
-                await broker.stop()
             delay = min(delay * 2, 30.0)
         else:
             log.info("kafka connected")
@@ -74,11 +71,12 @@ def create_app(
     """The ingest app. `publisher`, `claims` and `reader` replace Kafka, Redis and the accessplanit API in tests."""
     settings = settings or IngestSettings()
     configure_logging("ingest", settings.log_level, settings.log_json)
-    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-ingest")
+    kafka = KafkaConnection.from_settings(settings, "tandem-ingest")
+    registry = registry or TopicInstanceRegistry(kafka)
+    producer = KafkaProducer(kafka)
     redis = Redis.from_url(settings.redis_url)
     clients = AccessplanitClients(redis)
-    publisher = publisher or ChangePublisher(broker, settings.publish_timeout_s)
+    publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s)
     claims = claims or RedisEventClaims(
         redis, pending_ttl_s=settings.dedupe_pending_ttl_s, done_ttl_s=settings.dedupe_done_ttl_s
     )
@@ -86,7 +84,7 @@ def create_app(
     intake = Intake(publisher, claims)
 
     async def trace(record: TraceRecord) -> None:
-        await publish_trace(broker, record)
+        await publish_trace(producer, record)
 
     locks = PollerLocks(redis, ttl_s=max(3 * settings.poll_interval_s, 30.0))
     poller = AccessplanitPoller(
@@ -109,12 +107,10 @@ def create_app(
         await registry.start()
         tasks: list[asyncio.Task[None]] = []
         try:
-            await broker.start()
+            await producer.start()
         except Exception as exc:  # serve anyway: webhooks get 503 until Kafka is back, never a lost 2xx
             log.warning("kafka unreachable at start; connecting in the background", error=str(exc))
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            tasks.append(asyncio.create_task(keep_connecting(broker), name="kafka-connect"))
+            tasks.append(asyncio.create_task(keep_connecting(producer), name="kafka-connect"))
         if settings.poller_enabled:
             tasks.append(asyncio.create_task(poller.run(), name="accessplanit-poller"))
         try:
@@ -124,7 +120,7 @@ def create_app(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await locks.release_all()
-            await broker.stop()
+            await producer.stop()
             await clients.close()
             await redis.aclose()
             await registry.stop()
@@ -141,7 +137,7 @@ def create_app(
 
     @app.get("/health/ready")
     async def ready() -> Response:
-        kafka_ok = await broker.ping(timeout=3.0)
+        kafka_ok = await producer.ping(timeout=3.0)
         try:
             redis_ok = bool(await asyncio.wait_for(redis.ping(), timeout=3.0))
         except Exception:

@@ -33,24 +33,24 @@ from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
-    Headers,
     InstanceConfig,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
-    message_key,
     utcnow,
 )
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
+from tandem_shared.contracts.envelopes import command_envelope, trace_envelope
+from tandem_shared.contracts.topics import CHANGES
+from tandem_shared.ids import new_id
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer, send_envelope
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
 from tandem_shared.sync_state import StateSnapshot, StateWrites, SyncStateStore, state_key
-from tandem_shared.tracing import StepRecorder, new_id, publish_trace
+from tandem_shared.tracing import StepRecorder, publish_trace
 
 log = get_logger("tandem.mapper")
 
@@ -72,9 +72,9 @@ def _step(event: ChangeEvent) -> StepRecorder:
 
 class Mapper:
     def __init__(
-        self, broker: KafkaBroker, settings: MapperSettings, registry: InstanceRegistry, state: SyncStateStore
+        self, producer: Producer, settings: MapperSettings, registry: InstanceRegistry, state: SyncStateStore
     ) -> None:
-        self._broker = broker
+        self._producer = producer
         self._settings = settings
         self._registry = registry
         self._state = state
@@ -196,27 +196,12 @@ class Mapper:
         await _wait(batch.deliveries)
         await updates.execute()
 
-    async def _send_command(self, command: SyncCommand) -> object:
-        return await self._broker.publish(
-            command,
-            topic=COMMANDS,
-            key=message_key(command.instance_id, command.identity.contact_key).encode(),
-            headers={
-                Headers.INSTANCE_ID: command.instance_id,
-                Headers.EXECUTION_ID: command.execution_id,
-                Headers.IDEMPOTENCY_KEY: command.idempotency_key,
-            },
-            no_confirm=True,
-        )
+    async def _send_command(self, command: SyncCommand) -> asyncio.Future[object]:
+        return await send_envelope(self._producer, command_envelope(command))
 
-    async def _send_trace(self, record: TraceRecord) -> object:
-        return await self._broker.publish(
-            record,
-            topic=TRACE,
-            key=record.execution_id.encode(),
-            headers={Headers.INSTANCE_ID: record.instance_id, Headers.EXECUTION_ID: record.execution_id},
-            no_confirm=True,
-        )
+    async def _send_trace(self, record: TraceRecord) -> asyncio.Future[object]:
+        # Waited for with the batch's commands (unlike `publish_trace`): the offsets follow the trace.
+        return await send_envelope(self._producer, trace_envelope(record))
 
     @staticmethod
     def _record(step: StepRecorder, event: ChangeEvent, decision: Decision) -> TraceRecord:
@@ -328,7 +313,7 @@ class Mapper:
         if held.discarded_by(instance):
             summary = "Discarded on resume (--discard-buffered): held while paused, never synced"
             record = _step(held.event).finish(TraceStatus.DISCARDED, summary, data_in=held.event.fields)
-            await publish_trace(self._broker, record)
+            await publish_trace(self._producer, record)
             return
         await self.process(held.event, instance)
 
@@ -352,12 +337,12 @@ class _Batch:
     publishes to wait for before the offsets are committed."""
 
     final_writes: StateWrites
-    deliveries: list[object] = field(default_factory=list)
+    deliveries: list[asyncio.Future[object]] = field(default_factory=list)
 
 
-async def _wait(deliveries: list[object]) -> None:
+async def _wait(deliveries: list[asyncio.Future[object]]) -> None:
     """Wait for Kafka's acknowledgement of every publish handed to the producer; raise the first refusal."""
-    pending = [d for d in deliveries if isinstance(d, asyncio.Future)]
+    pending = list(deliveries)
     deliveries.clear()
     results = await asyncio.gather(*pending, return_exceptions=True)
     for result in results:
@@ -446,15 +431,28 @@ def _readable(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ChangeEve
     return events
 
 
+@dataclass(frozen=True)
+class Built:
+    """The mapper and what it runs on; the caller starts them in this order and stops them in reverse."""
+
+    broker: KafkaBroker
+    producer: KafkaProducer
+    mapper: Mapper
+    registry: InstanceRegistry
+    state: SyncStateStore
+
+
 def build(
     settings: MapperSettings, registry: InstanceRegistry | None = None, state: SyncStateStore | None = None
-) -> tuple[KafkaBroker, Mapper, InstanceRegistry, SyncStateStore]:
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-mapper")
-    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
+) -> Built:
+    kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
+    broker = kafka.broker()
+    producer = KafkaProducer(kafka)
+    registry = registry or TopicInstanceRegistry(kafka)
     state = state or SyncStateStore.from_url(settings.redis_url, ttl_s=settings.state_ttl_days * 24 * 3600)
-    mapper = Mapper(broker, settings, registry, state)
+    mapper = Mapper(producer, settings, registry, state)
     register(broker, settings, mapper)
-    return broker, mapper, registry, state
+    return Built(broker, producer, mapper, registry, state)
 
 
 @get
@@ -465,16 +463,17 @@ async def live(_: object) -> AsgiResponse:
 def create_app(settings: MapperSettings | None = None, registry: InstanceRegistry | None = None) -> AsgiFastStream:
     settings = settings or MapperSettings()
     configure_logging("mapper", settings.log_level, settings.log_json)
-    broker, mapper, registry, state = build(settings, registry)
+    built = build(settings, registry)
     return AsgiFastStream(
-        broker,
+        built.broker,
         asgi_routes=[
             ("/health/live", live),
-            ("/health/ready", make_ping_asgi(broker, timeout=5.0)),
+            ("/health/ready", make_ping_asgi(built.broker, timeout=5.0)),
             ("/metrics", MetricsEndpoint()),
         ],
-        on_startup=[registry.start],
-        after_startup=[mapper.start],
-        on_shutdown=[mapper.stop],
-        after_shutdown=[registry.stop, state.close],
+        # The producer is up before the subscriber takes its first batch and goes only after the last one.
+        on_startup=[built.registry.start, built.producer.start],
+        after_startup=[built.mapper.start],
+        on_shutdown=[built.mapper.stop],
+        after_shutdown=[built.producer.stop, built.registry.stop, built.state.close],
     )

@@ -1,8 +1,9 @@
 """Writer: SyncCommands from `tandem.commands` (and its retry tiers) applied to their target exactly once in effect.
 
 The delivery layer (`delivery.py`) decides what happens to each command and traces it; the consumer
-(`consumer.py`) feeds it partition by partition and commits only what is durably done. FastStream's broker serves
-as the producer (trace records, retry and dead-letter forwards, acks=all) and for the health routes.
+(`consumer.py`) feeds it partition by partition and commits only what is durably done. The shared Kafka producer
+sends the trace records and the retry and dead-letter forwards (acks=all); FastStream's broker serves the health
+routes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from tandem_shared.contracts import System
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import make_broker
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
 from tandem_shared.sync_state import SyncStateStore
@@ -29,16 +30,16 @@ from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
 
-class BrokerSink:
-    """Forwards records through the broker's idempotent acks=all producer; returns once the broker has them."""
+class ProducerSink:
+    """Forwards records through the idempotent acks=all producer; returns once the broker has them."""
 
-    def __init__(self, broker: KafkaBroker) -> None:
-        self._broker = broker
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
 
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None, partition: int, headers: dict[str, str]
     ) -> None:
-        await self._broker.publish(value, topic=topic, key=key, partition=partition, headers=headers)
+        await (await self._producer.send(topic, value, key=key, headers=headers, partition=partition))
 
 
 @get
@@ -62,12 +63,14 @@ def create_app(
 ) -> AsgiFastStream:
     settings = settings or WriterSettings()
     configure_logging("writer", settings.log_level, settings.log_json)
-    broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
+    kafka = KafkaConnection.from_settings(settings, "tandem-writer")
+    broker = kafka.broker()
+    producer = KafkaProducer(kafka)
     targets = targets or {
         System.MAILCHIMP: MailchimpTarget.from_settings(settings),
         System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings),
     }
-    registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
+    registry = registry or TopicInstanceRegistry(kafka)
     store = RedisIdempotencyStore.from_url(
         settings.redis_url,
         inflight_ttl_s=settings.inflight_ttl_s,
@@ -78,8 +81,8 @@ def create_app(
         registry=registry,
         targets=targets,
         store=store,
-        sink=BrokerSink(broker),
-        tracer=broker,
+        sink=ProducerSink(producer),
+        tracer=producer,
         policy=RetryPolicy.from_delays(settings.retry_delays_s),
         state=SyncStateStore.from_url(settings.redis_url),
     )
@@ -110,9 +113,9 @@ def create_app(
             ("/health/ready", readiness(broker, consumer)),
             ("/metrics", MetricsEndpoint()),
         ],
-        on_startup=[registry.start],
-        # The consumer starts once the broker (our producer) is connected, and stops first: in-flight writes
-        # finish and are traced and committed while the producer is still there.
+        on_startup=[registry.start, producer.start],
+        # The consumer starts once the producer is connected, and stops first: in-flight writes finish and are
+        # traced and committed while the producer is still there.
         after_startup=[consumer.start],
-        on_shutdown=[consumer.stop, close_targets, registry.stop, store.close, delivery.close],
+        on_shutdown=[consumer.stop, producer.stop, close_targets, registry.stop, store.close, delivery.close],
     )

@@ -32,10 +32,11 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS_DLQ
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import Producer
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
 from tandem_shared.sync_state import SyncStateStore
-from tandem_shared.tracing import Publisher, StepRecorder, new_id, publish_trace
+from tandem_shared.tracing import StepRecorder, new_id, publish_trace
 from tandem_writer.coalescing import Queued, coalesce
 from tandem_writer.idempotency import ClaimState, IdempotencyStore
 from tandem_writer.outcome import WriteOutcome
@@ -127,7 +128,7 @@ class Delivery:
         targets: Mapping[System, Target],
         store: IdempotencyStore,
         sink: RecordSink,
-        tracer: Publisher,
+        tracer: Producer,
         policy: RetryPolicy,
         clock: Callable[[], datetime] = utcnow,
         backoff_s: tuple[float, float] = (0.2, 10.0),

@@ -1,40 +1,21 @@
-"""Kafka adapters shared by the services: the broker factory and explicit topic creation."""
+"""Topics: explicit creation (never broker auto-create), partitions from the broker's metadata, read positions."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts.topics import TOPICS, TopicSpec
+from tandem_shared.kafka.connection import KafkaConnection
 
 
-def make_broker(bootstrap_servers: str, *, client_id: str, **kwargs: Any) -> KafkaBroker:
-    """A broker whose publishes return only once every in-sync replica has the record (acks=all, idempotent).
-
-    The producer lingers a few milliseconds so that the records of concurrent changes (and their trace records)
-    share a produce request: per-record requests were a large part of the broker's CPU under load.
-    """
-    kwargs.setdefault("linger_ms", 5)
-    return KafkaBroker(
-        bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        logger=logging.getLogger(f"tandem.{client_id}.kafka"),
-        **kwargs,
-    )
-
-
-async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created. Never relies on broker auto-create."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tandem-topics")
+async def ensure_topics(connection: KafkaConnection, specs: Iterable[TopicSpec] = TOPICS) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created."""
+    admin = connection.admin("tandem-topics")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -51,13 +32,13 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec] = TOP
         await admin.close()
 
 
-async def partitions_of(bootstrap_servers: str, topic: str, *, settle_s: float = 10.0) -> list[TopicPartition]:
+async def partitions_of(connection: KafkaConnection, topic: str, *, settle_s: float = 10.0) -> list[TopicPartition]:
     """The topic's partitions, from the broker's metadata (a consumer only learns them once subscribed).
 
     A topic created a moment ago can be missing from the metadata for a little while, so an unknown topic is asked
     for again until `settle_s` has passed before it counts as missing.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="tandem-metadata")
+    admin = connection.admin("tandem-metadata")
     await admin.start()
     try:
         deadline = asyncio.get_running_loop().time() + settle_s
