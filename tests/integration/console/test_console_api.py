@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from support.kafka import connect
 from support.stack import make_test_instance
@@ -33,6 +33,7 @@ from tandem_shared.contracts import (
     ChangeEvent,
     ErrorInfo,
     Flow,
+    Headers,
     Stage,
     TraceRecord,
     TraceStatus,
@@ -40,9 +41,10 @@ from tandem_shared.contracts import (
     message_key,
     utcnow,
 )
+from tandem_shared.contracts.envelopes import change_envelope, trace_envelope
 from tandem_shared.contracts.topics import CHANGES, TRACE
 from tandem_shared.instance_store import put_instance, read_instances
-from tandem_shared.kafka import caught_up, partitions_of
+from tandem_shared.kafka import KafkaProducer, caught_up, partitions_of, read_records, send_envelope
 
 pytestmark = pytest.mark.integration
 
@@ -61,17 +63,18 @@ class World:
     settings: ConsoleSettings
 
 
-async def publish(kafka: str, records: list[TraceRecord]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all", enable_idempotence=True)
+async def publish(kafka: str, events: list[ChangeEvent], records: list[TraceRecord]) -> None:
+    """As ingest would: each change on tandem.changes, then the trace records."""
+    producer = KafkaProducer(connect(kafka))
     await producer.start()
     try:
-        for record in records:
-            await producer.send_and_wait(TRACE, record.model_dump_json().encode(), key=record.execution_id.encode())
+        for envelope in [*map(change_envelope, events), *map(trace_envelope, records)]:
+            await (await send_envelope(producer, envelope))
     finally:
         await producer.stop()
 
 
-def dataset(instance: str, other: str, now: datetime) -> tuple[dict[str, str], list[TraceRecord]]:
+def dataset(instance: str, other: str, now: datetime) -> tuple[dict[str, str], list[ChangeEvent], list[TraceRecord]]:
     ids = {name: uuid.uuid4().hex for name in ("ok", "fail", "nochange", "retry", "held", "pending", "old", "other")}
     s = timedelta(seconds=1)
     ok_email = f"ok.{ids['ok'][:6]}@example.com"
@@ -141,7 +144,7 @@ def dataset(instance: str, other: str, now: datetime) -> tuple[dict[str, str], l
         rec("old", Stage.MAPPER, TraceStatus.FAILED, now - timedelta(days=3) + s, error=MISSING_EMAIL),
         ingest_record(other_event),
     ]
-    return ids, records
+    return ids, [ok_event, fail_event, nochange_event, pending_event, old_event, other_event], records
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +157,8 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     for instance_id in (instance, other):
         await put_instance(connect(kafka_bootstrap), make_test_instance(nowhere, instance_id))
     now = utcnow()
-    ids, records = dataset(instance, other, now)
-    await publish(kafka_bootstrap, records)
+    ids, events, records = dataset(instance, other, now)
+    await publish(kafka_bootstrap, events, records)
 
     # The same tests run on Postgres when TANDEM_TEST_POSTGRES_URL names a database.
     database_url = os.environ.get("TANDEM_TEST_POSTGRES_URL") or f"sqlite:///{tmp / 'console.db'}"
@@ -388,6 +391,20 @@ async def test_replay_republishes_the_original_change_as_a_new_execution(world: 
     assert new_id in await listed(world, accessplanit_user_id="2002")
 
 
+async def test_replaying_twice_publishes_once(world: World) -> None:
+    first = await world.client.post(f"/api/executions/{world.ids['nochange']}/replay")
+    second = await world.client.post(f"/api/executions/{world.ids['nochange']}/replay")
+    assert first.status_code == second.status_code == 202, second.text
+    assert first.json() == second.json()
+
+    def replay_of_nochange(record: Any) -> bool:
+        return dict(record.headers).get(Headers.ORIGINAL_EXECUTION_ID) == world.ids["nochange"].encode()
+
+    [published] = await read_records(connect(world.kafka), [CHANGES], keep=replay_of_nochange)
+    event = ChangeEvent.model_validate_json(published.value)
+    assert (event.execution_id, event.event_id) == (first.json()["execution_id"], first.json()["event_id"])
+
+
 async def test_an_execution_without_a_source_event_cannot_be_replayed(world: World) -> None:
     response = await world.client.post(f"/api/executions/{world.ids['held']}/replay")
     assert response.status_code == 409
@@ -420,7 +437,7 @@ async def test_replay_a_filtered_set(world: World) -> None:
 async def test_reading_a_record_again_does_not_duplicate_it(world: World) -> None:
     ok_records = [r for r in world.records if r.execution_id == world.ids["ok"]]
     marker = trace(uuid.uuid4().hex, world.other_instance, Stage.INGEST, TraceStatus.SUCCEEDED, at=world.now)
-    await publish(world.kafka, [*ok_records, marker])
+    await publish(world.kafka, [], [*ok_records, marker])
 
     async def marker_seen() -> bool:
         return (await world.client.get(f"/api/executions/{marker.execution_id}")).status_code == 200
