@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from support.commands import sync_command
+from support.producer import InMemoryProducer
 from tandem_shared.contracts import (
     ErrorInfo,
     InstanceConfig,
@@ -41,12 +42,9 @@ class Target:
 
 
 class Nowhere:
-    """Stands in for Kafka: retry tiers, the dead-letter topic and the trace are not what this test is about."""
+    """Stands in for Kafka: retry tiers and the dead-letter topic are not what this test is about."""
 
     async def send(self, topic: str, value: bytes, **_: Any) -> None:
-        return None
-
-    async def publish(self, message: Any, topic: str = "", **_: Any) -> None:
         return None
 
 
@@ -74,7 +72,7 @@ async def deliver(redis_url: str, state: SyncStateStore, cmd: SyncCommand, outco
             targets={System.MAILCHIMP: Target(outcome)},
             store=store,
             sink=Nowhere(),
-            tracer=Nowhere(),
+            tracer=InMemoryProducer(),
             policy=RetryPolicy.from_delays([1]),
             state=state,
         )
