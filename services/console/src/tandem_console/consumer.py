@@ -52,23 +52,16 @@ class TraceConsumer:
 
     def follow(self) -> None:
         """Follow the topic until stopped; a batch that was not stored is read again, never skipped."""
-        self._follower.follow(self._store_batch, rewind_on_error=True, name="trace-consumer")
+        self._follower.follow(self._add, rewind_on_error=True, on_error=_count_error, name="trace-consumer")
 
     async def catch_up(self) -> int:
         """Read until the end offsets seen now; returns the number of records stored (for `rebuild`)."""
         before = self._stored
-        await self._follower.read_to_end(self._store_batch)
+        await self._follower.read_to_end(self._add)
         return self._stored - before
 
     async def stop(self) -> None:
         await self._follower.stop()
-
-    async def _store_batch(self, messages: list[Record]) -> None:
-        try:
-            await self._add(messages)
-        except Exception as exc:
-            ERRORS.labels(service=SERVICE, kind=type(exc).__name__).inc()
-            raise
 
     async def _add(self, messages: list[Record]) -> None:
         records: list[TraceRecord] = []
@@ -107,3 +100,7 @@ class TraceConsumer:
             # Executions from before this process started were measured by whoever read them live.
             if seconds is not None and record.finished_at >= self.started_at - timedelta(minutes=5):
                 END_TO_END_LATENCY.labels(flow=record.flow.value if record.flow else "unknown").observe(seconds)
+
+
+def _count_error(exc: Exception) -> None:
+    ERRORS.labels(service=SERVICE, kind=type(exc).__name__).inc()

@@ -81,12 +81,22 @@ class TopicFollower:
         while not await caught_up(consumer, end):
             await self.poll(handle)
 
-    def follow(self, handle: Handle, *, rewind_on_error: bool = False, name: str | None = None) -> None:
-        """Keeps polling in the background until `stop`; a failed poll is logged and tried again a second later
-        (from the start positions again when `rewind_on_error`, so nothing unhandled is skipped)."""
-        self._task = asyncio.create_task(self._follow(handle, rewind_on_error), name=name or f"follow-{self._topic}")
+    def follow(
+        self,
+        handle: Handle,
+        *,
+        rewind_on_error: bool = False,
+        on_error: Callable[[Exception], None] | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Keeps polling in the background until `stop`; a failed poll is reported to `on_error`, logged and tried
+        again a second later (from the start positions again when `rewind_on_error`, so nothing is skipped)."""
+        task = self._follow(handle, rewind_on_error, on_error)
+        self._task = asyncio.create_task(task, name=name or f"follow-{self._topic}")
 
-    async def _follow(self, handle: Handle, rewind_on_error: bool) -> None:
+    async def _follow(
+        self, handle: Handle, rewind_on_error: bool, on_error: Callable[[Exception], None] | None
+    ) -> None:
         rewind = False
         while True:
             try:
@@ -97,6 +107,8 @@ class TopicFollower:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a broker or handler hiccup must not stop the following for good
+                if on_error is not None:
+                    on_error(exc)
                 log.warning("topic poll failed; retrying", topic=self._topic, error=str(exc))
                 rewind = rewind_on_error
                 await asyncio.sleep(1.0)
