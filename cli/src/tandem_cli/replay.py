@@ -12,16 +12,20 @@ import argparse
 import asyncio
 import os
 import re
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from tandem_shared.contracts import Headers, SyncCommand, utcnow
 from tandem_shared.contracts.topics import CHANGES, COMMANDS_DLQ
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.replay import (
+    Decision,
     Filters,
     Note,
     Parked,
     Replays,
+    Verdict,
+    decide,
     find_changes,
     parked_topics,
     pending_start,
@@ -74,64 +78,56 @@ async def replay(args: argparse.Namespace) -> int:
     kafka = KafkaConnection(args.bootstrap_servers or settings.kafka_bootstrap_servers, "tandem-replay")
     topics = parked_topics(args.source)
     start = await pending_start(kafka, args.writer_group, topics) if args.source == "retry" else None
-    selection = select(
-        await read_parked(kafka, topics, start), Filters(args.instance, args.since, args.until, args.execution)
-    )
-    # The applied-change records the writer keeps (any `AppliedLookup`).
+    filters = Filters(args.instance, args.since, args.until, args.execution)
+    selection = select(await read_parked(kafka, topics, start), filters)
+    changes = None
+    if args.remap:
+        changes = await find_changes(kafka, event_ids={e.command.event_id for e in selection.chosen if e.command})
     store = RedisIdempotencyStore.from_url(args.redis_url or settings.redis_url)
-    wanted = {e.command.event_id for e in selection.chosen if e.command}
-    changes = await find_changes(kafka, event_ids=wanted) if args.remap else None
-    producer = None if args.dry_run else KafkaProducer(kafka)
-    replays = Replays(producer) if producer is not None else None
-    replayed = applied = missing = already = 0
     try:
-        if producer is not None:
-            await producer.start()
-        for entry in selection.chosen:
-            command = entry.command
-            assert command is not None
-            if await store.applied_at(command) is not None:
-                applied += 1
-                print(f"skip (applied since)   {_describe(entry)}")
-                continue
-            found = changes.by_event.get(command.event_id) if changes is not None else None
-            if changes is not None and found is None:
-                missing += 1
-                print(f"skip (change gone)     {_describe(entry)}")
-                continue
-            if changes is not None and found is not None and changes.replay_of(found[0]) is not None:
-                already += 1
-                print(f"skip (replayed before) {_describe(entry)}")
-                continue
-            action = ("would replay" if args.dry_run else "replay") + (" (remap)" if args.remap else "")
-            print(f"{action}  {_describe(entry)}")
-            replayed += 1
-            if replays is None:
-                continue
-            if found is None:
-                await replays.command(entry, command, _note(entry, command, "the same command"))
-            else:
-                how = "the original change, re-mapped with the current configuration"
-                await replays.change(
-                    found[0],
-                    original_execution_id=root_execution(command),
-                    replayed_from=entry.where,
-                    note=_note(entry, command, how),
-                )
+        decisions = await decide(selection, store, changes)
+    finally:
+        await store.close()
+    action = ("would replay" if args.dry_run else "replay") + (" (remap)" if args.remap else "")
+    chosen = [d for d in decisions if d.verdict is Verdict.REPLAY]
+    producer = KafkaProducer(kafka) if chosen and not args.dry_run else None
+    if producer is not None:
+        await producer.start()
+    try:
+        for decision in decisions:
+            label = f"{action} " if decision.verdict is Verdict.REPLAY else f"{f'skip ({decision.verdict.value})':<22}"
+            print(f"{label} {_describe(decision.entry)}")
+            if producer is not None and decision.verdict is Verdict.REPLAY:
+                await _publish(Replays(producer), decision)
     finally:
         if producer is not None:
             await producer.stop()
-        await store.close()
+    counts = Counter(d.verdict for d in decisions)
     verb = "would replay" if args.dry_run else "replayed"
     print(
-        f"{len(selection.chosen)} matching in {', '.join(topics)}: {verb} {replayed}, already applied {applied}"
-        + (f", original change no longer on {CHANGES} {missing}" if args.remap else "")
-        + (f", replayed before {already}" if already else "")
+        f"{len(selection.chosen)} matching in {', '.join(topics)}: {verb} {len(chosen)}, "
+        f"already applied {counts[Verdict.APPLIED]}"
+        + (f", original change no longer on {CHANGES} {counts[Verdict.CHANGE_GONE]}" if args.remap else "")
+        + (f", replayed before {counts[Verdict.REPLAYED_BEFORE]}" if counts[Verdict.REPLAYED_BEFORE] else "")
         + (f", older copies {len(selection.duplicates)}" if selection.duplicates else "")
         + (f", unreadable (not commands) {len(selection.unreadable)}" if selection.unreadable else "")
         + (". Dry run: nothing was published." if args.dry_run else ".")
     )
     return 0
+
+
+async def _publish(replays: Replays, decision: Decision) -> None:
+    entry, command = decision.entry, decision.command
+    if decision.change is None:
+        await replays.command(entry, command, _note(entry, command, "the same command"))
+        return
+    how = "the original change, re-mapped with the current configuration"
+    await replays.change(
+        decision.change,
+        original_execution_id=root_execution(command),
+        replayed_from=entry.where,
+        note=_note(entry, command, how),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

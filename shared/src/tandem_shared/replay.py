@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from aiokafka import TopicPartition
@@ -209,6 +210,43 @@ async def find_changes(
 
     await read_records(connection, [CHANGES], keep=keep, since=since)
     return found
+
+
+# -- deciding --------------------------------------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    REPLAY = "replay"
+    APPLIED = "applied since"
+    CHANGE_GONE = "change gone"
+    REPLAYED_BEFORE = "replayed before"
+
+
+@dataclass(frozen=True)
+class Decision:
+    entry: Parked
+    command: SyncCommand
+    verdict: Verdict
+    # With `--remap`: the original change to publish again instead of the command.
+    change: ChangeEvent | None = None
+
+
+async def decide(selection: Selection, applied: AppliedLookup, changes: Changes | None = None) -> list[Decision]:
+    """What to do with each chosen parked command; with `changes` (a remap) its original change is replayed."""
+    decisions = []
+    for entry in selection.chosen:
+        command = entry.command
+        assert command is not None  # `select` chooses commands only
+        found = changes.by_event.get(command.event_id) if changes is not None else None
+        if await applied.applied_at(command) is not None:
+            decisions.append(Decision(entry, command, Verdict.APPLIED))
+        elif changes is not None and found is None:
+            decisions.append(Decision(entry, command, Verdict.CHANGE_GONE))
+        elif changes is not None and found is not None and changes.replay_of(found[0]) is not None:
+            decisions.append(Decision(entry, command, Verdict.REPLAYED_BEFORE))
+        else:
+            decisions.append(Decision(entry, command, Verdict.REPLAY, found[0] if found is not None else None))
+    return decisions
 
 
 # -- publishing ------------------------------------------------------------------------------------------------
