@@ -20,8 +20,9 @@ from tandem_shared.contracts import (
     subscriber_hash,
 )
 from tandem_shared.instances import demo_instance
+from tandem_shared.vendors.mailchimp.client import limiter_name
 from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.mailchimp import MailchimpTarget, limiter_name
+from tandem_writer.targets.mailchimp import MailchimpTarget
 
 KEY_VAR = "TANDEM_TEST_MAILCHIMP_KEY"
 WRONG_KEY_VAR = "TANDEM_TEST_MAILCHIMP_WRONG_KEY"

@@ -29,7 +29,6 @@ from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, 
 from tandem_ingest.publishing import ChangePublisher, KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_ingest.signatures import verify
-from tandem_shared.accessplanit.client import AccessplanitClients, AccessplanitError
 from tandem_shared.contracts import Stage, TraceRecord, utcnow
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
@@ -38,6 +37,8 @@ from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.tracing import new_id, publish_trace
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients, AccessplanitError
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 
 log = get_logger("tandem.ingest")
 
@@ -77,7 +78,7 @@ def create_app(
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-ingest")
     redis = Redis.from_url(settings.redis_url)
-    clients = AccessplanitClients(redis)
+    clients = AccessplanitClients(redis, AccessplanitSettings())
     publisher = publisher or ChangePublisher(broker, settings.publish_timeout_s)
     claims = claims or RedisEventClaims(
         redis, pending_ttl_s=settings.dedupe_pending_ttl_s, done_ttl_s=settings.dedupe_done_ttl_s

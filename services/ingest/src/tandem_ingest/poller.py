@@ -29,7 +29,6 @@ from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.intake import Intake
 from tandem_ingest.normalize.accessplanit import record_kind, user_event
 from tandem_ingest.publishing import KafkaUnavailable
-from tandem_shared.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError, odata_string
 from tandem_shared.contracts import (
     Direction,
     ErrorInfo,
@@ -43,10 +42,19 @@ from tandem_shared.contracts import (
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
 from tandem_shared.tracing import StepRecorder, new_id
+from tandem_shared.vendors.accessplanit.client import (
+    AccessplanitClient,
+    AccessplanitClients,
+    AccessplanitError,
+    odata_string,
+)
+from tandem_shared.vendors.priority import Priority
 
 log = get_logger("tandem.ingest.poller")
 
 ORDER = "DateUpdated,ID"
+# The poll carries changes to Mailchimp as the webhooks do (the ones they missed): the live path.
+PRIORITY = Priority.LIVE
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -313,6 +321,7 @@ class AccessplanitPoller:
             top=1,
             select="ID,DateUpdated",
             action="find the newest change",
+            priority=PRIORITY,
         )
         position = record_position(newest[0]) if newest else None
         return position or Position(None)
@@ -329,6 +338,7 @@ class AccessplanitPoller:
                 orderby=ORDER,
                 top=self._config.page_size,
                 action="read users changed since the last poll",
+                priority=PRIORITY,
             )
             for user in users:
                 state = await self._submit(instance, user, report)

@@ -19,6 +19,7 @@ from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
 from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.consumer import PartitionedConsumer
 from tandem_writer.delivery import Delivery
 from tandem_writer.idempotency import RedisIdempotencyStore
@@ -65,7 +66,7 @@ def create_app(
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
     targets = targets or {
         System.MAILCHIMP: MailchimpTarget.from_settings(settings),
-        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings.redis_url, AccessplanitSettings()),
     }
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     store = RedisIdempotencyStore.from_url(
