@@ -16,8 +16,8 @@ from tandem_shared.instance_validation.problems import LiveSchemas
 from tandem_shared.instances import demo_instance
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
-from tandem_shared.vendors.kinds import Kind
 from tandem_shared.vendors.mailchimp.client import MailchimpClients
+from tandem_shared.vendors.schema import Kind
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

@@ -11,8 +11,8 @@ from tandem_shared.instance_validation.problems import LiveSchemas, Problem
 from tandem_shared.instance_validation.rules import validate_instance
 from tandem_shared.instances import demo_instance
 from tandem_shared.vendors.accessplanit.schema import AccessplanitFieldInfo, AccessplanitSchema
-from tandem_shared.vendors.kinds import Kind
 from tandem_shared.vendors.mailchimp.schema import MailchimpSchema, MergeFieldInfo
+from tandem_shared.vendors.schema import Kind
 
 BASE = [
     FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),

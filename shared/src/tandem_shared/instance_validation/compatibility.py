@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tandem_shared.contracts import Flow, Transform
 from tandem_shared.instance_validation.problems import Severity
-from tandem_shared.vendors.kinds import Kind
+from tandem_shared.vendors.schema import Kind
 
 
 @dataclass(frozen=True)

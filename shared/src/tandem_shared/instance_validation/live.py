@@ -13,11 +13,11 @@ from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.schema import AccessplanitSchema
 from tandem_shared.vendors.accessplanit.schema import read_schema as read_accessplanit_schema
-from tandem_shared.vendors.kinds import KeyRefused, SchemaUnreadable
 from tandem_shared.vendors.mailchimp.client import MailchimpClients
 from tandem_shared.vendors.mailchimp.schema import AudienceNotFound, MailchimpSchema
 from tandem_shared.vendors.mailchimp.schema import read_schema as read_mailchimp_schema
 from tandem_shared.vendors.priority import Priority
+from tandem_shared.vendors.schema import KeyRefused, SchemaUnreadable
 
 PRIORITY = Priority.AUTHORITATIVE_READ
 

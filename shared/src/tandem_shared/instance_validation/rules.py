@@ -20,8 +20,8 @@ from tandem_shared.vendors.accessplanit.schema import (
     AccessplanitFieldInfo,
     AccessplanitSchema,
 )
-from tandem_shared.vendors.kinds import Kind
 from tandem_shared.vendors.mailchimp.schema import MAILCHIMP_DEFAULT_KINDS, MailchimpSchema, MergeFieldInfo
+from tandem_shared.vendors.schema import Kind
 
 # The seed's minimum mappings per flow (the address is always the identity, so it is implied Mailchimp → accessplanit).
 MINIMUM_MAPPINGS: dict[Flow, tuple[str, ...]] = {

@@ -64,5 +64,6 @@ class PriorityGate:
             yield
         finally:
             counts[priority] -= 1
-            async with changed:
-                changed.notify_all()
+            if any(counts[lower] for lower in Priority if lower > priority):  # only they can be waiting on us
+                async with changed:
+                    changed.notify_all()

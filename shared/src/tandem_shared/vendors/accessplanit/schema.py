@@ -12,8 +12,8 @@ from typing import Any
 
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
 from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitError
-from tandem_shared.vendors.kinds import KeyRefused, Kind, SchemaUnreadable
 from tandem_shared.vendors.priority import Priority
+from tandem_shared.vendors.schema import KeyRefused, Kind, SchemaUnreadable
 
 ACCESSPLANIT_KINDS = {
     "string": Kind.TEXT,

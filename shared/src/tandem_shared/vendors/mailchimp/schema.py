@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem_shared.vendors.kinds import KeyRefused, Kind, SchemaUnreadable
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError, Reply
 from tandem_shared.vendors.priority import Priority
+from tandem_shared.vendors.schema import KeyRefused, Kind, SchemaUnreadable
 
 MAILCHIMP_KINDS = {
     "text": Kind.TEXT,

@@ -1,4 +1,4 @@
-"""What a field holds, in terms both vendors' field types map onto (each vendor's `schema` maps its own types)."""
+"""What both vendors' schema readers share: the kinds of field their types map onto, and how a read fails."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class Kind(StrEnum):
+    """What a field holds; each vendor's `schema` module maps its own field types onto these."""
+
     TEXT = "text"
     PHONE = "phone"
     NUMBER = "number"
