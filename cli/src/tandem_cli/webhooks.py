@@ -98,9 +98,7 @@ class MailchimpWebhooks:
         await self._request("DELETE", f"/lists/{self._audience}/webhooks/{webhook_id}")
 
 
-async def register_webhook(
-    api: MailchimpWebhooks, url: str, path_secret: str, *, replace: bool = False
-) -> Registration:
+async def _create_unless_present(api: MailchimpWebhooks, url: str, path_secret: str, *, replace: bool) -> Registration:
     """Creates the webhook unless one with this URL exists; `replace` recreates it (a new signing secret)."""
     api.hide(path_secret)
     existing = [hook for hook in await api.webhooks() if hook.get("url") == url]
@@ -113,23 +111,35 @@ async def register_webhook(
 
 
 @asynccontextmanager
-async def _webhooks_api(instance: InstanceConfig, api_key: str) -> AsyncIterator[MailchimpWebhooks]:
+async def _webhooks_api(connection: MailchimpConnection, api_key: str) -> AsyncIterator[MailchimpWebhooks]:
     async with vendor_clients(timeout_s=30.0) as clients:
-        client = clients.mailchimp.for_account(instance.mailchimp.api_root(api_key), api_key)
-        yield MailchimpWebhooks(client, instance.mailchimp)
+        client = clients.mailchimp.for_account(connection.api_root(api_key), api_key)
+        yield MailchimpWebhooks(client, connection)
 
 
 async def _register(
     instance: InstanceConfig, api_key: str, url: str, path_secret: str, *, replace: bool
 ) -> Registration:
-    async with _webhooks_api(instance, api_key) as api:
+    async with _webhooks_api(instance.mailchimp, api_key) as api:
         for warning in audience_warnings(instance, await api.audience()):
             _say(f"warning: {warning}")
-        return await register_webhook(api, url, path_secret, replace=replace)
+        return await _create_unless_present(api, url, path_secret, replace=replace)
+
+
+def register_webhook(
+    connection: MailchimpConnection, api_key: str, url: str, path_secret: str, *, replace: bool = False
+) -> Registration:
+    """Creates the webhook unless one with this URL exists; `replace` recreates it (a new signing secret)."""
+
+    async def create() -> Registration:
+        async with _webhooks_api(connection, api_key) as api:
+            return await _create_unless_present(api, url, path_secret, replace=replace)
+
+    return asyncio.run(create())
 
 
 async def _list(instance: InstanceConfig, api_key: str) -> list[dict[str, Any]]:
-    async with _webhooks_api(instance, api_key) as api:
+    async with _webhooks_api(instance.mailchimp, api_key) as api:
         return await api.webhooks()
 
 
