@@ -32,6 +32,7 @@ class MailchimpTarget:
         connect_timeout_s: float = 5.0,
         max_connections: int = 10,
         server_timeout_s: float = 120.0,
+        slot_wait_s: float | None = None,
         batch_max: int = 1,
     ) -> None:
         if not 1 <= batch_max <= BATCH_MAX_MEMBERS:
@@ -42,6 +43,7 @@ class MailchimpTarget:
             connect_timeout_s=connect_timeout_s,
             max_connections=max_connections,
             server_timeout_s=server_timeout_s,
+            slot_wait_s=slot_wait_s,
         )
         self._batcher = UpsertBatcher(max_connections=max_connections, batch_max=batch_max)
 
@@ -58,6 +60,7 @@ class MailchimpTarget:
             timeout_s=settings.http_timeout_s,
             max_connections=settings.mailchimp_max_connections,
             server_timeout_s=settings.mailchimp_timed_out_slot_hold_s,
+            slot_wait_s=settings.mailchimp_slot_wait_s,
             batch_max=settings.mailchimp_batch_max,
         )
 

@@ -173,6 +173,8 @@ class MailchimpClients:
         slot_wait_s: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """`slot_wait_s` bounds how long a request of a lower class waits behind higher ones (None: no bound);
+        the limiter bounds the wait for the slot itself."""
         self.max_connections = max_connections
         self._limiter = limiter
         self._timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
