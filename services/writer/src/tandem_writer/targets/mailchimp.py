@@ -10,42 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from tandem_shared.concurrency import ConcurrencyLimiter, RedisConcurrencyLimiter
+from tandem_shared.concurrency import RedisConcurrencyLimiter
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System, email_key
-from tandem_shared.vendors.mailchimp.bodies import BATCH_MAX_MEMBERS, member_summary, patch_body, upsert_body
+from tandem_shared.vendors.mailchimp.bodies import BATCH_MAX_MEMBERS, patch_body, upsert_body
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.mailchimp_batching import UpsertBatcher
-from tandem_writer.targets.mailchimp_outcomes import member, not_written, unexpected, upserted
+from tandem_writer.targets.mailchimp_outcomes import confirmed, member, not_written, unexpected, upserted
 
 
 class MailchimpTarget:
     system = System.MAILCHIMP
 
-    def __init__(
-        self,
-        *,
-        limiter: ConcurrencyLimiter,
-        timeout_s: float = 30.0,
-        connect_timeout_s: float = 5.0,
-        max_connections: int = 10,
-        server_timeout_s: float = 120.0,
-        slot_wait_s: float | None = None,
-        batch_max: int = 1,
-    ) -> None:
+    def __init__(self, clients: MailchimpClients, *, batch_max: int = 1) -> None:
         if not 1 <= batch_max <= BATCH_MAX_MEMBERS:
             raise ValueError(f"batch_max must be between 1 and {BATCH_MAX_MEMBERS}")
-        self._clients = MailchimpClients(
-            limiter=limiter,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
-            max_connections=max_connections,
-            server_timeout_s=server_timeout_s,
-            slot_wait_s=slot_wait_s,
-        )
-        self._batcher = UpsertBatcher(max_connections=max_connections, batch_max=batch_max)
+        self._clients = clients
+        self._batcher = UpsertBatcher(max_connections=clients.max_connections, batch_max=batch_max)
 
     @classmethod
     def from_settings(cls, settings: WriterSettings) -> MailchimpTarget:
@@ -55,14 +38,14 @@ class MailchimpTarget:
             lease_s=settings.mailchimp_lease_s,
             max_wait_s=settings.mailchimp_slot_wait_s,
         )
-        return cls(
+        clients = MailchimpClients(
             limiter=limiter,
             timeout_s=settings.http_timeout_s,
             max_connections=settings.mailchimp_max_connections,
             server_timeout_s=settings.mailchimp_timed_out_slot_hold_s,
             slot_wait_s=settings.mailchimp_slot_wait_s,
-            batch_max=settings.mailchimp_batch_max,
         )
+        return cls(clients, batch_max=settings.mailchimp_batch_max)
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         body = upsert_body(command.payload, instance.mailchimp.status_if_new)
@@ -99,11 +82,7 @@ class MailchimpTarget:
         moved = member(reply)
         if moved is None:
             return unexpected(reply)
-        return WriteOutcome(
-            True,
-            f"Mailchimp member {old_email} is now {moved.get('email_address', new_email)}",
-            response=member_summary(moved),
-        )
+        return confirmed(moved, f"Mailchimp member {old_email} is now {moved.get('email_address', new_email)}")
 
     async def _upsert(self, client: MailchimpClient, audience: str, body: dict[str, Any], note: str) -> WriteOutcome:
         email = body["email_address"]

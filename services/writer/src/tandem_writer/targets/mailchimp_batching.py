@@ -20,11 +20,11 @@ from typing import Any
 
 from tandem_shared.contracts import ErrorInfo, subscriber_hash
 from tandem_shared.logging import get_logger
-from tandem_shared.vendors.mailchimp.bodies import batch_answers, batch_subscribe_body, batchable, member_summary
+from tandem_shared.vendors.mailchimp.bodies import batch_answers, batch_subscribe_body, batchable
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError, MailchimpSession, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.mailchimp_outcomes import STOPPING, failed, not_written, unexpected, upserted
+from tandem_writer.targets.mailchimp_outcomes import STOPPING, failed, member_is, not_written, unexpected, upserted
 
 log = get_logger("tandem.writer.mailchimp")
 
@@ -213,14 +213,7 @@ class UpsertBatcher:
             if member is None:
                 again.append(item)
                 continue
-            email = item.body["email_address"]
-            item.resolve(
-                WriteOutcome(
-                    True,
-                    f"Mailchimp member {member.get('email_address', email)} is {member.get('status', 'unknown')}",
-                    response=member_summary(member),
-                )
-            )
+            item.resolve(member_is(member, item.body["email_address"]))
         # A member the batch refused (or did not mention) is written again on its own with the PUT: the batch
         # reports a refusal as a bare message and code, without the HTTP status, title and field details that
         # `classify_response` needs to tell permanent from transient and to explain it; the PUT gives exactly the

@@ -41,13 +41,20 @@ def unexpected(reply: Reply) -> WriteOutcome:
     return WriteOutcome(False, f"Mailchimp write unconfirmed: {error.message}", error=error)
 
 
+def confirmed(document: dict[str, Any], summary: str) -> WriteOutcome:
+    """A member document Mailchimp answered with: the write is done; the trace keeps the member's essentials."""
+    return WriteOutcome(True, summary, response=member_summary(document))
+
+
+def member_is(document: dict[str, Any], email: str, note: str = "") -> WriteOutcome:
+    """An upserted member, as a PUT or a batch subscribe answered it."""
+    return confirmed(
+        document,
+        f"{note}Mailchimp member {document.get('email_address', email)} is {document.get('status', 'unknown')}",
+    )
+
+
 def upserted(reply: Reply, email: str, note: str = "") -> WriteOutcome:
     """A PUT's answer as the command's outcome."""
     found = member(reply)
-    if found is None:
-        return unexpected(reply)
-    return WriteOutcome(
-        True,
-        f"{note}Mailchimp member {found.get('email_address', email)} is {found.get('status', 'unknown')}",
-        response=member_summary(found),
-    )
+    return unexpected(reply) if found is None else member_is(found, email, note)
