@@ -21,7 +21,8 @@ from tandem_shared.accessplanit.classify import (
 )
 from tandem_shared.accessplanit.settings import AccessplanitSettings
 from tandem_shared.contracts import ErrorInfo, InstanceConfig
-from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
+from tandem_shared.ratelimit import BudgetExhausted, RateBudget
+from tandem_shared.redis.keys import budget_key
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 
 API_PREFIX = "/api/v2"

@@ -42,9 +42,9 @@ class AccessplanitTarget:
         self._redis = redis
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> AccessplanitTarget:
-        redis = Redis.from_url(settings.redis_url)
-        return cls(AccessplanitClients(redis, AccessplanitSettings()), redis)
+    def from_settings(cls, settings: CommonSettings, redis: Redis) -> AccessplanitTarget:
+        """On the writer's Redis client (the request budget), which the writer closes itself."""
+        return cls(AccessplanitClients(redis, AccessplanitSettings()))
 
     async def close(self) -> None:
         await self._clients.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 
 from tandem_shared.concurrency import (
     ConcurrencyLimiter,
@@ -202,9 +203,9 @@ class MailchimpTarget:
         self._senders: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def from_settings(cls, settings: WriterSettings) -> MailchimpTarget:
-        limiter = RedisConcurrencyLimiter.from_url(
-            settings.redis_url,
+    def from_settings(cls, settings: WriterSettings, redis: Redis) -> MailchimpTarget:
+        limiter = RedisConcurrencyLimiter(
+            redis,
             limit=settings.mailchimp_max_connections,
             lease_s=settings.mailchimp_lease_s,
             max_wait_s=settings.mailchimp_slot_wait_s,
