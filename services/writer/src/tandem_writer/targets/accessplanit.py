@@ -37,9 +37,8 @@ def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
 class AccessplanitTarget:
     system = System.ACCESSPLANIT
 
-    def __init__(self, clients: AccessplanitClients, redis: Redis | None = None) -> None:
+    def __init__(self, clients: AccessplanitClients) -> None:
         self._clients = clients
-        self._redis = redis
 
     @classmethod
     def from_settings(cls, settings: CommonSettings, redis: Redis) -> AccessplanitTarget:
@@ -48,8 +47,6 @@ class AccessplanitTarget:
 
     async def close(self) -> None:
         await self._clients.close()
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         try:
