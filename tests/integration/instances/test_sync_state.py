@@ -221,4 +221,5 @@ async def test_one_read_answers_for_many_contacts_and_for_what_is_held(store: St
     assert snapshot.side(instance_id, System.MAILCHIMP, "b@example.com") is None
     assert snapshot.user_email(instance_id, "8") is None
     assert snapshot.backlog(instance_id) == 1
-    assert state_key(instance_id, System.MAILCHIMP, "a@example.com") in snapshot.sides
+    assert snapshot.has(instance_id, System.MAILCHIMP, "A@Example.com")
+    assert not snapshot.has(instance_id, System.ACCESSPLANIT, "a@example.com")

@@ -9,7 +9,6 @@ import pytest
 
 from support.commands import sync_command
 from tandem_shared.contracts import Operation, System
-from tandem_shared.redis.keys import state_key
 from tandem_shared.sync.rules import (
     EMPTY_DIGEST,
     FieldState,
@@ -22,6 +21,7 @@ from tandem_shared.sync.rules import (
     parse_state,
     payload_content,
     recorded_write,
+    side_key,
     ts_ms,
 )
 
@@ -139,11 +139,12 @@ def test_an_expected_write_notes_each_value_as_a_recent_write() -> None:
 
 def test_a_snapshot_answers_only_for_what_was_read() -> None:
     side = SideState({"FNAME": FieldState("d", 1, "seen")}, "seen", 1)
-    first = StateSnapshot({state_key("demo", System.MAILCHIMP, "a@x.io"): side}, {("demo", "7"): "a@x.io"}, {})
-    second = StateSnapshot({state_key("demo", System.ACCESSPLANIT, "a@x.io"): None}, {}, {"demo": 3})
+    first = StateSnapshot({side_key("demo", System.MAILCHIMP, "a@x.io"): side}, {("demo", "7"): "a@x.io"}, {})
+    second = StateSnapshot({side_key("demo", System.ACCESSPLANIT, "A@x.io "): None}, {}, {"demo": 3})
     both = first.extend(second)
     assert both.side("demo", System.MAILCHIMP, "A@x.io") == side
     assert both.side("demo", System.ACCESSPLANIT, "a@x.io") is None
+    assert both.has("demo", System.ACCESSPLANIT, "a@X.io") and not first.has("demo", System.ACCESSPLANIT, "a@x.io")
     assert both.user_email("demo", "7") == "a@x.io"
     assert both.backlog("demo") == 3
     with pytest.raises(KeyError):

@@ -50,7 +50,6 @@ from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
 from tandem_shared.redis.client import connect
-from tandem_shared.redis.keys import state_key
 from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
 from tandem_shared.sync.rules import StateSnapshot
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
@@ -261,7 +260,7 @@ class Mapper:
             previous = _previous_email(event, instance, loaded)
             old = old_address(event, previous) if _synced_email(event, instance) else None
             if old:
-                missing.extend(s for s in _sides(instance.id, event.source, old) if state_key(*s) not in loaded.sides)
+                missing.extend(s for s in _sides(instance.id, event.source, old) if not loaded.has(*s))
         if missing:
             loaded = loaded.extend(await self._state.load_many(missing))
         known: dict[str, Knowledge] = {}

@@ -27,6 +27,7 @@ from tandem_shared.sync.rules import (
     expected_write,
     parse_state,
     recorded_write,
+    side_key,
 )
 
 # Last-writer-wins per field: a value replaces the stored one only when it differs and is not older. A write by
@@ -267,7 +268,8 @@ class RedisStateStore:
         user_ids: Iterable[tuple[str, str]] = (),
         backlogs: Iterable[str] = (),
     ) -> StateSnapshot:
-        keys = list(dict.fromkeys(state_key(*side) for side in sides))
+        wanted = list(dict.fromkeys(side_key(*side) for side in sides))
+        keys = [state_key(*side) for side in wanted]
         users = list(dict.fromkeys(user_ids))
         instances = list(dict.fromkeys(backlogs))
         if not keys and not users and not instances:
@@ -284,8 +286,8 @@ class RedisStateStore:
         raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
         return StateSnapshot(
             sides={
-                key: parse_state({text(k): text(v) for k, v in raw.items()})
-                for key, raw in zip(keys, raw_sides, strict=True)
+                side: parse_state({text(k): text(v) for k, v in raw.items()})
+                for side, raw in zip(wanted, raw_sides, strict=True)
             },
             user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
             backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 from tandem_shared.contracts import Operation, SyncCommand, System, canonical_json, email_key, fingerprint
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
-from tandem_shared.redis.keys import state_key
 
 Origin = Literal["seen", "written"]
 
@@ -135,16 +134,28 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     return SideState(fields, last_origin, last_ts, recent)
 
 
+# One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.
+SideKey = tuple[str, System, str]
+
+
+def side_key(instance_id: str, system: System, email: str) -> SideKey:
+    return (instance_id, system, email_key(email))
+
+
 @dataclass(frozen=True)
 class StateSnapshot:
     """What one `StateStore.load_many` read; asking for anything it did not read is a bug (KeyError)."""
 
-    sides: Mapping[str, SideState | None]  # by state_key
+    sides: Mapping[SideKey, SideState | None]
     user_emails: Mapping[tuple[str, str], str | None]  # (instance, accessplanit user id) → address
     backlogs: Mapping[str, int]  # instance → held changes waiting
 
     def side(self, instance_id: str, system: System, email: str) -> SideState | None:
-        return self.sides[state_key(instance_id, system, email)]
+        return self.sides[side_key(instance_id, system, email)]
+
+    def has(self, instance_id: str, system: System, email: str) -> bool:
+        """Whether this snapshot read the side (known or not)."""
+        return side_key(instance_id, system, email) in self.sides
 
     def user_email(self, instance_id: str, user_id: str) -> str | None:
         return self.user_emails[(instance_id, user_id)]
