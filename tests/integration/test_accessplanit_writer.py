@@ -28,7 +28,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS, TRACE
 from tandem_shared.kafka import make_broker
-from tandem_writer.idempotency import redis_keys
+from tandem_shared.redis.idempotency import redis_keys
 
 pytestmark = pytest.mark.integration
 

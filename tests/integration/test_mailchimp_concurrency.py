@@ -56,7 +56,7 @@ def instance(sim_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> Instance
 
 def limiter(redis_url: str, prefix: str, *, limit: int = 10, lease_s: float = 10.0) -> RedisConcurrencyLimiter:
     redis = Redis.from_url(redis_url)
-    return RedisConcurrencyLimiter(redis, limit=limit, lease_s=lease_s, max_wait_s=60, prefix=prefix)
+    return RedisConcurrencyLimiter(redis, limit=limit, lease_s=lease_s, max_wait_s=60, prefix=prefix, owns_client=True)
 
 
 def command(email: str) -> SyncCommand:

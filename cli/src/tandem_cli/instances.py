@@ -32,7 +32,8 @@ from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.instance_validation.live import read_live_schemas
 from tandem_shared.instance_validation.problems import LiveSchemas, Problem
 from tandem_shared.instance_validation.rules import direction_summary, validate_instance
-from tandem_shared.sync_state import held_key
+from tandem_shared.redis.client import connect_sync
+from tandem_shared.redis.keys import held_key
 
 # What an operator changes with pause/resume, not with a configuration file: `apply` keeps the current values
 # unless the file sets them.
@@ -245,7 +246,7 @@ def _held_counts(instance_ids: list[str]) -> dict[str, int]:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client = connect_sync(url)
         try:
             return {i: int(client.xlen(held_key(i))) for i in instance_ids}
         finally:

@@ -32,9 +32,9 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.kafka import caught_up, partitions_of
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.settings import CommonSettings
 from tandem_shared.tracing import StepRecorder, new_id
-from tandem_writer.idempotency import RedisIdempotencyStore
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

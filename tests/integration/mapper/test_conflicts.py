@@ -29,7 +29,8 @@ from tandem_shared.contracts import (
     Trigger,
 )
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.sync_state import SyncStateStore, ts_ms
+from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.sync.rules import ts_ms
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ class World:
     mapper: Mapper
     published: Captured
     instance: InstanceConfig
-    state: SyncStateStore
+    state: RedisStateStore
     accessplanit: Side = field(default_factory=lambda: Side({"Forenames": "Ada", "Surname": "Lovelace"}, T0))
     mailchimp: Side = field(default_factory=lambda: Side({"FNAME": "Ada", "LNAME": "Lovelace"}, T0))
     clock: list[datetime] = field(default_factory=lambda: [T0])
@@ -128,7 +129,7 @@ def event(
 async def world(redis_url: str) -> AsyncIterator[World]:
     instance = demo_instance().model_copy(update={"id": f"conflict-{uuid.uuid4().hex[:8]}"})
     clock = [T0]  # the simulated writer's clock: when its writes land
-    state = SyncStateStore.from_url(redis_url, clock=lambda: ts_ms(clock[0]))
+    state = RedisStateStore.from_url(redis_url, clock=lambda: ts_ms(clock[0]))
     published = Captured()
     settings = MapperSettings(REDIS_URL=redis_url)
     mapper = Mapper(published, settings, StaticInstanceRegistry([instance]), state)  # type: ignore[arg-type]

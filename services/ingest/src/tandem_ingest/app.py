@@ -14,7 +14,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
-from redis.asyncio import Redis
 from starlette.routing import Route
 
 from tandem_ingest.accessplanit_changes import ApiUserReader, UserReader, delivery_event, own_write_marks
@@ -35,6 +34,7 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
+from tandem_shared.redis.client import connect
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.tracing import new_id, publish_trace
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients, AccessplanitError
@@ -77,7 +77,7 @@ def create_app(
     configure_logging("ingest", settings.log_level, settings.log_json)
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-ingest")
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings)  # ingest's one Redis client: claims, poller cursors and leases, request budget
     clients = AccessplanitClients(redis, AccessplanitSettings())
     publisher = publisher or ChangePublisher(broker, settings.publish_timeout_s)
     claims = claims or RedisEventClaims(

@@ -18,11 +18,12 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.redis.client import connect
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
+from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.consumer import PartitionedConsumer
 from tandem_writer.delivery import Delivery
-from tandem_writer.idempotency import RedisIdempotencyStore
 from tandem_writer.retry import RetryPolicy
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.accessplanit import AccessplanitTarget
@@ -64,13 +65,16 @@ def create_app(
     settings = settings or WriterSettings()
     configure_logging("writer", settings.log_level, settings.log_json)
     broker = make_broker(settings.kafka_bootstrap_servers, client_id="tandem-writer")
+    # The writer's one Redis client: idempotency records, sync state, Mailchimp's connection limiter and
+    # accessplanit's request budget share its pool.
+    redis = connect(settings)
     targets = targets or {
-        System.MAILCHIMP: MailchimpTarget.from_settings(settings),
-        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings.redis_url, AccessplanitSettings()),
+        System.MAILCHIMP: MailchimpTarget.from_settings(settings, redis),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(redis, AccessplanitSettings()),
     }
     registry = registry or TopicInstanceRegistry(settings.kafka_bootstrap_servers)
-    store = RedisIdempotencyStore.from_url(
-        settings.redis_url,
+    store = RedisIdempotencyStore(
+        redis,
         inflight_ttl_s=settings.inflight_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         contact_marker_ttl_s=settings.contact_marker_ttl_s,
@@ -82,7 +86,7 @@ def create_app(
         sink=BrokerSink(broker),
         tracer=broker,
         policy=RetryPolicy.from_delays(settings.retry_delays_s),
-        state=SyncStateStore.from_url(settings.redis_url),
+        state=RedisStateStore(redis),
     )
     consumer = PartitionedConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -115,5 +119,5 @@ def create_app(
         # The consumer starts once the broker (our producer) is connected, and stops first: in-flight writes
         # finish and are traced and committed while the producer is still there.
         after_startup=[consumer.start],
-        on_shutdown=[consumer.stop, close_targets, registry.stop, store.close, delivery.close],
+        on_shutdown=[consumer.stop, close_targets, registry.stop, store.close, delivery.close, redis.aclose],
     )

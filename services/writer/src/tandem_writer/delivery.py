@@ -34,10 +34,10 @@ from tandem_shared.contracts.topics import COMMANDS_DLQ
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.redis.idempotency import ClaimState, IdempotencyStore
+from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.tracing import Publisher, StepRecorder, new_id, publish_trace
 from tandem_writer.coalescing import Queued, coalesce
-from tandem_writer.idempotency import ClaimState, IdempotencyStore
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.retry import Hop, Origin, RetryPolicy, forward_headers, header_attempt
 from tandem_writer.targets.base import Target
@@ -131,7 +131,7 @@ class Delivery:
         policy: RetryPolicy,
         clock: Callable[[], datetime] = utcnow,
         backoff_s: tuple[float, float] = (0.2, 10.0),
-        state: SyncStateStore | None = None,
+        state: RedisStateStore | None = None,
     ) -> None:
         self._state = state
         self._registry = registry

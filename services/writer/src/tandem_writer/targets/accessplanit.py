@@ -34,19 +34,16 @@ def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
 class AccessplanitTarget:
     system = System.ACCESSPLANIT
 
-    def __init__(self, clients: AccessplanitClients, redis: Redis | None = None) -> None:
+    def __init__(self, clients: AccessplanitClients) -> None:
         self._clients = clients
-        self._redis = redis
 
     @classmethod
-    def from_settings(cls, redis_url: str, settings: AccessplanitSettings) -> AccessplanitTarget:
-        redis = Redis.from_url(redis_url)
-        return cls(AccessplanitClients(redis, settings), redis)
+    def from_settings(cls, redis: Redis, settings: AccessplanitSettings) -> AccessplanitTarget:
+        """On the writer's Redis client (the request budget), which the writer closes itself."""
+        return cls(AccessplanitClients(redis, settings))
 
     async def close(self) -> None:
         await self._clients.close()
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.asyncio import Redis
+
 from tandem_shared.concurrency import RedisConcurrencyLimiter
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System, email_key
 from tandem_shared.vendors.mailchimp.bodies import BATCH_MAX_MEMBERS, patch_body, upsert_body
@@ -31,9 +33,10 @@ class MailchimpTarget:
         self._batcher = UpsertBatcher(max_connections=clients.max_connections, batch_max=batch_max)
 
     @classmethod
-    def from_settings(cls, settings: WriterSettings) -> MailchimpTarget:
-        limiter = RedisConcurrencyLimiter.from_url(
-            settings.redis_url,
+    def from_settings(cls, settings: WriterSettings, redis: Redis) -> MailchimpTarget:
+        """On the writer's Redis client (the connection limiter), which the writer closes itself."""
+        limiter = RedisConcurrencyLimiter(
+            redis,
             limit=settings.mailchimp_max_connections,
             lease_s=settings.mailchimp_lease_s,
             max_wait_s=settings.mailchimp_slot_wait_s,

@@ -16,7 +16,8 @@ import orjson
 from redis.asyncio import Redis
 
 from tandem_shared.contracts import ErrorInfo, InstanceConfig
-from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
+from tandem_shared.ratelimit import BudgetExhausted, RateBudget
+from tandem_shared.redis.keys import budget_key
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.vendors.accessplanit.classify import (
     budget_exhausted,
