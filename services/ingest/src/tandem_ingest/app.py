@@ -23,6 +23,7 @@ from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, 
 from tandem_ingest.publishing import ChangePublisher
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.accessplanit.client import AccessplanitClients
+from tandem_shared.concurrency import Backoff
 from tandem_shared.contracts import TraceRecord
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
@@ -36,16 +37,15 @@ log = get_logger("tandem.ingest")
 
 async def keep_connecting(broker: KafkaBroker) -> None:
     """Until Kafka answers: meanwhile webhooks get 503 (the sender retries) and the poller's rounds stop early."""
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0, jitter=False)
     while True:
-        await asyncio.sleep(delay)
+        await asyncio.sleep(backoff.next_delay())
         try:
             await broker.start()
         except Exception as exc:
             log.warning("kafka still unreachable", error=str(exc) or type(exc).__name__)
             with contextlib.suppress(Exception):
                 await broker.stop()
-            delay = min(delay * 2, 30.0)
         else:
             log.info("kafka connected")
             return
