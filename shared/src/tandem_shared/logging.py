@@ -84,6 +84,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
             _renderer(json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        # stdout as it is at each use (a test's capture is replaced and closed), whatever was configured before.
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stdout),
         # Not cached: module-level loggers must follow a later configure() (the CLI quiets them after import).
         cache_logger_on_first_use=False,
     )

@@ -38,7 +38,7 @@ def restored_logging() -> Iterator[None]:
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     captured = capsys.readouterr()
-    assert captured.err == ""
+    assert captured.err == "", captured.err
     return captured.out.splitlines()
 
 
