@@ -50,18 +50,11 @@ def stdlib_formatter(json: bool = True) -> structlog.stdlib.ProcessorFormatter:
 
 
 class _StdoutHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever `sys.stdout` is when a record comes, as structlog's own loggers do."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stdout)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stdout
-        super().emit(record)
+    """The one handler configure_logging installs (a class of its own, so a second call can find and replace it)."""
 
 
 def configure_logging(service: str, level: str = "INFO", json: bool = True) -> None:
-    handler = _StdoutHandler()
+    handler = _StdoutHandler(sys.stdout)
     handler.setFormatter(stdlib_formatter(json))
     root = logging.getLogger()
     for previous in [h for h in root.handlers if isinstance(h, _StdoutHandler)]:
@@ -84,8 +77,8 @@ def configure_logging(service: str, level: str = "INFO", json: bool = True) -> N
             _renderer(json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        # stdout as it is at each use (a test's capture is replaced and closed), whatever was configured before.
-        logger_factory=lambda *_: structlog.PrintLogger(sys.stdout),
+        # The same stdout as the stdlib lines, whatever was configured before (the CLI's stderr, in tests).
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         # Not cached: module-level loggers must follow a later configure() (the CLI quiets them after import).
         cache_logger_on_first_use=False,
     )
