@@ -89,18 +89,24 @@ return 1
 
 
 class Backoff:
-    """Capped exponential backoff with jitter: waiters spread out instead of polling Redis in lockstep."""
+    """Capped exponential backoff, with jitter by default: waiters spread out instead of polling Redis in lockstep.
 
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+    Without jitter the delays are exactly `initial_s`, twice that, … up to `max_s` (one process retrying alone).
+    """
+
+    def __init__(
+        self, initial_s: float, max_s: float, rng: random.Random | None = None, *, jitter: bool = True
+    ) -> None:
         self._initial = initial_s
         self._max = max_s
         self._rng = rng or random.Random()
+        self._jitter = jitter
         self._attempt = 0
 
     def next_delay(self) -> float:
         ceiling = min(self._max, self._initial * (2**self._attempt))
         self._attempt += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return self._rng.uniform(ceiling / 2, ceiling) if self._jitter else ceiling
 
 
 class RedisConcurrencyLimiter:

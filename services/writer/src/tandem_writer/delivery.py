@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from tandem_shared.concurrency import Backoff
 from tandem_shared.contracts import (
     ErrorInfo,
     Headers,
@@ -398,7 +399,7 @@ class Delivery:
 
     async def _durably(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         """Repeat an infrastructure step until it succeeds; only cancellation (shutdown, rebalance) stops it."""
-        delay, ceiling = self._backoff_s
+        backoff = Backoff(*self._backoff_s, jitter=False)
         while True:
             try:
                 return await action()
@@ -406,5 +407,4 @@ class Delivery:
                 raise
             except Exception as exc:
                 log.warning("delivery step failed; retrying", step=what, error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, ceiling)
+                await asyncio.sleep(backoff.next_delay())
