@@ -106,7 +106,7 @@ async def test_a_contacts_next_write_is_paced_on_the_command_topic_only() -> Non
 
 async def test_a_retry_waits_until_its_not_before() -> None:
     delivery = StandIn()
-    due = utcnow() + timedelta(seconds=0.3)
+    due = utcnow() + timedelta(seconds=1)
     s = strategy(delivery, RETRY)
     s.submit(rec(RETRY, 0, b"a", **{Headers.NOT_BEFORE: str(epoch_ms(due)), Headers.INSTANCE_ID: "demo"}))
     await settle()

@@ -67,7 +67,7 @@ async def test_a_failing_handler_is_retried_on_the_same_record_and_nothing_overt
 
 async def test_a_record_not_yet_due_is_held_and_nothing_after_it_starts() -> None:
     handler = Handler()
-    due_at = utcnow() + timedelta(seconds=0.3)
+    due_at = utcnow() + timedelta(seconds=1)
 
     def due(record: InboundRecord) -> datetime | None:
         return due_at if record.offset == 1 else None
