@@ -1,12 +1,13 @@
 """Writer: SyncCommands from `tandem.commands` (and its retry tiers) applied to their target exactly once in effect.
 
-The delivery layer (`delivery.py`) decides what happens to each command and traces it; the consumer
-(`consumer.py`) feeds it partition by partition and commits only what is durably done. FastStream's broker serves
-as the producer (trace records, retry and dead-letter forwards, acks=all) and for the health routes.
+The delivery layer (`delivery.py`) decides what happens to each command and traces it; the shared partitioned
+consumer feeds it partition by partition (`strategy.py`) and commits only what is durably done. FastStream's
+broker serves as the producer (trace records, retry and dead-letter forwards, acks=all) and for the health routes.
 """
 
 from __future__ import annotations
 
+from aiokafka import AIOKafkaConsumer
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.handlers import GetHandler
 from faststream.kafka import KafkaBroker
@@ -18,14 +19,15 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import make_broker
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
+from tandem_shared.partitioned import PartitionedConsumer, consumer_options
 from tandem_shared.redis.client import connect
 from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
-from tandem_writer.consumer import PartitionedConsumer
 from tandem_writer.delivery import Delivery
 from tandem_writer.retry import RetryPolicy
 from tandem_writer.settings import WriterSettings
+from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
@@ -89,19 +91,24 @@ def create_app(
         state=RedisStateStore(redis),
     )
     consumer = PartitionedConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
-        group_instance_id=settings.group_instance_id,
+        lambda: AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="tandem-writer",
+            **consumer_options(
+                group_id=settings.group_id,
+                group_instance_id=settings.group_instance_id,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
+                session_timeout_ms=settings.session_timeout_ms,
+            ),
+        ),
         topics=[COMMANDS, *COMMANDS_RETRY],
-        handler=delivery.handle,
-        coalescer=delivery.absorbable,
-        concurrency=lambda tp: settings.partition_concurrency if tp.topic == COMMANDS else 1,
-        contact_interval_s=lambda tp: settings.contact_write_interval_s if tp.topic == COMMANDS else 0.0,
+        strategy=delivery_strategy(
+            delivery,
+            concurrency=settings.partition_concurrency,
+            contact_interval_s=settings.contact_write_interval_s,
+        ),
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        session_timeout_ms=settings.session_timeout_ms,
-        wait_exempt=delivery.is_orphan,
     )
 
     async def close_targets() -> None:

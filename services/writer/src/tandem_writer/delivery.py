@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar
@@ -35,6 +35,7 @@ from tandem_shared.contracts.topics import COMMANDS_DLQ
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
+from tandem_shared.partitioned import InboundRecord
 from tandem_shared.redis.idempotency import ClaimState, IdempotencyStore
 from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.tracing import Publisher, StepRecorder, new_id, publish_trace
@@ -49,25 +50,6 @@ T = TypeVar("T")
 
 # Added to another writer's remaining claim time before trying again, so the claim has surely expired.
 CLAIM_MARGIN_S = 1.0
-
-
-@dataclass(frozen=True)
-class InboundRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Mapping[str, str]
-    timestamp_ms: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}@{self.partition}:{self.offset}"
-
-    @property
-    def origin(self) -> Origin:
-        return Origin(self.topic, self.partition, self.offset, self.timestamp_ms)
 
 
 class Disposition(StrEnum):
@@ -86,6 +68,10 @@ class RecordSink(Protocol):
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None, partition: int, headers: dict[str, str]
     ) -> None: ...
+
+
+def _origin(record: InboundRecord) -> Origin:
+    return Origin(record.topic, record.partition, record.offset, record.timestamp_ms)
 
 
 def _queued(record: InboundRecord) -> Queued:
@@ -341,7 +327,7 @@ class Delivery:
     async def _forward(self, record: InboundRecord, command: SyncCommand, hop: Hop, error: ErrorInfo) -> None:
         headers = forward_headers(
             record.headers,
-            record.origin,
+            _origin(record),
             attempt=hop.attempt,
             error=error,
             now=self._clock(),
@@ -356,7 +342,7 @@ class Delivery:
 
     async def _dead_letter(self, record: InboundRecord, command: SyncCommand, error: ErrorInfo) -> None:
         headers = forward_headers(
-            record.headers, record.origin, attempt=command.attempt, error=error, now=self._clock(), not_before_at=None
+            record.headers, _origin(record), attempt=command.attempt, error=error, now=self._clock(), not_before_at=None
         )
         value = command.model_dump_json().encode()
         await self._durably(
@@ -373,7 +359,7 @@ class Delivery:
         )
         headers = forward_headers(
             record.headers,
-            record.origin,
+            _origin(record),
             attempt=header_attempt(record.headers) or 1,
             error=error,
             now=self._clock(),
