@@ -1,10 +1,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from support import infra
+
+RUN_HOME = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Before any broker or Redis is started: nothing the suite leaves behind is seen by `make run`.
+    config.stash[RUN_HOME] = infra.use_test_state()
+
+
+@pytest.fixture(scope="session")
+def run_home(pytestconfig: pytest.Config) -> Path:
+    """The TANDEM_HOME `make run` uses (the suite itself runs in another one)."""
+    return pytestconfig.stash[RUN_HOME]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ from tandem_shared.contracts import (
 from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import COMMANDS, TRACE
 from tandem_shared.kafka import KafkaProducer, send_envelope
-from tandem_writer.idempotency import redis_keys
+from tandem_shared.redis.idempotency import redis_keys
 
 pytestmark = pytest.mark.integration
 

@@ -6,18 +6,24 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from support.groups import committed_offsets, group_state
 from support.kafka import connect
 from support.waiting import eventually
 from tandem_shared.contracts import Headers, TopicSpec
 from tandem_shared.kafka import ensure_topics
-from tandem_writer.consumer import PartitionedConsumer
-from tandem_writer.delivery import InboundRecord
+from tandem_shared.partitioned import (
+    InboundRecord,
+    KeyedStrategy,
+    PartitionedConsumer,
+    ProcessingStrategy,
+    consumer_options,
+)
+from tandem_writer.retry import not_before
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +64,7 @@ class Recorder:
         self.calls: dict[str, int] = defaultdict(int)
         self._before = before
 
-    async def __call__(self, record: InboundRecord) -> None:
+    async def __call__(self, record: InboundRecord, absorbed: Sequence[InboundRecord] = ()) -> None:
         value = (record.value or b"").decode()
         self.calls[value] += 1
         if self._before is not None:
@@ -66,14 +72,29 @@ class Recorder:
         self.seen[record.partition].append(value)
 
 
-def consumer(bootstrap: str, group_id: str, topic: str, handler: Recorder, **kwargs: object) -> PartitionedConsumer:
+def consumer(
+    bootstrap: str,
+    group_id: str,
+    topic: str,
+    handler: Recorder,
+    *,
+    max_buffered: int = 100,
+    shutdown_grace_s: float = 35.0,
+    session_timeout_ms: int = 10_000,
+) -> PartitionedConsumer:
+    def one_at_a_time(partition: TopicPartition, progress: Callable[[], None]) -> ProcessingStrategy:
+        return KeyedStrategy(partition, handler, progress=progress, due=lambda r: not_before(r.headers))
+
     return PartitionedConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
+        lambda: AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="test-delivery",
+            **consumer_options(group_id=group_id, session_timeout_ms=session_timeout_ms),
+        ),
         topics=[topic],
-        handler=handler,
-        client_id="test-delivery",
-        **kwargs,  # type: ignore[arg-type]
+        strategy=one_at_a_time,
+        max_buffered=max_buffered,
+        shutdown_grace_s=shutdown_grace_s,
     )
 
 

@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from support.commands import sync_command
+from support.state import side
 from support.waiting import eventually
 from tandem_shared.contracts import (
     SyncCommand,
     System,
 )
-from tandem_shared.sync_state import SyncStateStore, field_digest
-from tandem_writer.idempotency import ClaimState, RedisIdempotencyStore, redis_keys
+from tandem_shared.redis.idempotency import ClaimState, RedisIdempotencyStore, redis_keys
+from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.sync.rules import field_digest
 
 pytestmark = pytest.mark.integration
 
@@ -108,13 +110,13 @@ async def test_one_contact_is_written_by_one_command_at_a_time_and_remembers_its
 async def test_marking_done_with_the_sync_state_records_both_and_survives_redis_losing_its_scripts(
     store: RedisIdempotencyStore, instance_id: str, redis_url: str
 ) -> None:
-    state = SyncStateStore.from_url(redis_url)
+    state = RedisStateStore.from_url(redis_url)
     try:
         first, renamed = command(instance_id, "Ada"), command(instance_id, "Augusta", NOW + timedelta(seconds=1))
         assert (await store.claim(first, "w1")).state is ClaimState.CLAIMED
         await store.mark_done(first, "w1", state=state)
         assert await store.applied_at(first) is not None
-        held = await state.load(instance_id, System.MAILCHIMP, "ada@example.com")
+        held = await side(state, instance_id, System.MAILCHIMP, "ada@example.com")
         assert held is not None
         assert held.fields["FNAME"].digest == field_digest("Ada")
         assert held.last_origin == "written"
@@ -125,7 +127,7 @@ async def test_marking_done_with_the_sync_state_records_both_and_survives_redis_
         await store._redis.script_flush()
         await store.mark_done(renamed, "w2", state=state)
         assert await store.applied_at(renamed) is not None
-        held = await state.load(instance_id, System.MAILCHIMP, "ada@example.com")
+        held = await side(state, instance_id, System.MAILCHIMP, "ada@example.com")
         assert held is not None and held.fields["FNAME"].digest == field_digest("Augusta")
         assert (await store.claim(command(instance_id, "Other"), "w3")).state is ClaimState.CLAIMED, "lock released"
         await store._redis.script_flush()

@@ -15,6 +15,7 @@ from tandem_ingest.dedupe import Claim, ClaimsUnavailable, RedisEventClaims
 from tandem_ingest.intake import Intake
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_shared.contracts import ChangeEvent, Stage, utcnow
+from tandem_shared.redis.keys import ingest_claim_key
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +64,8 @@ async def test_a_confirmed_claim_is_done_and_a_released_one_is_new_again(
         Claim.NEW,
     ]
     # The done mark carries the long TTL, the new pending claim the short one.
-    assert await redis.pttl(RedisEventClaims.key(instance_id, "done")) > 30_000
-    assert 0 < await redis.pttl(RedisEventClaims.key(instance_id, "released")) <= 30_000
+    assert await redis.pttl(ingest_claim_key(instance_id, "done")) > 30_000
+    assert 0 < await redis.pttl(ingest_claim_key(instance_id, "released")) <= 30_000
 
 
 class FailingPublisher:

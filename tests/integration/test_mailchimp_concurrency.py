@@ -22,6 +22,7 @@ from tandem_devstack.processes import free_port
 from tandem_shared.concurrency import LimiterUnavailable, RedisConcurrencyLimiter
 from tandem_shared.contracts import InstanceConfig, SyncCommand, System, Trigger
 from tandem_shared.instances import demo_instance
+from tandem_shared.vendors.mailchimp.client import MailchimpClients
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,7 @@ def instance(sim_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> Instance
 
 def limiter(redis_url: str, prefix: str, *, limit: int = 10, lease_s: float = 10.0) -> RedisConcurrencyLimiter:
     redis = Redis.from_url(redis_url)
-    return RedisConcurrencyLimiter(redis, limit=limit, lease_s=lease_s, max_wait_s=60, prefix=prefix)
+    return RedisConcurrencyLimiter(redis, limit=limit, lease_s=lease_s, max_wait_s=60, prefix=prefix, owns_client=True)
 
 
 def command(email: str) -> SyncCommand:
@@ -91,7 +92,7 @@ async def test_two_replicas_sharing_redis_never_cause_a_429(
 ) -> None:
     (await sim.post("/_sim/controls", json={"route": "PUT member", "latency_ms": 200})).raise_for_status()
     prefix = f"test:{uuid.uuid4().hex}:"
-    replicas = [MailchimpTarget(limiter=limiter(redis_url, prefix), timeout_s=30) for _ in range(2)]
+    replicas = [MailchimpTarget(MailchimpClients(limiter=limiter(redis_url, prefix), timeout_s=30)) for _ in range(2)]
     try:
         outcomes = await drive(replicas, instance)
     finally:
@@ -112,7 +113,10 @@ async def test_two_batching_replicas_sharing_redis_stay_within_10_connections_in
     # Every route slow, batches included: slots stay taken and upserts queue up behind them.
     (await sim.post("/_sim/controls", json={"route": "*", "latency_ms": 200})).raise_for_status()
     prefix = f"test:{uuid.uuid4().hex}:"
-    replicas = [MailchimpTarget(limiter=limiter(redis_url, prefix), timeout_s=30, batch_max=20) for _ in range(2)]
+    replicas = [
+        MailchimpTarget(MailchimpClients(limiter=limiter(redis_url, prefix), timeout_s=30), batch_max=20)
+        for _ in range(2)
+    ]
     try:
         outcomes = await asyncio.gather(
             *(
@@ -142,7 +146,8 @@ async def test_control_replicas_limiting_only_themselves_do_cause_429s(
 ) -> None:
     (await sim.post("/_sim/controls", json={"route": "PUT member", "latency_ms": 200})).raise_for_status()
     replicas = [
-        MailchimpTarget(limiter=limiter(redis_url, f"test:{uuid.uuid4().hex}:"), timeout_s=30) for _ in range(2)
+        MailchimpTarget(MailchimpClients(limiter=limiter(redis_url, f"test:{uuid.uuid4().hex}:"), timeout_s=30))
+        for _ in range(2)
     ]
     try:
         outcomes = await drive(replicas, instance)
@@ -212,7 +217,7 @@ async def test_without_redis_no_slot_is_granted_and_the_write_is_transient(
     with pytest.raises(LimiterUnavailable):
         async with unreachable.slot("account"):
             pass
-    target = MailchimpTarget(limiter=limiter(f"redis://127.0.0.1:{free_port()}/0", "test:"))
+    target = MailchimpTarget(MailchimpClients(limiter=limiter(f"redis://127.0.0.1:{free_port()}/0", "test:")))
     try:
         outcome = await target.write(command("nobody@example.com"), instance)
     finally:

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from tandem_shared.redis_batching import AutoPipeline
+from tandem_shared.redis.pipeline import AutoPipeline
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_AP
 from tandem_shared.contracts import Headers, Stage, SyncCommand, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import COMMANDS_RETRY, TRACE
 from tandem_shared.kafka import read_records
-from tandem_writer.idempotency import RedisIdempotencyStore
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
 
 # The writer sends a contact alone as a PUT and a backlog as batch subscribes: faults and counts cover both.
 MEMBER_WRITE_ROUTES = ("PUT member", "POST batch subscribe")

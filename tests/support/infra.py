@@ -8,10 +8,28 @@ machine with a Docker engine.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from pathlib import Path
 
 from tandem_devstack import infra
+from tandem_devstack.paths import kafka_libs_dir, tandem_home, test_home
+
+# Not `make run`'s 9092/6379: a `make run` going on meanwhile is never joined, nor a test stack kept running
+# (TANDEM_KEEP_STACK=1) taken for `make run`'s own.
+TEST_KAFKA_PORT = 19092
+TEST_REDIS_PORT = 16379
+
+
+def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
+    """Point the devstack at the suite's own state: its own TANDEM_HOME (broker data, Redis data, pid files) and
+    default ports, the broker's jars still resolved once for both. Returns the home `make run` uses."""
+    run_home = tandem_home()
+    environ.setdefault("TANDEM_KAFKA_LIBS", str(kafka_libs_dir()))
+    environ["TANDEM_HOME"] = str(test_home())
+    environ.setdefault("TANDEM_KAFKA_PORT", str(TEST_KAFKA_PORT))
+    environ.setdefault("TANDEM_REDIS_PORT", str(TEST_REDIS_PORT))
+    return run_home
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The mapper in this process, on the real broker and Redis, seeing only the instances a test publishes.
 
 Changes are published straight to `tandem.changes` (as ingest would) and commands read back from
-`tandem.commands`; a test plays the writer by calling `SyncStateStore.record_written`, the writer's success hook.
+`tandem.commands`; a test plays the writer by calling `StateStore.record_written`, the writer's success hook.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
 from tandem_shared.instance_store import TopicInstanceRegistry, delete_instance, put_instance
 from tandem_shared.instances import Listener, demo_instance
 from tandem_shared.kafka import KafkaProducer, partitions_of, send_envelope
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.redis.state import StateStore
 
 INTEGRATION_USER = "900001"
 PERSON = "900002"
@@ -89,7 +89,7 @@ class MapperHarness:
     kafka: str
     mapper: Mapper
     registry: TopicInstanceRegistry
-    state: SyncStateStore
+    state: StateStore
     publisher: KafkaProducer
     ids: set[str]
     group_id: str
@@ -162,7 +162,7 @@ async def start_group_at_end(kafka: str, group_id: str, topic: str) -> None:
 
 @asynccontextmanager
 async def running_mapper(
-    kafka: str, redis: str, *, state: SyncStateStore | None = None, **settings_: Any
+    kafka: str, redis: str, *, state: StateStore | None = None, **settings_: Any
 ) -> AsyncIterator[MapperHarness]:
     ids: set[str] = set()
     topic_registry = TopicInstanceRegistry(connect(kafka))

@@ -5,6 +5,7 @@ each a real process on a free loopback port, with an instance of its own so earl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sys
@@ -122,15 +123,42 @@ def _port_of(address: str) -> int:
     return int(address.rsplit(":", 1)[1].split("/")[0])
 
 
+@dataclass
+class Infra:
+    kafka: str
+    redis: str
+    kafka_started_here: bool
+
+
+@contextmanager
+def bench_infra() -> Iterator[Infra]:
+    """Kafka and Redis for one run. What this starts it stops again, however the run ends (a broker of its own
+    also starts and ends empty); a broker or Redis that was running already is left running."""
+    broker_dir = tandem_home() / "kafka" / f"broker-{infra.kafka_port()}"
+    with contextlib.ExitStack() as started:
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not port_open(infra.HOST, infra.kafka_port()):
+            # A broker of our own starts empty: earlier runs' records would slow every new consumer group (the
+            # test suite's included) and change what the run measures.
+            shutil.rmtree(broker_dir, ignore_errors=True)
+        kafka = infra.ensure_kafka()
+        if kafka.started_here:
+            started.callback(shutil.rmtree, broker_dir, ignore_errors=True)
+        started.callback(kafka.stop)  # only what was started here
+        redis = infra.ensure_redis()
+        started.callback(redis.stop)
+        yield Infra(kafka.address, redis.address, kafka.started_here)
+
+
 @contextmanager
 def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -> Iterator[BenchStack]:
-    broker_dir = tandem_home() / "kafka" / f"broker-{infra.kafka_port()}"
-    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not port_open(infra.HOST, infra.kafka_port()):
-        # A broker of our own starts empty: earlier runs' records would slow every new consumer group (the test
-        # suite's included) and change what the run measures.
-        shutil.rmtree(broker_dir, ignore_errors=True)
-    kafka_service = infra.ensure_kafka()
-    kafka, redis = kafka_service.address, infra.ensure_redis().address
+    with bench_infra() as own:
+        with _stack(own, data_dir, services_env) as stack:
+            yield stack
+
+
+@contextmanager
+def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> Iterator[BenchStack]:
+    kafka, redis = own.kafka, own.redis
     asyncio.run(ensure_topics(_connection(kafka), RAW_TOPICS))
     ports = Ports(**{f.name: free_port() for f in fields(Ports)})
     naive_port = free_port()
@@ -169,9 +197,6 @@ def bench_stack(data_dir: Path, *, services_env: dict[str, str] | None = None) -
         yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
-        if kafka_service.started_here:
-            kafka_service.stop()
-            shutil.rmtree(broker_dir, ignore_errors=True)
-        else:
+        if not own.kafka_started_here:
             # Someone else's broker: leave it as it was, less this run's instance.
             asyncio.run(delete_instance(_connection(kafka), instance.id))

@@ -25,17 +25,15 @@ from tandem_cli.common import (
     kafka_connection,
     run,
 )
+from tandem_cli.vendors import vendor_clients
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.instances import instance_json_schema
 from tandem_shared.instance_store import put_instance, read_instances
-from tandem_shared.instance_validation import (
-    LiveSchemas,
-    Problem,
-    direction_summary,
-    read_live_schemas,
-    validate_instance,
-)
-from tandem_shared.sync_state import held_key
+from tandem_shared.instance_validation.live import read_live_schemas
+from tandem_shared.instance_validation.problems import LiveSchemas, Problem
+from tandem_shared.instance_validation.rules import direction_summary, validate_instance
+from tandem_shared.redis.client import connect_sync
+from tandem_shared.redis.keys import held_key
 
 # What an operator changes with pause/resume, not with a configuration file: `apply` keeps the current values
 # unless the file sets them.
@@ -88,8 +86,13 @@ def _print_problems(problems: list[Problem], label: str) -> None:
         print(f"  {label:<8} {problem.field}: {problem.message}", file=sys.stderr)
 
 
+async def _read_live(config: InstanceConfig) -> LiveSchemas:
+    async with vendor_clients(timeout_s=10.0) as clients:
+        return await read_live_schemas(config, mailchimp=clients.mailchimp, accessplanit=clients.accessplanit)
+
+
 def _check(config: InstanceConfig, *, offline: bool) -> bool:
-    live = LiveSchemas() if offline else run(read_live_schemas(config), timeout=60, what="the vendor APIs")
+    live = LiveSchemas() if offline else run(_read_live(config), timeout=60, what="the vendor APIs")
     report = validate_instance(config, live)
     _print_problems(report.errors, "error")
     _print_problems(report.warnings, "warning")
@@ -243,7 +246,7 @@ def _held_counts(instance_ids: list[str]) -> dict[str, int]:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client = connect_sync(url)
         try:
             return {i: int(client.xlen(held_key(i))) for i in instance_ids}
         finally:

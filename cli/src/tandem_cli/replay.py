@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from tandem_shared.contracts import Headers, SyncCommand, utcnow
 from tandem_shared.contracts.topics import CHANGES, COMMANDS_DLQ
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.replay import (
     Decision,
     Filters,
@@ -34,7 +35,6 @@ from tandem_shared.replay import (
     select,
 )
 from tandem_shared.settings import CommonSettings
-from tandem_writer.idempotency import RedisIdempotencyStore
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}

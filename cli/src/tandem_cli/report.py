@@ -12,8 +12,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
-
 from tandem_cli.common import (
     EXIT_CODES_HELP,
     EXIT_NOT_FOUND,
@@ -25,9 +23,12 @@ from tandem_cli.common import (
     kafka_connection,
     run,
 )
+from tandem_cli.vendors import vendor_clients
 from tandem_shared.contracts import InstanceConfig, email_key
 from tandem_shared.instance_store import read_instances
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitError
+from tandem_shared.vendors.priority import Priority
 
 PAGE_SIZE = 500
 
@@ -73,30 +74,36 @@ def duplicate_groups(users: Iterable[Mapping[str, Any]]) -> list[DuplicateGroup]
     return groups
 
 
-async def fetch_users(instance: InstanceConfig, api_key: str) -> list[dict[str, Any]]:
-    base = instance.accessplanit.base_url.rstrip("/")
-    headers = {"Authorization": f"Bearer {api_key}"}
+async def fetch_users(client: AccessplanitClient, base_url: str) -> list[dict[str, Any]]:
+    """Every user, page by page: a reconciliation read, so the services' live writes go first."""
     users: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as client:
-        skip = 0
-        while True:
-            params = {
-                "$select": "ID,Email,Forenames,Surname,DateUpdated",
-                "$orderby": "ID",
-                "$top": str(PAGE_SIZE),
-                "$skip": str(skip),
-            }
-            try:
-                response = await client.get(f"{base}/api/v2/User", headers=headers, params=params)
-            except httpx.HTTPError as exc:
-                raise Unavailable(f"accessplanit at {base} could not be reached: {type(exc).__name__}") from exc
-            if not response.is_success:
-                raise Unavailable(f"accessplanit answered HTTP {response.status_code} reading users")
-            page = response.json().get("results", [])
-            users.extend(page)
-            if len(page) < PAGE_SIZE:
-                return users
-            skip += PAGE_SIZE
+    skip = 0
+    while True:
+        try:
+            page = await client.list_users(
+                filter="",
+                orderby="ID",
+                top=PAGE_SIZE,
+                skip=skip,
+                select="ID,Email,Forenames,Surname,DateUpdated",
+                action="read users",
+                priority=Priority.RECONCILIATION,
+            )
+        except AccessplanitError as exc:
+            if exc.status is None:
+                reason = type(exc.__cause__).__name__ if exc.__cause__ else exc.error.error_class
+                raise Unavailable(f"accessplanit at {base_url} could not be reached: {reason}") from exc
+            raise Unavailable(f"accessplanit answered HTTP {exc.status} reading users") from exc
+        users.extend(page)
+        if len(page) < PAGE_SIZE:
+            return users
+        skip += PAGE_SIZE
+
+
+async def _read_users(instance: InstanceConfig, api_key: str) -> list[dict[str, Any]]:
+    async with vendor_clients(timeout_s=30.0) as clients:
+        client = clients.accessplanit.for_tenant(instance.accessplanit.base_url, api_key)
+        return await fetch_users(client, instance.accessplanit.base_url.rstrip("/"))
 
 
 def render(instance: InstanceConfig, groups: list[DuplicateGroup]) -> str:
@@ -124,7 +131,7 @@ def cmd_duplicates(args: argparse.Namespace) -> int:
             api_key = resolve_secret(instance.accessplanit.api_key)
         except SecretUnavailable as exc:
             return fail(f"the instance's accessplanit key is unavailable here: {exc}", EXIT_UNAVAILABLE)
-        users = run(fetch_users(instance, api_key), timeout=args.timeout * 10, what="accessplanit")
+        users = run(_read_users(instance, api_key), timeout=args.timeout * 10, what="accessplanit")
     except Unavailable as exc:
         return fail(str(exc), EXIT_UNAVAILABLE)
     groups = duplicate_groups(users)

@@ -14,24 +14,25 @@ import os
 import shlex
 import sys
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import ValidationError
 
+from tandem_cli.vendors import vendor_clients
 from tandem_shared.contracts import InstanceConfig, MailchimpConnection
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.kafka import KafkaConnection
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
 from tandem_shared.settings import CommonSettings
+from tandem_shared.vendors.mailchimp.bodies import webhook_body
+from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError
+from tandem_shared.vendors.priority import Priority
 
-# Every member event; `campaign` is not about a contact. All sources stay on: Tandem's own API writes come back
-# as echoes, which the mapper recognises, rather than hiding every other integration's API writes as well.
-EVENTS = {"subscribe": True, "unsubscribe": True, "profile": True, "cleaned": True, "upemail": True, "campaign": False}
-SOURCES = {"user": True, "admin": True, "api": True}
 KUBECTL_SECRET_KEY = "mailchimp-webhook-signing-secret"
 
 
@@ -61,63 +62,85 @@ def masked(text: str, *secrets: str | None) -> str:
 
 
 class MailchimpWebhooks:
-    """The audience's webhooks through Mailchimp's API (Basic auth with the API key, as Mailchimp documents)."""
+    """The audience's webhooks through the Mailchimp client. Operator calls an operator waits for: after live
+    writes, before reconciliation."""
 
-    def __init__(self, connection: MailchimpConnection, api_key: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, client: MailchimpClient, connection: MailchimpConnection) -> None:
+        self._client = client
         self._audience = connection.audience_id
         self._path_secret: str | None = None
-        self._client = httpx.Client(base_url=connection.api_root(api_key), auth=("tandem", api_key), timeout=timeout_s)
-
-    def __enter__(self) -> MailchimpWebhooks:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._client.close()
 
     def hide(self, path_secret: str) -> None:
         self._path_secret = path_secret
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, *, json: Any = None) -> Any:
         try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RegistrationError(f"Mailchimp could not be reached: {type(exc).__name__}") from exc
-        if response.is_success:
-            return response
-        try:
-            document = response.json()
-            detail = f"{document.get('title')}: {document.get('detail')}"
-        except ValueError:
-            detail = f"HTTP {response.status_code}"
-        raise RegistrationError(f"Mailchimp refused {method} {path}: {masked(detail, self._path_secret)}")
+            reply = await self._client.request(method, path, json=json, priority=Priority.AUTHORITATIVE_READ)
+        except MailchimpError as exc:
+            if exc.status is None:
+                reason = type(exc.__cause__).__name__ if exc.__cause__ else exc.error.error_class
+                raise RegistrationError(f"Mailchimp could not be reached: {reason}") from exc
+            problem = exc.problem
+            detail = f"{problem.get('title')}: {problem.get('detail')}" if problem else f"HTTP {exc.status}"
+            raise RegistrationError(f"Mailchimp refused {method} {path}: {masked(detail, self._path_secret)}") from exc
+        return reply.document
 
-    def audience(self) -> dict[str, Any]:
-        return dict(self._request("GET", f"/lists/{self._audience}").json())
+    async def audience(self) -> dict[str, Any]:
+        return dict(await self._request("GET", f"/lists/{self._audience}"))
 
-    def webhooks(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", f"/lists/{self._audience}/webhooks").json().get("webhooks", []))
+    async def webhooks(self) -> list[dict[str, Any]]:
+        return list((await self._request("GET", f"/lists/{self._audience}/webhooks")).get("webhooks", []))
 
-    def create(self, url: str) -> dict[str, Any]:
-        body = {"url": url, "events": EVENTS, "sources": SOURCES}
-        return dict(self._request("POST", f"/lists/{self._audience}/webhooks", json=body).json())
+    async def create(self, url: str) -> dict[str, Any]:
+        return dict(await self._request("POST", f"/lists/{self._audience}/webhooks", json=webhook_body(url)))
 
-    def delete(self, webhook_id: str) -> None:
-        self._request("DELETE", f"/lists/{self._audience}/webhooks/{webhook_id}")
+    async def delete(self, webhook_id: str) -> None:
+        await self._request("DELETE", f"/lists/{self._audience}/webhooks/{webhook_id}")
+
+
+async def _create_unless_present(api: MailchimpWebhooks, url: str, path_secret: str, *, replace: bool) -> Registration:
+    """Creates the webhook unless one with this URL exists; `replace` recreates it (a new signing secret)."""
+    api.hide(path_secret)
+    existing = [hook for hook in await api.webhooks() if hook.get("url") == url]
+    if existing and not replace:
+        return Registration(str(existing[0]["id"]), created=False)
+    for hook in existing:
+        await api.delete(str(hook["id"]))
+    created = await api.create(url)
+    return Registration(str(created["id"]), created=True, signing_secret=created.get("signing_secret") or None)
+
+
+@asynccontextmanager
+async def _webhooks_api(connection: MailchimpConnection, api_key: str) -> AsyncIterator[MailchimpWebhooks]:
+    async with vendor_clients(timeout_s=30.0) as clients:
+        client = clients.mailchimp.for_account(connection.api_root(api_key), api_key)
+        yield MailchimpWebhooks(client, connection)
+
+
+async def _register(
+    instance: InstanceConfig, api_key: str, url: str, path_secret: str, *, replace: bool
+) -> Registration:
+    async with _webhooks_api(instance.mailchimp, api_key) as api:
+        for warning in audience_warnings(instance, await api.audience()):
+            _say(f"warning: {warning}")
+        return await _create_unless_present(api, url, path_secret, replace=replace)
 
 
 def register_webhook(
     connection: MailchimpConnection, api_key: str, url: str, path_secret: str, *, replace: bool = False
 ) -> Registration:
     """Creates the webhook unless one with this URL exists; `replace` recreates it (a new signing secret)."""
-    with MailchimpWebhooks(connection, api_key) as api:
-        api.hide(path_secret)
-        existing = [hook for hook in api.webhooks() if hook.get("url") == url]
-        if existing and not replace:
-            return Registration(str(existing[0]["id"]), created=False)
-        for hook in existing:
-            api.delete(str(hook["id"]))
-        created = api.create(url)
-        return Registration(str(created["id"]), created=True, signing_secret=created.get("signing_secret") or None)
+
+    async def create() -> Registration:
+        async with _webhooks_api(connection, api_key) as api:
+            return await _create_unless_present(api, url, path_secret, replace=replace)
+
+    return asyncio.run(create())
+
+
+async def _list(instance: InstanceConfig, api_key: str) -> list[dict[str, Any]]:
+    async with _webhooks_api(instance.mailchimp, api_key) as api:
+        return await api.webhooks()
 
 
 def audience_warnings(instance: InstanceConfig, audience: dict[str, Any]) -> list[str]:
@@ -196,10 +219,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         api_key = _resolve(instance.mailchimp.api_key, "mailchimp.api_key")
         path_secret = _resolve(instance.mailchimp.webhook_secret, "mailchimp.webhook_secret (the URL's secret)")
         url = webhook_url(args.public_url, instance.id, path_secret)
-        with MailchimpWebhooks(instance.mailchimp, api_key) as api:
-            for warning in audience_warnings(instance, api.audience()):
-                _say(f"warning: {warning}")
-        registration = register_webhook(instance.mailchimp, api_key, url, path_secret, replace=args.replace)
+        registration = asyncio.run(_register(instance, api_key, url, path_secret, replace=args.replace))
     except RegistrationError as exc:
         _say(f"error: {exc}")
         return 1
@@ -240,8 +260,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         api_key = _resolve(instance.mailchimp.api_key, "mailchimp.api_key")
         path_secret = instance.mailchimp.webhook_secret
         hidden = resolve_secret(path_secret) if path_secret else None
-        with MailchimpWebhooks(instance.mailchimp, api_key) as api:
-            hooks = api.webhooks()
+        hooks = asyncio.run(_list(instance, api_key))
     except (RegistrationError, SecretUnavailable) as exc:
         _say(f"error: {exc}")
         return 1

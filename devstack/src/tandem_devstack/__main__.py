@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from tandem_devstack import demo, infra
-from tandem_devstack.paths import tandem_home
+from tandem_devstack.paths import tandem_home, test_home
 from tandem_devstack.processes import read_pid, stop_pid
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_ADMIN_KEY,
@@ -47,8 +47,13 @@ def cmd_up(_: argparse.Namespace) -> int:
     return 0
 
 
+def _pidfiles() -> list[Path]:
+    """What `up` and `run` started, and what a test session kept running (TANDEM_KEEP_STACK=1) in its own home."""
+    return sorted({*tandem_home().glob("*/*/*.pid"), *test_home().glob("*/*/*.pid")})
+
+
 def cmd_down(_: argparse.Namespace) -> int:
-    for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
+    for pidfile in _pidfiles():
         pid = read_pid(pidfile)
         if pid is not None:
             print(f"stopping {pidfile.stem} (pid {pid})")
@@ -64,9 +69,10 @@ def cmd_restart_kafka(_: argparse.Namespace) -> int:
 
 
 def cmd_status(_: argparse.Namespace) -> int:
-    for pidfile in sorted(tandem_home().glob("*/*/*.pid")):
+    for pidfile in _pidfiles():
         pid = read_pid(pidfile)
-        print(f"{pidfile.parent.name:24} {'running, pid ' + str(pid) if pid else 'not running'}")
+        name = f"{pidfile.parent.name} (tests)" if pidfile.is_relative_to(test_home()) else pidfile.parent.name
+        print(f"{name:24} {'running, pid ' + str(pid) if pid else 'not running'}")
     return 0
 
 

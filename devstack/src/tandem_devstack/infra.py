@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem_devstack.paths import REPO_ROOT, tandem_home
+from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
 from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
 from tandem_shared.kafka import KafkaConnection, ensure_topics
 
@@ -78,7 +78,7 @@ def ensure_prerequisites() -> None:
 
 def kafka_libs() -> Path:
     """Resolve the broker's jars once into .tandem/kafka/libs (Maven keeps its own cache in ~/.m2 too)."""
-    libs = tandem_home() / "kafka" / "libs"
+    libs = kafka_libs_dir()
     stamp = libs / ".pom-stamp"
     pom_text = POM.read_text()
     if stamp.exists() and stamp.read_text() == pom_text:

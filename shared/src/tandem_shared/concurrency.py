@@ -24,6 +24,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tandem_shared.logging import get_logger
+from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.keys import CONCURRENCY_PREFIX, concurrency_key
 
 log = get_logger("tandem.concurrency")
 
@@ -87,18 +89,24 @@ return 1
 
 
 class Backoff:
-    """Capped exponential backoff with jitter: waiters spread out instead of polling Redis in lockstep."""
+    """Capped exponential backoff, with jitter by default: waiters spread out instead of polling Redis in lockstep.
 
-    def __init__(self, initial_s: float, max_s: float, rng: random.Random | None = None) -> None:
+    Without jitter the delays are exactly `initial_s`, twice that, … up to `max_s` (one process retrying alone).
+    """
+
+    def __init__(
+        self, initial_s: float, max_s: float, rng: random.Random | None = None, *, jitter: bool = True
+    ) -> None:
         self._initial = initial_s
         self._max = max_s
         self._rng = rng or random.Random()
+        self._jitter = jitter
         self._attempt = 0
 
     def next_delay(self) -> float:
         ceiling = min(self._max, self._initial * (2**self._attempt))
         self._attempt += 1
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return self._rng.uniform(ceiling / 2, ceiling) if self._jitter else ceiling
 
 
 class RedisConcurrencyLimiter:
@@ -111,8 +119,10 @@ class RedisConcurrencyLimiter:
         max_wait_s: float = 60.0,
         backoff_initial_s: float = 0.01,
         backoff_max_s: float = 0.25,
-        prefix: str = "tandem:concurrency:",
+        prefix: str = CONCURRENCY_PREFIX,
+        owns_client: bool = False,
     ) -> None:
+        """`owns_client`: `close` closes `redis` too (a client shared with other stores is closed by its opener)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         self.limit = limit
@@ -121,6 +131,7 @@ class RedisConcurrencyLimiter:
         self._max_wait_s = max_wait_s
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._prefix = prefix
+        self._owns_client = owns_client
         self._acquire = redis.register_script(_ACQUIRE)
         self._extend = redis.register_script(_EXTEND)
         # This process's waiters per semaphore, oldest first: a slot given back here wakes the oldest at once
@@ -129,11 +140,10 @@ class RedisConcurrencyLimiter:
 
     @classmethod
     def from_url(cls, url: str, *, limit: int, lease_s: float, max_wait_s: float) -> RedisConcurrencyLimiter:
-        redis = Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=2.0)
-        return cls(redis, limit=limit, lease_s=lease_s, max_wait_s=max_wait_s)
+        return cls(connect_url(url), limit=limit, lease_s=lease_s, max_wait_s=max_wait_s, owns_client=True)
 
     def key(self, name: str) -> str:
-        return f"{self._prefix}{name}"
+        return concurrency_key(name, self._prefix)
 
     async def holders(self, name: str) -> list[str]:
         """Lease ids currently counted against `name` (expired ones included until the next acquire sweeps them)."""
@@ -220,7 +230,8 @@ class RedisConcurrencyLimiter:
             await asyncio.shield(self._finish(name, lease))
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()
 
 
 class LocalConcurrencyLimiter:

@@ -8,10 +8,11 @@ clock is Redis's own (`TIME` inside the script), so replicas with drifting clock
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 
 from redis.asyncio import Redis
+
+from tandem_shared.redis.keys import budget_block_key
 
 # KEYS[1] the window's log (sorted set: score = ms), KEYS[2] the block key set after the vendor answered 429.
 # ARGV[1] limit, ARGV[2] window in ms, ARGV[3] a unique member id. Returns 0 when a slot was taken, else the wait in ms.
@@ -42,15 +43,6 @@ return 0
 """
 
 
-def budget_key(namespace: str, credential: str, endpoint: str) -> str:
-    """Redis key for one credential's budget on one endpoint. The credential is hashed: keys are visible to operators.
-
-    The braces are a Redis Cluster hash tag, so the log and its block key live in one slot (one script touches both).
-    """
-    digest = hashlib.sha256(credential.encode("utf-8")).hexdigest()[:32]
-    return f"tandem:budget:{{{namespace}:{digest}:{endpoint.lower()}}}"
-
-
 class BudgetExhausted(Exception):
     """No slot within the caller's patience; `retry_after_s` says when one frees up."""
 
@@ -71,7 +63,7 @@ class RateBudget:
     async def try_take(self, key: str) -> float:
         """Take a slot now if there is one: 0.0, or the seconds until one frees up (nothing taken)."""
         wait_ms = await self._take(
-            keys=[key, f"{key}:block"], args=[self.limit, int(self.window_s * 1000), uuid.uuid4().hex]
+            keys=[key, budget_block_key(key)], args=[self.limit, int(self.window_s * 1000), uuid.uuid4().hex]
         )
         return int(wait_ms) / 1000
 
@@ -89,4 +81,4 @@ class RateBudget:
 
     async def block(self, key: str, seconds: float) -> None:
         """The vendor said 429: nobody sharing this budget sends anything for `seconds`."""
-        await self._block(keys=[f"{key}:block"], args=[max(1, int(seconds * 1000))])
+        await self._block(keys=[budget_block_key(key)], args=[max(1, int(seconds * 1000))])

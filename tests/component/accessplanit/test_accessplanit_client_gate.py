@@ -8,9 +8,10 @@ import asyncio
 import httpx
 from redis.asyncio import Redis
 
-from tandem_shared.accessplanit.client import MAX_CONNECTIONS, AccessplanitClient, AccessplanitError
-from tandem_shared.accessplanit.settings import AccessplanitSettings
 from tandem_shared.ratelimit import RateBudget
+from tandem_shared.vendors.accessplanit.client import MAX_CONNECTIONS, AccessplanitClient, AccessplanitError
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_shared.vendors.priority import Priority
 
 
 def client_over(handler: httpx.AsyncBaseTransport, redis: Redis) -> AccessplanitClient:
@@ -36,9 +37,12 @@ async def test_at_most_max_connections_in_flight_and_failures_give_their_place_b
 
     client = client_over(httpx.MockTransport(handler), redis)
     failed = await asyncio.gather(
-        *(client.users_by_email(f"f{i}@example.com") for i in range(MAX_CONNECTIONS)), return_exceptions=True
+        *(client.users_by_email(f"f{i}@example.com", priority=Priority.LIVE) for i in range(MAX_CONNECTIONS)),
+        return_exceptions=True,
     )
     assert all(isinstance(f, AccessplanitError) for f in failed)
-    found = await asyncio.gather(*(client.users_by_email(f"u{i}@example.com") for i in range(3 * MAX_CONNECTIONS)))
+    found = await asyncio.gather(
+        *(client.users_by_email(f"u{i}@example.com", priority=Priority.LIVE) for i in range(3 * MAX_CONNECTIONS))
+    )
     assert found == [[]] * (3 * MAX_CONNECTIONS), "every place given back by a failure was taken again"
     assert peak == MAX_CONNECTIONS

@@ -16,8 +16,6 @@ from tandem_ingest.dedupe import Claim, RedisEventClaims
 from tandem_ingest.intake import Intake
 from tandem_ingest.normalize.accessplanit import parse_webhook, webhook_event
 from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, PollReport, RedisCursorStore
-from tandem_shared.accessplanit.client import AccessplanitClients
-from tandem_shared.accessplanit.settings import AccessplanitSettings
 from tandem_shared.contracts import (
     ChangeKind,
     Direction,
@@ -30,6 +28,8 @@ from tandem_shared.contracts import (
     utcnow,
 )
 from tandem_shared.instances import StaticInstanceRegistry
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
+from tandem_shared.ratelimit import BudgetExhausted, RateBudget
+from tandem_shared.redis.keys import budget_key
 
 KEY = budget_key("accessplanit", "http://127.0.0.1:1|some-api-key", "User")
 

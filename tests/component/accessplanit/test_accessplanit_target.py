@@ -11,9 +11,9 @@ from component.accessplanit.accessplanit_fixtures import command, control, creat
 from component.simulators.accessplanit.accessplanit_testkit import SimServer
 from redis.asyncio import Redis
 
-from tandem_shared.accessplanit.client import AccessplanitClients
-from tandem_shared.accessplanit.settings import AccessplanitSettings
 from tandem_shared.contracts import InstanceConfig, Operation
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 
 ADA = {"Email": "ada@example.com", "Forenames": "Ada", "Surname": "Lovelace"}

@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tandem_ingest.app import create_app
-from tandem_ingest.dedupe import Claim
+from tandem_ingest.dedupe import Claim, EventClaims
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
@@ -62,9 +62,14 @@ def instance(
     )
 
 
-def ingest_app(instances: list[InstanceConfig], publisher: FakePublisher, max_body_bytes: int = 256 * 1024) -> FastAPI:
+def ingest_app(
+    instances: list[InstanceConfig],
+    publisher: FakePublisher,
+    max_body_bytes: int = 256 * 1024,
+    claims: EventClaims | None = None,
+) -> FastAPI:
     settings = IngestSettings(max_body_bytes=max_body_bytes, log_json=False, log_level="WARNING")
-    return create_app(settings, StaticInstanceRegistry(instances), publisher=publisher, claims=MemoryClaims())
+    return create_app(settings, StaticInstanceRegistry(instances), publisher=publisher, claims=claims or MemoryClaims())
 
 
 @dataclass
@@ -85,6 +90,13 @@ class MemoryClaims:
 
     async def release(self, instance_id: str, event_id: str) -> None:
         self.states.pop(f"{instance_id}:{event_id}", None)
+
+
+class BusyClaims(MemoryClaims):
+    """Every change is being stored right now by another delivery (its claim is pending)."""
+
+    async def claim(self, instance_id: str, event_id: str) -> Claim:
+        return Claim.IN_FLIGHT
 
 
 def fixture_body(name: str) -> bytes:

@@ -14,8 +14,9 @@ from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST
 
 from tandem_shared.concurrency import LocalConcurrencyLimiter
 from tandem_shared.contracts import InstanceConfig, Operation, subscriber_hash
+from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
 from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.mailchimp import MailchimpTarget, limiter_name
+from tandem_writer.targets.mailchimp import MailchimpTarget
 
 BATCH = "POST batch subscribe"
 PUT = "PUT member"
@@ -38,9 +39,8 @@ def limiter() -> LocalConcurrencyLimiter:
 
 def batching_target(limiter: LocalConcurrencyLimiter, *, connections: int = 1, batch_max: int = 50) -> MailchimpTarget:
     # One connection: while one request is out, everything else queues, as under a backlog.
-    return MailchimpTarget(
-        limiter=limiter, timeout_s=5, server_timeout_s=60, max_connections=connections, batch_max=batch_max
-    )
+    clients = MailchimpClients(limiter=limiter, timeout_s=5, server_timeout_s=60, max_connections=connections)
+    return MailchimpTarget(clients, batch_max=batch_max)
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ async def test_a_member_refused_inside_a_batch_is_classified_as_its_put_would_be
     instance: InstanceConfig,
 ) -> None:
     # What the PUT says about this body on its own (a fresh target without batching).
-    alone = MailchimpTarget(limiter=limiter, timeout_s=5)
+    alone = MailchimpTarget(MailchimpClients(limiter=limiter, timeout_s=5))
     try:
         reference = await alone.write(command("bday0@example.com", {"BIRTHDAY": "13/45"}), instance)
     finally:
@@ -206,7 +206,9 @@ async def test_a_batch_timing_out_is_transient_for_each_command_and_keeps_the_sl
     mc_sim: httpx.AsyncClient, instance: InstanceConfig
 ) -> None:
     limiter = LocalConcurrencyLimiter(limit=10, max_wait_s=10)
-    target = MailchimpTarget(limiter=limiter, timeout_s=0.3, server_timeout_s=60, max_connections=1, batch_max=10)
+    target = MailchimpTarget(
+        MailchimpClients(limiter=limiter, timeout_s=0.3, server_timeout_s=60, max_connections=1), batch_max=10
+    )
     try:
         await control(mc_sim, route=BATCH, fault="timeout", count=1, hang_ms=1500)
         outcomes = await write_all(target, instance, [command(e) for e in emails("slow", 4)])

@@ -20,8 +20,9 @@ from tandem_shared.contracts import (
     subscriber_hash,
 )
 from tandem_shared.instances import demo_instance
+from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
 from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.mailchimp import MailchimpTarget, limiter_name
+from tandem_writer.targets.mailchimp import MailchimpTarget
 
 KEY_VAR = "TANDEM_TEST_MAILCHIMP_KEY"
 WRONG_KEY_VAR = "TANDEM_TEST_MAILCHIMP_WRONG_KEY"
@@ -53,7 +54,7 @@ def limiter() -> LocalConcurrencyLimiter:
 
 @pytest.fixture
 async def target(limiter: LocalConcurrencyLimiter) -> AsyncIterator[MailchimpTarget]:
-    target = MailchimpTarget(limiter=limiter, timeout_s=5, server_timeout_s=60)
+    target = MailchimpTarget(MailchimpClients(limiter=limiter, timeout_s=5, server_timeout_s=60))
     yield target
     await target.close()
 
@@ -264,7 +265,7 @@ async def test_a_timeout_is_transient_and_keeps_the_slot_mailchimp_may_still_hol
     mc_sim: httpx.AsyncClient, instance: InstanceConfig
 ) -> None:
     limiter = LocalConcurrencyLimiter(limit=10, max_wait_s=10)
-    target = MailchimpTarget(limiter=limiter, timeout_s=0.3, server_timeout_s=60)
+    target = MailchimpTarget(MailchimpClients(limiter=limiter, timeout_s=0.3, server_timeout_s=60))
     try:
         await control(mc_sim, route="PUT member", fault="timeout", count=1, hang_ms=1500)
         outcome = await target.write(command("t@example.com"), instance)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.asyncio import Redis
 
 from support.commands import sync_command
+from support.state import side, user_email
 from tandem_shared.contracts import Operation, SyncCommand, System
-from tandem_shared.sync_state import SyncStateStore, field_digest, state_key, ts_ms
+from tandem_shared.redis.keys import state_key
+from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
+from tandem_shared.sync.rules import field_digest, ts_ms
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +22,17 @@ T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[SyncStateStore]:
-    state = SyncStateStore.from_url(redis_url)
+async def store(redis_url: str) -> AsyncIterator[RedisStateStore]:
+    state = RedisStateStore.from_url(redis_url)
     yield state
     await state.close()
+
+
+async def apply(store: StateStore, change: Callable[[StateTransaction], None]) -> None:
+    """One change in a transaction of its own."""
+    transaction = store.transaction()
+    change(transaction)
+    await transaction.execute()
 
 
 @pytest.fixture
@@ -47,11 +58,11 @@ def command(instance_id: str, payload: dict[str, object], *, at: datetime, old_e
 
 
 async def test_a_write_is_recorded_as_what_the_target_holds_and_remembered_as_tandems(
-    store: SyncStateStore, instance_id: str
+    store: StateStore, instance_id: str
 ) -> None:
     payload = {"email_address": "Ada@Example.com", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
     await store.record_written(command(instance_id, payload, at=T0))
-    state = await store.load(instance_id, System.MAILCHIMP, "ada@example.com")
+    state = await side(store, instance_id, System.MAILCHIMP, "ada@example.com")
     assert state is not None
     assert state.fields["FNAME"].digest == field_digest("Ada")
     assert state.fields["FNAME"].ts_ms == ts_ms(T0)
@@ -59,63 +70,72 @@ async def test_a_write_is_recorded_as_what_the_target_holds_and_remembered_as_ta
     assert state.last_origin == "written"
     recent = state.written_recently("FNAME", field_digest("Ada"))
     assert recent is not None and recent.source_ts_ms == ts_ms(T0)
-    assert await store.load(instance_id, System.ACCESSPLANIT, "ada@example.com") is None
+    assert await side(store, instance_id, System.ACCESSPLANIT, "ada@example.com") is None
 
 
-async def test_the_later_value_wins_whatever_order_the_updates_arrive_in(
-    store: SyncStateStore, instance_id: str
-) -> None:
+async def test_the_later_value_wins_whatever_order_the_updates_arrive_in(store: StateStore, instance_id: str) -> None:
     later, earlier = {"LNAME": field_digest("Byron")}, {"LNAME": field_digest("King")}
-    await store.merge(
-        instance_id, System.MAILCHIMP, "a@x.io", later, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+    await apply(
+        store,
+        lambda t: t.merge(
+            instance_id, System.MAILCHIMP, "a@x.io", later, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+        ),
     )
-    await store.merge(instance_id, System.MAILCHIMP, "a@x.io", earlier, source_ts_ms=ts_ms(T0), origin="seen")
-    state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+    await apply(
+        store,
+        lambda t: t.merge(instance_id, System.MAILCHIMP, "a@x.io", earlier, source_ts_ms=ts_ms(T0), origin="seen"),
+    )
+    state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
     assert state is not None
     assert state.fields["LNAME"].digest == field_digest("Byron")
 
 
-async def test_an_unchanged_value_keeps_the_time_it_was_set(store: SyncStateStore, instance_id: str) -> None:
+async def test_an_unchanged_value_keeps_the_time_it_was_set(store: StateStore, instance_id: str) -> None:
     digest = {"LNAME": field_digest("Byron")}
-    await store.merge(instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0), origin="seen")
-    await store.merge(
-        instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+    await apply(
+        store, lambda t: t.merge(instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0), origin="seen")
     )
-    state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+    await apply(
+        store,
+        lambda t: t.merge(
+            instance_id, System.MAILCHIMP, "a@x.io", digest, source_ts_ms=ts_ms(T0 + timedelta(1)), origin="seen"
+        ),
+    )
+    state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
     assert state is not None
     assert state.fields["LNAME"].ts_ms == ts_ms(T0)
 
 
-async def test_an_email_change_moves_what_is_known_to_the_new_address(store: SyncStateStore, instance_id: str) -> None:
+async def test_an_email_change_moves_what_is_known_to_the_new_address(store: StateStore, instance_id: str) -> None:
     old = {"email_address": "ada@old.example", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada"}}
     await store.record_written(command(instance_id, old, at=T0))
     new = {"email_address": "ada@new.example", "status_if_new": "subscribed", "merge_fields": {"LNAME": "King"}}
     await store.record_written(command(instance_id, new, at=T0 + timedelta(1), old_email="ada@old.example"))
-    assert await store.load(instance_id, System.MAILCHIMP, "ada@old.example") is None
-    state = await store.load(instance_id, System.MAILCHIMP, "ada@new.example")
+    assert await side(store, instance_id, System.MAILCHIMP, "ada@old.example") is None
+    state = await side(store, instance_id, System.MAILCHIMP, "ada@new.example")
     assert state is not None
     assert set(state.fields) == {"FNAME", "LNAME"}
 
 
 async def test_keys_carry_no_address_and_the_last_address_of_a_user_is_kept(
-    store: SyncStateStore, instance_id: str
+    store: StateStore, instance_id: str
 ) -> None:
     key = state_key(instance_id, System.ACCESSPLANIT, "ada@example.com")
     assert "ada" not in key and "example" not in key
     assert key.startswith(f"tandem:{{{instance_id}}}:state:accessplanit:")
-    assert await store.user_email(instance_id, "7") is None
-    await store.set_user_email(instance_id, "7", "ada@example.com")
-    assert await store.user_email(instance_id, "7") == "ada@example.com"
+    assert await user_email(store, instance_id, "7") is None
+    await apply(store, lambda t: t.set_user_email(instance_id, "7", "ada@example.com"))
+    assert await user_email(store, instance_id, "7") == "ada@example.com"
 
 
 async def test_writes_older_than_the_echo_window_are_forgotten(redis_url: str, instance_id: str) -> None:
-    store = SyncStateStore.from_url(redis_url, recent_window_ms=0)
+    store = RedisStateStore.from_url(redis_url, recent_window_ms=0)
     try:
         first = {"email_address": "a@x.io", "status_if_new": "subscribed", "merge_fields": {"LNAME": "Byron"}}
         second = {"email_address": "a@x.io", "status_if_new": "subscribed", "merge_fields": {"LNAME": "King"}}
         await store.record_written(command(instance_id, first, at=T0))
         await store.record_written(command(instance_id, second, at=T0 + timedelta(1)))
-        state = await store.load(instance_id, System.MAILCHIMP, "a@x.io")
+        state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
         assert state is not None
         assert state.written_recently("LNAME", field_digest("Byron")) is None
     finally:
@@ -124,21 +144,22 @@ async def test_writes_older_than_the_echo_window_are_forgotten(redis_url: str, i
 
 async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(redis_url: str) -> None:
     clock = lambda: ts_ms(T0)  # noqa: E731
-    store = SyncStateStore.from_url(redis_url, clock=clock)
+    store = RedisStateStore.from_url(redis_url, clock=clock)
     one_by_one, batched = f"state-{uuid.uuid4().hex[:8]}", f"state-{uuid.uuid4().hex[:8]}"
     payload = {"email_address": "ada@new.example", "merge_fields": {"FNAME": "Ada", "LNAME": "King"}}
     try:
-        await store.merge(
-            one_by_one, System.MAILCHIMP, "ada@old.example", {"FNAME": "d1"}, source_ts_ms=1, origin="seen"
+        old, new = "ada@old.example", "ada@new.example"
+        await apply(
+            store, lambda t: t.merge(one_by_one, System.MAILCHIMP, old, {"FNAME": "d1"}, source_ts_ms=1, origin="seen")
         )
-        await store.move(one_by_one, System.MAILCHIMP, "ada@old.example", "ada@new.example")
-        await store.merge(
-            one_by_one, System.MAILCHIMP, "ada@new.example", {"LNAME": "d2"}, source_ts_ms=2, origin="seen"
+        await apply(store, lambda t: t.move(one_by_one, System.MAILCHIMP, old, new))
+        await apply(
+            store, lambda t: t.merge(one_by_one, System.MAILCHIMP, new, {"LNAME": "d2"}, source_ts_ms=2, origin="seen")
         )
-        await store.set_user_email(one_by_one, "7", "ada@new.example")
-        await store.expect_write(command(one_by_one, payload, at=T0))
+        await apply(store, lambda t: t.set_user_email(one_by_one, "7", new))
+        await apply(store, lambda t: t.expect_write(command(one_by_one, payload, at=T0)))
 
-        writes = store.writes()
+        writes = store.transaction()
         writes.merge(batched, System.MAILCHIMP, "ada@old.example", {"FNAME": "d1"}, source_ts_ms=1, origin="seen")
         writes.move(batched, System.MAILCHIMP, "ada@old.example", "ada@new.example")
         writes.merge(batched, System.MAILCHIMP, "ada@new.example", {"LNAME": "d2"}, source_ts_ms=2, origin="seen")
@@ -152,7 +173,7 @@ async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(red
         ]
         snapshot = await store.load_many(sides, user_ids=[(one_by_one, "7"), (batched, "7")], backlogs=[batched])
         for email in ("ada@old.example", "ada@new.example"):
-            expected = await store.load(one_by_one, System.MAILCHIMP, email)
+            expected = await side(store, one_by_one, System.MAILCHIMP, email)
             assert snapshot.side(one_by_one, System.MAILCHIMP, email) == expected
             assert snapshot.side(batched, System.MAILCHIMP, email) == expected
         assert snapshot.side(batched, System.MAILCHIMP, "ada@old.example") is None  # moved
@@ -166,32 +187,39 @@ async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(red
 
 
 async def test_a_batch_of_writes_runs_its_scripts_after_redis_forgot_them(
-    store: SyncStateStore, instance_id: str
+    store: StateStore, instance_id: str, redis_url: str
 ) -> None:
     # After a restart Redis knows no script: an EVALSHA would fail on its own inside the transaction while the
     # commands around it apply.
-    await store.redis.script_flush()
-    writes = store.writes()
+    admin = Redis.from_url(redis_url)
+    try:
+        await admin.script_flush()
+    finally:
+        await admin.aclose()
+    writes = store.transaction()
     writes.set_user_email(instance_id, "7", "ada@example.com")
     writes.merge(instance_id, System.ACCESSPLANIT, "ada@example.com", {"Surname": "d"}, source_ts_ms=5, origin="seen")
     await writes.execute()
-    state = await store.load(instance_id, System.ACCESSPLANIT, "ada@example.com")
+    state = await side(store, instance_id, System.ACCESSPLANIT, "ada@example.com")
     assert state is not None and state.fields["Surname"].digest == "d"
-    assert await store.user_email(instance_id, "7") == "ada@example.com"
+    assert await user_email(store, instance_id, "7") == "ada@example.com"
 
 
-async def test_one_read_answers_for_many_contacts_and_for_what_is_held(store: SyncStateStore, instance_id: str) -> None:
-    await store.merge(instance_id, System.MAILCHIMP, "a@example.com", {"FNAME": "d"}, source_ts_ms=1, origin="seen")
-    await store.redis.xadd(f"tandem:{{{instance_id}}}:held", {"event": "{}"})
+async def test_one_read_answers_for_many_contacts_and_for_what_is_held(store: StateStore, instance_id: str) -> None:
+    writes = store.transaction()
+    writes.merge(instance_id, System.MAILCHIMP, "a@example.com", {"FNAME": "d"}, source_ts_ms=1, origin="seen")
+    writes.park_held(instance_id, {"event": "{}"})
+    await writes.execute()
     snapshot = await store.load_many(
         [(instance_id, System.MAILCHIMP, "A@example.com"), (instance_id, System.MAILCHIMP, "b@example.com")],
         user_ids=[(instance_id, "8")],
         backlogs=[instance_id],
     )
-    assert snapshot.side(instance_id, System.MAILCHIMP, "a@example.com") == await store.load(
-        instance_id, System.MAILCHIMP, "a@example.com"
+    assert snapshot.side(instance_id, System.MAILCHIMP, "a@example.com") == await side(
+        store, instance_id, System.MAILCHIMP, "a@example.com"
     )
     assert snapshot.side(instance_id, System.MAILCHIMP, "b@example.com") is None
     assert snapshot.user_email(instance_id, "8") is None
     assert snapshot.backlog(instance_id) == 1
-    assert state_key(instance_id, System.MAILCHIMP, "a@example.com") in snapshot.sides
+    assert snapshot.has(instance_id, System.MAILCHIMP, "A@Example.com")
+    assert not snapshot.has(instance_id, System.ACCESSPLANIT, "a@example.com")

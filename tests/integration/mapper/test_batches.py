@@ -14,8 +14,9 @@ import pytest
 from redis.asyncio import Connection, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from fakes.producer import InMemoryProducer
 from support.mapper import PERSON, accessplanit_change, mailchimp_change, running_mapper
-from support.producer import InMemoryProducer
+from support.state import side
 from support.waiting import eventually
 from tandem_mapper.app import Mapper
 from tandem_mapper.held import HeldChanges
@@ -31,7 +32,9 @@ from tandem_shared.contracts import (
     canonical_json,
 )
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.sync_state import StateSnapshot, StateWrites, SyncStateStore, ts_ms
+from tandem_shared.redis.held import HeldStore
+from tandem_shared.redis.state import RedisStateStore, RedisStateTransaction, StateStore, StateTransaction
+from tandem_shared.sync.rules import StateSnapshot, ts_ms
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +52,15 @@ def instance(prefix: str, **changes: Any) -> InstanceConfig:
     return demo_instance().model_copy(update={"id": f"{prefix}-{uuid.uuid4().hex[:8]}", **changes})
 
 
-def make_mapper(store: SyncStateStore, registry: StaticInstanceRegistry) -> tuple[Mapper, Captured]:
+def make_mapper(store: StateStore, registry: StaticInstanceRegistry) -> tuple[Mapper, Captured]:
     published = Captured()
     settings = MapperSettings(REDIS_URL="redis://127.0.0.1:9/0", held_sweep_s=0.2)
     return Mapper(published, settings, registry, store), published
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[SyncStateStore]:
-    state = SyncStateStore.from_url(redis_url, clock=lambda: ts_ms(T0))
+async def store(redis_url: str) -> AsyncIterator[RedisStateStore]:
+    state = RedisStateStore.from_url(redis_url, clock=lambda: ts_ms(T0))
     yield state
     await state.close()
 
@@ -89,14 +92,14 @@ def outcome(published: Captured, events: list[ChangeEvent]) -> tuple[list[Any], 
     return traces, commands
 
 
-async def state_of(store: SyncStateStore, instance_id: str) -> list[Any]:
+async def state_of(store: RedisStateStore, instance_id: str) -> list[Any]:
     addresses = ["ada@old.example", "ada@new.example", "grace@example.com"]
     sides = [(instance_id, system, email) for system in System for email in addresses]
     snapshot = await store.load_many(sides, user_ids=[(instance_id, "7"), (instance_id, "8")])
     return [snapshot.side(*side) for side in sides] + [snapshot.user_email(instance_id, u) for u in ("7", "8")]
 
 
-async def test_several_changes_of_one_contact_in_a_batch_end_as_if_decided_one_by_one(store: SyncStateStore) -> None:
+async def test_several_changes_of_one_contact_in_a_batch_end_as_if_decided_one_by_one(store: RedisStateStore) -> None:
     one, batched = instance("one-by-one"), instance("batched")
     mapper, by_one = make_mapper(store, StaticInstanceRegistry([one, batched]))
     singles = story(one.id)
@@ -134,7 +137,7 @@ async def test_several_changes_of_one_contact_in_a_batch_end_as_if_decided_one_b
 
 
 async def test_a_batch_across_two_instances_holds_the_paused_ones_changes_in_order_and_maps_the_other(
-    store: SyncStateStore,
+    store: RedisStateStore,
 ) -> None:
     active, paused = instance("active"), instance("paused", paused=True)
     registry = StaticInstanceRegistry([active, paused])
@@ -153,7 +156,7 @@ async def test_a_batch_across_two_instances_holds_the_paused_ones_changes_in_ord
             TraceStatus.HELD,
             "Held: the instance is paused; processed in order on resume",
         )
-    assert [e.event.event_id for e in await HeldChanges(store.redis).oldest(paused.id)] == [e.event_id for e in held]
+    assert [e.event.event_id for e in await HeldChanges(store.held).oldest(paused.id)] == [e.event_id for e in held]
     assert [c.payload["merge_fields"]["LNAME"] for c in published.commands] == ["A0", "A1"]
     assert all(c.instance_id == active.id for c in published.commands)
 
@@ -180,10 +183,12 @@ async def test_a_batch_across_two_instances_holds_the_paused_ones_changes_in_ord
         await mapper.stop()
 
 
-class FlakyWrites(StateWrites):
-    def __init__(self, store: FlakyStore) -> None:
-        super().__init__(store)
-        self._flaky = store
+class FlakyWrites(RedisStateTransaction):
+    """A real transaction whose EXEC fails when its store says so."""
+
+    def __init__(self, flaky: FlakyStore, store: RedisStateStore, redis: Redis) -> None:
+        super().__init__(store, redis)
+        self._flaky = flaky
 
     async def execute(self) -> None:
         self._flaky.executes += 1
@@ -195,25 +200,37 @@ class FlakyWrites(StateWrites):
         raise RedisConnectionError("Redis went away")
 
 
-class FlakyStore(SyncStateStore):
-    """Redis fails once, at the n-th write of the mapper (the n-th transaction it runs), or while `down`."""
+class FlakyStore:
+    """A real store on which Redis fails once, at the n-th write of the mapper (the n-th transaction it runs), or
+    while `down`."""
 
     def __init__(self, redis: Redis, *, fail_at: int = 0, applied_before_failing: bool = False, **kwargs: Any) -> None:
-        super().__init__(redis, **kwargs)
+        self._redis = redis
+        self._store = RedisStateStore(redis, owns_client=True, **kwargs)
         self.fail_at = fail_at
         self.applied_before_failing = applied_before_failing
         self.executes = 0
         self.down = False
         self.refused = 0
 
-    def writes(self) -> StateWrites:
-        return FlakyWrites(self)
+    @property
+    def held(self) -> HeldStore:
+        return self._store.held
+
+    def transaction(self) -> StateTransaction:
+        return FlakyWrites(self, self._store, self._redis)
+
+    async def record_written(self, command: SyncCommand) -> None:
+        await self._store.record_written(command)
 
     async def load_many(self, *args: Any, **kwargs: Any) -> StateSnapshot:
         if self.down:
             self.refused += 1
             raise RedisConnectionError("Redis is down")
-        return await super().load_many(*args, **kwargs)
+        return await self._store.load_many(*args, **kwargs)
+
+    async def close(self) -> None:
+        await self._store.close()
 
 
 def two_rounds(instance_id: str) -> list[ChangeEvent]:
@@ -238,7 +255,7 @@ def commands_of(published: Captured) -> list[tuple[str | None, str, str]]:
 async def test_a_batch_that_redis_fails_part_way_is_decided_again_to_the_same_commands(
     redis_url: str, fail_at: int, applied: bool
 ) -> None:
-    clean = SyncStateStore.from_url(redis_url, clock=lambda: ts_ms(T0))
+    clean = RedisStateStore.from_url(redis_url, clock=lambda: ts_ms(T0))
     redis = Redis.from_url(redis_url, decode_responses=True)
     flaky = FlakyStore(redis, fail_at=fail_at, applied_before_failing=applied, clock=lambda: ts_ms(T0))
     reference, failing = instance("clean"), instance("flaky")
@@ -275,7 +292,7 @@ async def test_a_batch_that_redis_fails_part_way_is_decided_again_to_the_same_co
         for user in ("7", "8"):
             for system in System:
                 email = f"user{user}@example.com"
-                assert await flaky.load(failing.id, system, email) == await clean.load(reference.id, system, email)
+                assert await side(flaky, failing.id, system, email) == await side(clean, reference.id, system, email)
         assert all(published.trace(e) for e in batch)
     finally:
         await clean.close()
@@ -295,7 +312,7 @@ class CountingConnection(Connection):
 async def round_trips(redis_url: str, batch: Callable[[str], list[ChangeEvent]]) -> int:
     config = instance("trips")
     redis = Redis.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
-    store = SyncStateStore(redis, clock=lambda: ts_ms(T0))
+    store = RedisStateStore(redis, clock=lambda: ts_ms(T0), owns_client=True)
     try:
         await redis.ping()  # connect first: the handshake is not the batch's
         mapper, published = make_mapper(store, StaticInstanceRegistry([config]))

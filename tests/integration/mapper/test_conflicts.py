@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from support.producer import InMemoryProducer
+from fakes.producer import InMemoryProducer
 from tandem_mapper.app import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
@@ -29,7 +29,8 @@ from tandem_shared.contracts import (
     Trigger,
 )
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.sync_state import SyncStateStore, ts_ms
+from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.sync.rules import ts_ms
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ class World:
     mapper: Mapper
     published: Captured
     instance: InstanceConfig
-    state: SyncStateStore
+    state: RedisStateStore
     accessplanit: Side = field(default_factory=lambda: Side({"Forenames": "Ada", "Surname": "Lovelace"}, T0))
     mailchimp: Side = field(default_factory=lambda: Side({"FNAME": "Ada", "LNAME": "Lovelace"}, T0))
     clock: list[datetime] = field(default_factory=lambda: [T0])
@@ -121,7 +122,7 @@ def event(
 async def world(redis_url: str) -> AsyncIterator[World]:
     instance = demo_instance().model_copy(update={"id": f"conflict-{uuid.uuid4().hex[:8]}"})
     clock = [T0]  # the simulated writer's clock: when its writes land
-    state = SyncStateStore.from_url(redis_url, clock=lambda: ts_ms(clock[0]))
+    state = RedisStateStore.from_url(redis_url, clock=lambda: ts_ms(clock[0]))
     published = Captured()
     settings = MapperSettings(REDIS_URL=redis_url)
     mapper = Mapper(published, settings, StaticInstanceRegistry([instance]), state)

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from fakes.producer import InMemoryProducer
 from support.commands import sync_command
-from support.producer import InMemoryProducer
+from support.state import side
 from tandem_shared.contracts import (
     ErrorInfo,
     InstanceConfig,
@@ -19,9 +20,11 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.sync_state import SyncStateStore, content_fingerprint, field_digest
-from tandem_writer.delivery import Delivery, Disposition, InboundRecord
-from tandem_writer.idempotency import RedisIdempotencyStore
+from tandem_shared.partitioned import InboundRecord
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
+from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.sync.rules import content_fingerprint, field_digest
+from tandem_writer.delivery import Delivery, Disposition
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.retry import RetryPolicy
 
@@ -57,13 +60,13 @@ def command(instance_id: str, email: str) -> SyncCommand:
 
 
 @pytest.fixture
-async def state(redis_url: str) -> AsyncIterator[SyncStateStore]:
-    store = SyncStateStore.from_url(redis_url)
+async def state(redis_url: str) -> AsyncIterator[RedisStateStore]:
+    store = RedisStateStore.from_url(redis_url)
     yield store
     await store.close()
 
 
-async def deliver(redis_url: str, state: SyncStateStore, cmd: SyncCommand, outcome: WriteOutcome) -> Disposition:
+async def deliver(redis_url: str, state: RedisStateStore, cmd: SyncCommand, outcome: WriteOutcome) -> Disposition:
     instance = demo_instance().model_copy(update={"id": cmd.instance_id})
     store = RedisIdempotencyStore.from_url(redis_url)
     try:
@@ -82,20 +85,20 @@ async def deliver(redis_url: str, state: SyncStateStore, cmd: SyncCommand, outco
         await store.close()
 
 
-async def test_an_applied_write_is_recorded_as_what_the_target_holds(redis_url: str, state: SyncStateStore) -> None:
+async def test_an_applied_write_is_recorded_as_what_the_target_holds(redis_url: str, state: RedisStateStore) -> None:
     cmd = command(f"w-{uuid.uuid4().hex[:8]}", "ada@example.com")
     assert await deliver(redis_url, state, cmd, WriteOutcome(True, "ok")) is Disposition.APPLIED
-    held = await state.load(cmd.instance_id, System.MAILCHIMP, "ada@example.com")
+    held = await side(state, cmd.instance_id, System.MAILCHIMP, "ada@example.com")
     assert held is not None
     assert held.fields["FNAME"].digest == field_digest("Ada")
     assert held.fields["FNAME"].origin == "written"
     assert held.last_origin == "written"
 
 
-async def test_a_failed_write_records_nothing(redis_url: str, state: SyncStateStore) -> None:
+async def test_a_failed_write_records_nothing(redis_url: str, state: RedisStateStore) -> None:
     cmd = command(f"w-{uuid.uuid4().hex[:8]}", "ada@example.com")
     error = ErrorInfo(error_class="InvalidResource", message="Invalid Resource", permanent=True)
     assert (
         await deliver(redis_url, state, cmd, WriteOutcome(False, "refused", error=error)) is Disposition.DEAD_LETTERED
     )
-    assert await state.load(cmd.instance_id, System.MAILCHIMP, "ada@example.com") is None
+    assert await side(state, cmd.instance_id, System.MAILCHIMP, "ada@example.com") is None

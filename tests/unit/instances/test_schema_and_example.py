@@ -10,7 +10,7 @@ import yaml
 
 from tandem_cli.instances import load_config
 from tandem_shared.contracts.instances import instance_json_schema
-from tandem_shared.instance_validation import validate_instance
+from tandem_shared.instance_validation.rules import validate_instance
 
 ROOT = Path(__file__).resolve().parents[3]
 SCHEMA = ROOT / "docs" / "instance.schema.json"

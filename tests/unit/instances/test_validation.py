@@ -7,17 +7,12 @@ from typing import Any
 import pytest
 
 from tandem_shared.contracts import Direction, FieldMapping, InstanceConfig, Transform
-from tandem_shared.instance_validation import (
-    AccessplanitFieldInfo,
-    AccessplanitSchema,
-    Kind,
-    LiveSchemas,
-    MailchimpSchema,
-    MergeFieldInfo,
-    Problem,
-    validate_instance,
-)
+from tandem_shared.instance_validation.problems import LiveSchemas, Problem
+from tandem_shared.instance_validation.rules import validate_instance
 from tandem_shared.instances import demo_instance
+from tandem_shared.vendors.accessplanit.schema import AccessplanitFieldInfo, AccessplanitSchema
+from tandem_shared.vendors.mailchimp.schema import MailchimpSchema, MergeFieldInfo
+from tandem_shared.vendors.schema import Kind
 
 BASE = [
     FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),

@@ -21,7 +21,7 @@ from tandem_shared.contracts import (
     Trigger,
 )
 from tandem_shared.instances import demo_instance
-from tandem_shared.sync_state import FieldState, RecentWrite, SideState, content_fingerprint, field_digest, ts_ms
+from tandem_shared.sync.rules import FieldState, RecentWrite, SideState, content_fingerprint, field_digest, ts_ms
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fakes.producer import InMemoryProducer
 from support.commands import sync_command
-from support.producer import InMemoryProducer
 from tandem_shared.contracts import (
     ErrorInfo,
     Headers,
@@ -21,8 +21,9 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_writer.delivery import Delivery, Disposition, InboundRecord
-from tandem_writer.idempotency import Claim, ClaimState
+from tandem_shared.partitioned import InboundRecord
+from tandem_shared.redis.idempotency import Claim, ClaimState
+from tandem_writer.delivery import Delivery, Disposition
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.retry import RetryPolicy, epoch_ms
 

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"rebuilt: {stored} trace records stored in {settings.database_url}\n")
         return 0
     host = getattr(args, "host", "127.0.0.1")
-    uvicorn.run("tandem_console.app:create_app", factory=True, host=host, port=settings.port)
+    # No log config of uvicorn's own: the app's configure_logging renders uvicorn's lines like every other one.
+    uvicorn.run("tandem_console.app:create_app", factory=True, host=host, port=settings.port, log_config=None)
     return 0
 
 

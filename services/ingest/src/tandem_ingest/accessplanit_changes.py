@@ -6,8 +6,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from tandem_ingest.normalize.accessplanit import WebhookDelivery, removed_user_event, webhook_event
-from tandem_shared.accessplanit.client import AccessplanitClients
 from tandem_shared.contracts import ChangeEvent, Headers, InstanceConfig, Trigger
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients
+from tandem_shared.vendors.priority import Priority
 
 
 class UserReader(Protocol):
@@ -21,7 +22,8 @@ class ApiUserReader:
         self._clients = clients
 
     async def get_user(self, instance: InstanceConfig, user_id: str) -> dict[str, Any] | None:
-        return await self._clients.for_instance(instance).get_user(user_id)
+        # The record a webhook announced, read to publish the change: part of the live path.
+        return await self._clients.for_instance(instance).get_user(user_id, priority=Priority.LIVE)
 
 
 def own_write_marks(event: ChangeEvent, instance: InstanceConfig) -> tuple[list[str], dict[str, str]]:

@@ -13,10 +13,12 @@ from typing import Protocol
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from tandem_shared.redis_batching import AutoPipeline
+from tandem_shared.redis.client import text
+from tandem_shared.redis.keys import ingest_claim_key
+from tandem_shared.redis.pipeline import AutoPipeline
 
-_PENDING = b"pending"
-_DONE = b"done"
+_PENDING = "pending"
+_DONE = "done"
 
 
 class Claim(StrEnum):
@@ -44,12 +46,8 @@ class RedisEventClaims:
         self._pending_ms = max(1, int(pending_ttl_s * 1000))
         self._done_ms = max(1, int(done_ttl_s * 1000))
 
-    @staticmethod
-    def key(instance_id: str, event_id: str) -> str:
-        return f"tandem:ingest:event:{instance_id}:{event_id}"
-
     async def claim(self, instance_id: str, event_id: str) -> Claim:
-        key = self.key(instance_id, event_id)
+        key = ingest_claim_key(instance_id, event_id)
         try:
             # SET NX GET (Redis 7): sets the pending claim only if there is none and answers the one it found, in
             # one atomic command: nil means the claim is ours.
@@ -58,18 +56,18 @@ class RedisEventClaims:
             raise ClaimsUnavailable(str(exc) or type(exc).__name__) from exc
         if state is None:
             return Claim.NEW
-        return Claim.DONE if state == _DONE else Claim.IN_FLIGHT
+        return Claim.DONE if text(state) == _DONE else Claim.IN_FLIGHT
 
     async def confirm(self, instance_id: str, event_id: str) -> None:
         try:
-            key = self.key(instance_id, event_id)
+            key = ingest_claim_key(instance_id, event_id)
             await self._redis.call(lambda p: p.set(key, _DONE, px=self._done_ms))
         except (RedisError, OSError) as exc:
             raise ClaimsUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def release(self, instance_id: str, event_id: str) -> None:
         try:
-            key = self.key(instance_id, event_id)
+            key = ingest_claim_key(instance_id, event_id)
             await self._redis.call(lambda p: p.delete(key))
         except (RedisError, OSError) as exc:
             raise ClaimsUnavailable(str(exc) or type(exc).__name__) from exc

@@ -5,9 +5,19 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+# Another delivery of the same change holds its claim and is publishing it: that takes milliseconds (at most the
+# publish timeout), after which a retry finds the change stored, or the claim given back and publishes it itself.
+BEING_STORED_RETRY_AFTER_S = 1
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse({"status": status, "title": title, "detail": detail}, status_code=status)
+
+def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"status": status, "title": title, "detail": detail}, status_code=status, headers=headers)
+
+
+def being_stored() -> JSONResponse:
+    """The answer of every webhook route to a delivery whose change is being stored right now by another one."""
+    detail = "the same change is being stored right now; retry shortly"
+    return problem(503, "Service Unavailable", detail, {"Retry-After": str(BEING_STORED_RETRY_AFTER_S)})
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -60,6 +60,10 @@ class Intake:
         return Claim.NEW
 
 
+class BeingStored(Exception):
+    """Another delivery of the same change holds its claim and is publishing it right now."""
+
+
 class DedupedSink:
     """`publish(event)` through the intake, for routes that answer 2xx once the change is stored, whether now or
     by an earlier delivery of it (a vendor's redelivery is acknowledged, not published twice)."""
@@ -74,4 +78,4 @@ class DedupedSink:
             raise KafkaUnavailable(f"duplicate check unavailable: {exc}") from exc
         if state is Claim.IN_FLIGHT:
             # Another request is storing this very change; a retry will find it stored.
-            raise KafkaUnavailable("the same change is being stored right now")
+            raise BeingStored(event.event_id)

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.hot_routes import HotRoute
-from tandem_ingest.http import problem, read_body
+from tandem_ingest.http import being_stored, problem, read_body
+from tandem_ingest.intake import BeingStored
 from tandem_ingest.normalize.mailchimp import Ignored, normalize_webhook, parse_form
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
@@ -37,7 +38,10 @@ PATH = "/webhooks/mailchimp/{instance_id}/{secret}"
 
 
 class ChangeSink(Protocol):
-    async def publish(self, event: ChangeEvent) -> None: ...
+    async def publish(self, event: ChangeEvent) -> None:
+        """Returns once the change is stored; raises KafkaUnavailable, or BeingStored while another delivery of
+        the same change is storing it."""
+        ...
 
 
 def _not_found() -> JSONResponse:
@@ -145,6 +149,8 @@ class MailchimpWebhook:
             return JSONResponse({"ignored": result.event_type, "reason": result.reason})
         try:
             await self._publisher.publish(result)
+        except BeingStored:
+            return being_stored()
         except KafkaUnavailable as exc:
             log.warning("kafka unavailable, asking Mailchimp to retry", error=str(exc))
             return problem(503, "Service Unavailable", "the event could not be stored; retry later")

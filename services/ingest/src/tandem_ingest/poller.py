@@ -29,7 +29,6 @@ from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.intake import Intake
 from tandem_ingest.normalize.accessplanit import record_kind, user_event
 from tandem_ingest.publishing import KafkaUnavailable
-from tandem_shared.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError, odata_string
 from tandem_shared.contracts import (
     Direction,
     ErrorInfo,
@@ -42,11 +41,22 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
+from tandem_shared.redis.keys import poller_cursor_key, poller_lock_key
+from tandem_shared.redis.lease import Leases
 from tandem_shared.tracing import StepRecorder, new_id
+from tandem_shared.vendors.accessplanit.client import (
+    AccessplanitClient,
+    AccessplanitClients,
+    AccessplanitError,
+    odata_string,
+)
+from tandem_shared.vendors.priority import Priority
 
 log = get_logger("tandem.ingest.poller")
 
 ORDER = "DateUpdated,ID"
+# The poll carries changes to Mailchimp as the webhooks do (the ones they missed): the live path.
+PRIORITY = Priority.LIVE
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -156,53 +166,32 @@ class RedisCursorStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    @staticmethod
-    def key(instance_id: str) -> str:
-        return f"tandem:poller:{instance_id}:cursor"
-
     async def load(self, instance_id: str) -> Cursor | None:
-        raw = await self._redis.get(self.key(instance_id))
+        raw = await self._redis.get(poller_cursor_key(instance_id))
         return None if raw is None else Cursor.from_json(raw)
 
     async def save(self, instance_id: str, cursor: Cursor) -> None:
-        await self._redis.set(self.key(instance_id), cursor.to_json())
-
-
-# Takes the lock, or keeps it when this owner holds it already.
-_HOLD = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+        await self._redis.set(poller_cursor_key(instance_id), cursor.to_json())
 
 
 class PollerLocks:
-    """One poller per instance across replicas: the owner keeps renewing; a crashed owner's lock expires."""
+    """One poller per instance across replicas: an owner lease per instance, renewed by every `hold` while this
+    replica keeps polling; a crashed owner's lease expires."""
 
     def __init__(self, redis: Redis, ttl_s: float) -> None:
         self._owner = uuid.uuid4().hex
-        self._ttl_ms = max(1000, int(ttl_s * 1000))
-        self._hold = redis.register_script(_HOLD)
-        self._release = redis.register_script(_RELEASE)
+        self._leases = Leases(redis, max(1.0, ttl_s))
         self._held: set[str] = set()
 
-    @staticmethod
-    def key(instance_id: str) -> str:
-        return f"tandem:poller:{instance_id}:lock"
-
     async def hold(self, instance_id: str) -> bool:
-        held = bool(await self._hold(keys=[self.key(instance_id)], args=[self._owner, self._ttl_ms]))
+        held = await self._leases.acquire(poller_lock_key(instance_id), self._owner)
         (self._held.add if held else self._held.discard)(instance_id)
         return held
 
     async def release_all(self) -> None:
         for instance_id in list(self._held):
             with contextlib.suppress(RedisError, OSError):
-                await self._release(keys=[self.key(instance_id)], args=[self._owner])
+                await self._leases.release(poller_lock_key(instance_id), self._owner)
         self._held.clear()
 
 
@@ -313,6 +302,7 @@ class AccessplanitPoller:
             top=1,
             select="ID,DateUpdated",
             action="find the newest change",
+            priority=PRIORITY,
         )
         position = record_position(newest[0]) if newest else None
         return position or Position(None)
@@ -329,6 +319,7 @@ class AccessplanitPoller:
                 orderby=ORDER,
                 top=self._config.page_size,
                 action="read users changed since the last poll",
+                priority=PRIORITY,
             )
             for user in users:
                 state = await self._submit(instance, user, report)

@@ -49,7 +49,9 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer, send_envelope
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
-from tandem_shared.sync_state import StateSnapshot, StateWrites, SyncStateStore, state_key
+from tandem_shared.redis.client import connect
+from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
+from tandem_shared.sync.rules import StateSnapshot
 from tandem_shared.tracing import StepRecorder, publish_trace
 
 log = get_logger("tandem.mapper")
@@ -72,13 +74,13 @@ def _step(event: ChangeEvent) -> StepRecorder:
 
 class Mapper:
     def __init__(
-        self, producer: Producer, settings: MapperSettings, registry: InstanceRegistry, state: SyncStateStore
+        self, producer: Producer, settings: MapperSettings, registry: InstanceRegistry, state: StateStore
     ) -> None:
         self._producer = producer
         self._settings = settings
         self._registry = registry
         self._state = state
-        self._held = HeldChanges(state.redis)
+        self._held = HeldChanges(state.held)
         self._owner = uuid.uuid4().hex
         self._releasing: dict[str, asyncio.Task[None]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -117,7 +119,7 @@ class Mapper:
         the same way again (its command's idempotency key depends on its content only, so the writer applies it
         once); a change of an earlier round whose state was written finds nothing new and sends nothing twice.
         """
-        batch = _Batch(self._state.writes())
+        batch = _Batch(self._state.transaction())
         instances: dict[str, InstanceConfig | None] = {}
         candidates: list[tuple[ChangeEvent, InstanceConfig]] = []
         for event in events:
@@ -163,7 +165,7 @@ class Mapper:
 
     async def process(self, event: ChangeEvent, instance: InstanceConfig) -> None:
         """Decide one change of an instance that is known to take it now (a held change being released)."""
-        batch = _Batch(self._state.writes())
+        batch = _Batch(self._state.transaction())
         await self._decide_round(batch, [(event, instance)], await self._load([(event, instance)]), last=True)
 
     async def _decide_round(
@@ -171,8 +173,8 @@ class Mapper:
     ) -> None:
         """Decide changes that share no state; the batch's held changes are parked with its last round's state."""
         known = await self._complete(work, loaded)
-        expected = self._state.writes()
-        updates = batch.final_writes if last else self._state.writes()
+        expected = self._state.transaction()
+        updates = batch.final_writes if last else self._state.transaction()
         commands: list[SyncCommand] = []
         records: list[TraceRecord] = []
         for event, instance in work:
@@ -243,7 +245,7 @@ class Mapper:
             previous = _previous_email(event, instance, loaded)
             old = old_address(event, previous) if _synced_email(event, instance) else None
             if old:
-                missing.extend(s for s in _sides(instance.id, event.source, old) if state_key(*s) not in loaded.sides)
+                missing.extend(s for s in _sides(instance.id, event.source, old) if not loaded.has(*s))
         if missing:
             loaded = loaded.extend(await self._state.load_many(missing))
         known: dict[str, Knowledge] = {}
@@ -336,7 +338,7 @@ class _Batch:
     only when everything else of the batch is durable, so a batch decided again never parks one twice) and the
     publishes to wait for before the offsets are committed."""
 
-    final_writes: StateWrites
+    final_writes: StateTransaction
     deliveries: list[asyncio.Future[object]] = field(default_factory=list)
 
 
@@ -369,7 +371,7 @@ def _previous_email(event: ChangeEvent, instance: InstanceConfig, loaded: StateS
     return loaded.user_email(instance.id, user_id)
 
 
-def _apply(writes: StateWrites, instance_id: str, updates: list[StateUpdate]) -> None:
+def _apply(writes: StateTransaction, instance_id: str, updates: list[StateUpdate]) -> None:
     for update in updates:
         if isinstance(update, MoveState):
             writes.move(instance_id, update.system, update.old_email, update.new_email)
@@ -439,17 +441,16 @@ class Built:
     producer: KafkaProducer
     mapper: Mapper
     registry: InstanceRegistry
-    state: SyncStateStore
+    state: StateStore
 
 
-def build(
-    settings: MapperSettings, registry: InstanceRegistry | None = None, state: SyncStateStore | None = None
-) -> Built:
+def build(settings: MapperSettings, registry: InstanceRegistry | None = None, state: StateStore | None = None) -> Built:
     kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
     broker = kafka.broker()
     producer = KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
-    state = state or SyncStateStore.from_url(settings.redis_url, ttl_s=settings.state_ttl_days * 24 * 3600)
+    # The mapper's one Redis client, owned (and closed) by its state store.
+    state = state or RedisStateStore(connect(settings), ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
     mapper = Mapper(producer, settings, registry, state)
     register(broker, settings, mapper)
     return Built(broker, producer, mapper, registry, state)

@@ -33,7 +33,7 @@ from tandem_shared.contracts import (
     email_key,
     idempotency_key,
 )
-from tandem_shared.sync_state import EMPTY_DIGEST, SideState, content_fingerprint, field_digest, ts_ms
+from tandem_shared.sync.rules import EMPTY_DIGEST, SideState, content_fingerprint, field_digest, ts_ms
 
 
 @dataclass(frozen=True)

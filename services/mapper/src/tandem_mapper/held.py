@@ -3,27 +3,16 @@
 Holding must not stop the `tandem.changes` partition (other instances share it), so a paused instance's changes are
 parked here and their offsets committed. While an instance has a backlog, its new changes queue behind it, so a
 contact's changes are always processed in the order they arrived. One mapper replica at a time releases an
-instance's backlog (a lock with a lease), so several replicas never process the same held change twice.
+instance's backlog (an owner lease), so several replicas never process the same held change twice.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
-from tandem_shared.sync_state import StateWrites, held_key, held_lock_key, text
-
-# Refreshing a lease only while it is still ours; releasing it likewise.
-_REFRESH = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from tandem_shared.redis.held import HeldStore
+from tandem_shared.redis.state import StateTransaction
 
 
 @dataclass(frozen=True)
@@ -47,47 +36,36 @@ def _fields(event: ChangeEvent, *, while_paused: bool, version: int) -> dict[str
 
 
 class HeldChanges:
-    def __init__(self, redis: Redis, lease_ms: int = 30_000) -> None:
-        self._redis = redis
-        self._lease_ms = lease_ms
-        self._refresh = redis.register_script(_REFRESH)
-        self._unlock = redis.register_script(_UNLOCK)
-
-    async def park(self, event: ChangeEvent, *, while_paused: bool, version: int) -> str:
-        fields = _fields(event, while_paused=while_paused, version=version)
-        return str(await self._redis.xadd(held_key(event.instance_id), fields))  # type: ignore[arg-type]
+    def __init__(self, store: HeldStore) -> None:
+        self._store = store
 
     @staticmethod
-    def park_with(writes: StateWrites, event: ChangeEvent, *, while_paused: bool, version: int) -> None:
-        """As `park`, in the transaction of `writes` (parked when, and only when, the rest of it applies)."""
-        fields = _fields(event, while_paused=while_paused, version=version)
-        writes.add(lambda pipe: pipe.xadd(held_key(event.instance_id), fields))  # type: ignore[arg-type]
+    def park_with(writes: StateTransaction, event: ChangeEvent, *, while_paused: bool, version: int) -> None:
+        """Parks the change in the transaction `writes` (parked when, and only when, the rest of it applies)."""
+        writes.park_held(event.instance_id, _fields(event, while_paused=while_paused, version=version))
 
     async def backlog(self, instance_id: str) -> int:
-        return int(await self._redis.xlen(held_key(instance_id)))
+        return await self._store.backlog(instance_id)
 
     async def oldest(self, instance_id: str, count: int = 50) -> list[HeldChange]:
-        held = []
-        for entry_id, raw in await self._redis.xrange(held_key(instance_id), count=count) or []:
-            fields = {text(k): text(v) for k, v in (raw or {}).items()}
-            held.append(
-                HeldChange(
-                    entry_id=text(entry_id or ""),
-                    event=ChangeEvent.model_validate_json(fields["event"]),
-                    while_paused=fields.get("paused") == "1",
-                    version=int(fields.get("version", "0")),
-                )
+        return [
+            HeldChange(
+                entry_id=entry_id,
+                event=ChangeEvent.model_validate_json(fields["event"]),
+                while_paused=fields.get("paused") == "1",
+                version=int(fields.get("version", "0")),
             )
-        return held
+            for entry_id, fields in await self._store.oldest(instance_id, count)
+        ]
 
     async def remove(self, instance_id: str, entry_id: str) -> None:
-        await self._redis.xdel(held_key(instance_id), entry_id)
+        await self._store.remove(instance_id, entry_id)
 
     async def acquire(self, instance_id: str, owner: str) -> bool:
-        return bool(await self._redis.set(held_lock_key(instance_id), owner, nx=True, px=self._lease_ms))
+        return await self._store.acquire(instance_id, owner)
 
     async def refresh(self, instance_id: str, owner: str) -> None:
-        await self._refresh(keys=[held_lock_key(instance_id)], args=[owner, self._lease_ms])
+        await self._store.renew(instance_id, owner)
 
     async def release(self, instance_id: str, owner: str) -> None:
-        await self._unlock(keys=[held_lock_key(instance_id)], args=[owner])
+        await self._store.release(instance_id, owner)

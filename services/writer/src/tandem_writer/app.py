@@ -1,9 +1,9 @@
 """Writer: SyncCommands from `tandem.commands` (and its retry tiers) applied to their target exactly once in effect.
 
-The delivery layer (`delivery.py`) decides what happens to each command and traces it; the consumer
-(`consumer.py`) feeds it partition by partition and commits only what is durably done. The shared Kafka producer
-sends the trace records and the retry and dead-letter forwards (acks=all); FastStream's broker serves the health
-routes.
+The delivery layer (`delivery.py`) decides what happens to each command and traces it; the shared partitioned
+consumer feeds it partition by partition (`strategy.py`) and commits only what is durably done. The shared Kafka
+producer sends the trace records and the retry and dead-letter forwards (acks=all); FastStream's broker serves the
+health routes.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
-from tandem_shared.sync_state import SyncStateStore
-from tandem_writer.consumer import PartitionedConsumer
+from tandem_shared.partitioned import PartitionedConsumer, consumer_options
+from tandem_shared.redis.client import connect
+from tandem_shared.redis.idempotency import RedisIdempotencyStore
+from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.delivery import Delivery
-from tandem_writer.idempotency import RedisIdempotencyStore
 from tandem_writer.retry import RetryPolicy
 from tandem_writer.settings import WriterSettings
+from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
@@ -66,13 +69,16 @@ def create_app(
     kafka = KafkaConnection.from_settings(settings, "tandem-writer")
     broker = kafka.broker()
     producer = KafkaProducer(kafka)
+    # The writer's one Redis client: idempotency records, sync state, Mailchimp's connection limiter and
+    # accessplanit's request budget share its pool.
+    redis = connect(settings)
     targets = targets or {
-        System.MAILCHIMP: MailchimpTarget.from_settings(settings),
-        System.ACCESSPLANIT: AccessplanitTarget.from_settings(settings),
+        System.MAILCHIMP: MailchimpTarget.from_settings(settings, redis),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(redis, AccessplanitSettings()),
     }
     registry = registry or TopicInstanceRegistry(kafka)
-    store = RedisIdempotencyStore.from_url(
-        settings.redis_url,
+    store = RedisIdempotencyStore(
+        redis,
         inflight_ttl_s=settings.inflight_ttl_s,
         idempotency_ttl_s=settings.idempotency_ttl_s,
         contact_marker_ttl_s=settings.contact_marker_ttl_s,
@@ -84,22 +90,25 @@ def create_app(
         sink=ProducerSink(producer),
         tracer=producer,
         policy=RetryPolicy.from_delays(settings.retry_delays_s),
-        state=SyncStateStore.from_url(settings.redis_url),
+        state=RedisStateStore(redis),
     )
     consumer = PartitionedConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
-        group_instance_id=settings.group_instance_id,
+        lambda: kafka.consumer(
+            **consumer_options(
+                group_id=settings.group_id,
+                group_instance_id=settings.group_instance_id,
+                max_poll_interval_ms=settings.max_poll_interval_ms,
+                session_timeout_ms=settings.session_timeout_ms,
+            ),
+        ),
         topics=[COMMANDS, *COMMANDS_RETRY],
-        handler=delivery.handle,
-        coalescer=delivery.absorbable,
-        concurrency=lambda tp: settings.partition_concurrency if tp.topic == COMMANDS else 1,
-        contact_interval_s=lambda tp: settings.contact_write_interval_s if tp.topic == COMMANDS else 0.0,
+        strategy=delivery_strategy(
+            delivery,
+            concurrency=settings.partition_concurrency,
+            contact_interval_s=settings.contact_write_interval_s,
+        ),
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        session_timeout_ms=settings.session_timeout_ms,
-        wait_exempt=delivery.is_orphan,
     )
 
     async def close_targets() -> None:
@@ -117,5 +126,13 @@ def create_app(
         # The consumer starts once the producer is connected, and stops first: in-flight writes finish and are
         # traced and committed while the producer is still there.
         after_startup=[consumer.start],
-        on_shutdown=[consumer.stop, producer.stop, close_targets, registry.stop, store.close, delivery.close],
+        on_shutdown=[
+            consumer.stop,
+            producer.stop,
+            close_targets,
+            registry.stop,
+            store.close,
+            delivery.close,
+            redis.aclose,
+        ],
     )

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from tandem_shared.concurrency import Backoff
 from tandem_shared.contracts import (
     ErrorInfo,
     Headers,
@@ -35,10 +36,11 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import Producer
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.partitioned import InboundRecord
+from tandem_shared.redis.idempotency import ClaimState, IdempotencyStore
+from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace
 from tandem_writer.coalescing import Queued, coalesce
-from tandem_writer.idempotency import ClaimState, IdempotencyStore
 from tandem_writer.outcome import WriteOutcome
 from tandem_writer.retry import Hop, Origin, RetryPolicy, forward_headers, header_attempt
 from tandem_writer.targets.base import Target
@@ -49,25 +51,6 @@ T = TypeVar("T")
 
 # Added to another writer's remaining claim time before trying again, so the claim has surely expired.
 CLAIM_MARGIN_S = 1.0
-
-
-@dataclass(frozen=True)
-class InboundRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Mapping[str, str]
-    timestamp_ms: int
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}@{self.partition}:{self.offset}"
-
-    @property
-    def origin(self) -> Origin:
-        return Origin(self.topic, self.partition, self.offset, self.timestamp_ms)
 
 
 class Disposition(StrEnum):
@@ -86,6 +69,10 @@ class RecordSink(Protocol):
     async def send(
         self, topic: str, value: bytes, *, key: bytes | None, partition: int, headers: dict[str, str]
     ) -> None: ...
+
+
+def _origin(record: InboundRecord) -> Origin:
+    return Origin(record.topic, record.partition, record.offset, record.timestamp_ms)
 
 
 def _queued(record: InboundRecord) -> Queued:
@@ -132,7 +119,7 @@ class Delivery:
         policy: RetryPolicy,
         clock: Callable[[], datetime] = utcnow,
         backoff_s: tuple[float, float] = (0.2, 10.0),
-        state: SyncStateStore | None = None,
+        state: RedisStateStore | None = None,
     ) -> None:
         self._state = state
         self._registry = registry
@@ -341,7 +328,7 @@ class Delivery:
     async def _forward(self, record: InboundRecord, command: SyncCommand, hop: Hop, error: ErrorInfo) -> None:
         headers = forward_headers(
             record.headers,
-            record.origin,
+            _origin(record),
             attempt=hop.attempt,
             error=error,
             now=self._clock(),
@@ -356,7 +343,7 @@ class Delivery:
 
     async def _dead_letter(self, record: InboundRecord, command: SyncCommand, error: ErrorInfo) -> None:
         headers = forward_headers(
-            record.headers, record.origin, attempt=command.attempt, error=error, now=self._clock(), not_before_at=None
+            record.headers, _origin(record), attempt=command.attempt, error=error, now=self._clock(), not_before_at=None
         )
         value = command.model_dump_json().encode()
         await self._durably(
@@ -373,7 +360,7 @@ class Delivery:
         )
         headers = forward_headers(
             record.headers,
-            record.origin,
+            _origin(record),
             attempt=header_attempt(record.headers) or 1,
             error=error,
             now=self._clock(),
@@ -399,7 +386,7 @@ class Delivery:
 
     async def _durably(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
         """Repeat an infrastructure step until it succeeds; only cancellation (shutdown, rebalance) stops it."""
-        delay, ceiling = self._backoff_s
+        backoff = Backoff(*self._backoff_s, jitter=False)
         while True:
             try:
                 return await action()
@@ -407,5 +394,4 @@ class Delivery:
                 raise
             except Exception as exc:
                 log.warning("delivery step failed; retrying", step=what, error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, ceiling)
+                await asyncio.sleep(backoff.next_delay())

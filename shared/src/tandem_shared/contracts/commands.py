@@ -44,7 +44,7 @@ class SyncCommand(Contract):
       - CHANGE_EMAIL: find users with `Email eq identity.old_email`; update the most recently updated one with the
         payload (which carries the new `Email`); none → as UPSERT on `identity.email`.
 
-    After a successful write the writer calls `tandem_shared.sync_state.SyncStateStore.record_written(command)`:
+    After a successful write the writer calls `tandem_shared.redis.state.StateTransaction.record_written(command)`:
     that is how the mapper knows what the target holds (change detection) and recognises the write when the target
     reports it back (echo suppression).
     """
@@ -59,7 +59,7 @@ class SyncCommand(Contract):
     identity: ContactIdentity
     payload: dict[str, Any] = Field(description="Target-native body: a Mailchimp member or accessplanit user.")
     fingerprint: str = Field(
-        description="sha256 of the payload's content (`tandem_shared.sync_state.content_fingerprint`): the same "
+        description="sha256 of the payload's content (`tandem_shared.sync.rules.content_fingerprint`): the same "
         "values give the same fingerprint, whatever the key order or the case of the address."
     )
     idempotency_key: str

@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from tandem_shared.contracts import ErrorInfo
-from tandem_writer.targets.accessplanit_plan import changed_fields, choose_user, create_body, desired_fields
+from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_body, desired_fields
+from tandem_writer.targets.accessplanit_plan import choose_user
 
 
 def user(user_id: str, updated: str, **fields: Any) -> dict[str, Any]:

@@ -12,22 +12,19 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from tandem_shared.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
-from tandem_shared.accessplanit.settings import AccessplanitSettings
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System
 from tandem_shared.logging import get_logger
-from tandem_shared.settings import CommonSettings
+from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_body, desired_fields
+from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_shared.vendors.priority import Priority
 from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.accessplanit_plan import (
-    DELETED,
-    Match,
-    changed_fields,
-    choose_user,
-    create_body,
-    desired_fields,
-)
+from tandem_writer.targets.accessplanit_plan import DELETED, Match, choose_user
 
 log = get_logger("tandem.writer.accessplanit")
+
+# Every call the writer makes carries a change being synced now, its look-ups included.
+LIVE = Priority.LIVE
 
 
 def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
@@ -37,19 +34,16 @@ def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
 class AccessplanitTarget:
     system = System.ACCESSPLANIT
 
-    def __init__(self, clients: AccessplanitClients, redis: Redis | None = None) -> None:
+    def __init__(self, clients: AccessplanitClients) -> None:
         self._clients = clients
-        self._redis = redis
 
     @classmethod
-    def from_settings(cls, settings: CommonSettings) -> AccessplanitTarget:
-        redis = Redis.from_url(settings.redis_url)
-        return cls(AccessplanitClients(redis, AccessplanitSettings()), redis)
+    def from_settings(cls, redis: Redis, settings: AccessplanitSettings) -> AccessplanitTarget:
+        """On the writer's Redis client (the request budget), which the writer closes itself."""
+        return cls(AccessplanitClients(redis, settings))
 
     async def close(self) -> None:
         await self._clients.close()
-        if self._redis is not None:
-            await self._redis.aclose()
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         try:
@@ -63,12 +57,12 @@ class AccessplanitTarget:
     async def _find(self, client: AccessplanitClient, command: SyncCommand, email: str | None) -> Match:
         user_id = command.identity.accessplanit_user_id
         if user_id:
-            user = await client.get_user(user_id)
+            user = await client.get_user(user_id, priority=LIVE)
             if user is not None and user.get("Status") != DELETED:
                 return Match(user)
         if not email:
             return Match(None)
-        return choose_user(await client.users_by_email(email))
+        return choose_user(await client.users_by_email(email, priority=LIVE))
 
     async def _upsert(self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         email = _text(command.payload.get("Email")) or command.identity.email
@@ -143,7 +137,7 @@ class AccessplanitTarget:
             body = create_body(fields, email=email, default_account_id=instance.accessplanit.default_account_id)
             if isinstance(body, ErrorInfo):
                 return _failure(f"Not written to accessplanit: {body.message}", body)
-            created = await client.create_user(body)
+            created = await client.create_user(body, priority=LIVE)
             return WriteOutcome(
                 True,
                 f"Created accessplanit user {created.get('ID')} ({email}) in account {body['MainCompanyID']}{notes}",
@@ -168,7 +162,7 @@ class AccessplanitTarget:
             return WriteOutcome(
                 True, f"accessplanit user {user_id} ({email}) is already up to date{notes}", response=user
             )
-        updated = await client.update_user(user_id, changes)
+        updated = await client.update_user(user_id, changes, priority=LIVE)
         changed = [f"Email (was {user.get('Email')})" if k == "Email" else k for k in sorted(changes)]
         return WriteOutcome(
             True, f"Updated accessplanit user {user_id} ({email}): {', '.join(changed)}{notes}", response=updated

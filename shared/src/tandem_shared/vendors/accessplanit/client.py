@@ -1,7 +1,8 @@
-"""The accessplanit API v2 calls Tandem makes, each one paid for from the shared request budget first.
+"""The one HTTP client for accessplanit API v2: every call is paid for from the shared request budget first.
 
-Failures come out as `AccessplanitError` carrying an ErrorInfo (transient or permanent, see `classify`), so callers
-only decide what a failure means for their own work.
+Each call names its priority class; a `PriorityGate` in front of the budget lets live writes go before
+authoritative reads, and those before reconciliation. Failures come out as `AccessplanitError` carrying an
+ErrorInfo (transient or permanent, see `classify`), so callers only decide what a failure means for their own work.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import httpx
 import orjson
 from redis.asyncio import Redis
 
-from tandem_shared.accessplanit.classify import (
+from tandem_shared.contracts import ErrorInfo, InstanceConfig
+from tandem_shared.ratelimit import BudgetExhausted, RateBudget
+from tandem_shared.redis.keys import budget_key
+from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.vendors.accessplanit.classify import (
     budget_exhausted,
     classify_response,
     transport_failure,
 )
-from tandem_shared.accessplanit.settings import AccessplanitSettings
-from tandem_shared.contracts import ErrorInfo, InstanceConfig
-from tandem_shared.ratelimit import BudgetExhausted, RateBudget, budget_key
-from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_shared.vendors.budget import LocalRateBudget, RequestBudget
+from tandem_shared.vendors.priority import Priority, PriorityGate, PriorityWaitTimeout
 
 API_PREFIX = "/api/v2"
 # Simultaneous requests per tenant and API key (one pooled client each).
@@ -30,10 +34,17 @@ MAX_CONNECTIONS = 10
 
 
 class AccessplanitError(Exception):
-    def __init__(self, error: ErrorInfo, status: int | None = None) -> None:
+    """`status` is None when accessplanit gave no answer; `detail` then says why in a few words."""
+
+    def __init__(self, error: ErrorInfo, status: int | None = None, *, detail: str | None = None) -> None:
         super().__init__(error.message)
         self.error = error
         self.status = status
+        self.detail = detail or error.message
+
+
+def _transport_detail(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def odata_string(value: str) -> str:
@@ -58,15 +69,17 @@ class AccessplanitClient:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        budget: RateBudget,
+        budget: RequestBudget,
         *,
         budget_scope: str,
         settings: AccessplanitSettings,
+        gate: PriorityGate | None = None,
     ) -> None:
         self._http = http
         self._budget = budget
         self._scope = budget_scope
         self._settings = settings
+        self._priorities = gate or PriorityGate()
         # Requests beyond the pool's connections wait here, not in httpcore's pool: its queue is scanned in full each
         # time a connection frees, and with hundreds of writes in hand that scan took most of the writer's CPU.
         self._gate = asyncio.Semaphore(MAX_CONNECTIONS)
@@ -75,25 +88,43 @@ class AccessplanitClient:
         module = path.removeprefix(API_PREFIX).strip("/").split("/", 1)[0] or "root"
         return budget_key("accessplanit", self._scope, module)
 
-    async def _send(
-        self, method: str, path: str, *, action: str, params: dict[str, str] | None = None, json: Any = None
-    ) -> httpx.Response:
-        key = self._budget_key(path)
+    async def _take_budget(self, key: str, *, action: str, priority: Priority) -> None:
+        max_wait_s = self._settings.budget_max_wait_s
         try:
-            await self._budget.take(key, max_wait_s=self._settings.budget_max_wait_s)
+            async with self._priorities.turn(key, priority, max_wait_s=max_wait_s):
+                await self._budget.take(key, max_wait_s=max_wait_s)
         except BudgetExhausted as exc:
             raise AccessplanitError(budget_exhausted(exc.retry_after_s, action=action)) from exc
+        except PriorityWaitTimeout as exc:
+            raise AccessplanitError(budget_exhausted(max_wait_s, action=action)) from exc
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        priority: Priority,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+    ) -> httpx.Response:
+        key = self._budget_key(path)
+        await self._take_budget(key, action=action, priority=priority)
         try:
             async with asyncio.timeout(self._settings.http_timeout_s):
                 await self._gate.acquire()
         except TimeoutError as exc:  # what httpx's own pool timeout said before the gate
-            raise AccessplanitError(transport_failure("Timeout", "PoolTimeout", action=action)) from exc
+            raise AccessplanitError(
+                transport_failure("Timeout", "PoolTimeout", action=action), detail="PoolTimeout"
+            ) from exc
         try:
             response = await self._http.request(method, path, params=params, json=json)
         except httpx.TimeoutException as exc:
-            raise AccessplanitError(transport_failure("Timeout", type(exc).__name__, action=action)) from exc
+            error = transport_failure("Timeout", type(exc).__name__, action=action)
+            raise AccessplanitError(error, detail=_transport_detail(exc)) from exc
         except httpx.TransportError as exc:
-            raise AccessplanitError(transport_failure(type(exc).__name__, str(exc), action=action)) from exc
+            error = transport_failure(type(exc).__name__, str(exc), action=action)
+            raise AccessplanitError(error, detail=_transport_detail(exc)) from exc
         finally:
             self._gate.release()
         if response.status_code == 429:
@@ -101,17 +132,19 @@ class AccessplanitClient:
             await self._budget.block(key, pause)
         return response
 
-    async def _json(
+    async def request_json(
         self,
         method: str,
         path: str,
         *,
         action: str,
+        priority: Priority,
         params: dict[str, str] | None = None,
         json: Any = None,
         missing_ok: bool = False,
     ) -> Any:
-        response = await self._send(method, path, action=action, params=params, json=json)
+        """Any call (`path` from the tenant's root): its JSON answer, None for a 404 when `missing_ok`."""
+        response = await self._send(method, path, action=action, priority=priority, params=params, json=json)
         if missing_ok and response.status_code == 404:
             return None
         if not response.is_success:
@@ -132,8 +165,10 @@ class AccessplanitClient:
             )
             raise AccessplanitError(error, response.status_code) from exc
 
-    async def _record(self, method: str, path: str, *, action: str, json: Any = None) -> dict[str, Any]:
-        found = await self._json(method, path, action=action, json=json)
+    async def _record(
+        self, method: str, path: str, *, action: str, priority: Priority, json: Any = None
+    ) -> dict[str, Any]:
+        found = await self.request_json(method, path, action=action, priority=priority, json=json)
         if not isinstance(found, dict):
             error = ErrorInfo(
                 error_class="UnexpectedAnswer",
@@ -143,20 +178,32 @@ class AccessplanitClient:
             raise AccessplanitError(error)
         return found
 
-    async def get_user(self, user_id: str) -> dict[str, Any] | None:
+    async def get_user(self, user_id: str, *, priority: Priority) -> dict[str, Any] | None:
         """The user, or None when accessplanit does not know it (removed)."""
-        found = await self._json("GET", f"{API_PREFIX}/User/{user_id}", action=f"read user {user_id}", missing_ok=True)
+        found = await self.request_json(
+            "GET", f"{API_PREFIX}/User/{user_id}", action=f"read user {user_id}", priority=priority, missing_ok=True
+        )
         return found if isinstance(found, dict) else None
 
     async def list_users(
-        self, *, filter: str, orderby: str, top: int, select: str | None = None, action: str
+        self,
+        *,
+        filter: str,
+        orderby: str,
+        top: int,
+        select: str | None = None,
+        skip: int | None = None,
+        action: str,
+        priority: Priority,
     ) -> list[dict[str, Any]]:
         params = {"$orderby": orderby, "$top": str(top)}
         if filter:
             params["$filter"] = filter
         if select:
             params["$select"] = select
-        found = await self._json("GET", f"{API_PREFIX}/User", action=action, params=params)
+        if skip is not None:
+            params["$skip"] = str(skip)
+        found = await self.request_json("GET", f"{API_PREFIX}/User", action=action, priority=priority, params=params)
         results = found.get("results") if isinstance(found, dict) else None
         if not isinstance(results, list):
             error = ErrorInfo(
@@ -167,40 +214,50 @@ class AccessplanitClient:
             raise AccessplanitError(error)
         return [r for r in results if isinstance(r, dict)]
 
-    async def users_by_email(self, email: str) -> list[dict[str, Any]]:
+    async def users_by_email(self, email: str, *, priority: Priority) -> list[dict[str, Any]]:
         """Every user with this address (accessplanit compares case-insensitively), most recently updated first."""
         return await self.list_users(
             filter=f"Email eq {odata_string(email)}",
             orderby="DateUpdated desc",
             top=100,
             action=f"look up users by email {email}",
+            priority=priority,
         )
 
-    async def create_user(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._record("POST", f"{API_PREFIX}/User", action="create a user", json=body)
+    async def create_user(self, body: dict[str, Any], *, priority: Priority) -> dict[str, Any]:
+        return await self._record("POST", f"{API_PREFIX}/User", action="create a user", priority=priority, json=body)
 
-    async def update_user(self, user_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._record("PUT", _user_path(user_id), action=f"update user {user_id}", json=body)
+    async def update_user(self, user_id: str, body: dict[str, Any], *, priority: Priority) -> dict[str, Any]:
+        return await self._record(
+            "PUT", _user_path(user_id), action=f"update user {user_id}", priority=priority, json=body
+        )
 
 
 class AccessplanitClients:
-    """One pooled HTTP client per (tenant, key), created on first use; the budget is shared by all of them."""
+    """One pooled HTTP client per (tenant, key), created on first use; the budget and its priority gate are shared
+    by all of them."""
 
     def __init__(
         self,
-        redis: Redis,
-        settings: AccessplanitSettings | None = None,
+        redis: Redis | None,
+        settings: AccessplanitSettings,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._settings = settings or AccessplanitSettings()
+        """`redis` None: a process without Tandem's Redis pays from a budget of its own (`LocalRateBudget`)."""
+        self._settings = settings
         self._transport = transport
-        self._budget = RateBudget(redis, limit=self._settings.requests_per_window, window_s=self._settings.window_s)
+        self._budget: RequestBudget = (
+            RateBudget(redis, limit=settings.requests_per_window, window_s=settings.window_s)
+            if redis is not None
+            else LocalRateBudget(limit=settings.requests_per_window, window_s=settings.window_s)
+        )
+        self._gate = PriorityGate()
         self._clients: dict[tuple[str, str], AccessplanitClient] = {}
         self._http: list[httpx.AsyncClient] = []
 
     @property
-    def budget(self) -> RateBudget:
+    def budget(self) -> RequestBudget:
         return self._budget
 
     def for_instance(self, instance: InstanceConfig) -> AccessplanitClient:
@@ -215,7 +272,10 @@ class AccessplanitClients:
                 permanent=True,
             )
             raise AccessplanitError(error) from exc
-        root = connection.base_url.rstrip("/")
+        return self.for_tenant(connection.base_url, api_key)
+
+    def for_tenant(self, base_url: str, api_key: str) -> AccessplanitClient:
+        root = base_url.rstrip("/")
         client = self._clients.get((root, api_key))
         if client is None:
             http = httpx.AsyncClient(
@@ -226,7 +286,9 @@ class AccessplanitClients:
                 transport=self._transport,
             )
             self._http.append(http)
-            client = AccessplanitClient(http, self._budget, budget_scope=f"{root}|{api_key}", settings=self._settings)
+            client = AccessplanitClient(
+                http, self._budget, budget_scope=f"{root}|{api_key}", settings=self._settings, gate=self._gate
+            )
             self._clients[(root, api_key)] = client
         return client
 

@@ -5,7 +5,14 @@ Per command, keyed by its idempotency key: `inflight:<token>` while one writer a
 `idempotency_ttl_s`. Per contact (instance, target, contact): a lock held during the write, so two commands for one
 contact are never written at the same time — e.g. one from the main topic and one from a retry tier, or the look-up
 and create of an accessplanit user — and the source time of the newest change applied, so an older retry or replay
-is dropped instead of overwriting newer data. The three keys share a Redis Cluster hash slot.
+is dropped instead of overwriting newer data. The three keys share a Redis Cluster hash slot
+(`keys.idempotency_keys`).
+
+The contact lock is not an owner lease (`tandem_shared.redis.lease`): one script takes it together with the
+command's in-flight mark, after checking the command's applied record, and one script gives both back; taken apart,
+a writer could hold the contact without the command or the command without the contact.
+
+The writer writes and the CLI's replay reads (`applied_at`).
 """
 
 from __future__ import annotations
@@ -16,17 +23,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from tandem_shared.contracts import SyncCommand
-from tandem_shared.redis_batching import AutoPipeline
-from tandem_shared.sync_state import SyncStateStore
+from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.keys import IdempotencyKeys, idempotency_keys
+from tandem_shared.redis.pipeline import AutoPipeline
+from tandem_shared.redis.scripts import LuaScript
+from tandem_shared.redis.state import RedisStateStore
 
 DAY_S = 24 * 60 * 60
 
-_CLAIM = """
+_CLAIM = LuaScript("""
 local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 1, 5) == 'done:' then
   return {'done', string.sub(v, 6)}
@@ -40,9 +50,9 @@ end
 redis.call('SET', KEYS[1], 'inflight:' .. ARGV[1], 'NX', 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {'claimed', redis.call('GET', KEYS[3]) or ''}
-"""
+""")
 
-_DONE = """
+_DONE = LuaScript("""
 redis.call('SET', KEYS[1], 'done:' .. ARGV[2], 'PX', ARGV[3])
 local current = tonumber(redis.call('GET', KEYS[3]) or '-1')
 if tonumber(ARGV[4]) > current then
@@ -52,9 +62,9 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
+""")
 
-_RELEASE = """
+_RELEASE = LuaScript("""
 if redis.call('GET', KEYS[1]) == 'inflight:' .. ARGV[1] then
   redis.call('DEL', KEYS[1])
 end
@@ -62,7 +72,7 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
 return 1
-"""
+""")
 
 
 class ClaimState(StrEnum):
@@ -85,7 +95,7 @@ class Claim:
 class IdempotencyStore(Protocol):
     async def claim(self, command: SyncCommand, token: str) -> Claim: ...
 
-    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: RedisStateStore | None = None) -> None:
         """Records the command as applied; with `state`, also what the target now holds (`record_written`)."""
         ...
 
@@ -102,10 +112,8 @@ def _from_micros(value: str) -> datetime:
     return datetime.fromtimestamp(int(value) / 1_000_000, tz=UTC)
 
 
-def redis_keys(command: SyncCommand) -> tuple[str, str, str]:
-    """(applied key, contact lock, contact's last applied change): one hash slot per contact."""
-    slot = f"{{tandem|{command.instance_id}|{command.target.value}|{command.identity.contact_key}}}"
-    return f"{slot}:key:{command.idempotency_key}", f"{slot}:lock", f"{slot}:applied-at"
+def redis_keys(command: SyncCommand) -> IdempotencyKeys:
+    return idempotency_keys(command.instance_id, command.target, command.identity.contact_key, command.idempotency_key)
 
 
 class RedisIdempotencyStore:
@@ -116,7 +124,9 @@ class RedisIdempotencyStore:
         inflight_ttl_s: float = 120.0,
         idempotency_ttl_s: int = 7 * DAY_S,
         contact_marker_ttl_s: int = 35 * DAY_S,
+        owns_client: bool = False,
     ) -> None:
+        """`owns_client`: `close` closes `redis` too (a client shared with other stores is closed by its opener)."""
         self._redis = redis
         # Claims, records and releases of the commands in hand fall due together under a backlog: each is its own
         # script call with its own answer, but those of one loop tick share one round trip.
@@ -124,9 +134,7 @@ class RedisIdempotencyStore:
         self._inflight_ms = int(inflight_ttl_s * 1000)
         self._done_ms = idempotency_ttl_s * 1000
         self._marker_ms = contact_marker_ttl_s * 1000
-        self._claim = redis.register_script(_CLAIM)
-        self._done = redis.register_script(_DONE)
-        self._release = redis.register_script(_RELEASE)
+        self._owns_client = owns_client
 
     @classmethod
     def from_url(
@@ -136,30 +144,20 @@ class RedisIdempotencyStore:
         inflight_ttl_s: float = 120.0,
         idempotency_ttl_s: int = 7 * DAY_S,
         contact_marker_ttl_s: int = 35 * DAY_S,
-        max_connections: int = 32,
     ) -> RedisIdempotencyStore:
-        # Hundreds of commands in hand at once would each open a connection, beyond the default pool of 100 (which
-        # then fails the call): past `max_connections` a call waits for a free connection instead.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=20,
-            decode_responses=True,
-            socket_timeout=5.0,
-            socket_connect_timeout=5.0,
-        )
-        client = Redis(connection_pool=pool)
+        """A store on a client of its own (closed with the store)."""
         return cls(
-            client,
+            connect_url(url),
             inflight_ttl_s=inflight_ttl_s,
             idempotency_ttl_s=idempotency_ttl_s,
             contact_marker_ttl_s=contact_marker_ttl_s,
+            owns_client=True,
         )
 
     async def claim(self, command: SyncCommand, token: str) -> Claim:
         keys = redis_keys(command)
         [(state, value)] = await self._scripted(
-            lambda pipe: pipe.evalsha(self._claim.sha, 3, *keys, token, self._inflight_ms), self._reload(_CLAIM)
+            lambda pipe: _CLAIM.queue(pipe, keys, [token, self._inflight_ms]), self._reload(_CLAIM)
         )
         if state == ClaimState.DONE:
             return Claim(ClaimState.DONE, applied_at=datetime.fromtimestamp(int(value) / 1000, tz=UTC))
@@ -168,7 +166,7 @@ class RedisIdempotencyStore:
             return Claim(ClaimState.BUSY, wait_s=(pttl if pttl > 0 else self._inflight_ms) / 1000)
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
-    async def mark_done(self, command: SyncCommand, token: str, *, state: SyncStateStore | None = None) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: RedisStateStore | None = None) -> None:
         # One round trip for both records of a successful write (shared with other commands' calls of the same
         # tick). Not a transaction (the keys are in different cluster slots); each part is idempotent, so a failed
         # call is simply repeated.
@@ -177,12 +175,12 @@ class RedisIdempotencyStore:
         args: list[str | int] = [token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms]
 
         def queue(pipe: Pipeline) -> None:
-            pipe.evalsha(self._done.sha, 3, *keys, *args)
+            _DONE.queue(pipe, keys, args)
             if state is not None:
-                state.record_written_into(pipe, command)
+                state.queue_record_written(lambda script, k, a: script.queue(pipe, k, a), command)
 
         async def reload() -> None:
-            await self._redis.script_load(_DONE)
+            await self._redis.script_load(_DONE.text)
             if state is not None:
                 await state.load_scripts()
 
@@ -190,13 +188,15 @@ class RedisIdempotencyStore:
 
     async def release(self, command: SyncCommand, token: str) -> None:
         keys = redis_keys(command)
-        await self._scripted(lambda pipe: pipe.evalsha(self._release.sha, 3, *keys, token), self._reload(_RELEASE))
+        await self._scripted(lambda pipe: _RELEASE.queue(pipe, keys, [token]), self._reload(_RELEASE))
 
-    def _reload(self, script: str) -> Callable[[], Awaitable[object]]:
-        return lambda: self._redis.script_load(script)
+    def _reload(self, script: LuaScript) -> Callable[[], Awaitable[object]]:
+        return lambda: self._redis.script_load(script.text)
 
     async def _scripted(
-        self, queue: Callable[[Pipeline], object], reload: Callable[[], Awaitable[object]]
+        self,
+        queue: Callable[[Pipeline], object],
+        reload: Callable[[], Awaitable[object]],
     ) -> list[Any]:
         """The replies of the script calls `queue` puts on the shared pipeline. Redis restarted and lost its
         scripts (NOSCRIPT): they are loaded, then the calls made once more."""
@@ -207,11 +207,12 @@ class RedisIdempotencyStore:
             return await self._pipeline.call(queue)
 
     async def applied_at(self, command: SyncCommand) -> datetime | None:
-        value = await self._redis.get(redis_keys(command)[0])
+        value = await self._redis.get(redis_keys(command).applied)
         if isinstance(value, str) and value.startswith("done:"):
             return datetime.fromtimestamp(int(value[5:]) / 1000, tz=UTC)
         return None
 
     async def close(self) -> None:
         await self._pipeline.aclose()
-        await self._redis.aclose()
+        if self._owns_client:
+            await self._redis.aclose()

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tandem_writer.targets.mailchimp_classify import (
+from tandem_shared.vendors.mailchimp.classify import (
     classify_response,
     classify_transport,
     error_class,

@@ -3,7 +3,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tandem_shared.accessplanit.classify import budget_exhausted, classify_response, transport_failure
+from tandem_shared.vendors.accessplanit.classify import budget_exhausted, classify_response, transport_failure
 
 
 def errors(*items: tuple[str | None, str]) -> bytes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tandem_shared.contracts import ErrorInfo, MailchimpConnection
-from tandem_writer.targets.mailchimp import limiter_name, member_summary, patch_body, upsert_body
+from tandem_shared.vendors.mailchimp.bodies import member_summary, patch_body, upsert_body
+from tandem_shared.vendors.mailchimp.client import limiter_name
 
 
 def test_upsert_sends_status_if_new_and_never_status() -> None:

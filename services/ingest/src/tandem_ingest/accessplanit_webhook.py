@@ -1,0 +1,150 @@
+"""`/webhooks/accessplanit/{instance_id}`: accessplanit user webhooks in, ChangeEvents out.
+
+A delivery is answered 202 once Kafka has the event (200 when an earlier delivery of the same change already
+stored it) and 503 when it cannot be stored now, so accessplanit retries. Signed deliveries are believed; unsigned
+ones (no secret configured: accessplanit's signing is an assumption) only say which user changed, and the record
+is read from the API with the instance's own key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
+from tandem_ingest.dedupe import Claim, ClaimsUnavailable
+from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.hot_routes import HotRoute
+from tandem_ingest.http import being_stored, problem, read_body
+from tandem_ingest.intake import Intake
+from tandem_ingest.normalize import accessplanit
+from tandem_ingest.publishing import KafkaUnavailable
+from tandem_ingest.settings import IngestSettings
+from tandem_ingest.signatures import verify
+from tandem_shared.contracts import ChangeEvent, InstanceConfig, Stage, utcnow
+from tandem_shared.instances import InstanceRegistry
+from tandem_shared.logging import get_logger
+from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.tracing import new_id
+from tandem_shared.vendors.accessplanit.client import AccessplanitError
+
+log = get_logger("tandem.ingest")
+
+SIGNATURE_HEADER = "X-Accessplanit-Signature"
+PATH = "/webhooks/accessplanit/{instance_id}"
+METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _reason(exc: InvalidPayload | ValidationError) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'body'}: {first['msg']}"
+    return str(exc)
+
+
+class AccessplanitWebhook:
+    """The handler, served both as a FastAPI route (`router`) and ahead of FastAPI (`hot_routes`)."""
+
+    def __init__(
+        self, settings: IngestSettings, registry: InstanceRegistry, intake: Intake, reader: UserReader
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._intake = intake
+        self._reader = reader
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.api_route(PATH, methods=list(METHODS))
+        async def deliver(instance_id: str, request: Request) -> Response:
+            return await self.deliver(request, instance_id)
+
+        return router
+
+    def hot_routes(self) -> list[HotRoute]:
+        return [HotRoute(PATH, frozenset(METHODS), self.deliver)]
+
+    async def deliver(self, request: Request, instance_id: str) -> Response:
+        instance = self._registry.get(instance_id)
+        if instance is None:
+            return problem(404, "Not Found", "no such instance")
+        try:
+            raw = await self._body(request)
+            trusted = self._authenticate(instance, request, raw)
+            event = await self._event(instance, request.method, raw, trusted=trusted)
+            return await self._submit(event, instance, trusted=trusted)
+        except _Refused as refused:
+            return refused.response
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self._settings.max_body_bytes
+        try:
+            return await read_body(request, limit)
+        except OverflowError:
+            raise _Refused(problem(413, "Payload Too Large", f"bodies are limited to {limit} bytes")) from None
+
+    def _authenticate(self, instance: InstanceConfig, request: Request, raw: bytes) -> bool:
+        """True for a verified signature, False when the instance has no secret; anything else is refused."""
+        secret_ref = instance.accessplanit.webhook_secret
+        if secret_ref is None:
+            return False
+        try:
+            secret = resolve_secret(secret_ref)
+        except SecretUnavailable:
+            log.error("webhook secret unavailable", instance_id=instance.id)
+            raise _Refused(
+                problem(503, "Service Unavailable", "the instance's webhook secret is not configured")
+            ) from None
+        header = request.headers.get(SIGNATURE_HEADER)
+        if not verify(secret, raw, header, now=time.time(), tolerance_s=self._settings.signature_tolerance_s):
+            raise _Refused(problem(401, "Unauthorized", f"missing or invalid {SIGNATURE_HEADER}"))
+        return True
+
+    async def _event(self, instance: InstanceConfig, method: str, raw: bytes, *, trusted: bool) -> ChangeEvent:
+        try:
+            body: Any = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise _Refused(problem(400, "Bad Request", "body is not valid JSON")) from None
+        except RecursionError:
+            raise _Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
+        try:
+            delivery = accessplanit.parse_webhook(method=method, body=body)
+            return await delivery_event(
+                delivery, instance, self._reader, trusted=trusted, execution_id=new_id(), received_at=utcnow()
+            )
+        except (InvalidPayload, ValidationError) as exc:
+            raise _Refused(problem(400, "Bad Request", _reason(exc))) from None
+        except AccessplanitError as exc:
+            log.warning("user not read from accessplanit", instance_id=instance.id, error=exc.error.message)
+            detail = f"the user could not be read from accessplanit: {exc}"
+            raise _Refused(problem(503, "Service Unavailable", detail)) from None
+
+    async def _submit(self, event: ChangeEvent, instance: InstanceConfig, *, trusted: bool) -> Response:
+        notes, headers = own_write_marks(event, instance)
+        if not trusted:
+            notes.append("Unsigned delivery: the user's record was read from accessplanit with the instance's key")
+        try:
+            state = await self._intake.submit(event, stage=Stage.INGEST, notes=notes, headers=headers)
+        except KafkaUnavailable as exc:
+            log.warning("kafka unavailable, asking the sender to retry", error=str(exc))
+            return problem(503, "Service Unavailable", "the event could not be stored; retry later")
+        except ClaimsUnavailable as exc:
+            log.warning("redis unavailable, asking the sender to retry", error=str(exc))
+            return problem(503, "Service Unavailable", "the event could not be checked for duplicates; retry later")
+        ids = {"event_id": event.event_id, "execution_id": event.execution_id}
+        if state is Claim.DONE:
+            return JSONResponse({**ids, "duplicate": True}, status_code=200)
+        if state is Claim.IN_FLIGHT:
+            return being_stored()
+        return JSONResponse(ids, status_code=202)

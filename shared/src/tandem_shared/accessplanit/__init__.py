@@ -1,1 +1,0 @@
-"""accessplanit API v2 as Tandem uses it: response classification (pure), the budgeted client, their settings."""

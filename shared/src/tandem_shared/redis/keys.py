@@ -1,0 +1,92 @@
+"""Every Redis key Tandem writes, in one place. The strings are part of the stored state: changing one loses what
+an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins each format).
+
+`{…}` is a Redis Cluster hash tag: the keys that one script or transaction touches together share a slot.
+
+    tandem:{<instance>}:state:<system>:<contact>   HASH    what one side holds for a contact (`sync.rules`)
+    tandem:{<instance>}:ap-user-email              HASH    accessplanit user id → the last address seen for it
+    tandem:{<instance>}:held                       STREAM  changes held while the instance is paused (mapper)
+    tandem:{<instance>}:held:lock                  STRING  lease of the mapper replica releasing held changes
+    {tandem|<instance>|<target>|<contact>}:key:<idempotency key>   STRING  a command in flight or applied (writer)
+    {tandem|<instance>|<target>|<contact>}:lock                     STRING  the writer claim holding the contact
+    {tandem|<instance>|<target>|<contact>}:applied-at               STRING  source time of the newest change applied
+    tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
+    tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
+    tandem:poller:<instance>:lock                  STRING  lease of the ingest replica polling the instance
+    tandem:concurrency:<name>                      ZSET    a vendor's concurrency semaphore (Mailchimp connections)
+    tandem:budget:{<vendor>:<credential digest>:<endpoint>}        ZSET    a request budget's sliding window
+    tandem:budget:{<vendor>:<credential digest>:<endpoint>}:block  STRING  the vendor said 429: wait until it expires
+
+`<contact>` in the state keys is `subscriber_hash(email)` (Mailchimp's member id): no address appears in a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from tandem_shared.contracts import System, subscriber_hash
+
+CONCURRENCY_PREFIX = "tandem:concurrency:"
+
+
+def _instance(instance_id: str) -> str:
+    return f"tandem:{{{instance_id}}}"
+
+
+def state_key(instance_id: str, system: System, email: str) -> str:
+    return f"{_instance(instance_id)}:state:{system.value}:{subscriber_hash(email)}"
+
+
+def user_email_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:ap-user-email"
+
+
+def held_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:held"
+
+
+def held_lock_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:held:lock"
+
+
+class IdempotencyKeys(NamedTuple):
+    """The writer's keys for one command: all in the slot of its contact, so one script touches all three."""
+
+    applied: str  # "inflight:<token>" while being written, then "done:<epoch ms>"
+    lock: str  # the claim's token while a command of this contact is being written
+    applied_at: str  # source time (µs) of the newest change applied to the contact
+
+
+def idempotency_keys(instance_id: str, target: System, contact_key: str, idempotency_key: str) -> IdempotencyKeys:
+    slot = f"{{tandem|{instance_id}|{target.value}|{contact_key}}}"
+    return IdempotencyKeys(f"{slot}:key:{idempotency_key}", f"{slot}:lock", f"{slot}:applied-at")
+
+
+def ingest_claim_key(instance_id: str, event_id: str) -> str:
+    return f"tandem:ingest:event:{instance_id}:{event_id}"
+
+
+def poller_cursor_key(instance_id: str) -> str:
+    return f"tandem:poller:{instance_id}:cursor"
+
+
+def poller_lock_key(instance_id: str) -> str:
+    return f"tandem:poller:{instance_id}:lock"
+
+
+def concurrency_key(name: str, prefix: str = CONCURRENCY_PREFIX) -> str:
+    return f"{prefix}{name}"
+
+
+def budget_key(namespace: str, credential: str, endpoint: str) -> str:
+    """One credential's budget on one endpoint. The credential is hashed: keys are visible to operators.
+
+    The braces keep the log and its block key in one slot (one script touches both).
+    """
+    digest = hashlib.sha256(credential.encode("utf-8")).hexdigest()[:32]
+    return f"tandem:budget:{{{namespace}:{digest}:{endpoint.lower()}}}"
+
+
+def budget_block_key(budget: str) -> str:
+    return f"{budget}:block"

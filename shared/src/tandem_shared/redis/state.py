@@ -1,0 +1,327 @@
+"""The sync-state store: what Tandem knows each side holds (`tandem_shared.sync.rules`), kept in Redis.
+
+`StateStore` is the port the mapper and the writer use: `load_many` reads everything a batch needs in one round
+trip; a `StateTransaction` collects changes and applies them in one (MULTI/EXEC). `RedisStateStore` is the
+adapter; its two Lua scripts keep last-writer-wins per field and move a contact's state to a new address.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tandem_shared.contracts import SyncCommand, System
+from tandem_shared.redis.client import connect_url, text
+from tandem_shared.redis.held import HeldStore, RedisHeldStore
+from tandem_shared.redis.keys import held_key, state_key, user_email_key
+from tandem_shared.redis.scripts import LuaScript, ScriptCall
+from tandem_shared.sync.rules import (
+    DEFAULT_RECENT_WINDOW_MS,
+    DEFAULT_TTL_S,
+    Origin,
+    StateSnapshot,
+    expected_write,
+    parse_state,
+    recorded_write,
+    side_key,
+)
+
+# Last-writer-wins per field: a value replaces the stored one only when it differs and is not older. A write by
+# Tandem is also remembered on its own for a while, so a late echo of an earlier write is still recognised.
+# ARGV: source ts ms, origin, ttl s, now ms, recent window ms, then (field, digest) pairs.
+_MERGE = LuaScript("""
+local key = KEYS[1]
+local ts = tonumber(ARGV[1])
+local origin = ARGV[2]
+local now = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+if origin == 'written' then
+  local all = redis.call('HGETALL', key)
+  for j = 1, #all, 2 do
+    if string.sub(all[j], 1, 2) == 'r:' then
+      local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
+      if recorded <= now - window then redis.call('HDEL', key, all[j]) end
+    end
+  end
+end
+local changed = false
+for i = 6, #ARGV, 2 do
+  local name, digest = ARGV[i], ARGV[i + 1]
+  local current = redis.call('HGET', key, 'f:' .. name)
+  local take = true
+  if current then
+    local cd, cts = string.match(current, '^([^|]*)|(%d+)|')
+    if cd == digest or tonumber(cts) > ts then take = false end
+  end
+  if take then
+    redis.call('HSET', key, 'f:' .. name, digest .. '|' .. ARGV[1] .. '|' .. origin)
+    changed = true
+  end
+  if origin == 'written' then
+    redis.call('HSET', key, 'r:' .. name .. '|' .. digest, ARGV[1] .. '|' .. ARGV[4])
+  end
+end
+if origin == 'written' or changed or redis.call('HEXISTS', key, '_last') == 0 then
+  redis.call('HSET', key, '_last', origin .. '|' .. ARGV[1])
+end
+redis.call('EXPIRE', key, tonumber(ARGV[3]))
+if changed then return 1 end
+return 0
+""")
+
+_MOVE = LuaScript("""
+if KEYS[1] == KEYS[2] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+""")
+
+Side = tuple[str, System, str]  # (instance, system, email)
+
+
+class StateTransaction(Protocol):
+    """State changes collected for one round trip, applied all or none by `execute`."""
+
+    def __len__(self) -> int: ...
+
+    def merge(
+        self,
+        instance_id: str,
+        system: System,
+        email: str,
+        digests: Mapping[str, str],
+        *,
+        source_ts_ms: int,
+        origin: Origin,
+    ) -> None:
+        """The side holds these field digests as of `source_ts_ms` (last writer wins per field)."""
+        ...
+
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+        """The contact's address changed: what is known about it moves to the new address."""
+        ...
+
+    def set_user_email(self, instance_id: str, user_id: str, email: str) -> None: ...
+
+    def expect_write(self, command: SyncCommand) -> None:
+        """The mapper's note, before a command leaves it, that Tandem is about to write these values: the target's
+        webhook for the write may come back before the writer recorded it. What the target holds changes only
+        with `record_written`."""
+        ...
+
+    def record_written(self, command: SyncCommand) -> None:
+        """The writer's success hook: the target now holds the command's payload."""
+        ...
+
+    def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
+        """Holds a change of a paused (or backlogged) instance: parked when, and only when, the rest applies."""
+        ...
+
+    async def execute(self) -> None: ...
+
+
+class StateStore(Protocol):
+    @property
+    def held(self) -> HeldStore: ...
+
+    async def load_many(
+        self,
+        sides: Iterable[Side],
+        *,
+        user_ids: Iterable[tuple[str, str]] = (),
+        backlogs: Iterable[str] = (),
+    ) -> StateSnapshot:
+        """Several contacts' state, accessplanit users' last addresses and held-change backlogs in one read.
+
+        `sides` are (instance, system, email); `user_ids` (instance, accessplanit user id); `backlogs` instance ids.
+        """
+        ...
+
+    def transaction(self) -> StateTransaction: ...
+
+    async def record_written(self, command: SyncCommand) -> None:
+        """`record_written` in a transaction of its own."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class RedisStateTransaction:
+    """One MULTI/EXEC: a connection lost before EXEC applies none of it.
+
+    The Lua scripts are loaded inside the same transaction before their first use: after a Redis restart an
+    EVALSHA would otherwise fail alone at EXEC while the commands around it apply.
+    """
+
+    def __init__(self, store: RedisStateStore, redis: Redis) -> None:
+        self._store = store
+        self._pipe: Pipeline = redis.pipeline(transaction=True)
+        self._loaded: set[str] = set()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> None:
+        if script.sha not in self._loaded:
+            self._pipe.script_load(script.text)
+            self._loaded.add(script.sha)
+        script.queue(self._pipe, keys, args)
+        self._count += 1
+
+    def merge(
+        self,
+        instance_id: str,
+        system: System,
+        email: str,
+        digests: Mapping[str, str],
+        *,
+        source_ts_ms: int,
+        origin: Origin,
+    ) -> None:
+        self._store.queue_merge(self._script, state_key(instance_id, system, email), digests, source_ts_ms, origin)
+
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+        self._script(_MOVE, [state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)], [])
+
+    def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
+        self._pipe.hset(user_email_key(instance_id), user_id, email)
+        self._count += 1
+
+    def expect_write(self, command: SyncCommand) -> None:
+        expected = expected_write(command, self._store.now_ms())
+        if expected is None:
+            return
+        key = state_key(expected.instance_id, expected.system, expected.email)
+        self._pipe.hset(key, mapping=dict(expected.fields))  # type: ignore[arg-type]
+        self._pipe.expire(key, self._store.ttl_s)
+        self._count += 1
+
+    def record_written(self, command: SyncCommand) -> None:
+        self._store.queue_record_written(self._script, command)
+
+    def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
+        self._pipe.xadd(held_key(instance_id), dict(fields))  # type: ignore[arg-type]
+        self._count += 1
+
+    async def execute(self) -> None:
+        try:
+            if self._count:
+                await self._pipe.execute()
+        finally:
+            await self._pipe.reset()
+
+
+class RedisStateStore:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        ttl_s: int = DEFAULT_TTL_S,
+        recent_window_ms: int = DEFAULT_RECENT_WINDOW_MS,
+        clock: Callable[[], int] = lambda: int(time.time() * 1000),
+        held_lease_s: float = 30.0,
+        owns_client: bool = False,
+    ) -> None:
+        """`owns_client`: `close` closes `redis` too (a client shared with other stores is closed by its opener)."""
+        self._redis = redis
+        self._ttl_s = ttl_s
+        self._recent_window_ms = recent_window_ms
+        self._clock = clock
+        self._held = RedisHeldStore(redis, lease_s=held_lease_s)
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ttl_s: int = DEFAULT_TTL_S,
+        recent_window_ms: int = DEFAULT_RECENT_WINDOW_MS,
+        clock: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> RedisStateStore:
+        """A store on a client of its own (closed with the store)."""
+        return cls(connect_url(url), ttl_s=ttl_s, recent_window_ms=recent_window_ms, clock=clock, owns_client=True)
+
+    @property
+    def held(self) -> RedisHeldStore:
+        return self._held
+
+    @property
+    def ttl_s(self) -> int:
+        return self._ttl_s
+
+    def now_ms(self) -> int:
+        return self._clock()
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self._redis.aclose()
+
+    async def load_many(
+        self,
+        sides: Iterable[Side],
+        *,
+        user_ids: Iterable[tuple[str, str]] = (),
+        backlogs: Iterable[str] = (),
+    ) -> StateSnapshot:
+        wanted = list(dict.fromkeys(side_key(*side) for side in sides))
+        keys = [state_key(*side) for side in wanted]
+        users = list(dict.fromkeys(user_ids))
+        instances = list(dict.fromkeys(backlogs))
+        if not keys and not users and not instances:
+            return StateSnapshot({}, {}, {})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            for instance_id, user_id in users:
+                pipe.hget(user_email_key(instance_id), user_id)
+            for instance_id in instances:
+                pipe.xlen(held_key(instance_id))
+            results = await pipe.execute()
+        raw_sides, rest = results[: len(keys)], results[len(keys) :]
+        raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
+        return StateSnapshot(
+            sides={
+                side: parse_state({text(k): text(v) for k, v in raw.items()})
+                for side, raw in zip(wanted, raw_sides, strict=True)
+            },
+            user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
+            backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},
+        )
+
+    def transaction(self) -> RedisStateTransaction:
+        return RedisStateTransaction(self, self._redis)
+
+    async def record_written(self, command: SyncCommand) -> None:
+        transaction = self.transaction()
+        transaction.record_written(command)
+        await transaction.execute()
+
+    def queue_record_written(self, call: ScriptCall, command: SyncCommand) -> None:
+        """The one way a write is recorded: its script calls, queued through `call` — in a transaction, or on a
+        pipeline shared with the writer's own records (`RedisIdempotencyStore.mark_done`)."""
+        written = recorded_write(command)
+        if written is None:
+            return
+        if written.moved_from is not None:
+            old = state_key(written.instance_id, written.system, written.moved_from)
+            call(_MOVE, [old, state_key(written.instance_id, written.system, written.email)], [])
+        key = state_key(written.instance_id, written.system, written.email)
+        self.queue_merge(call, key, written.digests, written.source_ts_ms, "written")
+
+    def queue_merge(
+        self, call: ScriptCall, key: str, digests: Mapping[str, str], source_ts_ms: int, origin: Origin
+    ) -> None:
+        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms]
+        for name, digest in digests.items():
+            args.extend((name, digest))
+        call(_MERGE, [key], args)
+
+    async def load_scripts(self) -> None:
+        """After NOSCRIPT (Redis restarted): the scripts `queue_record_written` calls by name, loaded again."""
+        for script in (_MERGE, _MOVE):
+            await self._redis.script_load(script.text)

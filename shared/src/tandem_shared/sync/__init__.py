@@ -1,0 +1,1 @@
+"""Sync-state rules: what Tandem knows each side holds, as pure values and functions (no I/O)."""

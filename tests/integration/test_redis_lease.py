@@ -1,0 +1,62 @@
+"""Owner leases on the real Redis: one holder at a time, kept by renewing, given back only by its owner."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.lease import Leases
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = connect_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test:lease:{uuid.uuid4().hex}"
+
+
+async def test_one_owner_holds_the_lease_and_taking_it_again_keeps_it(redis: Redis, key: str) -> None:
+    leases = Leases(redis, ttl_s=30)
+    assert await leases.acquire(key, "a")
+    assert not await leases.acquire(key, "b")
+    await redis.pexpire(key, 1000)
+    assert await leases.acquire(key, "a"), "its owner takes it again"
+    assert await redis.pttl(key) > 1000, "with a fresh lease"
+    assert await redis.get(key) == "a"
+
+
+async def test_only_the_owner_renews_or_releases(redis: Redis, key: str) -> None:
+    leases = Leases(redis, ttl_s=30)
+    assert await leases.acquire(key, "a")
+    assert not await leases.renew(key, "b")
+    assert not await leases.release(key, "b")
+    assert await redis.get(key) == "a"
+    assert await leases.renew(key, "a")
+    assert await leases.release(key, "a")
+    assert await redis.exists(key) == 0
+    assert not await leases.renew(key, "a"), "a released lease is not renewed back into existence"
+    assert await redis.exists(key) == 0
+    assert await leases.acquire(key, "b")
+
+
+async def test_a_lease_nobody_renews_expires_and_its_old_owner_cannot_release_the_new_one(
+    redis: Redis, key: str
+) -> None:
+    short = Leases(redis, ttl_s=0.2)
+    assert await short.acquire(key, "crashed")
+    await asyncio.sleep(0.4)
+    assert await short.acquire(key, "survivor")
+    assert not await short.release(key, "crashed")
+    assert await redis.get(key) == "survivor"

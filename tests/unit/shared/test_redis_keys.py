@@ -1,0 +1,46 @@
+"""Every Redis key scheme, pinned: the strings are stored state, so a changed format would lose what an earlier
+version wrote (sync state, held changes, applied writes, poller cursors) on upgrade."""
+
+from __future__ import annotations
+
+from tandem_shared.contracts import System
+from tandem_shared.redis import keys
+
+ADA = "3e3417d7ef77d5932a6734b916515ed5"  # md5("ada@example.com"): Mailchimp's member id
+
+
+def test_sync_state_keys_share_the_instance_slot_and_carry_no_address() -> None:
+    assert keys.state_key("demo", System.MAILCHIMP, "Ada@Example.com ") == f"tandem:{{demo}}:state:mailchimp:{ADA}"
+    assert keys.state_key("demo", System.ACCESSPLANIT, "ada@example.com") == f"tandem:{{demo}}:state:accessplanit:{ADA}"
+    assert keys.user_email_key("demo") == "tandem:{demo}:ap-user-email"
+
+
+def test_held_change_keys() -> None:
+    assert keys.held_key("demo") == "tandem:{demo}:held"
+    assert keys.held_lock_key("demo") == "tandem:{demo}:held:lock"
+
+
+def test_the_writers_keys_share_the_contacts_slot() -> None:
+    assert keys.idempotency_keys("demo", System.MAILCHIMP, "c0ffee", "k1") == (
+        "{tandem|demo|mailchimp|c0ffee}:key:k1",
+        "{tandem|demo|mailchimp|c0ffee}:lock",
+        "{tandem|demo|mailchimp|c0ffee}:applied-at",
+    )
+    named = keys.idempotency_keys("demo", System.ACCESSPLANIT, "ap:7", "k2")
+    assert named.applied == "{tandem|demo|accessplanit|ap:7}:key:k2"
+    assert named.lock == "{tandem|demo|accessplanit|ap:7}:lock"
+    assert named.applied_at == "{tandem|demo|accessplanit|ap:7}:applied-at"
+
+
+def test_ingest_claim_and_poller_keys() -> None:
+    assert keys.ingest_claim_key("demo", "ev-1") == "tandem:ingest:event:demo:ev-1"
+    assert keys.poller_cursor_key("demo") == "tandem:poller:demo:cursor"
+    assert keys.poller_lock_key("demo") == "tandem:poller:demo:lock"
+
+
+def test_vendor_limit_keys() -> None:
+    assert keys.concurrency_key("mailchimp:us1:abc") == "tandem:concurrency:mailchimp:us1:abc"
+    assert keys.concurrency_key("acct", "test:x:") == "test:x:acct"
+    budget = keys.budget_key("accessplanit", "http://127.0.0.1:1|some-api-key", "User")
+    assert budget == "tandem:budget:{accessplanit:a269fa46ffa51f0b180789ff2df3f872:user}"
+    assert keys.budget_block_key(budget) == f"{budget}:block"
