@@ -16,7 +16,7 @@ from support.kafka import connect
 from support.waiting import eventually
 from tandem_shared.contracts import Headers, TopicSpec
 from tandem_shared.kafka import ensure_topics
-from tandem_shared.partitioned import (
+from tandem_shared.kafka.partitioned import (
     InboundRecord,
     KeyedStrategy,
     PartitionedConsumer,

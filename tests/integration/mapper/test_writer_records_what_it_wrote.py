@@ -20,7 +20,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.partitioned import InboundRecord
+from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.sync.rules import content_fingerprint, field_digest

@@ -21,7 +21,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
-from tandem_shared.partitioned import InboundRecord
+from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.redis.idempotency import Claim, ClaimState
 from tandem_writer.delivery import Delivery, Disposition
 from tandem_writer.outcome import WriteOutcome

@@ -12,7 +12,7 @@ from aiokafka import TopicPartition
 from support.waiting import eventually
 from tandem_shared.contracts import Headers, utcnow
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
-from tandem_shared.partitioned import InboundRecord, ProcessingStrategy
+from tandem_shared.kafka.partitioned import InboundRecord, ProcessingStrategy
 from tandem_writer.retry import epoch_ms
 from tandem_writer.strategy import delivery_strategy
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aiokafka import TopicPartition
 
-from tandem_shared.partitioned import InboundRecord, KeyedStrategy
+from tandem_shared.kafka.partitioned import InboundRecord, KeyedStrategy
 
 PARTITION = TopicPartition("tandem.commands", 0)
 

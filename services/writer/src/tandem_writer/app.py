@@ -17,9 +17,9 @@ from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.kafka.partitioned import PartitionedConsumer, consumer_options
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
-from tandem_shared.partitioned import PartitionedConsumer, consumer_options
 from tandem_shared.redis.client import connect
 from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore

@@ -34,9 +34,9 @@ from tandem_shared.contracts import (
 from tandem_shared.contracts.topics import COMMANDS_DLQ
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import Producer
+from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import DEAD_LETTERS, RETRIES, WRITER_OUTCOMES
-from tandem_shared.partitioned import InboundRecord
 from tandem_shared.redis.idempotency import ClaimState, IdempotencyStore
 from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.tracing import StepRecorder, new_id, publish_trace

@@ -14,7 +14,7 @@ from typing import Protocol
 from aiokafka import TopicPartition
 
 from tandem_shared.contracts.topics import COMMANDS
-from tandem_shared.partitioned import InboundRecord, KeyedStrategy, StrategyFactory
+from tandem_shared.kafka.partitioned import InboundRecord, KeyedStrategy, StrategyFactory
 from tandem_writer.retry import not_before
 
 

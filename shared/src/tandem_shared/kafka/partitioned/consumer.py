@@ -23,9 +23,9 @@ from typing import Protocol, TypedDict
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from tandem_shared.kafka.partitioned.records import inbound
+from tandem_shared.kafka.partitioned.strategy import ProcessingStrategy, StrategyFactory
 from tandem_shared.logging import get_logger
-from tandem_shared.partitioned.records import inbound
-from tandem_shared.partitioned.strategy import ProcessingStrategy, StrategyFactory
 
 log = get_logger("tandem.kafka.partitioned")
 

@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 
 from support.waiting import eventually
 from tandem_shared.contracts import utcnow
-from tandem_shared.partitioned import InboundRecord, KeyedStrategy
+from tandem_shared.kafka.partitioned import InboundRecord, KeyedStrategy
 
 PARTITION = TopicPartition("tandem.commands.retry-1", 0)
 

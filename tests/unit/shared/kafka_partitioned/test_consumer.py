@@ -13,14 +13,14 @@ from aiokafka import TopicPartition
 
 from fakes.kafka import FakeBroker, FakeConsumer
 from support.waiting import eventually
-from tandem_shared.partitioned import (
+from tandem_shared.kafka.partitioned import (
     InboundRecord,
     KeyedStrategy,
     PartitionedConsumer,
     ProcessingStrategy,
     StrategyFactory,
 )
-from tandem_shared.partitioned import consumer as consumer_module
+from tandem_shared.kafka.partitioned import consumer as consumer_module
 
 TOPIC = "test.partitioned"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tandem_shared.partitioned import InboundRecord, PartitionBuffer
+from tandem_shared.kafka.partitioned import InboundRecord, PartitionBuffer
 
 
 def record(offset: int, key: bytes = b"k") -> InboundRecord:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from aiokafka import TopicPartition
 
-from tandem_shared.partitioned.records import InboundRecord
+from tandem_shared.kafka.partitioned.records import InboundRecord
 
 
 class ProcessingStrategy(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from tandem_shared.partitioned.records import InboundRecord
+from tandem_shared.kafka.partitioned.records import InboundRecord
 
 
 class PartitionBuffer:

@@ -23,9 +23,9 @@ from aiokafka import TopicPartition
 
 from tandem_shared.concurrency import Backoff
 from tandem_shared.contracts import utcnow
+from tandem_shared.kafka.partitioned.buffer import PartitionBuffer
+from tandem_shared.kafka.partitioned.records import InboundRecord
 from tandem_shared.logging import get_logger
-from tandem_shared.partitioned.buffer import PartitionBuffer
-from tandem_shared.partitioned.records import InboundRecord
 
 log = get_logger("tandem.kafka.partitioned")
 
