@@ -2,8 +2,8 @@
 
 The model is getsentry/arroyo's `backends/local` (a `LocalBroker` holding the records, consumers with positions,
 pause/resume and commits). `FakeConsumer` offers what `tandem_shared.kafka.partitioned.ConsumerClient` asks of
-aiokafka's AIOKafkaConsumer; which partitions it owns is the test's decision (`rebalance`), made the way aiokafka's group
-coordinator makes it: revocation first (awaited, assignment still the old one), then the new assignment.
+aiokafka's AIOKafkaConsumer; which partitions it owns is the test's decision (`rebalance`), made the way aiokafka's
+group coordinator makes it: revocation first (awaited, assignment still the old one), then the new assignment.
 """
 
 from __future__ import annotations
