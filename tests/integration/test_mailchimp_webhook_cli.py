@@ -23,7 +23,7 @@ from component.simulators.mailchimp.mailchimp_testkit import (
 from support.kafka import connect
 from tandem_cli.main import main
 from tandem_shared.contracts import InstanceConfig
-from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.instance_store import put_instance, read_instances, remove_instance
 from tandem_shared.instances import demo_instance
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def instance(sim_server: SimServer, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> InstanceConfig:
+def instance(
+    sim_server: SimServer, kafka_bootstrap: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[InstanceConfig]:
     monkeypatch.setenv("TANDEM_CLI_TEST_MAILCHIMP_KEY", DEMO_KEY)
     monkeypatch.setenv("TANDEM_CLI_TEST_PATH_SECRET", PATH_SECRET)
     base = demo_instance()
@@ -61,7 +63,8 @@ def instance(sim_server: SimServer, kafka_bootstrap: str, monkeypatch: pytest.Mo
         }
     )
     asyncio.run(put_instance(connect(kafka_bootstrap), config))
-    return config
+    yield config
+    asyncio.run(remove_instance(connect(kafka_bootstrap), redis_url, config.id))
 
 
 def public_url(receiver: Receiver) -> str:

@@ -34,8 +34,8 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.envelopes import change_envelope
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
-from tandem_shared.instance_store import TopicInstanceRegistry, delete_instance, put_instance
-from tandem_shared.instances import Listener, demo_instance
+from tandem_shared.instance_store import TopicInstanceRegistry, put_instance, remove_instance
+from tandem_shared.instances import DeleteListener, Listener, demo_instance
 from tandem_shared.kafka import KafkaProducer, partitions_of, send_envelope
 from tandem_shared.redis.state import StateStore
 
@@ -62,6 +62,15 @@ class OnlyThese:
             return listener(old, new) if subject is not None and subject.id in self._ids else None
 
         self._inner.on_change(narrowed)
+
+    def on_delete(self, listener: DeleteListener) -> None:
+        def narrowed(instance_id: str, at: datetime) -> Any:
+            return listener(instance_id, at) if instance_id in self._ids else None
+
+        self._inner.on_delete(narrowed)
+
+    def deleted_at(self, instance_id: str) -> datetime | None:
+        return self._inner.deleted_at(instance_id) if instance_id in self._ids else None
 
     async def start(self) -> None:
         await self._inner.start()
@@ -191,9 +200,10 @@ async def running_mapper(
         await built.producer.stop()
         await topic_registry.stop()
         await state.close()
-        # Later stacks in the session replay every change; gone instances make that replay cheap.
+        # Later stacks in the session replay every change; gone instances make that replay cheap. Deleted as an
+        # operator deletes one (`tandem instances delete`): its Redis state goes too.
         for instance_id in ids:
-            await delete_instance(connect(kafka), instance_id)
+            await remove_instance(connect(kafka), redis, instance_id)
 
 
 def new_id() -> str:

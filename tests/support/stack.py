@@ -20,7 +20,7 @@ from tandem_devstack.processes import free_port
 from tandem_devstack.stack import Ports, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY
-from tandem_shared.instance_store import delete_instance, put_instance
+from tandem_shared.instance_store import put_instance, remove_instance
 from tandem_shared.instances import demo_instance
 
 
@@ -104,6 +104,7 @@ def running_stack(
         yield RunningStack(stack, ports, instance, kafka, redis)
     finally:
         stack.stop()
-        # Other consumers on this broker (`make run`'s, every later ingest poller) follow the registry: without its
-        # instance, this stack's records still on the topics are skipped there and its dead ports are not polled.
-        asyncio.run(delete_instance(connect(kafka), instance.id))
+        # Other consumers on this broker (every later ingest poller) follow the registry: without its instance, this
+        # stack's records still on the topics are skipped there and its dead ports are not polled. Deleted as an
+        # operator deletes one (`tandem instances delete`): its Redis state goes too.
+        asyncio.run(remove_instance(connect(kafka), redis, instance.id))

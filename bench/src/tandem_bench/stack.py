@@ -25,7 +25,7 @@ from tandem_devstack.processes import free_port, port_open
 from tandem_devstack.stack import Ports, ServiceSpec, Stack, service_specs, stack_env
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES, COMMANDS
-from tandem_shared.instance_store import delete_instance, put_instance
+from tandem_shared.instance_store import put_instance, remove_instance
 from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaConnection, ensure_topics, partitions_of
 
@@ -198,5 +198,5 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
     finally:
         stack.stop()
         if not own.kafka_started_here:
-            # Someone else's broker: leave it as it was, less this run's instance.
-            asyncio.run(delete_instance(_connection(kafka), instance.id))
+            # Someone else's broker: leave it as it was, less this run's instance (and its Redis state).
+            asyncio.run(remove_instance(_connection(kafka), redis, instance.id))

@@ -24,7 +24,7 @@ EXIT_CODES_HELP = """exit codes:
   1  invalid configuration: nothing was applied
   2  usage error, or the file cannot be read or parsed
   3  no such instance
-  4  Kafka, a vendor API or a secret is unavailable"""
+  4  Kafka, Redis, a vendor API or a secret is unavailable"""
 
 T = TypeVar("T")
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import redis
 import yaml
 from pydantic import ValidationError
 
@@ -28,7 +29,7 @@ from tandem_cli.common import (
 from tandem_cli.vendors import vendor_clients
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.instances import instance_json_schema
-from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.instance_store import put_instance, read_instances, read_snapshot, remove_instance
 from tandem_shared.instance_validation.live import read_live_schemas
 from tandem_shared.instance_validation.problems import LiveSchemas, Problem
 from tandem_shared.instance_validation.rules import direction_summary, validate_instance
@@ -233,6 +234,50 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _confirmed(instance_id: str, what: str) -> bool:
+    """An operator at a terminal types the id again; a script says --yes."""
+    print(
+        f"Delete {what}? Every service stops syncing it and its Redis state is removed; the console keeps its history.",
+        file=sys.stderr,
+    )
+    try:
+        answer = input(f"Type the instance id ({instance_id}) to confirm: ")
+    except EOFError:
+        return False
+    return answer.strip() == instance_id
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    snapshot = run(read_snapshot(kafka_connection(args)), timeout=args.timeout, what="Kafka")
+    instance = snapshot.instances.get(args.id)
+    if instance is None and args.id not in snapshot.deleted:
+        return fail(f"no instance '{args.id}'", EXIT_NOT_FOUND)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            return fail("deleting an instance needs --yes when not run at a terminal; nothing was deleted", EXIT_USAGE)
+        what = f"instance '{args.id}' ({instance.name})" if instance else f"the state of deleted instance '{args.id}'"
+        if not _confirmed(args.id, what):
+            print("nothing was deleted")
+            return EXIT_OK
+    try:
+        removed = run(
+            remove_instance(kafka_connection(args), args.redis_url, args.id), timeout=args.timeout, what="Kafka"
+        )
+    except redis.RedisError as exc:
+        # The tombstone is on the topic already (Redis is reached only once Kafka acknowledged it).
+        message = (
+            f"instance '{args.id}' is deleted on tandem.instances, but its Redis state could not be removed "
+            f"({exc}); run the command again once Redis ({args.redis_url}) answers"
+        )
+        return fail(message, EXIT_UNAVAILABLE)
+    state = f"{removed} Redis key(s) of its state removed"
+    if instance is None:
+        print(f"instance '{args.id}' was deleted already; {state}")
+    else:
+        print(f"instance '{args.id}' deleted: every service stops syncing it; {state}")
+    return EXIT_OK
+
+
 def cmd_schema(_: argparse.Namespace) -> int:
     print(json.dumps(instance_json_schema(), indent=2, ensure_ascii=False))
     return EXIT_OK
@@ -243,8 +288,6 @@ def _held_counts(instance_ids: list[str]) -> dict[str, int]:
     url = os.environ.get("REDIS_URL")
     if not url or not instance_ids:
         return {}
-    import redis
-
     try:
         client = connect_sync(url)
         try:
@@ -305,5 +348,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     resume.add_argument("id")
     resume.add_argument(
         "--discard-buffered", action="store_true", help="discard the changes held while paused instead (traced)"
+    )
+    delete = command("delete", cmd_delete, "delete an instance: every service stops syncing it, its Redis state goes")
+    delete.add_argument("id")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
+    delete.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="Tandem's Redis, whose keys of the instance are removed (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
     )
     command("schema", cmd_schema, "print the JSON Schema of configuration files", broker=False)

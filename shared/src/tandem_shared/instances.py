@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Protocol
 
 from tandem_shared.contracts import (
@@ -15,12 +16,15 @@ from tandem_shared.contracts import (
     FieldMapping,
     InstanceConfig,
     MailchimpConnection,
+    utcnow,
 )
 
 DEMO_INSTANCE_ID = "demo"
 
 # `listener(old, new)` after each change; new is None when the instance was deleted.
 Listener = Callable[[InstanceConfig | None, InstanceConfig | None], Awaitable[None] | None]
+# `listener(instance_id, deleted_at)` after each deletion, also of an instance this process never saw configured.
+DeleteListener = Callable[[str, datetime], Awaitable[None] | None]
 
 
 class InstanceRegistry(Protocol):
@@ -30,15 +34,31 @@ class InstanceRegistry(Protocol):
 
     def on_change(self, listener: Listener) -> None: ...
 
+    def on_delete(self, listener: DeleteListener) -> None: ...
+
+    def deleted_at(self, instance_id: str) -> datetime | None:
+        """When the instance was deleted (`tandem instances delete`), as long as it stays deleted; None for an
+        instance that exists or was never seen deleted by this process."""
+        ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
 
 
+def missing_instance(registry: InstanceRegistry, instance_id: str) -> str:
+    """Why a record of an instance the registry does not have is not processed (a trace summary)."""
+    if registry.deleted_at(instance_id) is not None:
+        return f"Dropped: instance {instance_id} was deleted"
+    return f"Unknown instance {instance_id}"
+
+
 class StaticInstanceRegistry:
     def __init__(self, instances: list[InstanceConfig]) -> None:
         self._by_id = {i.id: i for i in instances}
+        self._deleted: dict[str, datetime] = {}
         self._listeners: list[Listener] = []
+        self._delete_listeners: list[DeleteListener] = []
 
     def get(self, instance_id: str) -> InstanceConfig | None:
         return self._by_id.get(instance_id)
@@ -49,20 +69,42 @@ class StaticInstanceRegistry:
     def on_change(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def on_delete(self, listener: DeleteListener) -> None:
+        self._delete_listeners.append(listener)
+
+    def deleted_at(self, instance_id: str) -> datetime | None:
+        return self._deleted.get(instance_id)
+
     async def put(self, instance: InstanceConfig) -> None:
         """Replace an instance's configuration, as a publish to the topic would."""
         old = self._by_id.get(instance.id)
         self._by_id[instance.id] = instance
+        self._deleted.pop(instance.id, None)
+        await self._notify(old, instance)
+
+    async def delete(self, instance_id: str, *, at: datetime | None = None) -> None:
+        """Remove an instance, as a tombstone on the topic would."""
+        old = self._by_id.pop(instance_id, None)
+        deleted_at = self._deleted[instance_id] = at or utcnow()
+        await self._notify(old, None)
+        for listener in self._delete_listeners:
+            await settled(listener(instance_id, deleted_at))
+
+    async def _notify(self, old: InstanceConfig | None, new: InstanceConfig | None) -> None:
         for listener in self._listeners:
-            result = listener(old, instance)
-            if inspect.isawaitable(result):
-                await result
+            await settled(listener(old, new))
 
     async def start(self) -> None:
         return None
 
     async def stop(self) -> None:
         return None
+
+
+async def settled(result: Awaitable[None] | None) -> None:
+    """A listener's result, awaited when the listener is a coroutine function."""
+    if inspect.isawaitable(result):
+        await result
 
 
 def demo_instance() -> InstanceConfig:

@@ -17,6 +17,7 @@ from tandem_ingest.intake import Intake
 from tandem_ingest.normalize.accessplanit import parse_webhook, webhook_event
 from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, PollReport, RedisCursorStore
 from tandem_shared.contracts import (
+    ChangeEvent,
     ChangeKind,
     Direction,
     Headers,
@@ -28,6 +29,8 @@ from tandem_shared.contracts import (
     utcnow,
 )
 from tandem_shared.instances import StaticInstanceRegistry
+from tandem_shared.redis.keys import ingest_claim_key, instance_key_patterns, poller_cursor_key
+from tandem_shared.redis.purge import purge_instance
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 
@@ -63,6 +66,7 @@ async def start(redis: Redis, tenant: InstanceConfig) -> AsyncIterator[Any]:
         overlap_s: float = 0.0,
         instances: list[InstanceConfig] | None = None,
         publisher: RecordingPublisher | None = None,
+        registry: StaticInstanceRegistry | None = None,
         **budget: Any,
     ) -> Tandem:
         publisher = publisher or RecordingPublisher()
@@ -75,7 +79,7 @@ async def start(redis: Redis, tenant: InstanceConfig) -> AsyncIterator[Any]:
             traces.append(record)
 
         poller = AccessplanitPoller(
-            registry=StaticInstanceRegistry(instances or [tenant]),
+            registry=registry or StaticInstanceRegistry(instances or [tenant]),
             clients=clients,
             intake=intake,
             cursors=RedisCursorStore(redis),
@@ -251,3 +255,45 @@ async def test_instances_that_do_not_sync_accessplanit_changes_are_not_polled(
     assert await tandem.poller.poll_all() == []
     stats = (await sim.get("/_sim/stats")).json()
     assert not any(r["route"].startswith("/api/v2/User") for r in stats["requests"])
+
+
+@dataclass
+class DeletedWhilePublishing(RecordingPublisher):
+    """Deletes the instance as `tandem instances delete` would (tombstone seen, Redis purged) once its first change
+    is published, in the middle of a round."""
+
+    registry: StaticInstanceRegistry = field(default_factory=lambda: StaticInstanceRegistry([]))
+    redis: Redis | None = None
+
+    async def publish(self, event: ChangeEvent, **kwargs: Any) -> None:
+        await super().publish(event, **kwargs)
+        if len(self.published) == 1 and self.redis is not None:
+            await self.registry.delete(event.instance_id)
+            await purge_instance(self.redis, event.instance_id)
+
+
+async def test_a_deleted_instance_ends_its_round_at_once_and_is_polled_no_more(
+    start: Any, admin: httpx.AsyncClient, redis: Redis, tenant: InstanceConfig
+) -> None:
+    registry = StaticInstanceRegistry([tenant])
+    publisher = DeletedWhilePublishing(registry=registry, redis=redis)
+    tandem = await start(page_size=2, registry=registry, publisher=publisher)
+    await tandem.poll()
+    assert await redis.exists(poller_cursor_key(tenant.id))
+    for n in range(5):
+        await create_user(admin, Email=f"gone{n}@example.com")
+
+    [report] = await tandem.poller.poll_all()
+    assert report.stopped_early == "the instance was deleted"
+    assert (report.read, len(publisher.published)) == (1, 1)  # nothing of it is read or published after the delete
+    # Nothing of the instance is written back after the purge (a re-created id starts clean) but the claim of the
+    # change being published at that moment, which expires.
+    [in_flight] = publisher.published
+    left = [
+        key.decode() for pattern in instance_key_patterns(tenant.id) async for key in redis.scan_iter(match=pattern)
+    ]
+    assert left == [ingest_claim_key(tenant.id, in_flight.event.event_id)]
+    assert await redis.ttl(left[0]) > 0
+
+    assert await tandem.poller.poll_all() == []
+    assert len(publisher.published) == 1

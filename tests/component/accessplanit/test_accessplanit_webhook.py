@@ -124,6 +124,25 @@ async def test_an_unknown_instance_is_404(ingest: httpx.AsyncClient) -> None:
     assert response.status_code == 404
 
 
+async def test_a_deleted_instance_is_answered_as_an_unknown_one(
+    ap_server: SimServer, admin: httpx.AsyncClient, redis: object, redis_db_url: str, publisher: RecordingPublisher
+) -> None:
+    registry = StaticInstanceRegistry([instance(ap_server.base_url)])
+    settings = IngestSettings(
+        kafka_bootstrap_servers="127.0.0.1:9", redis_url=redis_db_url, poller_enabled=False, log_json=False
+    )
+    app = create_app(settings, registry, publisher=publisher)
+    body = delivery("POST", await create_user(admin), "created")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingest") as client:
+        assert (await post(client, body, "POST")).status_code == 202
+        await registry.delete("ap-test")
+        deleted = await post(client, body, "POST")
+        unknown = await post(client, body, "POST", instance_id="nope")
+    assert deleted.status_code == unknown.status_code == 404
+    assert deleted.json() == unknown.json()
+    assert len(publisher.published) == 1
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

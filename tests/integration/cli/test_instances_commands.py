@@ -20,7 +20,7 @@ from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
     DEMO_MAILCHIMP_API_KEY,
 )
-from tandem_shared.instance_store import delete_instance
+from tandem_shared.instance_store import remove_instance
 
 pytestmark = pytest.mark.integration
 
@@ -38,11 +38,11 @@ def simulators(
 
 
 @pytest.fixture
-def instance_id(kafka_bootstrap: str) -> Iterator[str]:
-    """A fresh instance id, deleted from the topic afterwards (later stacks replay every instance's changes)."""
+def instance_id(kafka_bootstrap: str, redis_url: str) -> Iterator[str]:
+    """A fresh instance id, deleted afterwards (later stacks replay every instance's changes)."""
     instance_id = f"cli-{uuid.uuid4().hex[:8]}"
     yield instance_id
-    asyncio.run(delete_instance(connect(kafka_bootstrap), instance_id))
+    asyncio.run(remove_instance(connect(kafka_bootstrap), redis_url, instance_id))
 
 
 @pytest.fixture(autouse=True)

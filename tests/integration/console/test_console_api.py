@@ -43,7 +43,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.contracts.envelopes import change_envelope, trace_envelope
 from tandem_shared.contracts.topics import CHANGES, TRACE
-from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.instance_store import put_instance, read_instances, remove_instance
 from tandem_shared.kafka import KafkaProducer, caught_up, partitions_of, read_records, send_envelope
 
 pytestmark = pytest.mark.integration
@@ -148,7 +148,7 @@ def dataset(instance: str, other: str, now: datetime) -> tuple[dict[str, str], l
 
 
 @pytest.fixture(scope="module")
-async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+async def world(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     tmp: Path = tmp_path_factory.mktemp("console-api")
     suffix = uuid.uuid4().hex[:8]
     instance, other = f"c-{suffix}", f"c-{suffix}-other"
@@ -174,6 +174,8 @@ async def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
 
             await eventually(all_consumed, timeout=60)
             yield World(client, kafka_bootstrap, instance, other, ids, records, now, settings)
+    for instance_id in (instance, other):
+        await remove_instance(connect(kafka_bootstrap), redis_url, instance_id)
 
 
 async def listed(world: World, **params: Any) -> set[str]:

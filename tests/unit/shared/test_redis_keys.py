@@ -3,6 +3,8 @@ version wrote (sync state, held changes, applied writes, poller cursors) on upgr
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
+
 from tandem_shared.contracts import System
 from tandem_shared.redis import keys
 
@@ -44,3 +46,52 @@ def test_vendor_limit_keys() -> None:
     budget = keys.budget_key("accessplanit", "http://127.0.0.1:1|some-api-key", "User")
     assert budget == "tandem:budget:{accessplanit:a269fa46ffa51f0b180789ff2df3f872:user}"
     assert keys.budget_block_key(budget) == f"{budget}:block"
+
+
+def test_the_patterns_of_an_instance_are_pinned() -> None:
+    assert keys.instance_key_patterns("demo") == (
+        "tandem:{demo}:*",
+        "{tandem|demo|*",
+        "tandem:ingest:event:demo:*",
+        "tandem:poller:demo:cursor",
+        "tandem:poller:demo:lock",
+    )
+
+
+def _every_key_of(instance_id: str) -> list[str]:
+    writer = [
+        key
+        for target in System
+        for key in keys.idempotency_keys(instance_id, target, "ap:7", "k1")
+        + keys.idempotency_keys(instance_id, target, ADA, "k2")
+    ]
+    return [
+        keys.state_key(instance_id, System.MAILCHIMP, "ada@example.com"),
+        keys.state_key(instance_id, System.ACCESSPLANIT, "ada@example.com"),
+        keys.user_email_key(instance_id),
+        keys.held_key(instance_id),
+        keys.held_lock_key(instance_id),
+        *writer,
+        keys.ingest_claim_key(instance_id, "ev-1"),
+        keys.poller_cursor_key(instance_id),
+        keys.poller_lock_key(instance_id),
+    ]
+
+
+def _matched(key: str, patterns: tuple[str, ...]) -> bool:
+    # fnmatch's glob is Redis's for these patterns (no escapes in them: the ids below have no glob characters).
+    return any(fnmatchcase(key, pattern) for pattern in patterns)
+
+
+def test_the_patterns_match_every_key_of_the_instance_and_none_of_another() -> None:
+    patterns = keys.instance_key_patterns("demo")
+    assert all(_matched(key, patterns) for key in _every_key_of("demo"))
+    for other in ("demo-2", "dem", "2-demo", "demo0"):
+        assert not any(_matched(key, patterns) for key in _every_key_of(other)), other
+    shared = [keys.concurrency_key("mailchimp:us1:demo"), keys.budget_key("mailchimp", "demo", "members")]
+    assert not any(_matched(key, patterns) for key in shared)
+
+
+def test_glob_characters_in_an_id_are_matched_literally() -> None:
+    # Instance ids cannot hold them (the contract's pattern); the purge must not widen to other instances if one did.
+    assert keys.instance_key_patterns("a*[b]?\\")[3] == "tandem:poller:a\\*\\[b\\]\\?\\\\:cursor"

@@ -158,11 +158,12 @@ class World:
     store: FakeStore = field(default_factory=FakeStore)
     sink: FakeSink = field(default_factory=FakeSink)
     tracer: FakeTracer = field(default_factory=FakeTracer)
+    registry: StaticInstanceRegistry = field(default_factory=lambda: StaticInstanceRegistry([demo_instance()]))
 
     @property
     def delivery(self) -> Delivery:
         return Delivery(
-            registry=StaticInstanceRegistry([demo_instance()]),
+            registry=self.registry,
             targets={System.MAILCHIMP: self.target},
             store=self.store,
             sink=self.sink,
@@ -304,6 +305,20 @@ async def test_a_command_for_an_unknown_instance_is_skipped(topic: str) -> None:
     assert await w.delivery.handle(record(cmd, topic=topic, **{Headers.ATTEMPT: "3"})) is Disposition.IGNORED
     assert w.target.writes == [] and w.sink.sent == []
     assert w.tracer.records[-1].summary == "Unknown instance gone"
+
+
+@pytest.mark.parametrize("topic", [COMMANDS, COMMANDS_RETRY[2]])
+async def test_a_command_of_a_deleted_instance_is_dropped_with_a_trace_saying_so(topic: str) -> None:
+    """Still on the main topic, a retry tier, or replayed from the dead-letter topic (onto the main topic)."""
+    w = world(ok())
+    await w.registry.delete("demo")
+    cmd = command()
+    replayed = {Headers.REPLAYED_FROM: f"{COMMANDS_DLQ}/0/7"} if topic == COMMANDS else {Headers.ATTEMPT: "3"}
+    assert await w.delivery.handle(record(cmd, topic=topic, **replayed)) is Disposition.IGNORED
+    assert w.target.writes == [] and w.sink.sent == [] and w.store.keys == {}
+    [dropped] = w.tracer.records
+    assert (dropped.status, dropped.summary) == (TraceStatus.SKIPPED, "Dropped: instance demo was deleted")
+    assert w.delivery.is_orphan(record(cmd, **{Headers.INSTANCE_ID: "demo"}))
 
 
 def test_only_records_of_instances_that_no_longer_exist_skip_the_wait_on_a_retry_tier() -> None:

@@ -322,6 +322,8 @@ class AccessplanitPoller:
                 priority=PRIORITY,
             )
             for user in users:
+                if self._deleted(instance, report):
+                    return
                 state = await self._submit(instance, user, report)
                 if state is Claim.IN_FLIGHT:
                     # Someone (a webhook) is publishing this very change now: stop before it, retry next round.
@@ -333,10 +335,24 @@ class AccessplanitPoller:
                     position = read_at
                     cursor = cursor.advanced_to(position)
             await self._save(instance, cursor, report)
-            if len(users) < self._config.page_size or not await self._locks.hold(instance.id):
+            if (
+                len(users) < self._config.page_size
+                or self._deleted(instance, report)
+                or not await self._locks.hold(instance.id)
+            ):
                 break
 
+    def _deleted(self, instance: InstanceConfig, report: PollReport) -> bool:
+        """The instance was deleted during the round: the round ends, and its cursor, removed with the rest of its
+        state, is not written again (a re-created id starts from its own first round)."""
+        if self._registry.get(instance.id) is not None:
+            return False
+        report.stopped_early = "the instance was deleted"
+        return True
+
     async def _save(self, instance: InstanceConfig, cursor: Cursor, report: PollReport) -> None:
+        if self._deleted(instance, report):
+            return
         await self._cursors.save(instance.id, cursor)
         report.cursor_after = cursor.position
 

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
@@ -45,7 +46,7 @@ from tandem_shared.contracts.envelopes import command_envelope, trace_envelope
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.ids import new_id
 from tandem_shared.instance_store import TopicInstanceRegistry
-from tandem_shared.instances import InstanceRegistry
+from tandem_shared.instances import InstanceRegistry, missing_instance
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer, send_envelope
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MAPPER_DECISIONS, MetricsEndpoint
@@ -86,6 +87,7 @@ class Mapper:
         self._sweeper: asyncio.Task[None] | None = None
         self._running = False
         registry.on_change(self._instance_changed)
+        registry.on_delete(self._instance_deleted)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -127,7 +129,7 @@ class Mapper:
                 instances[event.instance_id] = self._registry.get(event.instance_id)
             instance = instances[event.instance_id]
             if instance is None:
-                record = _step(event).finish(TraceStatus.SKIPPED, f"Unknown instance {event.instance_id}")
+                record = _step(event).finish(TraceStatus.SKIPPED, missing_instance(self._registry, event.instance_id))
                 batch.deliveries.append(await self._send_trace(record))
             elif instance.paused:
                 summary = "Held: the instance is paused; processed in order on resume"
@@ -271,6 +273,19 @@ class Mapper:
     def _instance_changed(self, old: InstanceConfig | None, new: InstanceConfig | None) -> None:
         if new is not None and not new.paused and (old is None or old.paused):
             self.kick(new.id)
+
+    async def _instance_deleted(self, instance_id: str, _: datetime) -> None:
+        """A deleted instance's release ends here and now, and its held changes go (`tandem instances delete`
+        removes them too; whichever comes first, nothing held is released after the tombstone)."""
+        task = self._releasing.pop(instance_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        try:
+            await self._held.discard(instance_id)
+        except Exception as exc:  # Redis trouble must not stop the registry; the CLI's purge removes them as well
+            log.warning("held changes of a deleted instance not discarded", instance_id=instance_id, error=str(exc))
 
     def kick(self, instance_id: str) -> None:
         """Release the instance's held changes in the background (no-op when already under way here)."""

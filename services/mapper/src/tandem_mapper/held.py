@@ -61,6 +61,9 @@ class HeldChanges:
     async def remove(self, instance_id: str, entry_id: str) -> None:
         await self._store.remove(instance_id, entry_id)
 
+    async def discard(self, instance_id: str) -> None:
+        await self._store.discard(instance_id)
+
     async def acquire(self, instance_id: str, owner: str) -> bool:
         return await self._store.acquire(instance_id, owner)
 

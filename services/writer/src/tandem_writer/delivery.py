@@ -32,7 +32,7 @@ from tandem_shared.contracts import (
     utcnow,
 )
 from tandem_shared.contracts.topics import COMMANDS_DLQ
-from tandem_shared.instances import InstanceRegistry
+from tandem_shared.instances import InstanceRegistry, missing_instance
 from tandem_shared.kafka import Producer
 from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.logging import get_logger
@@ -210,7 +210,7 @@ class Delivery:
             )
         instance = self._registry.get(command.instance_id)
         if instance is None:
-            await self._trace(step.finish(TraceStatus.SKIPPED, f"Unknown instance {command.instance_id}"))
+            await self._trace(step.finish(TraceStatus.SKIPPED, missing_instance(self._registry, command.instance_id)))
             return Disposition.IGNORED
         target = self._targets.get(command.target)
         if target is None:

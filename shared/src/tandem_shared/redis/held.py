@@ -23,6 +23,10 @@ class HeldStore(Protocol):
 
     async def remove(self, instance_id: str, entry_id: str) -> None: ...
 
+    async def discard(self, instance_id: str) -> None:
+        """Every held change of the instance (it was deleted)."""
+        ...
+
     async def acquire(self, instance_id: str, owner: str) -> bool:
         """The lease on releasing the instance's held changes."""
         ...
@@ -46,6 +50,9 @@ class RedisHeldStore:
 
     async def remove(self, instance_id: str, entry_id: str) -> None:
         await self._redis.xdel(held_key(instance_id), entry_id)
+
+    async def discard(self, instance_id: str) -> None:
+        await self._redis.delete(held_key(instance_id))
 
     async def acquire(self, instance_id: str, owner: str) -> bool:
         return await self._leases.acquire(held_lock_key(instance_id), owner)

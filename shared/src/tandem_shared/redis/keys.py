@@ -18,11 +18,14 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}:block  STRING  the vendor said 429: wait until it expires
 
 `<contact>` in the state keys is `subscriber_hash(email)` (Mailchimp's member id): no address appears in a key.
+Every scheme above the vendor limits carries the instance: `instance_key_patterns` finds them all (deleting an
+instance removes its state at once).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import NamedTuple
 
 from tandem_shared.contracts import System, subscriber_hash
@@ -58,8 +61,13 @@ class IdempotencyKeys(NamedTuple):
     applied_at: str  # source time (µs) of the newest change applied to the contact
 
 
+def _writer_slots(instance_id: str) -> str:
+    """What the writer's slots of one instance begin with (the slot closes after target and contact)."""
+    return f"{{tandem|{instance_id}|"
+
+
 def idempotency_keys(instance_id: str, target: System, contact_key: str, idempotency_key: str) -> IdempotencyKeys:
-    slot = f"{{tandem|{instance_id}|{target.value}|{contact_key}}}"
+    slot = f"{_writer_slots(instance_id)}{target.value}|{contact_key}}}"
     return IdempotencyKeys(f"{slot}:key:{idempotency_key}", f"{slot}:lock", f"{slot}:applied-at")
 
 
@@ -77,6 +85,27 @@ def poller_lock_key(instance_id: str) -> str:
 
 def concurrency_key(name: str, prefix: str = CONCURRENCY_PREFIX) -> str:
     return f"{prefix}{name}"
+
+
+def _glob_literal(value: str) -> str:
+    """`value` matched literally in a SCAN MATCH pattern (Redis glob: `*`, `?`, `[…]`, backslash escapes)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", value)
+
+
+def instance_key_patterns(instance_id: str) -> tuple[str, ...]:
+    """SCAN MATCH patterns that together match every key of one instance, and no other instance's (an instance id
+    never contains the separators `}`, `|` or `:`, so a pattern cannot reach into a longer id's keys).
+
+    Built by the key functions themselves, with `*` in the places that vary, so a scheme and its pattern cannot
+    drift apart."""
+    instance = _glob_literal(instance_id)
+    return (
+        f"{_instance(instance)}:*",  # sync state, user emails, held changes and their lease
+        f"{_writer_slots(instance)}*",  # the writer's keys of every target and contact
+        ingest_claim_key(instance, "*"),
+        poller_cursor_key(instance),
+        poller_lock_key(instance),
+    )
 
 
 def budget_key(namespace: str, credential: str, endpoint: str) -> str:
