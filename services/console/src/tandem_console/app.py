@@ -59,6 +59,8 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
 
     instance_actions = InstanceActions(registry, put, publish_timeout_s=settings.publish_timeout_s)
     console = Console(settings, store, registry, instance_actions, Replayer(kafka, producer, store))
+    # Before the registry starts: the tombstones still on the topic are stored as it reads them.
+    registry.on_delete(console.instance_deleted)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -131,14 +131,18 @@ class Timeline(BaseModel):
 
 
 class InstanceSummary(BaseModel):
+    """An instance on `tandem.instances`, or one deleted from it (state "deleted": its configuration is gone,
+    its executions are kept; version and direction are then unknown)."""
+
     id: str
     name: str
     state: str
     paused: bool
-    version: int
-    direction: Direction
+    version: int | None
+    direction: Direction | None
     last_run_at: datetime | None
     counts: dict[ExecutionStatus, int]
+    deleted_at: datetime | None = None
 
     @classmethod
     def of(
@@ -153,6 +157,22 @@ class InstanceSummary(BaseModel):
             direction=config.direction,
             last_run_at=last_run,
             counts=counts,
+        )
+
+    @classmethod
+    def deleted(
+        cls, instance_id: str, deleted_at: datetime, last_run: datetime | None, counts: dict[ExecutionStatus, int]
+    ) -> InstanceSummary:
+        return cls(
+            id=instance_id,
+            name=instance_id,
+            state="deleted",
+            paused=False,
+            version=None,
+            direction=None,
+            last_run_at=last_run,
+            counts=counts,
+            deleted_at=deleted_at,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from tandem_console.actions import ActionError, InstanceActions, Replayer
 from tandem_console.domain import chronological, has_source_step
@@ -25,8 +26,15 @@ from tandem_console.settings import ConsoleSettings
 from tandem_console.store import Cursor, TraceStore
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.logging import get_logger
+
+log = get_logger("tandem.console")
 
 TIMELINE_LIMIT = 200
+
+
+def _when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class Console:
@@ -98,20 +106,57 @@ class Console:
         last_run = await asyncio.to_thread(self.store.last_run, config.id)
         return InstanceSummary.of(config, last_run, counts)
 
+    async def _deleted_summary(self, instance_id: str, deleted_at: datetime) -> InstanceSummary:
+        counts = await asyncio.to_thread(self.store.status_counts, instance_id)
+        last_run = await asyncio.to_thread(self.store.last_run, instance_id)
+        return InstanceSummary.deleted(instance_id, deleted_at, last_run, counts)
+
+    async def instance_deleted(self, instance_id: str, deleted_at: datetime) -> None:
+        """The registry saw a tombstone: stored for good (compaction removes the tombstone from the topic)."""
+        try:
+            await asyncio.to_thread(self.store.record_deletion, instance_id, deleted_at)
+        except Exception as exc:  # the registry must go on; the page falls back on the registry's own memory
+            log.error("instance deletion not stored", instance_id=instance_id, error=str(exc))
+
+    async def _deletions(self) -> dict[str, datetime]:
+        """Instances deleted and not re-created since."""
+        stored = await asyncio.to_thread(self.store.deletions)
+        return {i: at for i, at in stored.items() if self.registry.get(i) is None}
+
+    async def deleted_at(self, instance_id: str) -> datetime | None:
+        if self.registry.get(instance_id) is not None:
+            return None
+        return (await self._deletions()).get(instance_id) or self.registry.deleted_at(instance_id)
+
+    async def _refuse_if_deleted(self, instance_id: str, refused: str) -> None:
+        deleted_at = await self.deleted_at(instance_id)
+        if deleted_at is not None:
+            raise ActionError(409, f"instance {instance_id!r} was deleted at {_when(deleted_at)}: {refused}")
+
     async def instances(self) -> list[InstanceSummary]:
-        return [await self._summary(c) for c in sorted(self.registry.all(), key=lambda c: c.id)]
+        live = [await self._summary(c) for c in self.registry.all()]
+        deleted = [await self._deleted_summary(i, at) for i, at in (await self._deletions()).items()]
+        return sorted([*live, *deleted], key=lambda i: i.id)
 
     async def instance(self, instance_id: str) -> InstanceSummary:
         config = self.registry.get(instance_id)
-        if config is None:
+        if config is not None:
+            return await self._summary(config)
+        deleted_at = await self.deleted_at(instance_id)
+        if deleted_at is None:
             raise ActionError(404, f"no instance {instance_id!r}")
-        return await self._summary(config)
+        return await self._deleted_summary(instance_id, deleted_at)
 
     async def set_paused(self, instance_id: str, paused: bool, *, discard_held: bool = False) -> PauseOut:
+        verb = "paused" if paused else "resumed"
+        await self._refuse_if_deleted(instance_id, f"a deleted instance cannot be {verb}")
         result = await self._instance_actions.set_paused(instance_id, paused, discard_held=discard_held)
         return PauseOut(changed=result.changed, instance=await self._summary(result.instance))
 
     async def replay(self, execution_id: str) -> ReplayOut:
+        summary = await asyncio.to_thread(self.store.execution, execution_id)
+        if summary is not None:
+            await self._refuse_if_deleted(summary.instance_id, "its executions are kept but not replayed")
         try:
             replayed = await asyncio.wait_for(
                 self._replayer.replay(execution_id), timeout=self.settings.publish_timeout_s

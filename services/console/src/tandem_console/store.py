@@ -99,6 +99,17 @@ consumer_offsets = Table(
 )
 
 
+# Instances deleted with `tandem instances delete`, as the console saw their tombstones: compaction removes a
+# tombstone from `tandem.instances` after a while, and the trace does not say it, so the console keeps it here (not
+# emptied by `reset`: it cannot be rebuilt from tandem.trace).
+deleted_instances = Table(
+    "deleted_instances",
+    metadata,
+    Column("instance_id", String(64), primary_key=True),
+    Column("deleted_us", BigInteger, nullable=False),
+)
+
+
 def to_us(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
@@ -381,6 +392,20 @@ class TraceStore:
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 10_000):
                 conn.execute(insert(executions), [_summary_to_row(s) for s in rows[start : start + 10_000]])
+
+    def record_deletion(self, instance_id: str, deleted_at: datetime) -> None:
+        """Remember that the instance was deleted (again: a later deletion of a re-created id replaces the time)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._upsert(deleted_instances, ["instance_id"]),
+                [{"instance_id": instance_id, "deleted_us": to_us(deleted_at)}],
+            )
+
+    def deletions(self) -> dict[str, datetime]:
+        """Every instance recorded as deleted, with when."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(deleted_instances.c.instance_id, deleted_instances.c.deleted_us))
+            return {instance_id: from_us(int(us)) for instance_id, us in rows}
 
     def analyze(self) -> None:
         """Refresh the planner's statistics (SQLite has none until asked)."""
