@@ -28,6 +28,7 @@ from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
 from tandem_shared.kafka import KafkaProducer, send_envelope
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import idempotency_keys, instance_key_patterns, state_key
+from tandem_shared.redis.purge import purge_instance
 from tandem_shared.redis.state import RedisStateStore
 
 pytestmark = pytest.mark.integration
@@ -107,15 +108,26 @@ def tandem(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, st
     return code, captured.out, captured.err
 
 
+@pytest.fixture
+async def other(redis: Redis) -> AsyncIterator[str]:
+    """An instance whose keys must survive the deletion of another (removed afterwards)."""
+    instance_id = f"kept-{uuid.uuid4().hex[:8]}"
+    yield instance_id
+    await purge_instance(redis, instance_id)
+
+
 async def test_delete_stops_the_instance_removes_its_state_and_the_id_can_start_again_clean(
-    stack: RunningStack, redis: Redis, registry: TopicInstanceRegistry, capsys: pytest.CaptureFixture[str]
+    stack: RunningStack,
+    redis: Redis,
+    registry: TopicInstanceRegistry,
+    other: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     instance = stack.instance
     email = f"del.{uuid.uuid4().hex[:8]}@example.com"
     first = upsert(instance.id, email)
     applied = await written(stack, first)
     assert applied.status is TraceStatus.SUCCEEDED, applied.summary
-    other = f"kept-{uuid.uuid4().hex[:8]}"
     for instance_id in (instance.id, other):
         await every_kind_of_state(redis, instance_id)
     kept = await keys_of(redis, other)
