@@ -33,6 +33,7 @@ class TopicInstanceRegistry:
         self._deleted: dict[str, datetime] = {}
         self._listeners: list[Listener] = []
         self._delete_listeners: list[DeleteListener] = []
+        self._loading = False
 
     def get(self, instance_id: str) -> InstanceConfig | None:
         return self._configs.get(instance_id)
@@ -45,7 +46,8 @@ class TopicInstanceRegistry:
         self._listeners.append(listener)
 
     def on_delete(self, listener: DeleteListener) -> None:
-        """`listener(instance_id, deleted_at)` runs after each tombstone, after the `on_change` listeners."""
+        """`listener(instance_id, deleted_at)` runs after each tombstone, after the `on_change` listeners; at start,
+        once the topic is read, for each instance that is deleted then."""
         self._delete_listeners.append(listener)
 
     def deleted_at(self, instance_id: str) -> datetime | None:
@@ -59,7 +61,15 @@ class TopicInstanceRegistry:
 
     async def start(self) -> None:
         await self._follower.start()
-        await self._follower.read_to_end(self._apply_all)
+        self._loading = True
+        try:
+            await self._follower.read_to_end(self._apply_all)
+        finally:
+            self._loading = False
+        # Only the deletions that still hold: an id deleted and applied again since (its tombstone not compacted
+        # yet) must not lose what it holds now to the old deletion on every restart.
+        for instance_id, deleted_at in list(self._deleted.items()):
+            await self._notify_deleted(instance_id, deleted_at)
         self._follower.follow(self._apply_all, name="instance-registry")
         log.info("instances loaded", count=len(self._configs))
 
@@ -94,9 +104,12 @@ class TopicInstanceRegistry:
             deleted_at = self._deleted[instance_id] = datetime.fromtimestamp(timestamp_ms / 1000, UTC)
         for listener in self._listeners:
             await settled(listener(old, new))
-        if deleted_at is not None:
-            for deleted in self._delete_listeners:
-                await settled(deleted(instance_id, deleted_at))
+        if deleted_at is not None and not self._loading:
+            await self._notify_deleted(instance_id, deleted_at)
+
+    async def _notify_deleted(self, instance_id: str, deleted_at: datetime) -> None:
+        for listener in self._delete_listeners:
+            await settled(listener(instance_id, deleted_at))
 
 
 async def _put(connection: KafkaConnection, instance_id: str, config: InstanceConfig | None) -> None:

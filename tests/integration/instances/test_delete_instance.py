@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,11 @@ from tandem_cli.common import EXIT_NOT_FOUND, EXIT_OK
 from tandem_cli.main import main
 from tandem_ingest.dedupe import RedisEventClaims
 from tandem_ingest.poller import Cursor, PollerLocks, Position, RedisCursorStore
-from tandem_shared.contracts import Stage, SyncCommand, System, TraceRecord, TraceStatus
+from tandem_shared.contracts import Stage, SyncCommand, System, TraceRecord, TraceStatus, utcnow
 from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import TRACE
-from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
+from tandem_shared.instance_store import TopicInstanceRegistry, delete_instance, put_instance, remove_instance
+from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaProducer, send_envelope
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import idempotency_keys, instance_key_patterns, state_key
@@ -137,7 +139,10 @@ async def test_delete_stops_the_instance_removes_its_state_and_the_id_can_start_
     writer = {written_keys.applied, written_keys.applied_at, state_key(instance.id, System.ACCESSPLANIT, email)}
     assert before == {key.replace(other, instance.id) for key in kept} | writer
 
+    deletions: list[tuple[str, datetime]] = []
+    registry.on_delete(lambda instance_id, at: deletions.append((instance_id, at)))
     cli = ["--bootstrap-servers", stack.kafka, "--redis-url", stack.redis]
+    asked_at = utcnow()
     code, out, err = await asyncio.to_thread(tandem, capsys, "instances", "delete", instance.id, "--yes", *cli)
     assert code == EXIT_OK, err
     assert out == (
@@ -151,6 +156,9 @@ async def test_delete_stops_the_instance_removes_its_state_and_the_id_can_start_
         return registry.get(instance.id) is None and registry.deleted_at(instance.id) is not None
 
     await eventually(dropped_from_the_registry)
+    [(deleted_id, deleted_at)] = deletions
+    assert deleted_id == instance.id and deleted_at == registry.deleted_at(instance.id)
+    assert abs(deleted_at - asked_at) < timedelta(minutes=1)  # the tombstone's own time, not the reading's
     code, _, err = await asyncio.to_thread(tandem, capsys, "instances", "show", instance.id, *cli[:2])
     assert (code, err) == (EXIT_NOT_FOUND, f"tandem: no instance '{instance.id}'\n")
 
@@ -170,5 +178,33 @@ async def test_delete_stops_the_instance_removes_its_state_and_the_id_can_start_
         return None if again.summary.startswith("Dropped: instance") else again
 
     again = await eventually(written_again, timeout=60)
+    assert registry.get(instance.id) == instance and registry.deleted_at(instance.id) is None
     assert again.status is TraceStatus.SUCCEEDED, again.summary
     assert not again.summary.startswith("Skipped: already applied")
+
+
+async def test_a_registry_starting_on_the_topic_reports_only_the_deletions_that_still_hold(
+    kafka_bootstrap: str, redis_url: str
+) -> None:
+    """An id deleted and applied again (its tombstone not compacted yet) is live: a restarting service must not
+    drop what it holds now (the mapper's held changes) because of the old deletion."""
+    again, gone = (demo_instance().model_copy(update={"id": f"{name}-{uuid.uuid4().hex[:8]}"}) for name in "ag")
+    connection = connect(kafka_bootstrap)
+    try:
+        for instance in (again, gone):
+            await put_instance(connection, instance)
+            await delete_instance(connection, instance.id)
+        await put_instance(connection, again)
+
+        registry = TopicInstanceRegistry(connection)
+        deletions: list[str] = []
+        registry.on_delete(lambda instance_id, _: deletions.append(instance_id))
+        await registry.start()
+        try:
+            assert [i for i in deletions if i in (again.id, gone.id)] == [gone.id]
+            assert registry.get(again.id) == again and registry.deleted_at(again.id) is None
+            assert registry.get(gone.id) is None and registry.deleted_at(gone.id) is not None
+        finally:
+            await registry.stop()
+    finally:
+        await remove_instance(connection, redis_url, again.id)
