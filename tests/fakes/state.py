@@ -4,7 +4,7 @@ The model is cosmicpython's `FakeUnitOfWork`: the same protocol as the Redis ada
 a service depends on them — a side is kept as the hash `tandem_shared.sync.rules` describes (read back with its
 `parse_state`), merges are last-writer-wins per field as the Lua script has it, a move renames a contact's state, a
 transaction applies all of its changes or none, and held changes are parked only with the rest of their
-transaction. `fail_executes` makes the next n transactions fail, as Redis going away would.
+transaction. `fail_on` makes chosen transactions fail, as Redis going away would.
 """
 
 from __future__ import annotations
@@ -127,12 +127,11 @@ class InMemoryStateTransaction:
         changes, self._changes = self._changes, []
         if not changes:
             return
-        if self._store.fail_executes > 0:
-            self._store.fail_executes -= 1
+        self._store.executes += 1
+        if self._store.executes in self._store.fail_on:
             raise StateUnavailable("the state store is away")
         for change in changes:
             change()
-        self._store.executed += 1
 
 
 class InMemoryStateStore:
@@ -141,15 +140,14 @@ class InMemoryStateStore:
         self.held = InMemoryHeldStore()
         self.clock_ms = now_ms
         self._recent_window_ms = recent_window_ms
-        self.fail_executes = 0
-        self.executed = 0  # transactions applied
-        self.closed = False
+        self.executes = 0  # transactions with something to apply, counted from 1
+        self.fail_on: set[int] = set()  # which of them fail
 
     def now_ms(self) -> int:
         return self.clock_ms
 
     async def close(self) -> None:
-        self.closed = True
+        return None
 
     def raw(self, instance_id: str, system: System, email: str) -> Hash:
         """A side's stored hash, as a test inspects it."""

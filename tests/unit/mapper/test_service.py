@@ -204,3 +204,64 @@ async def test_a_batch_whose_command_kafka_refuses_raises_and_leaves_the_state_u
     [command] = republished.commands
     assert command.idempotency_key == refused.idempotency_key
     assert state.raw(config.id, System.ACCESSPLANIT, "user7@example.com") != {}
+
+
+async def test_a_batch_whose_state_write_fails_is_decided_the_same_way_again() -> None:
+    config = instance("state-away")
+    mapper, published, state = make_mapper(StaticInstanceRegistry([config]))
+    event = accessplanit_change(config.id, "7", at=T0, Surname="Lovelace")
+    state.fail_on = {2}  # the note of the write goes; then the round's state does not
+
+    with pytest.raises(ConnectionError, match="away"):
+        await mapper.on_changes([event])
+    assert state.raw(config.id, System.ACCESSPLANIT, "user7@example.com") == {}
+    assert user_email_key(config.id) not in state.hashes
+
+    await mapper.on_changes([event])  # the same records, fetched again
+    first, second = published.commands
+    assert first.idempotency_key == second.idempotency_key  # the writer applies it once
+    assert state.raw(config.id, System.ACCESSPLANIT, "user7@example.com") != {}
+
+
+async def test_a_change_arriving_behind_a_backlog_is_held_behind_it() -> None:
+    resumed = instance("backlog", paused=True)
+    registry = StaticInstanceRegistry([resumed])
+    mapper, published, state = make_mapper(registry)
+    await mapper.on_changes([accessplanit_change(resumed.id, "9", at=T0, Surname="Byron")])
+    # Resumed while this replica is not releasing yet: what arrives now queues behind what was held.
+    await registry.put(resumed.model_copy(update={"version": 2, "paused": False}))
+
+    later = [
+        accessplanit_change(resumed.id, "9", at=T0 + timedelta(seconds=i), Surname=name)
+        for i, name in enumerate(["King", "Lovelace-King"], start=1)
+    ]
+    await mapper.on_changes(later)
+
+    assert published.commands == []
+    assert [(r.status, r.summary) for e in later for r in trace_of(published, e)] == [
+        (TraceStatus.HELD, "Held behind 1 earlier change(s) being released in order"),
+        (TraceStatus.HELD, "Held behind 2 earlier change(s) being released in order"),
+    ]
+    assert await state.held.backlog(resumed.id) == 3
+
+
+async def test_a_resume_with_discard_drops_what_was_held_while_paused_and_traces_it() -> None:
+    paused = instance("discard", paused=True)
+    registry = StaticInstanceRegistry([paused])
+    mapper, published, state = make_mapper(registry)
+    event = accessplanit_change(paused.id, "9", at=T0, Surname="Byron")
+    await mapper.on_changes([event])
+
+    await mapper.start()
+    try:
+        await registry.put(paused.model_copy(update={"version": 2, "paused": False, "discard_held_on_resume": True}))
+
+        async def discarded() -> list[TraceRecord] | None:
+            return [r for r in trace_of(published, event) if r.status is TraceStatus.DISCARDED] or None
+
+        [record] = await eventually(discarded, timeout=10, interval=0.01)
+    finally:
+        await mapper.stop()
+    assert record.summary == "Discarded on resume (--discard-buffered): held while paused, never synced"
+    assert published.commands == []
+    assert await state.held.backlog(paused.id) == 0
