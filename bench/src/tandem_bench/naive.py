@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from tandem_ingest.errors import InvalidPayload
 from tandem_ingest.normalize.accessplanit import normalize_webhook
 from tandem_ingest.signatures import verify
-from tandem_mapper.mapping import build_payload, map_record, read_record
+from tandem_mapper.domain.mapping import build_payload, map_record, read_record
 from tandem_shared.contracts import Flow, System, subscriber_hash, utcnow
 from tandem_shared.instances import demo_instance
 from tandem_shared.secrets import resolve_secret

@@ -199,7 +199,7 @@ def package_for(module: str) -> code.Package | None:
 
 
 def test_a_module_missing_from_the_image_target_is_reported() -> None:
-    mapper = container({}, argv=("uvicorn", "tandem_mapper.app:create_app"))
+    mapper = container({}, argv=("uvicorn", "tandem_mapper.entrypoint:create_app"))
     assert checks.check_module(mapper, DOCKERFILE, package_for) == (
         ["test: services/mapper is not installed in Dockerfile target runtime"],
         [],
