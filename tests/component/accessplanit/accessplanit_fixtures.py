@@ -13,8 +13,8 @@ import uvicorn
 
 from support.commands import sync_command
 from tandem_ingest.dedupe import Claim
+from tandem_ingest.domain.signatures import sign
 from tandem_ingest.publishing import KafkaUnavailable
-from tandem_ingest.signatures import sign
 from tandem_shared.contracts import (
     AccessplanitConnection,
     ChangeEvent,

@@ -27,7 +27,7 @@ from component.accessplanit.accessplanit_fixtures import (
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tandem_ingest.app import create_app
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instances import StaticInstanceRegistry

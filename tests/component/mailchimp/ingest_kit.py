@@ -7,8 +7,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from tandem_ingest.app import create_app
 from tandem_ingest.dedupe import Claim, EventClaims
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeEvent, InstanceConfig

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from tandem_ingest.dedupe import EventClaims
-from tandem_ingest.signatures import sign
+from tandem_ingest.domain.signatures import sign
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.metrics import INGEST_ACCEPTED
 

@@ -18,14 +18,14 @@ from pydantic import ValidationError
 
 from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize import accessplanit
+from tandem_ingest.domain.signatures import verify
 from tandem_ingest.hot_routes import HotRoute
 from tandem_ingest.http import being_stored, problem, read_body
 from tandem_ingest.intake import Intake
-from tandem_ingest.normalize import accessplanit
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
-from tandem_ingest.signatures import verify
 from tandem_shared.contracts import ChangeEvent, InstanceConfig, Stage, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger

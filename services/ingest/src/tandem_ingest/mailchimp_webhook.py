@@ -16,14 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.mailchimp import Ignored, normalize_webhook, parse_form
+from tandem_ingest.domain.signatures import verify
 from tandem_ingest.hot_routes import HotRoute
 from tandem_ingest.http import being_stored, problem, read_body
 from tandem_ingest.intake import BeingStored
-from tandem_ingest.normalize.mailchimp import Ignored, normalize_webhook, parse_form
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
-from tandem_ingest.signatures import verify
 from tandem_shared.contracts import ChangeEvent, InstanceConfig, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
