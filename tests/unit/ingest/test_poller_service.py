@@ -112,7 +112,11 @@ async def test_the_first_round_starts_at_the_newest_change_and_the_next_publishe
     assert second.cursor_after == Position("2026-11-26T07:00:01.000Z", "3")
     assert [e.trigger for e in tandem.published()] == [Trigger.POLL, Trigger.POLL]
     receipts = [t for t in tandem.producer.traces if t.stage is Stage.POLLER]
-    assert len(receipts) == 2 and all(t.status is TraceStatus.SUCCEEDED for t in receipts)
+    assert all(t.status is TraceStatus.SUCCEEDED for t in receipts)
+    assert [(t.execution_id, t.instance_id, t.trigger, t.contact_email, t.accessplanit_user_id) for t in receipts] == [
+        (e.execution_id, e.instance_id, Trigger.POLL, e.identity.email, e.identity.accessplanit_user_id)
+        for e in tandem.published()
+    ], "each change's receipt is a step of its own execution, about its contact"
     assert any("Found by the catch-up poll" in line.message for line in receipts[0].logs)
     [report] = tandem.traces
     assert report.stage is Stage.POLLER and report.status is TraceStatus.SUCCEEDED and report.changes_detected

@@ -60,6 +60,7 @@ def bootstrap(
     producer: ServiceProducer | None = None,
     publisher: EventPublisher | None = None,
     claims: EventClaims | None = None,
+    clients: AccessplanitClients | None = None,
     reader: UserReader | None = None,
     users: ChangedUsers | None = None,
     cursors: CursorStore | None = None,
@@ -69,7 +70,7 @@ def bootstrap(
     registry = registry or TopicInstanceRegistry(kafka)
     producer = producer or KafkaProducer(kafka)
     redis = connect(settings)  # connects on first use: nothing is opened for what the caller injected
-    clients = AccessplanitClients(redis, AccessplanitSettings())
+    clients = clients or AccessplanitClients(redis, AccessplanitSettings())
     publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s)
     claims = claims or RedisEventClaims(
         redis, pending_ttl_s=settings.dedupe_pending_ttl_s, done_ttl_s=settings.dedupe_done_ttl_s

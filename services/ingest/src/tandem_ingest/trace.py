@@ -19,16 +19,7 @@ class ReceiptStep:
 
     def __init__(self, event: ChangeEvent, stage: Stage) -> None:
         self._event = event
-        self._step = StepRecorder(
-            stage=stage,
-            execution_id=event.execution_id,
-            original_execution_id=event.original_execution_id,
-            instance_id=event.instance_id,
-            flow=event.flow,
-            trigger=event.trigger,
-            contact_email=event.identity.email,
-            accessplanit_user_id=event.identity.accessplanit_user_id,
-        )
+        self._step = StepRecorder.for_change(stage, event)
 
     def stored(self, notes: Sequence[str] = ()) -> TraceRecord:
         event = self._event
