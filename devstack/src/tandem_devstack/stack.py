@@ -82,7 +82,9 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
     return [
         ServiceSpec("mailchimp-sim", ["mailchimp_sim"], ports.mailchimp_sim, "/_sim/health"),
         ServiceSpec("accessplanit-sim", ["accessplanit_sim"], ports.accessplanit_sim, "/_sim/health"),
-        ServiceSpec("ingest", uvicorn("tandem_ingest.app:create_app", ports.ingest), ports.ingest, "/health/live"),
+        ServiceSpec(
+            "ingest", uvicorn("tandem_ingest.entrypoint:create_app", ports.ingest), ports.ingest, "/health/live"
+        ),
         ServiceSpec(
             "mapper", uvicorn("tandem_mapper.entrypoint:create_app", ports.mapper), ports.mapper, "/health/live"
         ),
