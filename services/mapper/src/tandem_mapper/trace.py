@@ -12,16 +12,7 @@ class MapperStep:
 
     def __init__(self, event: ChangeEvent) -> None:
         self._event = event
-        self._step = StepRecorder(
-            stage=Stage.MAPPER,
-            execution_id=event.execution_id,
-            original_execution_id=event.original_execution_id,
-            instance_id=event.instance_id,
-            flow=event.flow,
-            trigger=event.trigger,
-            contact_email=event.identity.email,
-            accessplanit_user_id=event.identity.accessplanit_user_id,
-        )
+        self._step = StepRecorder.for_change(Stage.MAPPER, event)
 
     def unknown_instance(self) -> TraceRecord:
         return self._step.finish(TraceStatus.SKIPPED, f"Unknown instance {self._event.instance_id}")
