@@ -88,7 +88,9 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
         ServiceSpec(
             "mapper", uvicorn("tandem_mapper.entrypoint:create_app", ports.mapper), ports.mapper, "/health/live"
         ),
-        ServiceSpec("writer", uvicorn("tandem_writer.app:create_app", ports.writer), ports.writer, "/health/live"),
+        ServiceSpec(
+            "writer", uvicorn("tandem_writer.entrypoint:create_app", ports.writer), ports.writer, "/health/live"
+        ),
         ServiceSpec("console", uvicorn("tandem_console.app:create_app", ports.console), ports.console, "/health/live"),
     ]
 
