@@ -23,7 +23,7 @@ from tandem_shared.kafka.partitioned import (
     ProcessingStrategy,
     consumer_options,
 )
-from tandem_writer.retry import not_before
+from tandem_writer.domain.retry import not_before
 
 pytestmark = pytest.mark.integration
 

@@ -135,3 +135,25 @@ async def test_marking_done_with_the_sync_state_records_both_and_survives_redis_
         assert (await store.claim(command(instance_id, "Third"), "w4")).state is ClaimState.CLAIMED, "released"
     finally:
         await state.close()
+
+
+class WrittenLog:
+    """A sync-state store other than Redis's, as far as `mark_done` uses it."""
+
+    def __init__(self) -> None:
+        self.written: list[SyncCommand] = []
+
+    async def record_written(self, command: SyncCommand) -> None:
+        self.written.append(command)
+
+
+async def test_marking_done_with_another_state_store_records_the_write_there_after_the_applied_mark(
+    store: RedisIdempotencyStore, instance_id: str
+) -> None:
+    cmd = command(instance_id, "Ada")
+    log = WrittenLog()
+    assert (await store.claim(cmd, "w1")).state is ClaimState.CLAIMED
+    await store.mark_done(cmd, "w1", state=log)  # type: ignore[arg-type]
+    assert log.written == [cmd]
+    assert await store.applied_at(cmd) is not None
+    assert (await store.claim(command(instance_id, "Other"), "w2")).state is ClaimState.CLAIMED, "lock released"

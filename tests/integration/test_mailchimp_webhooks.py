@@ -16,7 +16,7 @@ from support.topics import wait_for_records
 from support.waiting import eventually
 from tandem_devstack import demo
 from tandem_devstack.stack import DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE, DEMO_MAILCHIMP_WEBHOOK_SECRET
-from tandem_ingest.signatures import sign
+from tandem_ingest.domain.signatures import sign
 from tandem_shared.contracts import ChangeEvent, ChangeKind, Stage, System, TraceRecord, TraceStatus
 from tandem_shared.contracts.topics import CHANGES, TRACE
 from tandem_shared.secrets import resolve_secret

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tandem_shared.redis.client import connect_url
-from tandem_shared.redis.lease import Leases
+from tandem_shared.redis.lease import Leases, OwnedLeases
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +60,19 @@ async def test_a_lease_nobody_renews_expires_and_its_old_owner_cannot_release_th
     assert await short.acquire(key, "survivor")
     assert not await short.release(key, "crashed")
     assert await redis.get(key) == "survivor"
+
+
+async def test_an_owner_of_several_leases_gives_back_only_those_it_still_holds(redis: Redis, key: str) -> None:
+    mine, theirs, lost = f"{key}:mine", f"{key}:theirs", f"{key}:lost"
+    owner, other = OwnedLeases(redis, ttl_s=30), OwnedLeases(redis, ttl_s=30)
+    assert await other.hold(theirs)
+    assert await owner.hold(mine)
+    assert not await owner.hold(theirs)
+    assert await owner.hold(lost)
+    await redis.delete(lost)
+    assert await other.hold(lost), "an expired lease passes to another owner"
+    assert await owner.hold(mine), "holding again renews"
+    await owner.release_all()
+    assert await redis.exists(mine) == 0
+    assert await redis.exists(theirs) == 1 and await redis.exists(lost) == 1, "another owner's leases stay"
+    assert await other.hold(mine)

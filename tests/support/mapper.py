@@ -19,7 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from support.kafka import connect
 from support.topics import read_all, wait_for_records
 from support.waiting import eventually
-from tandem_mapper.app import Mapper, build
+from tandem_mapper.bootstrap import bootstrap
+from tandem_mapper.entrypoint import subscribe
+from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
     ChangeEvent,
@@ -183,7 +185,8 @@ async def running_mapper(
         **settings_,
     )
     await start_group_at_end(kafka, settings.group_id, CHANGES)
-    built = build(settings, OnlyThese(topic_registry, ids), state)
+    built = bootstrap(settings, registry=OnlyThese(topic_registry, ids), state=state)
+    subscribe(built.broker, settings, built.mapper)
     state = built.state
     publisher = KafkaProducer(connect(kafka))
     await topic_registry.start()

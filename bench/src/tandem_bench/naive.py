@@ -18,10 +18,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from tandem_ingest.errors import InvalidPayload
-from tandem_ingest.normalize.accessplanit import normalize_webhook
-from tandem_ingest.signatures import verify
-from tandem_mapper.mapping import build_payload, map_record, read_record
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.accessplanit import normalize_webhook
+from tandem_ingest.domain.signatures import verify
+from tandem_mapper.domain.mapping import build_payload, map_record, read_record
 from tandem_shared.contracts import Flow, System, subscriber_hash, utcnow
 from tandem_shared.instances import demo_instance
 from tandem_shared.secrets import resolve_secret

@@ -34,8 +34,9 @@ from tandem_devstack.stack import (
     DEMO_MAILCHIMP_API_KEY,
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
 )
-from tandem_ingest.normalize.accessplanit import normalize_webhook
-from tandem_mapper.domain import Knowledge, decide
+from tandem_ingest.domain.normalize.accessplanit import normalize_webhook
+from tandem_mapper.domain.decision import decide
+from tandem_mapper.domain.model import Knowledge
 from tandem_shared.contracts import subscriber_hash, utcnow
 from tandem_shared.contracts.topics import CHANGES
 

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from tandem_shared.concurrency import ConcurrencyLimiter, LocalConcurrencyLimiter, RedisConcurrencyLimiter
+from tandem_shared.redis.client import connect_url
 from tandem_shared.settings import CommonSettings
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
@@ -33,7 +34,7 @@ class VendorClients:
 
 
 async def _shared_redis(url: str) -> Redis | None:
-    redis = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=1.0)
+    redis = connect_url(url, max_connections=16, timeout_s=2.0)
     try:
         await redis.ping()
     except (RedisError, OSError):

@@ -82,9 +82,15 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
     return [
         ServiceSpec("mailchimp-sim", ["mailchimp_sim"], ports.mailchimp_sim, "/_sim/health"),
         ServiceSpec("accessplanit-sim", ["accessplanit_sim"], ports.accessplanit_sim, "/_sim/health"),
-        ServiceSpec("ingest", uvicorn("tandem_ingest.app:create_app", ports.ingest), ports.ingest, "/health/live"),
-        ServiceSpec("mapper", uvicorn("tandem_mapper.app:create_app", ports.mapper), ports.mapper, "/health/live"),
-        ServiceSpec("writer", uvicorn("tandem_writer.app:create_app", ports.writer), ports.writer, "/health/live"),
+        ServiceSpec(
+            "ingest", uvicorn("tandem_ingest.entrypoint:create_app", ports.ingest), ports.ingest, "/health/live"
+        ),
+        ServiceSpec(
+            "mapper", uvicorn("tandem_mapper.entrypoint:create_app", ports.mapper), ports.mapper, "/health/live"
+        ),
+        ServiceSpec(
+            "writer", uvicorn("tandem_writer.entrypoint:create_app", ports.writer), ports.writer, "/health/live"
+        ),
         ServiceSpec("console", uvicorn("tandem_console.app:create_app", ports.console), ports.console, "/health/live"),
     ]
 

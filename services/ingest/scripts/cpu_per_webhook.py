@@ -102,7 +102,7 @@ def main() -> int:
         "TANDEM_LOG_LEVEL": "WARNING",
         SECRET_ENV: DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
     }
-    cmd = [sys.executable, "-m", "uvicorn", "tandem_ingest.app:create_app", "--factory", "--host", "127.0.0.1"]
+    cmd = [sys.executable, "-m", "uvicorn", "tandem_ingest.entrypoint:create_app", "--factory", "--host", "127.0.0.1"]
     proc = subprocess.Popen([*cmd, "--port", str(port), "--no-access-log"], env=env)
     base = f"http://127.0.0.1:{port}"
     first = 10_000_000 + int(time.time()) % 1_000_000 * 100

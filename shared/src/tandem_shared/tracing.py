@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from tandem_shared.contracts import (
+    ChangeEvent,
     ErrorInfo,
     Flow,
     LogLine,
@@ -55,6 +56,20 @@ class StepRecorder:
         self._started_at = utcnow()
         self._t0 = time.perf_counter()
         self._logs: list[LogLine] = []
+
+    @classmethod
+    def for_change(cls, stage: Stage, event: ChangeEvent) -> StepRecorder:
+        """A step of the execution `event` belongs to, about its contact."""
+        return cls(
+            stage=stage,
+            execution_id=event.execution_id,
+            original_execution_id=event.original_execution_id,
+            instance_id=event.instance_id,
+            flow=event.flow,
+            trigger=event.trigger,
+            contact_email=event.identity.email,
+            accessplanit_user_id=event.identity.accessplanit_user_id,
+        )
 
     def log(self, level: LogLevel, message: str) -> None:
         self._logs.append(LogLine(at=utcnow(), level=level, message=redact_text(message)))

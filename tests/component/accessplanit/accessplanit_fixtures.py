@@ -12,9 +12,8 @@ import httpx
 import uvicorn
 
 from support.commands import sync_command
-from tandem_ingest.dedupe import Claim
+from tandem_ingest.domain.signatures import sign
 from tandem_ingest.publishing import KafkaUnavailable
-from tandem_ingest.signatures import sign
 from tandem_shared.contracts import (
     AccessplanitConnection,
     ChangeEvent,
@@ -135,26 +134,6 @@ async def requests(sim: httpx.AsyncClient, method: str, route: str, status: int 
         for r in rows
         if r["method"] == method and r["route"] == route and (status is None or r["status"] == status)
     )
-
-
-@dataclass
-class MemoryClaims:
-    """EventClaims without Redis (the property-based test makes thousands of requests)."""
-
-    states: dict[tuple[str, str], str] = field(default_factory=dict)
-
-    async def claim(self, instance_id: str, event_id: str) -> Claim:
-        state = self.states.get((instance_id, event_id))
-        if state is None:
-            self.states[(instance_id, event_id)] = "pending"
-            return Claim.NEW
-        return Claim.DONE if state == "done" else Claim.IN_FLIGHT
-
-    async def confirm(self, instance_id: str, event_id: str) -> None:
-        self.states[(instance_id, event_id)] = "done"
-
-    async def release(self, instance_id: str, event_id: str) -> None:
-        self.states.pop((instance_id, event_id), None)
 
 
 def signed(body: bytes, *, secret: str = WEBHOOK_SECRET, at: float | None = None) -> dict[str, str]:

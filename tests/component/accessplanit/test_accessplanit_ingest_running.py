@@ -18,7 +18,7 @@ from component.simulators.accessplanit.accessplanit_testkit import INTEGRATION_K
 
 from support.waiting import eventually
 from tandem_devstack.processes import free_port
-from tandem_ingest.app import create_app
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeKind
 from tandem_shared.instances import StaticInstanceRegistry

@@ -12,10 +12,13 @@ from component.accessplanit.accessplanit_fixtures import RecordingPublisher, con
 from component.simulators.accessplanit.accessplanit_testkit import INTEGRATION_KEY, SimServer
 from redis.asyncio import Redis
 
+from tandem_ingest.accessplanit_changes import ApiChangedUsers
 from tandem_ingest.dedupe import Claim, RedisEventClaims
+from tandem_ingest.domain.normalize.accessplanit import parse_webhook, webhook_event
+from tandem_ingest.domain.poll_report import PollReport
 from tandem_ingest.intake import Intake
-from tandem_ingest.normalize.accessplanit import parse_webhook, webhook_event
-from tandem_ingest.poller import AccessplanitPoller, PollerConfig, PollerLocks, PollReport, RedisCursorStore
+from tandem_ingest.poll_state import PollerLocks, RedisCursorStore
+from tandem_ingest.poller import AccessplanitPoller, PollerConfig
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
@@ -80,7 +83,7 @@ async def start(redis: Redis, tenant: InstanceConfig) -> AsyncIterator[Any]:
 
         poller = AccessplanitPoller(
             registry=registry or StaticInstanceRegistry(instances or [tenant]),
-            clients=clients,
+            users=ApiChangedUsers(clients),
             intake=intake,
             cursors=RedisCursorStore(redis),
             locks=locks,

@@ -12,7 +12,7 @@ from component.accessplanit.accessplanit_fixtures import RecordingPublisher, con
 from component.simulators.accessplanit.accessplanit_testkit import SimServer, new_user
 from fastapi import FastAPI
 
-from tandem_ingest.app import create_app
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeKind, Headers, InstanceConfig, Stage, Trigger
 from tandem_shared.instances import StaticInstanceRegistry

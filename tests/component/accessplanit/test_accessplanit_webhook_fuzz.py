@@ -19,7 +19,6 @@ import pytest
 from component.accessplanit.accessplanit_fixtures import (
     SECRET_ENV,
     WEBHOOK_SECRET,
-    MemoryClaims,
     RecordingPublisher,
     instance,
     signed,
@@ -27,7 +26,8 @@ from component.accessplanit.accessplanit_fixtures import (
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tandem_ingest.app import create_app
+from fakes.ingest import InMemoryClaims
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instances import StaticInstanceRegistry
@@ -111,7 +111,7 @@ def fuzz_app() -> Iterator[Fuzzed]:
             [instance(base, instance_id=SIGNED), instance(base, instance_id=UNSIGNED, signed=False)]
         ),
         publisher=publisher,
-        claims=MemoryClaims(),
+        claims=InMemoryClaims(),
         reader=reader,
     )
     loop = asyncio.new_event_loop()

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from tandem_ingest.app import create_app
-from tandem_ingest.dedupe import Claim, EventClaims
+from fakes.ingest import InMemoryClaims
+from tandem_ingest.dedupe import EventClaims
+from tandem_ingest.entrypoint import create_app
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import ChangeEvent, InstanceConfig
@@ -69,34 +70,9 @@ def ingest_app(
     claims: EventClaims | None = None,
 ) -> FastAPI:
     settings = IngestSettings(max_body_bytes=max_body_bytes, log_json=False, log_level="WARNING")
-    return create_app(settings, StaticInstanceRegistry(instances), publisher=publisher, claims=claims or MemoryClaims())
-
-
-@dataclass
-class MemoryClaims:
-    """Ingest's duplicate check without Redis: the route's own behaviour is what these tests look at."""
-
-    states: dict[str, Claim] = field(default_factory=dict)
-
-    async def claim(self, instance_id: str, event_id: str) -> Claim:
-        key = f"{instance_id}:{event_id}"
-        if key in self.states:
-            return self.states[key]
-        self.states[key] = Claim.IN_FLIGHT
-        return Claim.NEW
-
-    async def confirm(self, instance_id: str, event_id: str) -> None:
-        self.states[f"{instance_id}:{event_id}"] = Claim.DONE
-
-    async def release(self, instance_id: str, event_id: str) -> None:
-        self.states.pop(f"{instance_id}:{event_id}", None)
-
-
-class BusyClaims(MemoryClaims):
-    """Every change is being stored right now by another delivery (its claim is pending)."""
-
-    async def claim(self, instance_id: str, event_id: str) -> Claim:
-        return Claim.IN_FLIGHT
+    return create_app(
+        settings, StaticInstanceRegistry(instances), publisher=publisher, claims=claims or InMemoryClaims()
+    )
 
 
 def fixture_body(name: str) -> bytes:

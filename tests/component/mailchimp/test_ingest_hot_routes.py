@@ -12,7 +12,6 @@ import orjson
 import pytest
 from component.mailchimp.ingest_kit import (
     PATH_SECRET,
-    BusyClaims,
     FakePublisher,
     fixture_body,
     ingest_app,
@@ -22,8 +21,9 @@ from component.mailchimp.ingest_kit import (
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
+from fakes.ingest import BusyClaims
 from tandem_ingest.dedupe import EventClaims
-from tandem_ingest.signatures import sign
+from tandem_ingest.domain.signatures import sign
 from tandem_shared.contracts import InstanceConfig
 from tandem_shared.metrics import INGEST_ACCEPTED
 

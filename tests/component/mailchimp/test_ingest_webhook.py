@@ -17,7 +17,7 @@ from component.mailchimp.ingest_kit import (
     instance,
 )
 
-from tandem_ingest.signatures import sign
+from tandem_ingest.domain.signatures import sign
 from tandem_shared.contracts import ChangeKind, System
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

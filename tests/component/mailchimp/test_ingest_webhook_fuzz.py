@@ -21,7 +21,7 @@ from component.mailchimp.ingest_kit import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tandem_ingest.signatures import sign
+from tandem_ingest.domain.signatures import sign
 
 FIXTURE_NAMES = ["subscribe", "profile", "upemail", "unsubscribe", "cleaned", "campaign"]
 KNOWN_KEYS = [

@@ -15,7 +15,7 @@ from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST
 from tandem_shared.concurrency import LocalConcurrencyLimiter
 from tandem_shared.contracts import InstanceConfig, Operation, subscriber_hash
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
 BATCH = "POST batch subscribe"

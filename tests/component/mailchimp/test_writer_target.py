@@ -21,7 +21,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.instances import demo_instance
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
 KEY_VAR = "TANDEM_TEST_MAILCHIMP_KEY"

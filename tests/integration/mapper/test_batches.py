@@ -18,8 +18,8 @@ from fakes.producer import InMemoryProducer
 from support.mapper import PERSON, accessplanit_change, mailchimp_change, running_mapper
 from support.state import side
 from support.waiting import eventually
-from tandem_mapper.app import Mapper
 from tandem_mapper.held import HeldChanges
+from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
     ChangeEvent,

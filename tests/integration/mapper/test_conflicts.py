@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fakes.producer import InMemoryProducer
-from tandem_mapper.app import Mapper
+from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import (
     ChangeEvent,

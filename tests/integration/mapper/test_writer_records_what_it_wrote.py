@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -24,9 +23,10 @@ from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.redis.idempotency import RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore
 from tandem_shared.sync.rules import content_fingerprint, field_digest
-from tandem_writer.delivery import Delivery, Disposition
-from tandem_writer.outcome import WriteOutcome
-from tandem_writer.retry import RetryPolicy
+from tandem_writer.delivery import Delivery
+from tandem_writer.domain.decisions import Disposition
+from tandem_writer.domain.outcome import WriteOutcome
+from tandem_writer.domain.retry import RetryPolicy
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +41,6 @@ class Target:
         return self.outcome
 
     async def close(self) -> None:
-        return None
-
-
-class Nowhere:
-    """Stands in for Kafka: retry tiers and the dead-letter topic are not what this test is about."""
-
-    async def send(self, topic: str, value: bytes, **_: Any) -> None:
         return None
 
 
@@ -74,8 +67,8 @@ async def deliver(redis_url: str, state: RedisStateStore, cmd: SyncCommand, outc
             registry=StaticInstanceRegistry([instance]),
             targets={System.MAILCHIMP: Target(outcome)},
             store=store,
-            sink=Nowhere(),
-            tracer=InMemoryProducer(),
+            # Kafka in memory: retry tiers and the dead-letter topic are not what this test is about.
+            producer=InMemoryProducer(),
             policy=RetryPolicy.from_delays([1]),
             state=state,
         )

@@ -32,7 +32,7 @@ def container(env: dict[str, str | None], **kw: Any) -> Container:
         "name": "c",
         "image": "tandem",
         "target": "runtime",
-        "argv": ("uvicorn", "tandem_writer.app:create_app", "--timeout-graceful-shutdown", "30"),
+        "argv": ("uvicorn", "tandem_writer.entrypoint:create_app", "--timeout-graceful-shutdown", "30"),
     }
     return Container(env=env, **{**defaults, **kw})
 
@@ -199,7 +199,7 @@ def package_for(module: str) -> code.Package | None:
 
 
 def test_a_module_missing_from_the_image_target_is_reported() -> None:
-    mapper = container({}, argv=("uvicorn", "tandem_mapper.app:create_app"))
+    mapper = container({}, argv=("uvicorn", "tandem_mapper.entrypoint:create_app"))
     assert checks.check_module(mapper, DOCKERFILE, package_for) == (
         ["test: services/mapper is not installed in Dockerfile target runtime"],
         [],
@@ -207,9 +207,9 @@ def test_a_module_missing_from_the_image_target_is_reported() -> None:
 
 
 def test_a_misspelt_app_factory_is_reported() -> None:
-    writer = container({}, argv=("uvicorn", "tandem_writer.app:make_app"))
+    writer = container({}, argv=("uvicorn", "tandem_writer.entrypoint:make_app"))
     assert checks.check_module(writer, DOCKERFILE, package_for) == (
-        ["test: tandem_writer.app:make_app does not exist"],
+        ["test: tandem_writer.entrypoint:make_app does not exist"],
         [],
     )
 
@@ -407,7 +407,7 @@ def test_compose_services_are_read_with_their_environment_and_mounts() -> None:
             "writer": {
                 "image": "tandem:local",
                 "build": {"context": ".", "target": "runtime"},
-                "command": ["uvicorn", "tandem_writer.app:create_app"],
+                "command": ["uvicorn", "tandem_writer.entrypoint:create_app"],
                 "environment": ["KAFKA_BOOTSTRAP_SERVERS=kafka:19092", "TANDEM_LOG_LEVEL"],
                 "volumes": ["data:/var/lib/tandem/console:rw"],
                 "tmpfs": ["/tmp"],

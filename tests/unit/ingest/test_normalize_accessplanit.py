@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tandem_ingest.errors import InvalidPayload
-from tandem_ingest.normalize.accessplanit import normalize_webhook
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.accessplanit import normalize_webhook
 from tandem_shared.contracts import ChangeKind, System, Trigger
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from tandem_ingest.signatures import sign, verify
+from tandem_ingest.domain.signatures import sign, verify
 
 BODY = b'{"Data":{"ID":"1"}}'
 

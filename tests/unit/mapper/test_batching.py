@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tandem_mapper.batching import rounds
+from tandem_mapper.domain.batching import rounds
 from tandem_shared.contracts import ChangeEvent, ChangeKind, ContactIdentity, System, Trigger
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from tandem_mapper.domain import Knowledge, MergeSeen, MoveState, RememberUserEmail, decide
+from tandem_mapper.domain.decision import decide
+from tandem_mapper.domain.model import Knowledge, MergeSeen, MoveState, RememberUserEmail
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tandem_mapper.transforms import TransformError, address_line, convert, truncate_utf8
+from tandem_mapper.domain.transforms import TransformError, address_line, convert, truncate_utf8
 from tandem_shared.contracts import Flow, Transform
 
 TO_MC = Flow.ACCESSPLANIT_TO_MAILCHIMP

@@ -7,7 +7,7 @@ from typing import Any
 
 from support.commands import sync_command
 from tandem_shared.contracts import Operation, SyncCommand, System, fingerprint
-from tandem_writer.coalescing import Queued, coalesce, fold_payloads
+from tandem_writer.domain.coalescing import Queued, coalesce, fold_payloads
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

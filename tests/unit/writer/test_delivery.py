@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from fakes.producer import InMemoryProducer
+from fakes.idempotency import InMemoryIdempotencyStore
+from fakes.producer import InMemoryProducer, Sent
+from fakes.target import ScriptedTarget, applied
 from support.commands import sync_command
 from tandem_shared.contracts import (
     ErrorInfo,
     Headers,
-    InstanceConfig,
     Stage,
     SyncCommand,
     System,
     TraceRecord,
     TraceStatus,
 )
-from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY
+from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.kafka.partitioned import InboundRecord
-from tandem_shared.redis.idempotency import Claim, ClaimState
-from tandem_writer.delivery import Delivery, Disposition
-from tandem_writer.outcome import WriteOutcome
-from tandem_writer.retry import RetryPolicy, epoch_ms
+from tandem_shared.redis.idempotency import ClaimState
+from tandem_writer.delivery import Delivery
+from tandem_writer.domain.decisions import Disposition
+from tandem_writer.domain.outcome import WriteOutcome
+from tandem_writer.domain.retry import RetryPolicy, epoch_ms
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 POLICY = RetryPolicy.from_delays([1, 2, 4, 8, 16])
@@ -54,98 +59,44 @@ def record(cmd: SyncCommand | bytes, topic: str = COMMANDS, offset: int = 41, **
     return InboundRecord(topic, 3, offset, b"demo:ap:7", value, headers, 1_700_000_000_000)
 
 
-@dataclass
-class Sent:
-    topic: str
-    value: bytes
-    key: bytes | None
-    partition: int
-    headers: dict[str, str]
+class Producer(InMemoryProducer):
+    """Kafka in memory; the next `failures` sends fail, as during a broker outage."""
 
-    def as_record(self, offset: int = 0) -> InboundRecord:
-        return InboundRecord(self.topic, self.partition, offset, self.key, self.value, self.headers, 0)
-
-
-@dataclass
-class FakeSink:
-    sent: list[Sent] = field(default_factory=list)
-    failures: int = 0
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 0
 
     async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, partition: int, headers: dict[str, str]
-    ) -> None:
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: Mapping[str, str],
+        partition: int | None = None,
+    ) -> asyncio.Future[Any]:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("broker unavailable")
-        self.sent.append(Sent(topic, value, key, partition, headers))
+        return await super().send(topic, value, key=key, headers=headers, partition=partition)
 
+    @property
+    def forwarded(self) -> list[Sent]:
+        """What went to a retry tier or the dead-letter topic."""
+        return [s for s in self.sent if s.topic != TRACE]
 
-class FakeTracer(InMemoryProducer):
     @property
     def records(self) -> list[TraceRecord]:
         return self.traces
 
 
-class FakeStore:
-    """The Redis store's semantics without the expiry."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, str] = {}
-        self.locks: dict[str, str] = {}
-        self.applied: dict[str, datetime] = {}
-
-    @staticmethod
-    def contact(cmd: SyncCommand) -> str:
-        return f"{cmd.instance_id}|{cmd.target}|{cmd.identity.contact_key}"
-
-    async def claim(self, cmd: SyncCommand, token: str) -> Claim:
-        held = self.keys.get(cmd.idempotency_key)
-        if held == "done":
-            return Claim(ClaimState.DONE, applied_at=NOW)
-        if held or self.contact(cmd) in self.locks:
-            return Claim(ClaimState.BUSY, wait_s=5.0)
-        self.keys[cmd.idempotency_key] = token
-        self.locks[self.contact(cmd)] = token
-        return Claim(ClaimState.CLAIMED, last_applied=self.applied.get(self.contact(cmd)))
-
-    async def mark_done(self, cmd: SyncCommand, token: str, *, state: object = None) -> None:
-        self.keys[cmd.idempotency_key] = "done"
-        latest = self.applied.get(self.contact(cmd))
-        if latest is None or cmd.source_occurred_at > latest:
-            self.applied[self.contact(cmd)] = cmd.source_occurred_at
-        if self.locks.get(self.contact(cmd)) == token:
-            del self.locks[self.contact(cmd)]
-
-    async def release(self, cmd: SyncCommand, token: str) -> None:
-        if self.keys.get(cmd.idempotency_key) == token:
-            del self.keys[cmd.idempotency_key]
-        if self.locks.get(self.contact(cmd)) == token:
-            del self.locks[self.contact(cmd)]
-
-    async def applied_at(self, cmd: SyncCommand) -> datetime | None:
-        return NOW if self.keys.get(cmd.idempotency_key) == "done" else None
-
-
-class FakeTarget:
-    system = System.MAILCHIMP
-
-    def __init__(self, *outcomes: WriteOutcome | Exception) -> None:
-        self.outcomes = list(outcomes)
-        self.writes: list[SyncCommand] = []
-
-    async def write(self, cmd: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
-        self.writes.append(cmd)
-        outcome = self.outcomes.pop(0) if self.outcomes else ok()
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    async def close(self) -> None:
-        return None
+def as_record(sent: Sent, offset: int = 0) -> InboundRecord:
+    assert sent.partition is not None
+    return InboundRecord(sent.topic, sent.partition, offset, sent.key, sent.value, sent.headers, 0)
 
 
 def ok() -> WriteOutcome:
-    return WriteOutcome(True, "Mailchimp member u7@example.com is subscribed", response={"status": "subscribed"})
+    return applied()
 
 
 def failed(error: ErrorInfo) -> WriteOutcome:
@@ -154,11 +105,16 @@ def failed(error: ErrorInfo) -> WriteOutcome:
 
 @dataclass
 class World:
-    target: FakeTarget
-    store: FakeStore = field(default_factory=FakeStore)
-    sink: FakeSink = field(default_factory=FakeSink)
-    tracer: FakeTracer = field(default_factory=FakeTracer)
+    target: ScriptedTarget
+    store: InMemoryIdempotencyStore = field(
+        default_factory=lambda: InMemoryIdempotencyStore(inflight_ttl_s=5.0, clock=lambda: NOW)
+    )
+    producer: Producer = field(default_factory=Producer)
     registry: StaticInstanceRegistry = field(default_factory=lambda: StaticInstanceRegistry([demo_instance()]))
+
+    @property
+    def tracer(self) -> Producer:
+        return self.producer
 
     @property
     def delivery(self) -> Delivery:
@@ -166,8 +122,7 @@ class World:
             registry=self.registry,
             targets={System.MAILCHIMP: self.target},
             store=self.store,
-            sink=self.sink,
-            tracer=self.tracer,
+            producer=self.producer,
             policy=POLICY,
             clock=lambda: NOW,
             backoff_s=(0.0, 0.0),
@@ -175,17 +130,17 @@ class World:
 
 
 def world(*outcomes: WriteOutcome | Exception) -> World:
-    return World(FakeTarget(*outcomes))
+    return World(ScriptedTarget(*outcomes))
 
 
 async def test_a_successful_write_is_recorded_as_applied_and_traced() -> None:
     w = world(ok())
     cmd = command()
     assert await w.delivery.handle(record(cmd)) is Disposition.APPLIED
-    assert w.store.keys[cmd.idempotency_key] == "done" and not w.store.locks
+    assert await w.store.applied_at(cmd) == NOW and not w.store.contact_locked(cmd)
     [trace] = w.tracer.records
     assert (trace.stage, trace.status, trace.attempt) == (Stage.WRITER, TraceStatus.SUCCEEDED, 1)
-    assert w.sink.sent == []
+    assert w.producer.forwarded == []
 
 
 async def test_a_redelivered_command_is_not_written_twice() -> None:
@@ -204,7 +159,7 @@ async def test_a_transient_failure_goes_to_the_first_retry_tier_with_its_headers
     cmd = command()
     rec = record(cmd, **{Headers.INSTANCE_ID: "demo", Headers.EXECUTION_ID: cmd.execution_id})
     assert await w.delivery.handle(rec) is Disposition.RETRY_PENDING
-    [sent] = w.sink.sent
+    [sent] = w.producer.forwarded
     assert (sent.topic, sent.partition, sent.key) == (COMMANDS_RETRY[0], 3, b"demo:ap:7")
     h = sent.headers
     assert h[Headers.ATTEMPT] == "2"
@@ -213,12 +168,12 @@ async def test_a_transient_failure_goes_to_the_first_retry_tier_with_its_headers
     assert origin == (COMMANDS, "3", "41")
     assert h[Headers.EXCEPTION_TYPE] == "TooManyRequests"
     assert h[Headers.INSTANCE_ID] == "demo" and h[Headers.EXECUTION_ID] == cmd.execution_id
-    assert SyncCommand.model_validate_json(sent.value).attempt == 2
+    assert SyncCommand.model_validate_json(sent.value or b"").attempt == 2
     [trace] = w.tracer.records
     assert trace.status is TraceStatus.RETRY_PENDING
     assert trace.summary.startswith("Retry pending (attempt 2 of 6, next at 2026-11-26 07:00:01 UTC)")
     assert trace.error == TRANSIENT
-    assert not w.store.keys and not w.store.locks, "a failed attempt releases its claim"
+    assert not w.store.in_flight(cmd) and not w.store.contact_locked(cmd), "a failed attempt releases its claim"
 
 
 async def test_retries_walk_the_tiers_then_dead_letter_with_the_whole_history() -> None:
@@ -227,11 +182,11 @@ async def test_retries_walk_the_tiers_then_dead_letter_with_the_whole_history() 
     dispositions = []
     for offset in range(6):
         dispositions.append(await w.delivery.handle(rec))
-        rec = w.sink.sent[-1].as_record(offset)
+        rec = as_record(w.producer.forwarded[-1], offset)
     assert dispositions == [Disposition.RETRY_PENDING] * 5 + [Disposition.DEAD_LETTERED]
-    assert [s.topic for s in w.sink.sent] == [*COMMANDS_RETRY, COMMANDS_DLQ]
+    assert [s.topic for s in w.producer.forwarded] == [*COMMANDS_RETRY, COMMANDS_DLQ]
     assert [c.attempt for c in w.target.writes] == [1, 2, 3, 4, 5, 6]
-    dead = w.sink.sent[-1]
+    dead = w.producer.forwarded[-1]
     assert dead.headers[Headers.ATTEMPT] == "6"
     assert dead.headers[Headers.ORIGINAL_TOPIC] == COMMANDS and dead.headers[Headers.ORIGINAL_OFFSET] == "41"
     assert Headers.NOT_BEFORE not in dead.headers
@@ -243,7 +198,7 @@ async def test_retries_walk_the_tiers_then_dead_letter_with_the_whole_history() 
 async def test_a_permanent_failure_is_dead_lettered_at_once() -> None:
     w = world(failed(PERMANENT))
     assert await w.delivery.handle(record(command())) is Disposition.DEAD_LETTERED
-    [dead] = w.sink.sent
+    [dead] = w.producer.forwarded
     assert dead.topic == COMMANDS_DLQ
     assert dead.headers[Headers.ERROR_PERMANENT] == "true"
     assert dead.headers[Headers.EXCEPTION_MESSAGE] == PERMANENT.message
@@ -255,19 +210,20 @@ async def test_a_retry_older_than_the_newest_applied_change_is_dropped() -> None
     old, new = command(NOW, "Old"), command(NOW + timedelta(seconds=5), "New")
     await w.delivery.handle(record(old))
     await w.delivery.handle(record(new, offset=42))
-    retry = w.sink.sent[-1].as_record()
+    retry = as_record(w.producer.forwarded[-1])
     assert await w.delivery.handle(retry) is Disposition.SUPERSEDED
     assert [c.payload["merge_fields"]["FNAME"] for c in w.target.writes] == ["Old", "New"]
     assert w.tracer.records[-1].summary.startswith("Superseded")
-    assert not w.store.locks
+    assert not w.store.contact_locked(old) and not w.store.in_flight(old)
 
 
 async def test_a_command_for_a_contact_being_written_elsewhere_waits_without_using_an_attempt() -> None:
     w = world()
     cmd = command()
-    w.store.locks[FakeStore.contact(cmd)] = "another writer"
+    other = command(NOW - timedelta(seconds=1), "Other")
+    assert (await w.store.claim(other, "another writer")).state is ClaimState.CLAIMED
     assert await w.delivery.handle(record(cmd)) is Disposition.DEFERRED
-    [sent] = w.sink.sent
+    [sent] = w.producer.forwarded
     assert sent.headers[Headers.ATTEMPT] == "1"
     assert sent.headers[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=6)))
     assert w.target.writes == []
@@ -276,23 +232,23 @@ async def test_a_command_for_a_contact_being_written_elsewhere_waits_without_usi
 
 async def test_an_outage_while_forwarding_delays_the_outcome_but_forwards_exactly_once() -> None:
     w = world(failed(TRANSIENT))
-    w.sink.failures = 3
+    w.producer.failures = 3
     assert await w.delivery.handle(record(command())) is Disposition.RETRY_PENDING
-    assert len(w.sink.sent) == 1
+    assert len(w.producer.forwarded) == 1
     assert len(w.target.writes) == 1
 
 
 async def test_a_target_that_raises_is_retried_like_a_transient_failure() -> None:
     w = world(RuntimeError("boom"))
     assert await w.delivery.handle(record(command())) is Disposition.RETRY_PENDING
-    assert w.sink.sent[0].headers[Headers.EXCEPTION_TYPE] == "RuntimeError"
+    assert w.producer.forwarded[0].headers[Headers.EXCEPTION_TYPE] == "RuntimeError"
 
 
 async def test_an_unreadable_record_is_dead_lettered_as_it_came() -> None:
     w = world()
     rec = record(b'{"not": "a command"}', **{Headers.INSTANCE_ID: "demo", Headers.EXECUTION_ID: "x9"})
     assert await w.delivery.handle(rec) is Disposition.DEAD_LETTERED
-    [dead] = w.sink.sent
+    [dead] = w.producer.forwarded
     assert (dead.topic, dead.value) == (COMMANDS_DLQ, b'{"not": "a command"}')
     assert dead.headers[Headers.EXCEPTION_TYPE] == "InvalidCommand"
     assert w.tracer.records[-1].execution_id == "x9"
@@ -303,7 +259,7 @@ async def test_a_command_for_an_unknown_instance_is_skipped(topic: str) -> None:
     w = world()
     cmd = command().model_copy(update={"instance_id": "gone"})
     assert await w.delivery.handle(record(cmd, topic=topic, **{Headers.ATTEMPT: "3"})) is Disposition.IGNORED
-    assert w.target.writes == [] and w.sink.sent == []
+    assert w.target.writes == [] and w.producer.forwarded == []
     assert w.tracer.records[-1].summary == "Unknown instance gone"
 
 
@@ -315,7 +271,8 @@ async def test_a_command_of_a_deleted_instance_is_dropped_with_a_trace_saying_so
     cmd = command()
     replayed = {Headers.REPLAYED_FROM: f"{COMMANDS_DLQ}/0/7"} if topic == COMMANDS else {Headers.ATTEMPT: "3"}
     assert await w.delivery.handle(record(cmd, topic=topic, **replayed)) is Disposition.IGNORED
-    assert w.target.writes == [] and w.sink.sent == [] and w.store.keys == {}
+    assert w.target.writes == [] and w.producer.forwarded == []
+    assert not w.store.in_flight(cmd) and await w.store.applied_at(cmd) is None  # nothing was claimed
     [dropped] = w.tracer.records
     assert (dropped.status, dropped.summary) == (TraceStatus.SKIPPED, "Dropped: instance demo was deleted")
     assert w.delivery.is_orphan(record(cmd, **{Headers.INSTANCE_ID: "demo"}))

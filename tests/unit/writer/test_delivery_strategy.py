@@ -13,7 +13,7 @@ from support.waiting import eventually
 from tandem_shared.contracts import Headers, utcnow
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
 from tandem_shared.kafka.partitioned import InboundRecord, ProcessingStrategy
-from tandem_writer.retry import epoch_ms
+from tandem_writer.domain.retry import epoch_ms
 from tandem_writer.strategy import delivery_strategy
 
 MAIN = TopicPartition(COMMANDS, 0)

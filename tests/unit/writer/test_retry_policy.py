@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from tandem_shared.contracts import ErrorInfo, Headers
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
-from tandem_writer.retry import Origin, RetryPolicy, forward_headers, header_attempt, not_before
+from tandem_writer.domain.retry import Origin, RetryPolicy, forward_headers, header_attempt, not_before
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 DEFAULT = RetryPolicy.from_delays([10, 60, 300, 1800, 7200])

@@ -14,15 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tandem_console import api, ui
-from tandem_console.actions import ActionError, InstanceActions, Replayer
-from tandem_console.consumer import TraceConsumer
-from tandem_console.service import Console
+from tandem_console.actions import ActionError
+from tandem_console.bootstrap import bootstrap
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
-from tandem_shared.contracts import InstanceConfig, utcnow
-from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
+from tandem_shared.contracts import utcnow
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MetricsEndpoint
 
@@ -43,24 +40,8 @@ async def purge_periodically(store: TraceStore, settings: ConsoleSettings) -> No
 def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
     settings = settings or ConsoleSettings()
     configure_logging("console", settings.log_level, settings.log_json)
-    kafka = KafkaConnection.from_settings(settings, "tandem-console")
-    registry = registry or TopicInstanceRegistry(kafka)
-    producer = KafkaProducer(kafka)
-    store = TraceStore(settings.database_url)
-    consumer = TraceConsumer(
-        kafka,
-        store,
-        batch_size=settings.batch_size,
-        retention=timedelta(days=settings.retention_days),
-    )
-
-    async def put(config: InstanceConfig) -> None:
-        await put_instance(kafka, config)
-
-    instance_actions = InstanceActions(registry, put, publish_timeout_s=settings.publish_timeout_s)
-    console = Console(settings, store, registry, instance_actions, Replayer(kafka, producer, store))
-    # Before the registry starts: the tombstones still on the topic are stored as it reads them.
-    registry.on_delete(console.instance_deleted)
+    built = bootstrap(settings, registry=registry)
+    store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -90,7 +71,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.console = console
+    app.state.console = built.console
     app.state.consumer = consumer
 
     @app.exception_handler(ActionError)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
-from tandem_console.consumer import TraceConsumer
+from tandem_console.bootstrap import kafka_connection, trace_consumer
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
-from tandem_shared.kafka import KafkaConnection
 
 
 async def rebuild(settings: ConsoleSettings) -> int:
@@ -17,12 +15,7 @@ async def rebuild(settings: ConsoleSettings) -> int:
     try:
         await asyncio.to_thread(store.create)
         await asyncio.to_thread(store.reset)
-        consumer = TraceConsumer(
-            KafkaConnection.from_settings(settings, "tandem-console"),
-            store,
-            batch_size=settings.batch_size,
-            retention=timedelta(days=settings.retention_days),
-        )
+        consumer = trace_consumer(settings, kafka_connection(settings), store)
         await consumer.start()
         try:
             return await consumer.catch_up()

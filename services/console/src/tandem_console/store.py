@@ -9,113 +9,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
-    Connection,
-    Index,
-    Integer,
-    MetaData,
-    Select,
-    String,
-    Table,
-    Text,
-    and_,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    or_,
-    select,
-    true,
-)
+from sqlalchemy import Connection, Select, Table, and_, create_engine, delete, event, func, insert, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Engine, RowMapping, make_url
+from sqlalchemy.engine import Engine
 
 from tandem_console.domain import ExecutionStatus, ExecutionSummary, summarize
 from tandem_console.filters import ExecutionFilter
-from tandem_shared.contracts import Flow, TraceRecord, Trigger, email_key
+from tandem_console.schema import (
+    consumer_offsets,
+    database_url,
+    deleted_instances,
+    executions,
+    from_us,
+    metadata,
+    row_to_summary,
+    sqlite_pragmas,
+    summary_to_row,
+    to_us,
+    trace_records,
+)
+from tandem_shared.contracts import TraceRecord, email_key
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Keeps IN (...) lists well under every database's bound-parameter limit.
 CHUNK = 500
-
-metadata = MetaData()
-
-trace_records = Table(
-    "trace_records",
-    metadata,
-    Column("record_id", String(64), primary_key=True),
-    Column("execution_id", String(64), nullable=False),
-    Column("stage", String(16), nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("finished_us", BigInteger, nullable=False),
-    Column("body", Text, nullable=False),
-    Index("ix_trace_execution", "execution_id"),
-)
-
-executions = Table(
-    "executions",
-    metadata,
-    Column("execution_id", String(64), primary_key=True),
-    Column("original_execution_id", String(64)),
-    Column("is_original", Boolean, nullable=False),
-    Column("instance_id", String(64), nullable=False),
-    Column("flow", String(32)),
-    Column("trigger", String(16)),
-    Column("status", String(16), nullable=False),
-    Column("changes_detected", Boolean),
-    Column("contact_email", String(320)),
-    Column("email_key", String(320)),
-    Column("accessplanit_user_id", String(64)),
-    Column("summary", Text, nullable=False),
-    Column("error_message", Text),
-    Column("started_us", BigInteger, nullable=False),
-    Column("finished_us", BigInteger, nullable=False),
-    Column("record_count", Integer, nullable=False),
-    # Newest-first listing, alone or narrowed by instance and/or status: the index delivers rows in order.
-    Index("ix_exec_started", "started_us", "execution_id"),
-    Index("ix_exec_instance_started", "instance_id", "started_us", "execution_id"),
-    Index("ix_exec_status_started", "status", "started_us", "execution_id"),
-    Index("ix_exec_instance_status_started", "instance_id", "status", "started_us", "execution_id"),
-    Index("ix_exec_email_started", "email_key", "started_us", "execution_id"),
-    Index("ix_exec_user_started", "accessplanit_user_id", "started_us", "execution_id"),
-    Index("ix_exec_original", "original_execution_id"),
-    Index("ix_exec_finished", "finished_us"),
-)
-
-consumer_offsets = Table(
-    "consumer_offsets",
-    metadata,
-    Column("topic", String(249), primary_key=True),
-    Column("partition_no", Integer, primary_key=True),
-    Column("next_offset", BigInteger, nullable=False),
-)
-
-
-# Instances deleted with `tandem instances delete`, as the console saw their tombstones: compaction removes a
-# tombstone from `tandem.instances` after a while, and the trace does not say it, so the console keeps it here (not
-# emptied by `reset`: it cannot be rebuilt from tandem.trace).
-deleted_instances = Table(
-    "deleted_instances",
-    metadata,
-    Column("instance_id", String(64), primary_key=True),
-    Column("deleted_us", BigInteger, nullable=False),
-)
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_us(us: int) -> datetime:
-    return EPOCH + timedelta(microseconds=us)
 
 
 def chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
@@ -153,53 +73,6 @@ class Added:
 
     records: list[TraceRecord]
     executions: dict[str, list[TraceRecord]]
-
-
-def database_url(url: str) -> URL:
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def _row_to_summary(row: RowMapping | Mapping[str, Any]) -> ExecutionSummary:
-    return ExecutionSummary(
-        execution_id=row["execution_id"],
-        original_execution_id=row["original_execution_id"],
-        instance_id=row["instance_id"],
-        flow=Flow(row["flow"]) if row["flow"] else None,
-        trigger=Trigger(row["trigger"]) if row["trigger"] else None,
-        status=ExecutionStatus(row["status"]),
-        changes_detected=row["changes_detected"],
-        contact_email=row["contact_email"],
-        accessplanit_user_id=row["accessplanit_user_id"],
-        summary=row["summary"],
-        error_message=row["error_message"],
-        started_at=from_us(row["started_us"]),
-        finished_at=from_us(row["finished_us"]),
-        record_count=row["record_count"],
-    )
-
-
-def _summary_to_row(summary: ExecutionSummary) -> dict[str, Any]:
-    return {
-        "execution_id": summary.execution_id,
-        "original_execution_id": summary.original_execution_id,
-        "is_original": summary.original_execution_id is None,
-        "instance_id": summary.instance_id,
-        "flow": summary.flow.value if summary.flow else None,
-        "trigger": summary.trigger.value if summary.trigger else None,
-        "status": summary.status.value,
-        "changes_detected": summary.changes_detected,
-        "contact_email": summary.contact_email,
-        "email_key": email_key(summary.contact_email) if summary.contact_email else None,
-        "accessplanit_user_id": summary.accessplanit_user_id,
-        "summary": summary.summary,
-        "error_message": summary.error_message,
-        "started_us": to_us(summary.started_at),
-        "finished_us": to_us(summary.finished_at),
-        "record_count": summary.record_count,
-    }
 
 
 def executions_query(where: ExecutionFilter, *, limit: int, before: Cursor | None = None) -> Select[Any]:
@@ -240,7 +113,7 @@ class TraceStore:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
         if self.dialect == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", sqlite_pragmas)
 
     def create(self) -> None:
         metadata.create_all(self.engine)
@@ -303,7 +176,7 @@ class TraceStore:
             if touched:
                 conn.execute(
                     self._upsert(executions, ["execution_id"]),
-                    [_summary_to_row(summarize(recs)) for recs in touched.values()],
+                    [summary_to_row(summarize(recs)) for recs in touched.values()],
                 )
             if next_offsets:
                 conn.execute(
@@ -341,7 +214,7 @@ class TraceStore:
     def list_executions(self, where: ExecutionFilter, *, limit: int, before: Cursor | None = None) -> Page:
         with self.engine.connect() as conn:
             rows = conn.execute(executions_query(where, limit=limit + 1, before=before)).mappings().all()
-        items = [_row_to_summary(row) for row in rows[:limit]]
+        items = [row_to_summary(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -351,7 +224,7 @@ class TraceStore:
     def execution(self, execution_id: str) -> ExecutionSummary | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(executions).where(executions.c.execution_id == execution_id)).mappings().first()
-        return _row_to_summary(row) if row is not None else None
+        return row_to_summary(row) if row is not None else None
 
     def derived_from(self, execution_id: str) -> list[ExecutionSummary]:
         """Retries and replays of an execution."""
@@ -361,7 +234,7 @@ class TraceStore:
                 .where(executions.c.original_execution_id == execution_id)
                 .order_by(executions.c.started_us)
             ).mappings()
-            return [_row_to_summary(row) for row in rows]
+            return [row_to_summary(row) for row in rows]
 
     def status_counts(self, instance_id: str) -> dict[ExecutionStatus, int]:
         with self.engine.connect() as conn:
@@ -391,7 +264,7 @@ class TraceStore:
         """Executions without their records: for load tests of the listing queries."""
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 10_000):
-                conn.execute(insert(executions), [_summary_to_row(s) for s in rows[start : start + 10_000]])
+                conn.execute(insert(executions), [summary_to_row(s) for s in rows[start : start + 10_000]])
 
     def record_deletion(self, instance_id: str, deleted_at: datetime) -> None:
         """Remember that the instance was deleted (again: a later deletion of a re-created id replaces the time)."""
@@ -411,12 +284,3 @@ class TraceStore:
         """Refresh the planner's statistics (SQLite has none until asked)."""
         with self.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE")
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets the pages read while the consumer writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()

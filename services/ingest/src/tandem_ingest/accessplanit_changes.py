@@ -1,14 +1,18 @@
-"""accessplanit specifics shared by the webhook route and the poller: reading a user, marking Tandem's own writes."""
+"""accessplanit specifics shared by the webhook route and the poller: reading users, marking Tandem's own writes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
 
-from tandem_ingest.normalize.accessplanit import WebhookDelivery, removed_user_event, webhook_event
+from tandem_ingest.domain.cursor import NEWEST_FIRST, ORDER, Position, page_filter, record_position
+from tandem_ingest.domain.normalize.accessplanit import WebhookDelivery, removed_user_event, webhook_event
 from tandem_shared.contracts import ChangeEvent, Headers, InstanceConfig, Trigger
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.priority import Priority
+
+# The poll carries changes to Mailchimp as the webhooks do (the ones they missed): the live path.
+POLL_PRIORITY = Priority.LIVE
 
 
 class UserReader(Protocol):
@@ -60,3 +64,32 @@ async def delivery_event(
                 source_action=f"{delivery.action} (the user no longer exists)",
             )
     return webhook_event(delivery, record, instance_id=instance.id, execution_id=execution_id, received_at=received_at)
+
+
+class ApiChangedUsers:
+    """The catch-up poller's reads: pages of users in (DateUpdated, ID) order, with the instance's own key."""
+
+    def __init__(self, clients: AccessplanitClients) -> None:
+        self._clients = clients
+
+    async def newest(self, instance: InstanceConfig) -> Position:
+        """Where the newest change is now (the start of a first poll); Position(None) when there is no user."""
+        newest = await self._clients.for_instance(instance).list_users(
+            filter="",
+            orderby=NEWEST_FIRST,
+            top=1,
+            select="ID,DateUpdated",
+            action="find the newest change",
+            priority=POLL_PRIORITY,
+        )
+        position = record_position(newest[0]) if newest else None
+        return position or Position(None)
+
+    async def page(self, instance: InstanceConfig, after: Position, size: int) -> list[dict[str, Any]]:
+        return await self._clients.for_instance(instance).list_users(
+            filter=page_filter(after),
+            orderby=ORDER,
+            top=size,
+            action="read users changed since the last poll",
+            priority=POLL_PRIORITY,
+        )

@@ -18,14 +18,14 @@ from pydantic import ValidationError
 
 from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize import accessplanit
+from tandem_ingest.domain.signatures import verify
 from tandem_ingest.hot_routes import HotRoute
-from tandem_ingest.http import being_stored, problem, read_body
+from tandem_ingest.http import Refused, being_stored, problem, read_body
 from tandem_ingest.intake import Intake
-from tandem_ingest.normalize import accessplanit
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
-from tandem_ingest.signatures import verify
 from tandem_shared.contracts import ChangeEvent, InstanceConfig, Stage, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
@@ -38,11 +38,6 @@ log = get_logger("tandem.ingest")
 SIGNATURE_HEADER = "X-Accessplanit-Signature"
 PATH = "/webhooks/accessplanit/{instance_id}"
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
-
-
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
 
 
 def _reason(exc: InvalidPayload | ValidationError) -> str:
@@ -84,7 +79,7 @@ class AccessplanitWebhook:
             trusted = self._authenticate(instance, request, raw)
             event = await self._event(instance, request.method, raw, trusted=trusted)
             return await self._submit(event, instance, trusted=trusted)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response
 
     async def _body(self, request: Request) -> bytes:
@@ -92,7 +87,7 @@ class AccessplanitWebhook:
         try:
             return await read_body(request, limit)
         except OverflowError:
-            raise _Refused(problem(413, "Payload Too Large", f"bodies are limited to {limit} bytes")) from None
+            raise Refused(problem(413, "Payload Too Large", f"bodies are limited to {limit} bytes")) from None
 
     def _authenticate(self, instance: InstanceConfig, request: Request, raw: bytes) -> bool:
         """True for a verified signature, False when the instance has no secret; anything else is refused."""
@@ -103,32 +98,32 @@ class AccessplanitWebhook:
             secret = resolve_secret(secret_ref)
         except SecretUnavailable:
             log.error("webhook secret unavailable", instance_id=instance.id)
-            raise _Refused(
+            raise Refused(
                 problem(503, "Service Unavailable", "the instance's webhook secret is not configured")
             ) from None
         header = request.headers.get(SIGNATURE_HEADER)
         if not verify(secret, raw, header, now=time.time(), tolerance_s=self._settings.signature_tolerance_s):
-            raise _Refused(problem(401, "Unauthorized", f"missing or invalid {SIGNATURE_HEADER}"))
+            raise Refused(problem(401, "Unauthorized", f"missing or invalid {SIGNATURE_HEADER}"))
         return True
 
     async def _event(self, instance: InstanceConfig, method: str, raw: bytes, *, trusted: bool) -> ChangeEvent:
         try:
             body: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise _Refused(problem(400, "Bad Request", "body is not valid JSON")) from None
+            raise Refused(problem(400, "Bad Request", "body is not valid JSON")) from None
         except RecursionError:
-            raise _Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
+            raise Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
         try:
             delivery = accessplanit.parse_webhook(method=method, body=body)
             return await delivery_event(
                 delivery, instance, self._reader, trusted=trusted, execution_id=new_id(), received_at=utcnow()
             )
         except (InvalidPayload, ValidationError) as exc:
-            raise _Refused(problem(400, "Bad Request", _reason(exc))) from None
+            raise Refused(problem(400, "Bad Request", _reason(exc))) from None
         except AccessplanitError as exc:
             log.warning("user not read from accessplanit", instance_id=instance.id, error=exc.error.message)
             detail = f"the user could not be read from accessplanit: {exc}"
-            raise _Refused(problem(503, "Service Unavailable", detail)) from None
+            raise Refused(problem(503, "Service Unavailable", detail)) from None
 
     async def _submit(self, event: ChangeEvent, instance: InstanceConfig, *, trusted: bool) -> Response:
         notes, headers = own_write_marks(event, instance)

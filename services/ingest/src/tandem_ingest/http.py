@@ -1,13 +1,20 @@
-"""HTTP helpers every webhook route shares: problem responses and a size-bounded body read."""
+"""HTTP helpers every webhook route shares: problem responses, refusals and a size-bounded body read."""
 
 from __future__ import annotations
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 # Another delivery of the same change holds its claim and is publishing it: that takes milliseconds (at most the
 # publish timeout), after which a retry finds the change stored, or the claim given back and publishes it itself.
 BEING_STORED_RETRY_AFTER_S = 1
+
+
+class Refused(Exception):
+    """Raised inside a route's handler to end it with `response` (a problem answer), from however deep."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
 
 
 def problem(status: int, title: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

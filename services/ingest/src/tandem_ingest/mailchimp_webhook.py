@@ -16,14 +16,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.mailchimp import Ignored, normalize_webhook, parse_form
+from tandem_ingest.domain.signatures import verify
 from tandem_ingest.hot_routes import HotRoute
-from tandem_ingest.http import being_stored, problem, read_body
+from tandem_ingest.http import Refused, being_stored, problem, read_body
 from tandem_ingest.intake import BeingStored
-from tandem_ingest.normalize.mailchimp import Ignored, normalize_webhook, parse_form
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.settings import IngestSettings
-from tandem_ingest.signatures import verify
 from tandem_shared.contracts import ChangeEvent, InstanceConfig, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
@@ -48,28 +48,23 @@ def _not_found() -> JSONResponse:
     return problem(404, "Not Found", "no such webhook")
 
 
-class _Refused(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
 def _secret(ref: str, what: str, instance_id: str) -> str:
     try:
         return resolve_secret(ref)
     except SecretUnavailable as exc:
         log.error(f"Mailchimp {what} unavailable", instance_id=instance_id, error=str(exc))
-        raise _Refused(problem(503, "Service Unavailable", f"the instance's {what} is not configured")) from exc
+        raise Refused(problem(503, "Service Unavailable", f"the instance's {what} is not configured")) from exc
 
 
 def _authorize(registry: InstanceRegistry, instance_id: str, given: str) -> InstanceConfig:
     """The instance whose path secret matches, compared in constant time; anything else looks like a 404."""
     instance = registry.get(instance_id)
     if instance is None or instance.mailchimp.webhook_secret is None:
-        raise _Refused(_not_found())
+        raise Refused(_not_found())
     expected = _secret(instance.mailchimp.webhook_secret, "webhook secret", instance_id)
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         log.warning("Mailchimp webhook with a wrong path secret", instance_id=instance_id)
-        raise _Refused(_not_found())
+        raise Refused(_not_found())
     return instance
 
 
@@ -103,7 +98,7 @@ class MailchimpWebhook:
     async def validate(self, _: Request, instance_id: str, secret: str) -> Response:
         try:
             _authorize(self._registry, instance_id, secret)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response
         return JSONResponse({"status": "ok"})
 
@@ -111,7 +106,7 @@ class MailchimpWebhook:
         try:
             instance = _authorize(self._registry, instance_id, secret)
             return await self._deliver(instance, request)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response
 
     async def _deliver(self, instance: InstanceConfig, request: Request) -> Response:

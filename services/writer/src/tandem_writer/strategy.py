@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 
 from tandem_shared.contracts.topics import COMMANDS
 from tandem_shared.kafka.partitioned import InboundRecord, KeyedStrategy, StrategyFactory
-from tandem_writer.retry import not_before
+from tandem_writer.domain.retry import not_before
 
 
 class Deliveries(Protocol):

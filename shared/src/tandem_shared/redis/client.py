@@ -22,14 +22,16 @@ def connect(settings: CommonSettings, *, max_connections: int = DEFAULT_MAX_CONN
     return connect_url(settings.redis_url, max_connections=max_connections)
 
 
-def connect_url(url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS) -> Redis:
+def connect_url(
+    url: str, *, max_connections: int = DEFAULT_MAX_CONNECTIONS, timeout_s: float = _SOCKET_TIMEOUT_S
+) -> Redis:
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
         timeout=_POOL_WAIT_S,
         decode_responses=True,
-        socket_timeout=_SOCKET_TIMEOUT_S,
-        socket_connect_timeout=_SOCKET_TIMEOUT_S,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
     )
     # The client owns the pool it is given here: closing the client closes the pool.
     return Redis.from_pool(pool)

@@ -32,7 +32,7 @@ from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import IdempotencyKeys, idempotency_keys
 from tandem_shared.redis.pipeline import AutoPipeline
 from tandem_shared.redis.scripts import LuaScript
-from tandem_shared.redis.state import RedisStateStore
+from tandem_shared.redis.state import RedisStateStore, StateStore
 
 DAY_S = 24 * 60 * 60
 
@@ -95,7 +95,7 @@ class Claim:
 class IdempotencyStore(Protocol):
     async def claim(self, command: SyncCommand, token: str) -> Claim: ...
 
-    async def mark_done(self, command: SyncCommand, token: str, *, state: RedisStateStore | None = None) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: StateStore | None = None) -> None:
         """Records the command as applied; with `state`, also what the target now holds (`record_written`)."""
         ...
 
@@ -166,10 +166,14 @@ class RedisIdempotencyStore:
             return Claim(ClaimState.BUSY, wait_s=(pttl if pttl > 0 else self._inflight_ms) / 1000)
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
-    async def mark_done(self, command: SyncCommand, token: str, *, state: RedisStateStore | None = None) -> None:
+    async def mark_done(self, command: SyncCommand, token: str, *, state: StateStore | None = None) -> None:
         # One round trip for both records of a successful write (shared with other commands' calls of the same
         # tick). Not a transaction (the keys are in different cluster slots); each part is idempotent, so a failed
-        # call is simply repeated.
+        # call is simply repeated. Another store than Redis's records the write on its own, afterwards.
+        if state is not None and not isinstance(state, RedisStateStore):
+            await self.mark_done(command, token)
+            await state.record_written(command)
+            return
         now_ms = int(datetime.now(UTC).timestamp() * 1000)
         keys = redis_keys(command)
         args: list[str | int] = [token, now_ms, self._done_ms, _micros(command.source_occurred_at), self._marker_ms]

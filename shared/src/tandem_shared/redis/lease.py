@@ -12,7 +12,11 @@ be a lease of its own without losing that atomicity.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 # Takes the lease, or keeps it (with a fresh TTL) when this owner holds it already.
 _ACQUIRE = """
@@ -50,3 +54,26 @@ class Leases:
     async def release(self, key: str, owner: str) -> bool:
         """Gives the lease up if it is still `owner`'s; False when it had expired or passed to another owner."""
         return bool(await self._release(keys=[key], args=[owner]))
+
+
+class OwnedLeases:
+    """The leases one owner (this process, under a token of its own) holds on several keys: each `hold` takes or
+    renews one; `release_all` gives back every one still held, as the owner shuts down (best effort: a lease that
+    cannot be released expires on its own)."""
+
+    def __init__(self, redis: Redis, ttl_s: float) -> None:
+        self._owner = uuid.uuid4().hex
+        self._leases = Leases(redis, ttl_s)
+        self._held: set[str] = set()
+
+    async def hold(self, key: str) -> bool:
+        """True while this owner holds the lease on `key` (taken now, or renewed)."""
+        held = await self._leases.acquire(key, self._owner)
+        (self._held.add if held else self._held.discard)(key)
+        return held
+
+    async def release_all(self) -> None:
+        for key in list(self._held):
+            with contextlib.suppress(RedisError, OSError):
+                await self._leases.release(key, self._owner)
+        self._held.clear()

@@ -5,8 +5,8 @@ from typing import Any
 
 import pytest
 
-from tandem_ingest.errors import InvalidPayload
-from tandem_ingest.normalize.accessplanit import (
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.accessplanit import (
     parse_webhook,
     record_kind,
     removed_user_event,

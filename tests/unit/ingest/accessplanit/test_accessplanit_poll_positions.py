@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tandem_ingest.poller import Cursor, Position, page_filter, record_position, round_start
+from tandem_ingest.domain.cursor import Cursor, Position, page_filter, record_position, round_start
 
 
 def test_pages_follow_date_then_id_so_equal_timestamps_are_never_skipped() -> None:

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tandem_ingest.errors import InvalidPayload
-from tandem_ingest.normalize.mailchimp import Ignored, normalize_webhook, parse_form
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.mailchimp import Ignored, normalize_webhook, parse_form
 from tandem_shared.contracts import ChangeEvent, ChangeKind, System, Trigger, subscriber_hash
 
 FIXTURES = Path(__file__).parents[2] / "simulators" / "mailchimp" / "fixtures" / "mailchimp-webhooks"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem_ingest.errors import InvalidPayload
-from tandem_ingest.normalize.mailchimp import parse_form, split_key
+from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.normalize.mailchimp import parse_form, split_key
 
 FIXTURES = Path(__file__).parents[2] / "simulators" / "mailchimp" / "fixtures" / "mailchimp-webhooks"
 

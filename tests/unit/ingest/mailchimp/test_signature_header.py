@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tandem_ingest.signatures import sign, verify
+from tandem_ingest.domain.signatures import sign, verify
 
 BODY = b"type=profile&fired_at=2026-01-01+00%3A00%3A00"
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from tandem_shared.contracts import ErrorInfo
 from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_body, desired_fields
-from tandem_writer.targets.accessplanit_plan import choose_user
+from tandem_writer.domain.accessplanit_plan import choose_user
 
 
 def user(user_id: str, updated: str, **fields: Any) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_bod
 from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.priority import Priority
-from tandem_writer.outcome import WriteOutcome
-from tandem_writer.targets.accessplanit_plan import DELETED, Match, choose_user
+from tandem_writer.domain.accessplanit_plan import DELETED, Match, choose_user
+from tandem_writer.domain.outcome import WriteOutcome
 
 log = get_logger("tandem.writer.accessplanit")
 

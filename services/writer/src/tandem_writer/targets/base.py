@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from tandem_shared.contracts import InstanceConfig, SyncCommand, System
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 
 
 class Target(Protocol):

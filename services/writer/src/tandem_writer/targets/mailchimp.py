@@ -17,7 +17,7 @@ from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCo
 from tandem_shared.vendors.mailchimp.bodies import BATCH_MAX_MEMBERS, patch_body, upsert_body
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.mailchimp_batching import UpsertBatcher
 from tandem_writer.targets.mailchimp_outcomes import confirmed, member, not_written, unexpected, upserted

@@ -23,7 +23,7 @@ from tandem_shared.logging import get_logger
 from tandem_shared.vendors.mailchimp.bodies import batch_answers, batch_subscribe_body, batchable
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError, MailchimpSession, member_path
 from tandem_shared.vendors.priority import Priority
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.targets.mailchimp_outcomes import STOPPING, failed, member_is, not_written, unexpected, upserted
 
 log = get_logger("tandem.writer.mailchimp")

@@ -7,7 +7,7 @@ from typing import Any
 from tandem_shared.contracts import ErrorInfo
 from tandem_shared.vendors.mailchimp.bodies import member_summary
 from tandem_shared.vendors.mailchimp.client import MailchimpError, Reply
-from tandem_writer.outcome import WriteOutcome
+from tandem_writer.domain.outcome import WriteOutcome
 
 STOPPING = ErrorInfo(
     error_class="Shutdown", message="the writer stopped before the write was confirmed", permanent=False

@@ -1,6 +1,6 @@
 """Which accessplanit user one SyncCommand is about (pure): the writer's choice among users sharing an address.
 
-The adapter (`accessplanit.py`) decides and calls the client; the request bodies are built in
+The adapter (`tandem_writer.targets.accessplanit`) decides and calls the client; the request bodies are built in
 `tandem_shared.vendors.accessplanit.bodies`.
 """
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tandem_mapper.domain import event_email
+from tandem_mapper.domain.model import event_email
 from tandem_shared.contracts import ChangeEvent, email_key, message_key
 
 

@@ -1,6 +1,6 @@
 """What the mapper decides for one change (pure): a command for the other side, or why there is none.
 
-The decision rests on what is known about the contact on both sides (`Knowledge`, loaded from Redis by the app):
+The decision rests on what is known about the contact on both sides (`Knowledge`, loaded by the service):
 
 - Change detection: a field is sent only when the target is not already known to hold its value.
 - Echo suppression: a change that only repeats what Tandem wrote to its source stops here (accessplanit: also
@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tandem_mapper.mapping import accessplanit_problem, build_payload, map_record, read_record, source_names
+from tandem_mapper.domain.mapping import accessplanit_problem, build_payload, map_record, read_record, source_names
+from tandem_mapper.domain.model import (
+    Decision,
+    Knowledge,
+    MergeSeen,
+    MoveState,
+    RememberUserEmail,
+    StateUpdate,
+    event_email,
+    old_address,
+)
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
@@ -30,84 +40,9 @@ from tandem_shared.contracts import (
     SyncCommand,
     System,
     TraceStatus,
-    email_key,
     idempotency_key,
 )
 from tandem_shared.sync.rules import EMPTY_DIGEST, SideState, content_fingerprint, field_digest, ts_ms
-
-
-@dataclass(frozen=True)
-class Knowledge:
-    """What Tandem knows about the contact, at its current address and (on an email change) its previous one."""
-
-    source: SideState | None = None
-    target: SideState | None = None
-    source_old: SideState | None = None
-    target_old: SideState | None = None
-    # accessplanit: the address last seen for this user id.
-    previous_email: str | None = None
-
-
-@dataclass(frozen=True)
-class MergeSeen:
-    system: System
-    email: str
-    digests: dict[str, str]
-    source_ts_ms: int
-
-
-@dataclass(frozen=True)
-class MoveState:
-    system: System
-    old_email: str
-    new_email: str
-
-
-@dataclass(frozen=True)
-class RememberUserEmail:
-    user_id: str
-    email: str
-
-
-StateUpdate = MergeSeen | MoveState | RememberUserEmail
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: TraceStatus
-    summary: str
-    command: SyncCommand | None = None
-    # The source's own later value, written back over an older one Tandem may have written there meanwhile.
-    repair: SyncCommand | None = None
-    error: ErrorInfo | None = None
-    changes_detected: bool | None = None
-    logs: list[str] = field(default_factory=list)
-    updates: list[StateUpdate] = field(default_factory=list)
-
-
-def event_email(event: ChangeEvent) -> str | None:
-    """The contact's current address: the identity in both systems."""
-    if event.source is System.ACCESSPLANIT:
-        value: Any = event.fields.get("Email", event.identity.email)
-    else:
-        value = event.identity.email or event.fields.get("EMAIL")
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def old_address(event: ChangeEvent, previous_email: str | None) -> str | None:
-    """The address the contact had before this change, when this change moved it to a new one."""
-    email = event_email(event)
-    if email is None:
-        return None
-    if event.source is System.ACCESSPLANIT:
-        candidate = previous_email
-    elif event.kind is ChangeKind.EMAIL_CHANGED:
-        candidate = event.identity.old_email
-    else:
-        candidate = None
-    if candidate and email_key(candidate) != email_key(email):
-        return candidate
-    return None
 
 
 def _a(system: System) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from tandem_ingest.errors import InvalidPayload
+from tandem_ingest.domain.errors import InvalidPayload
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tandem_mapper.transforms import TransformError, convert
+from tandem_mapper.domain.transforms import TransformError, convert
 from tandem_shared.contracts import ErrorInfo, FieldMapping, Flow, InstanceConfig, System
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
 

@@ -1,0 +1,108 @@
+"""Ingest's composition root: the webhook routes and the catch-up poller on their adapters, each replaceable
+(tests inject in-memory or recording ones).
+
+Anything not injected is built from the settings: Kafka clients from one `KafkaConnection`, the one Redis client
+of the process from `tandem_shared.redis.client.connect` (claims, poller cursors and leases, request budget), the
+accessplanit clients from `tandem_shared.vendors.accessplanit`. `entrypoint` serves the result over ASGI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+
+from tandem_ingest.accessplanit_changes import ApiChangedUsers, ApiUserReader, UserReader
+from tandem_ingest.accessplanit_webhook import AccessplanitWebhook
+from tandem_ingest.dedupe import EventClaims, RedisEventClaims
+from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
+from tandem_ingest.mailchimp_webhook import MailchimpWebhook
+from tandem_ingest.poll_state import PollerLocks, RedisCursorStore
+from tandem_ingest.poller import AccessplanitPoller, ChangedUsers, CursorStore, InstanceLocks, PollerConfig
+from tandem_ingest.publishing import ChangePublisher
+from tandem_ingest.settings import IngestSettings
+from tandem_shared.contracts import TraceRecord
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.redis.client import connect
+from tandem_shared.tracing import publish_trace
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+
+
+class ServiceProducer(Producer, Protocol):
+    async def ping(self, timeout: float) -> bool:  # noqa: ASYNC109 (the readiness probe's budget)
+        """True when Kafka answers within `timeout` seconds (the readiness probe)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """Ingest and what it runs on; `entrypoint` starts them, and stops them in reverse."""
+
+    settings: IngestSettings
+    registry: InstanceRegistry
+    producer: ServiceProducer
+    redis: Redis
+    clients: AccessplanitClients
+    accessplanit_webhook: AccessplanitWebhook
+    mailchimp_webhook: MailchimpWebhook
+    poller: AccessplanitPoller
+    locks: InstanceLocks
+
+
+def bootstrap(
+    settings: IngestSettings,
+    *,
+    registry: InstanceRegistry | None = None,
+    producer: ServiceProducer | None = None,
+    publisher: EventPublisher | None = None,
+    claims: EventClaims | None = None,
+    clients: AccessplanitClients | None = None,
+    reader: UserReader | None = None,
+    users: ChangedUsers | None = None,
+    cursors: CursorStore | None = None,
+    locks: InstanceLocks | None = None,
+) -> Ingest:
+    kafka = KafkaConnection.from_settings(settings, "tandem-ingest")
+    registry = registry or TopicInstanceRegistry(kafka)
+    producer = producer or KafkaProducer(kafka)
+    redis = connect(settings)  # connects on first use: nothing is opened for what the caller injected
+    clients = clients or AccessplanitClients(redis, AccessplanitSettings())
+    publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s)
+    claims = claims or RedisEventClaims(
+        redis, pending_ttl_s=settings.dedupe_pending_ttl_s, done_ttl_s=settings.dedupe_done_ttl_s
+    )
+    intake = Intake(publisher, claims)
+    locks = locks or PollerLocks(redis, ttl_s=max(3 * settings.poll_interval_s, 30.0))
+
+    async def trace(record: TraceRecord) -> None:
+        await publish_trace(producer, record)
+
+    poller = AccessplanitPoller(
+        registry=registry,
+        users=users or ApiChangedUsers(clients),
+        intake=intake,
+        cursors=cursors or RedisCursorStore(redis),
+        locks=locks,
+        trace=trace,
+        config=PollerConfig(
+            interval_s=settings.poll_interval_s,
+            page_size=settings.poll_page_size,
+            max_pages=settings.poll_max_pages,
+            overlap_s=settings.poll_overlap_s,
+        ),
+    )
+    return Ingest(
+        settings=settings,
+        registry=registry,
+        producer=producer,
+        redis=redis,
+        clients=clients,
+        accessplanit_webhook=AccessplanitWebhook(settings, registry, intake, reader or ApiUserReader(clients)),
+        mailchimp_webhook=MailchimpWebhook(settings, registry, DedupedSink(intake)),
+        poller=poller,
+        locks=locks,
+    )

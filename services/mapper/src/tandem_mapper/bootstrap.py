@@ -1,0 +1,45 @@
+"""The mapper's composition root: the service on its adapters, each replaceable (tests inject in-memory ones).
+
+Anything not injected is built from the settings: Kafka clients from one `KafkaConnection`, the one Redis client
+of the process from `tandem_shared.redis.client.connect`. `entrypoint` puts the result behind FastStream and ASGI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+
+from tandem_mapper.service import Mapper
+from tandem_mapper.settings import MapperSettings
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.redis.client import connect
+from tandem_shared.redis.state import RedisStateStore, StateStore
+
+
+@dataclass(frozen=True)
+class Built:
+    """The mapper and what it runs on; the caller starts them in this order and stops them in reverse."""
+
+    broker: KafkaBroker
+    producer: Producer
+    mapper: Mapper
+    registry: InstanceRegistry
+    state: StateStore
+
+
+def bootstrap(
+    settings: MapperSettings,
+    *,
+    producer: Producer | None = None,
+    state: StateStore | None = None,
+    registry: InstanceRegistry | None = None,
+) -> Built:
+    kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
+    producer = producer or KafkaProducer(kafka)
+    registry = registry or TopicInstanceRegistry(kafka)
+    # The mapper's one Redis client, owned (and closed) by its state store.
+    state = state or RedisStateStore(connect(settings), ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
+    return Built(kafka.broker(), producer, Mapper(producer, settings, registry, state), registry, state)

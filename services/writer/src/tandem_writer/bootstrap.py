@@ -1,0 +1,133 @@
+"""The writer's composition root: the one place its adapters are chosen and wired (cosmicpython's `bootstrap.py`).
+
+Every port can be injected (tests pass in-memory fakes from `tests/fakes`); what is not injected is built for real,
+from the one `KafkaConnection` and the one Redis client of the process (idempotency records, sync state,
+Mailchimp's connection limiter and accessplanit's request budget share its pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from tandem_shared.contracts import System
+from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
+from tandem_shared.instance_store import TopicInstanceRegistry
+from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.kafka.partitioned import ConsumerClient, PartitionedConsumer, consumer_options
+from tandem_shared.redis.client import connect
+from tandem_shared.redis.idempotency import IdempotencyStore, RedisIdempotencyStore
+from tandem_shared.redis.state import RedisStateStore, StateStore
+from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_writer.delivery import Delivery
+from tandem_writer.domain.retry import RetryPolicy
+from tandem_writer.settings import WriterSettings
+from tandem_writer.strategy import delivery_strategy
+from tandem_writer.targets.accessplanit import AccessplanitTarget
+from tandem_writer.targets.base import Target
+from tandem_writer.targets.mailchimp import MailchimpTarget
+
+
+@dataclass
+class Writer:
+    """The composed writer: what the entrypoint starts and stops."""
+
+    kafka: KafkaConnection
+    delivery: Delivery
+    consumer: PartitionedConsumer
+    producer: Producer
+    registry: InstanceRegistry
+    targets: Mapping[System, Target]
+    # What the composition opened itself (an injected port is closed by whoever made it), in closing order.
+    owned: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def connect(self) -> None:
+        await self.registry.start()
+        await self.producer.start()
+
+    async def consume(self) -> None:
+        """Once the producer is connected: every command handed to `delivery` can be traced and forwarded."""
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        # The consumer stops first: in-flight writes finish and are traced and committed while the producer is
+        # still there.
+        await self.consumer.stop()
+        await self.producer.stop()
+        for target in self.targets.values():
+            await target.close()
+        await self.registry.stop()
+        for close in self.owned:
+            await close()
+
+
+def bootstrap(
+    settings: WriterSettings | None = None,
+    *,
+    producer: Producer | None = None,
+    idempotency: IdempotencyStore | None = None,
+    state: StateStore | None = None,
+    targets: Mapping[System, Target] | None = None,
+    registry: InstanceRegistry | None = None,
+    consumer_factory: Callable[[], ConsumerClient] | None = None,
+) -> Writer:
+    settings = settings or WriterSettings()
+    kafka = KafkaConnection.from_settings(settings, "tandem-writer")
+    owned: list[Callable[[], Awaitable[None]]] = []
+    redis: Redis | None = None
+
+    def shared_redis() -> Redis:
+        nonlocal redis
+        if redis is None:
+            redis = connect(settings)
+        return redis
+
+    producer = producer or KafkaProducer(kafka)
+    targets = targets or {
+        System.MAILCHIMP: MailchimpTarget.from_settings(settings, shared_redis()),
+        System.ACCESSPLANIT: AccessplanitTarget.from_settings(shared_redis(), AccessplanitSettings()),
+    }
+    registry = registry or TopicInstanceRegistry(kafka)
+    if idempotency is None:
+        store = RedisIdempotencyStore(
+            shared_redis(),
+            inflight_ttl_s=settings.inflight_ttl_s,
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            contact_marker_ttl_s=settings.contact_marker_ttl_s,
+        )
+        owned.append(store.close)
+        idempotency = store
+    # On the shared client, which is closed below: the state store itself holds nothing to close.
+    state = state or RedisStateStore(shared_redis())
+    if redis is not None:
+        owned.append(redis.aclose)
+
+    delivery = Delivery(
+        registry=registry,
+        targets=targets,
+        store=idempotency,
+        producer=producer,
+        policy=RetryPolicy.from_delays(settings.retry_delays_s),
+        state=state,
+    )
+    options = consumer_options(
+        group_id=settings.group_id,
+        group_instance_id=settings.group_instance_id,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+    )
+    consumer = PartitionedConsumer(
+        consumer_factory or (lambda: kafka.consumer(**options)),
+        topics=[COMMANDS, *COMMANDS_RETRY],
+        strategy=delivery_strategy(
+            delivery,
+            concurrency=settings.partition_concurrency,
+            contact_interval_s=settings.contact_write_interval_s,
+        ),
+        max_buffered=settings.max_buffered_per_partition,
+        shutdown_grace_s=settings.shutdown_grace_s,
+    )
+    return Writer(kafka, delivery, consumer, producer, registry, targets, owned)

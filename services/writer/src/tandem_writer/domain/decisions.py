@@ -1,0 +1,181 @@
+"""What becomes of one command (pure): applied, already applied, superseded, deferred, retried, dead-lettered or
+skipped — as a `Verdict` the service carries out and traces.
+
+Each function answers one question the service asks on its way through a delivery; none does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from tandem_shared.contracts import ErrorInfo, SyncCommand, System, TraceStatus
+from tandem_writer.domain.outcome import WriteOutcome
+from tandem_writer.domain.retry import Hop, RetryPolicy
+
+# Added to another writer's remaining claim time before trying again, so the claim has surely expired.
+CLAIM_MARGIN_S = 1.0
+
+
+class Disposition(StrEnum):
+    APPLIED = "applied"
+    ALREADY_APPLIED = "already_applied"
+    SUPERSEDED = "superseded"
+    RETRY_PENDING = "retry_pending"
+    DEFERRED = "deferred"
+    DEAD_LETTERED = "dead_lettered"
+    IGNORED = "ignored"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one delivery: where the command goes next (`retry`, `dead_letter`) and its trace record."""
+
+    disposition: Disposition
+    status: TraceStatus
+    summary: str
+    data_in: dict[str, Any] | None = None
+    data_out: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+    changes_detected: bool | None = None
+    retry: Hop | None = None  # forward the command to this retry tier
+    dead_letter: bool = False  # forward the record to the dead-letter topic
+
+
+def when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def unknown_instance(why: str) -> Verdict:
+    """The command's instance is not in the registry: nothing is written. `why` tells a deleted instance from one
+    never known (`tandem_shared.instances.missing_instance`)."""
+    return Verdict(Disposition.IGNORED, TraceStatus.SKIPPED, why)
+
+
+def no_writer(target: System) -> Verdict:
+    return Verdict(Disposition.IGNORED, TraceStatus.SKIPPED, f"No writer for {target.label} yet")
+
+
+def already_applied(command: SyncCommand, applied_at: datetime | None) -> Verdict:
+    at = f" at {when(applied_at)}" if applied_at else ""
+    return Verdict(
+        Disposition.ALREADY_APPLIED,
+        TraceStatus.SKIPPED,
+        f"Skipped: already applied{at} (idempotency key {command.idempotency_key[:12]}…)",
+        data_in=command.payload,
+        changes_detected=False,
+    )
+
+
+def contact_busy(command: SyncCommand, policy: RetryPolicy, wait_s: float, now: datetime) -> Verdict:
+    """Another write for the contact holds its lock: the same attempt again once that claim is surely gone."""
+    hop = policy.deferral(command.attempt, wait_s + CLAIM_MARGIN_S, now)
+    error = ErrorInfo(
+        error_class="ContactBusy",
+        message="Another write for this contact is in flight (or its writer stopped mid-write)",
+        permanent=False,
+    )
+    return Verdict(
+        Disposition.DEFERRED,
+        TraceStatus.RETRY_PENDING,
+        f"Retry pending (attempt {hop.attempt} of {policy.max_attempts}, next at {when(hop.not_before)}): another "
+        "write for this contact is in flight",
+        data_in=command.payload,
+        error=error,
+        retry=hop,
+    )
+
+
+def superseded(command: SyncCommand, last_applied: datetime | None) -> Verdict | None:
+    """A command older than the newest change applied to its contact is dropped; None: it is to be written."""
+    if last_applied is None or command.source_occurred_at >= last_applied:
+        return None
+    return Verdict(
+        Disposition.SUPERSEDED,
+        TraceStatus.SKIPPED,
+        f"Superseded: a newer change to this contact (from {when(last_applied)}) was applied already; this one "
+        f"(from {when(command.source_occurred_at)}) is not written",
+        data_in=command.payload,
+        changes_detected=False,
+    )
+
+
+def after_write(command: SyncCommand, outcome: WriteOutcome, policy: RetryPolicy, now: datetime) -> Verdict:
+    """Applied; or, having failed, on to the next retry tier — or the dead-letter topic when the error is permanent
+    or the attempts are used up."""
+    if outcome.ok:
+        return Verdict(
+            Disposition.APPLIED,
+            TraceStatus.SUCCEEDED,
+            outcome.summary,
+            data_in=command.payload,
+            data_out=outcome.response,
+            changes_detected=True,
+        )
+    error = outcome.error or ErrorInfo(error_class="WriteFailed", message=outcome.summary, permanent=False)
+    retry = None if error.permanent else policy.after_failure(command.attempt, now)
+    if retry is None:
+        reason = (
+            "permanent error, not retried"
+            if error.permanent
+            else f"gave up after {command.attempt} of {policy.max_attempts} attempts"
+        )
+        return Verdict(
+            Disposition.DEAD_LETTERED,
+            TraceStatus.DEAD_LETTERED,
+            f"Dead-lettered ({reason}): {error.message}",
+            data_in=command.payload,
+            data_out=outcome.response,
+            error=error,
+            dead_letter=True,
+        )
+    return Verdict(
+        Disposition.RETRY_PENDING,
+        TraceStatus.RETRY_PENDING,
+        f"Retry pending (attempt {retry.attempt} of {policy.max_attempts}, next at {when(retry.not_before)}): "
+        f"{error.message}",
+        data_in=command.payload,
+        data_out=outcome.response,
+        error=error,
+        retry=retry,
+    )
+
+
+def target_raised(command: SyncCommand, exc: Exception) -> WriteOutcome:
+    """A target bug must not stop the partition: it counts as a transient failure (retried, then dead-lettered)."""
+    message = f"{command.target.label} write failed: {exc or type(exc).__name__}"
+    return WriteOutcome(
+        False, message, error=ErrorInfo(error_class=type(exc).__name__, message=message, permanent=False)
+    )
+
+
+def unreadable(exc: ValidationError) -> Verdict:
+    """A record that is not a SyncCommand goes to the dead-letter topic as it came."""
+    error = ErrorInfo(
+        error_class="InvalidCommand",
+        message=f"Not a valid SyncCommand: {exc.error_count()} error(s), first: {exc.errors()[0]['msg']}",
+        permanent=True,
+    )
+    return Verdict(
+        Disposition.DEAD_LETTERED,
+        TraceStatus.DEAD_LETTERED,
+        f"Dead-lettered: {error.message}",
+        error=error,
+        dead_letter=True,
+    )
+
+
+def coalesced_into(command: SyncCommand, into: SyncCommand, disposition: Disposition) -> Verdict:
+    """An earlier command whose fields the newest one carried in its write (`tandem_writer.domain.coalescing`)."""
+    return Verdict(
+        disposition,
+        TraceStatus.SKIPPED,
+        f"Superseded by a newer change to this contact, written together with it in one write (execution "
+        f"{into.execution_id}: {disposition.value.replace('_', ' ')})",
+        data_in=command.payload,
+        changes_detected=True,
+    )
