@@ -21,7 +21,8 @@ from support.waiting import eventually
 from tandem_cli.common import EXIT_NOT_FOUND, EXIT_OK
 from tandem_cli.main import main
 from tandem_ingest.dedupe import RedisEventClaims
-from tandem_ingest.poller import Cursor, PollerLocks, Position, RedisCursorStore
+from tandem_ingest.domain.cursor import Cursor, Position
+from tandem_ingest.poll_state import PollerLocks, RedisCursorStore
 from tandem_shared.contracts import Stage, SyncCommand, System, TraceRecord, TraceStatus, utcnow
 from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import TRACE
