@@ -33,9 +33,14 @@ class _Delivery(asyncio.Future[Any]):
 
 
 class InMemoryProducer:
-    def __init__(self) -> None:
+    """Kafka in memory. `failures`: the next so many sends raise, as during a broker outage; `refused_topics`:
+    records to these topics are handed over but their deliveries fail, as when the broker refuses them."""
+
+    def __init__(self, *, refused_topics: frozenset[str] = frozenset()) -> None:
         self.sent: list[Sent] = []
         self.awaited_one_by_one = 0
+        self.failures = 0
+        self.refused_topics = refused_topics
 
     async def start(self) -> None:
         return None
@@ -52,9 +57,15 @@ class InMemoryProducer:
         headers: Mapping[str, str],
         partition: int | None = None,
     ) -> asyncio.Future[Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
         self.sent.append(Sent(topic, value, key, dict(headers), partition))
         delivery = _Delivery(self)
-        delivery.set_result(None)
+        if topic in self.refused_topics:
+            delivery.set_exception(ConnectionError("the broker refused the record"))
+        else:
+            delivery.set_result(None)
         return delivery
 
     @property

@@ -324,15 +324,12 @@ class Replays:
         *,
         data_out: dict[str, Any],
     ) -> None:
-        step = StepRecorder(
-            stage=Stage.REPLAY,
+        step = StepRecorder.about(
+            Stage.REPLAY,
+            about,
             execution_id=execution_id,
             original_execution_id=original_execution_id,
-            instance_id=about.instance_id,
-            flow=about.flow,
             trigger=Trigger.REPLAY,
-            contact_email=about.identity.email,
-            accessplanit_user_id=about.identity.accessplanit_user_id,
         )
         step.log("info", note.log)
         record = step.finish(TraceStatus.SUCCEEDED, note.summary, data_in=note.data_in, data_out=data_out)

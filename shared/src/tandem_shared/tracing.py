@@ -13,6 +13,7 @@ from tandem_shared.contracts import (
     LogLine,
     Stage,
     StepOutput,
+    SyncCommand,
     TraceRecord,
     TraceStatus,
     Trigger,
@@ -58,17 +59,28 @@ class StepRecorder:
         self._logs: list[LogLine] = []
 
     @classmethod
-    def for_change(cls, stage: Stage, event: ChangeEvent) -> StepRecorder:
-        """A step of the execution `event` belongs to, about its contact."""
+    def about(
+        cls,
+        stage: Stage,
+        subject: ChangeEvent | SyncCommand,
+        *,
+        attempt: int = 1,
+        execution_id: str | None = None,
+        original_execution_id: str | None = None,
+        trigger: Trigger | None = None,
+    ) -> StepRecorder:
+        """A step about `subject`'s contact, in the execution it belongs to unless `execution_id` names another
+        (a replay starts a new execution about the same change or command)."""
         return cls(
             stage=stage,
-            execution_id=event.execution_id,
-            original_execution_id=event.original_execution_id,
-            instance_id=event.instance_id,
-            flow=event.flow,
-            trigger=event.trigger,
-            contact_email=event.identity.email,
-            accessplanit_user_id=event.identity.accessplanit_user_id,
+            execution_id=execution_id or subject.execution_id,
+            original_execution_id=original_execution_id or subject.original_execution_id,
+            instance_id=subject.instance_id,
+            flow=subject.flow,
+            trigger=trigger or subject.trigger,
+            attempt=attempt,
+            contact_email=subject.identity.email,
+            accessplanit_user_id=subject.identity.accessplanit_user_id,
         )
 
     def log(self, level: LogLevel, message: str) -> None:

@@ -6,9 +6,7 @@ in which it applies them and what it leaves when Kafka refuses a record.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,26 +26,6 @@ from tandem_shared.redis.keys import user_email_key
 from tandem_shared.sync.rules import field_digest, ts_ms
 
 T0 = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
-
-
-class Refusing(InMemoryProducer):
-    """Kafka refusing every command (the records are handed over; their deliveries fail)."""
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None,
-        headers: Mapping[str, str],
-        partition: int | None = None,
-    ) -> asyncio.Future[Any]:
-        delivery = await super().send(topic, value, key=key, headers=headers, partition=partition)
-        if topic != COMMANDS:
-            return delivery
-        refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        refused.set_exception(ConnectionError("the broker refused the record"))
-        return refused
 
 
 def instance(prefix: str, **changes: Any) -> InstanceConfig:
@@ -187,7 +165,7 @@ async def test_two_changes_of_one_contact_in_a_batch_are_decided_in_order() -> N
 async def test_a_batch_whose_command_kafka_refuses_raises_and_leaves_the_state_unwritten() -> None:
     config = instance("refused")
     registry = StaticInstanceRegistry([config])
-    mapper, published, state = make_mapper(registry, Refusing())
+    mapper, published, state = make_mapper(registry, InMemoryProducer(refused_topics=frozenset({COMMANDS})))
     event = accessplanit_change(config.id, "7", at=T0, updated_by=PERSON, Surname="Lovelace")
 
     with pytest.raises(ConnectionError, match="refused"):

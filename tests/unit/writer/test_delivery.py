@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -60,25 +57,7 @@ def record(cmd: SyncCommand | bytes, topic: str = COMMANDS, offset: int = 41, **
 
 
 class Producer(InMemoryProducer):
-    """Kafka in memory; the next `failures` sends fail, as during a broker outage."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures = 0
-
-    async def send(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None,
-        headers: Mapping[str, str],
-        partition: int | None = None,
-    ) -> asyncio.Future[Any]:
-        if self.failures:
-            self.failures -= 1
-            raise ConnectionError("broker unavailable")
-        return await super().send(topic, value, key=key, headers=headers, partition=partition)
+    """Kafka in memory, as the writer's tests read it back."""
 
     @property
     def forwarded(self) -> list[Sent]:

@@ -19,7 +19,7 @@ class ReceiptStep:
 
     def __init__(self, event: ChangeEvent, stage: Stage) -> None:
         self._event = event
-        self._step = StepRecorder.for_change(stage, event)
+        self._step = StepRecorder.about(stage, event)
 
     def stored(self, notes: Sequence[str] = ()) -> TraceRecord:
         event = self._event

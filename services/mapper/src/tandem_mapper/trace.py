@@ -12,7 +12,7 @@ class MapperStep:
 
     def __init__(self, event: ChangeEvent) -> None:
         self._event = event
-        self._step = StepRecorder.for_change(Stage.MAPPER, event)
+        self._step = StepRecorder.about(Stage.MAPPER, event)
 
     def unknown_instance(self, why: str) -> TraceRecord:
         """`why`: a deleted instance or one never known (`tandem_shared.instances.missing_instance`)."""

@@ -12,17 +12,7 @@ from tandem_writer.durable import durably
 
 def command_step(command: SyncCommand, *, stage: Stage = Stage.WRITER, attempt: int = 1) -> StepRecorder:
     """The step of one command: on the command topic (WRITER) or a retry tier (RETRY)."""
-    return StepRecorder(
-        stage=stage,
-        execution_id=command.execution_id,
-        original_execution_id=command.original_execution_id,
-        instance_id=command.instance_id,
-        flow=command.flow,
-        trigger=command.trigger,
-        attempt=attempt,
-        contact_email=command.identity.email,
-        accessplanit_user_id=command.identity.accessplanit_user_id,
-    )
+    return StepRecorder.about(stage, command, attempt=attempt)
 
 
 def record_step(execution_id: str, instance_id: str) -> StepRecorder:
