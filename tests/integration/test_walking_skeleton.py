@@ -91,3 +91,34 @@ async def test_user_without_email_fails_with_the_reason_in_the_trace(stack: Runn
     assert mapper.error is not None and mapper.error.message == "User has no email address"
     assert mapper.error.permanent
     assert not any(r.stage is Stage.WRITER for r in records)
+
+
+async def test_an_accessplanit_edit_of_an_api_unsubscribed_contact_leaves_it_unsubscribed(stack: RunningStack) -> None:
+    # Mailchimp lets an API call resubscribe a member the API unsubscribed (mailchimp-api.md §10); Tandem's writes
+    # carry `status_if_new` only, so an edit in accessplanit updates the profile and never the consent.
+    email = f"quit.{uuid.uuid4().hex[:8]}@example.com"
+    admin = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
+    mc_auth = ("any", DEMO_MAILCHIMP_API_KEY)
+    ap = f"{stack.url('accessplanit_sim')}/api/v2/User"
+    member_url = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def member_with(first_name: str) -> dict[str, object] | None:
+            response = await client.get(member_url, auth=mc_auth)
+            found: dict[str, object] | None = response.json() if response.status_code == 200 else None
+            fields = found.get("merge_fields") if found else None
+            return found if isinstance(fields, dict) and fields.get("FNAME") == first_name else None
+
+        created = await client.post(
+            ap, headers=admin, json={"Forenames": "Ada", "Surname": "Quit", "Email": email, "MainCompanyID": "2"}
+        )
+        assert created.status_code in (200, 201), created.text
+        await eventually(lambda: member_with("Ada"), timeout=30)
+        unsubscribed = await client.patch(member_url, auth=mc_auth, json={"status": "unsubscribed"})
+        assert unsubscribed.json()["status"] == "unsubscribed"
+
+        edited = await client.put(f"{ap}/{created.json()['ID']}", headers=admin, json={"Forenames": "Augusta"})
+        assert edited.status_code == 200, edited.text
+        found = await eventually(lambda: member_with("Augusta"), timeout=30)
+
+    assert found["status"] == "unsubscribed"

@@ -170,6 +170,34 @@ async def test_a_batch_that_refuses_a_member_answers_the_others_from_the_batch_o
     assert sum(seen[PUT].values()) == 1
 
 
+async def test_a_batch_refused_as_a_whole_for_one_item_drops_exactly_that_item_and_resends_the_rest_once(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    # A schema-invalid item fails the whole call with 400 and `members.item:N.<field>` (mailchimp-api.md §10).
+    good = emails("kept", 4)
+    batch = [command(e, {"FNAME": "Kept"}) for e in good[:2]]
+    batch += [command("pdf@example.com", {"FNAME": "Pdf"}, email_type="pdf")]
+    batch += [command(e, {"FNAME": "Kept"}) for e in good[2:]]
+    outcomes = await write_all(target, instance, batch)
+
+    dropped = outcomes[2]
+    assert dropped.error is not None, dropped
+    assert (dropped.error.permanent, dropped.error.error_class, dropped.error.field) == (
+        True,
+        "InvalidResource",
+        "email_type",
+    )
+    assert "Data presented is not one of the accepted values" in dropped.error.message
+    assert dropped.summary.startswith("Mailchimp refused the write")
+    assert [o.ok for o in outcomes] == [True, True, False, True, True]
+    for address in good:
+        found = await member(api, address)
+        assert found is not None and found["merge_fields"]["FNAME"] == "Kept"
+    assert await member(api, "pdf@example.com") is None
+    # The refused call, then the rest once, together; no PUT of anyone.
+    assert await requests(mc_sim) == {BATCH: {"200": 1, "400": 1}}
+
+
 @pytest.mark.parametrize(
     ("fault", "error_class"),
     [

@@ -97,6 +97,11 @@ async def control(sim: httpx.AsyncClient, **body: Any) -> None:
     (await sim.post("/_sim/controls", json=body)).raise_for_status()
 
 
+async def requests_by_route(sim: httpx.AsyncClient) -> dict[str, dict[str, int]]:
+    routes: dict[str, dict[str, int]] = (await sim.get("/_sim/stats")).json()["requests"]
+    return routes
+
+
 def ok(outcome: WriteOutcome) -> WriteOutcome:
     assert outcome.ok, outcome
     assert outcome.error is None
@@ -126,6 +131,26 @@ async def test_an_upsert_never_changes_an_existing_members_status(
     found = await member(api, "u@example.com")
     assert found is not None
     assert (found["status"], found["merge_fields"]["FNAME"]) == ("unsubscribed", "Changed")
+
+
+async def test_an_edit_of_an_api_unsubscribed_contact_leaves_it_unsubscribed(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    # Mailchimp would let an API call resubscribe this member (mailchimp-api.md §10); Tandem never asks it to: it
+    # sends `status_if_new` only, whatever the command's payload says.
+    ok(await target.write(command("api-unsub@example.com", {"FNAME": "A"}), instance))
+    path = f"/lists/{DEMO_LIST}/members/{subscriber_hash('api-unsub@example.com')}"
+    assert (await api.patch(path, json={"status": "unsubscribed"})).json()["status"] == "unsubscribed"
+    for payload in ({}, {"status": "subscribed"}):
+        edit = command("api-unsub@example.com", {"FNAME": "Edited"}, **payload)
+        outcome = ok(await target.write(edit, instance))
+        assert outcome.response is not None and outcome.response["status"] == "unsubscribed"
+    found = await member(api, "api-unsub@example.com")
+    assert found is not None
+    assert (found["status"], found["merge_fields"]["FNAME"]) == ("unsubscribed", "Edited")
+    # The API itself would have resubscribed it: the consent rule is Tandem's, not the simulator's.
+    resubscribed = await api.patch(path, json={"status": "subscribed"})
+    assert resubscribed.json()["status"] == "subscribed"
 
 
 async def test_a_double_opt_in_instance_adds_new_contacts_as_pending(
@@ -163,6 +188,63 @@ async def test_an_email_change_without_the_old_member_upserts_the_new_address(
     assert await member(api, "fresh@example.com") is not None
     # Repeating the same change (a retry after a lost answer) lands on the same member.
     ok(await target.write(change, instance))
+
+
+@pytest.mark.parametrize("state", ["unsubscribed", "cleaned", "archived", "pending"])
+async def test_an_email_change_of_a_member_who_is_not_subscribed_is_refused_and_creates_nothing(
+    mc_sim: httpx.AsyncClient,
+    mc_sim_server: SimServer,
+    api: httpx.AsyncClient,
+    target: MailchimpTarget,
+    state: str,
+) -> None:
+    instance = make_instance(mc_sim_server.base_url, status_if_new="pending" if state == "pending" else "subscribed")
+    old, new = f"{state}-was@example.com", f"{state}-now@example.com"
+    payload = {} if state != "pending" else {"status_if_new": "pending"}
+    ok(await target.write(command(old, {"FNAME": "Old"}, **payload), instance))
+    path = f"/lists/{DEMO_LIST}/members/{subscriber_hash(old)}"
+    if state == "unsubscribed":
+        await api.patch(path, json={"status": "unsubscribed"})
+    if state == "cleaned":
+        (await mc_sim.post(f"/_sim/admin/lists/{DEMO_LIST}/members/{old}/clean", json={})).raise_for_status()
+    if state == "archived":
+        assert (await api.delete(path)).status_code == 204
+    change = command(new, {"FNAME": "New"}, operation=Operation.CHANGE_EMAIL, old_email=old, **payload)
+    for _ in range(2):  # a repeat (the retry tier, a replay) refuses again and still creates nothing
+        outcome = await target.write(change, instance)
+        assert outcome.error is not None, outcome
+        assert (outcome.error.permanent, outcome.error.error_class) == (True, "EmailChangeRefused")
+        assert f'status is "{state}."' in outcome.error.message
+        assert "does not create a member at the new address" in outcome.error.message
+        assert outcome.summary.startswith("Mailchimp refused the write")
+    assert await member(api, new) is None
+    assert (await requests_by_route(mc_sim)).get("PUT member", {}) == {"200": 1}
+
+
+async def test_an_email_change_whose_old_member_reads_back_not_subscribed_is_refused_without_any_write(
+    limiter: LocalConcurrencyLimiter, instance: InstanceConfig
+) -> None:
+    # Should a real PATCH of an archived member answer 404 (unconfirmed), the member read back decides.
+    seen: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path))
+        if request.method == "GET":
+            return httpx.Response(200, json={"email_address": "gone@example.com", "status": "archived"})
+        body = {"title": "Resource Not Found", "status": 404, "detail": "The requested resource could not be found."}
+        return httpx.Response(404, json=body, headers={"content-type": "application/problem+json"})
+
+    clients = MailchimpClients(limiter=limiter, timeout_s=5, transport=httpx.MockTransport(answer))
+    target = MailchimpTarget(clients)
+    try:
+        change = command("fresh@example.com", operation=Operation.CHANGE_EMAIL, old_email="gone@example.com")
+        outcome = await target.write(change, instance)
+    finally:
+        await target.close()
+    assert outcome.error is not None
+    assert (outcome.error.permanent, outcome.error.error_class) == (True, "EmailChangeRefused")
+    assert "the member at gone@example.com is archived" in outcome.error.message
+    assert [method for method, _ in seen] == ["PATCH", "GET"], "nothing is written at the new address"
 
 
 async def test_an_email_change_onto_an_address_already_in_the_audience_is_permanent(

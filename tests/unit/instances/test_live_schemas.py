@@ -166,3 +166,17 @@ async def test_keys_that_cannot_be_resolved_skip_both_sides(instance: InstanceCo
     assert [p.field for p in live.warnings] == ["mailchimp.api_key", "accessplanit.api_key"]
     assert live.warnings[0].message.endswith("; the Mailchimp checks were skipped")
     assert live.warnings[1].message.endswith("; the accessplanit checks were skipped")
+
+
+@pytest.mark.parametrize(
+    ("answer", "read_as"), [({"double_optin": True}, True), ({"double_optin": False}, False), ({}, None)]
+)
+async def test_the_audiences_double_opt_in_is_read(
+    instance: InstanceConfig, answer: dict[str, Any], read_as: bool | None
+) -> None:
+    def audience(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "a1b2c3d4e5", "name": "Tandem Demo", **answer})
+
+    live = await read(instance, vendors({"/3.0/lists/a1b2c3d4e5": audience}))
+    assert live.mailchimp is not None
+    assert live.mailchimp.double_optin is read_as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -321,3 +322,26 @@ def test_every_error_is_reported_at_once() -> None:
 @pytest.mark.parametrize("direction", list(Direction))
 def test_the_minimum_mappings_suffice_for_every_direction(direction: Direction) -> None:
     assert validate_instance(config(direction=direction), live()).ok
+
+
+@pytest.mark.parametrize(
+    ("double_optin", "status_if_new", "warned"),
+    [(True, "subscribed", True), (True, "pending", False), (False, "subscribed", False), (None, "subscribed", False)],
+)
+def test_subscribed_new_contacts_on_a_double_opt_in_audience_are_a_warning(
+    double_optin: bool | None, status_if_new: str, warned: bool
+) -> None:
+    # Mailchimp's set-consent-correctly guide: read the audience's double_optin; `pending` is right there.
+    base = config()
+    instance = base.model_copy(update={"mailchimp": base.mailchimp.model_copy(update={"status_if_new": status_if_new})})
+    schema = dataclasses.replace(mailchimp(), double_optin=double_optin)
+    report = validate_instance(instance, LiveSchemas(mailchimp=schema))
+    found = [p for p in report.warnings if p.field == "mailchimp.status_if_new"]
+    assert report.ok
+    if warned:
+        assert [p.message for p in found] == [
+            "audience 'Tandem Demo' (a1b2c3d4e5) uses double opt-in, but new contacts would be added as subscribed "
+            "without the confirmation email; set status_if_new: pending unless they have confirmed elsewhere"
+        ]
+    else:
+        assert found == []

@@ -198,6 +198,14 @@ def _address_rule(config: InstanceConfig, out: _Collector) -> None:
 
 
 def _live_mailchimp(config: InstanceConfig, schema: MailchimpSchema, out: _Collector) -> None:
+    if schema.double_optin and config.mailchimp.status_if_new == "subscribed":
+        # Mailchimp's set-consent-correctly guide: on a double opt-in audience new contacts go in as `pending`.
+        out.warning(
+            "mailchimp.status_if_new",
+            f"audience '{schema.audience_name}' ({schema.audience_id}) uses double opt-in, but new contacts would be "
+            "added as subscribed without the confirmation email; set status_if_new: pending unless they have "
+            "confirmed elsewhere",
+        )
     tags = list(schema.merge_fields)
     for i, m in enumerate(config.mappings):
         if m.mailchimp != MAILCHIMP_EMAIL and m.mailchimp not in schema.merge_fields:

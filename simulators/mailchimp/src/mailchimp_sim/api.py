@@ -1,5 +1,6 @@
 """Marketing API v3 routes under ``/3.0``. Route names ("PUT member", …) are what the controls and stats use."""
 
+import asyncio
 import secrets
 from dataclasses import replace
 from typing import Annotated, Any
@@ -9,10 +10,12 @@ from fastapi import APIRouter, Query, Request, Response
 
 from mailchimp_sim import domain
 from mailchimp_sim.context import Sim, sim_and_account
-from mailchimp_sim.errors import FieldError, invalid_resource, not_found
+from mailchimp_sim.errors import ApiError, FieldError, invalid_resource, not_found
 from mailchimp_sim.schemas import (
     ALL_EVENTS,
     ALL_SOURCES,
+    AudienceCreate,
+    AudienceUpdate,
     BatchSubscribe,
     MemberWrite,
     TagsUpdate,
@@ -21,7 +24,8 @@ from mailchimp_sim.schemas import (
     parse,
     parse_json,
 )
-from mailchimp_sim.store import Webhook
+from mailchimp_sim.seed import create_audience
+from mailchimp_sim.store import SORT_FIELDS, Webhook
 from mailchimp_sim.views import audience_json, member_json, merge_field_json, project, webhook_json
 
 router = APIRouter(prefix="/3.0")
@@ -88,6 +92,39 @@ async def get_lists(
     return project(doc, fields, exclude_fields)
 
 
+@router.post("/lists", name="POST list")
+async def create_list(request: Request) -> dict[str, Any]:
+    """A new audience with the merge fields a new real one has: FNAME, LNAME, ADDRESS, PHONE, BIRTHDAY (reference
+    §10, which supersedes §3)."""
+    sim, account = sim_and_account(request)
+    body = parse(AudienceCreate, await _body(request))
+    if not body.name.strip():
+        raise invalid_resource(errors=[FieldError("name", "This value should not be blank.")])
+    audience = create_audience(sim.store, account, body.name, body.double_optin)
+    return audience_json(audience, {})
+
+
+@router.patch("/lists/{list_id}", name="PATCH list")
+async def update_list(list_id: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
+    audience = sim.service.audience(account, list_id)
+    body = parse(AudienceUpdate, await _body(request))
+    name = audience.name if body.name is None else body.name
+    if not name.strip():
+        raise invalid_resource(errors=[FieldError("name", "This value should not be blank.")])
+    double_optin = audience.double_optin if body.double_optin is None else body.double_optin
+    sim.store.update_audience(list_id, name, double_optin)
+    return audience_json(sim.service.audience(account, list_id), sim.store.status_counts(list_id))
+
+
+@router.delete("/lists/{list_id}", name="DELETE list", status_code=204)
+async def delete_list(list_id: str, request: Request) -> Response:
+    sim, account = sim_and_account(request)
+    sim.service.audience(account, list_id)
+    sim.store.delete_audience(list_id)
+    return Response(status_code=204)
+
+
 @router.get("/lists/{list_id}", name="GET list")
 async def get_list(
     list_id: str,
@@ -110,6 +147,10 @@ async def batch_subscribe(
     sim, account = sim_and_account(request)
     sim.service.audience(account, list_id)
     batch = parse(BatchSubscribe, await _body(request))
+    per_member_ms = sim.controls.member_latency_ms(sim.settings.batch_latency_per_member_ms)
+    if per_member_ms and batch.members:
+        # Holds the request's in-flight slot like Mailchimp's own work on the members would.
+        await asyncio.sleep(len(batch.members) * per_member_ms / 1000)
     result = sim.service.batch(
         list_id,
         batch,
@@ -232,6 +273,9 @@ async def get_members(
     before_last_changed: str | None = None,
     unique_email_id: str | None = None,
     vip_only: bool = False,
+    unsubscribed_since: str | None = None,
+    sort_field: str | None = None,
+    sort_dir: str = "ASC",
     fields: Fields = None,
     exclude_fields: Fields = None,
 ) -> dict[str, Any]:
@@ -240,8 +284,16 @@ async def get_members(
     count, offset = _page(sim, count, offset)
     if status is not None and status not in (*domain.STATUSES, "archived"):
         raise invalid_resource(errors=[FieldError("status", f"Invalid status {status!r}.")])
+    if sort_field is not None and sort_field not in SORT_FIELDS:
+        raise invalid_resource(errors=[FieldError("sort_field", f"Invalid sort_field {sort_field!r}.")])
+    if sort_dir.upper() not in ("ASC", "DESC"):
+        raise invalid_resource(errors=[FieldError("sort_dir", f"Invalid sort_dir {sort_dir!r}.")])
     bounds = {}
-    for name, raw in (("since_last_changed", since_last_changed), ("before_last_changed", before_last_changed)):
+    for name, raw in (
+        ("since_last_changed", since_last_changed),
+        ("before_last_changed", before_last_changed),
+        ("unsubscribed_since", unsubscribed_since),
+    ):
         if raw:
             parsed = domain.parse_timestamp(raw)
             if parsed is None:
@@ -256,6 +308,9 @@ async def get_members(
         vip_only=vip_only,
         offset=offset,
         count=count,
+        unsubscribed_since=bounds.get("unsubscribed_since"),
+        sort_field=sort_field,
+        sort_dir=sort_dir,
     )
     definitions = sim.store.merge_fields(list_id)
     doc = {
@@ -340,6 +395,29 @@ async def update_member_tags(list_id: str, key: str, request: Request) -> Respon
     sim.service.audience(account, list_id)
     sim.service.update_tags(list_id, key, parse(TagsUpdate, await _body(request)))
     return Response(status_code=204)
+
+
+@router.get("/lists/{list_id}/members/{key}/tags", name="GET member tags")
+async def get_member_tags(list_id: str, key: str, request: Request) -> dict[str, Any]:
+    sim, account = sim_and_account(request)
+    sim.service.audience(account, list_id)
+    tags = member_json(sim.service.member(list_id, key), [])["tags"]
+    return {"tags": tags, "total_items": len(tags), "_links": []}
+
+
+# --- batch operations: not simulated ---
+
+
+@router.api_route("/batches", methods=["GET", "POST"], name="batches")
+@router.api_route("/batches/{batch_id}", methods=["GET", "DELETE"], name="batch")
+async def batches() -> None:
+    # Asynchronous batch operations (reference §7.2) are not simulated: an explicit answer, never a bare 404.
+    raise ApiError(
+        501,
+        "Not Simulated",
+        "Batch operations (/3.0/batches) are not simulated; use batch subscribe (POST /lists/{list_id}) or one "
+        "request per operation.",
+    )
 
 
 # --- webhooks ---

@@ -18,6 +18,9 @@ class ControlRequest(BaseModel):
 
     route: str = ANY_ROUTE
     latency_ms: int | None = Field(default=None, ge=0)
+    # Batch subscribe only: the simulated cost per member, replacing the BATCH_LATENCY_PER_MEMBER_MS setting until
+    # the controls are cleared.
+    latency_per_member_ms: float | None = Field(default=None, ge=0)
     fault: FaultKind | None = None
     probability: float | None = Field(default=None, ge=0.0, le=1.0)
     count: int | None = Field(default=None, ge=1)
@@ -26,8 +29,8 @@ class ControlRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_trigger(self) -> "ControlRequest":
-        if self.fault is None and self.latency_ms is None:
-            raise ValueError("give latency_ms and/or fault")
+        if self.fault is None and self.latency_ms is None and self.latency_per_member_ms is None:
+            raise ValueError("give latency_ms, latency_per_member_ms and/or fault")
         if self.fault is not None and self.probability is not None and self.count is not None:
             raise ValueError("a fault fires either with a probability or for the next `count` requests")
         return self
@@ -47,8 +50,11 @@ class Controls:
         self._rng = rng or random.Random()
         self._latency: dict[str, int] = {}
         self._faults: list[FaultRule] = []
+        self._member_latency_ms: float | None = None
 
     def add(self, request: ControlRequest) -> None:
+        if request.latency_per_member_ms is not None:
+            self._member_latency_ms = request.latency_per_member_ms
         if request.latency_ms is not None:
             if request.latency_ms == 0:
                 self._latency.pop(request.route, None)
@@ -64,6 +70,11 @@ class Controls:
     def clear(self) -> None:
         self._latency.clear()
         self._faults.clear()
+        self._member_latency_ms = None
+
+    def member_latency_ms(self, configured: float) -> float:
+        """A batch subscribe's cost per member: the runtime control if one is set, else the setting."""
+        return configured if self._member_latency_ms is None else self._member_latency_ms
 
     def latency_ms(self, route: str) -> int:
         return self._latency.get(route, self._latency.get(ANY_ROUTE, 0))
@@ -82,7 +93,11 @@ class Controls:
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"latency_ms": dict(self._latency), "faults": [asdict(r) for r in self._faults]}
+        return {
+            "latency_ms": dict(self._latency),
+            "latency_per_member_ms": self._member_latency_ms,
+            "faults": [asdict(r) for r in self._faults],
+        }
 
 
 class Stats:

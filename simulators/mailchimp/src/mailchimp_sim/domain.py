@@ -51,6 +51,20 @@ def is_plausible_email(email: str) -> bool:
     return bool(_EMAIL_RE.match(email))
 
 
+_EXAMPLE_DOMAINS = ("example.com", "example.net", "example.org")
+
+
+def is_fake_domain(email: str, fake_domains: Sequence[str], reject_example: bool) -> bool:
+    """An address at a disposable or test domain (subdomains included), which Mailchimp refuses as fake."""
+    domain_part = email.rpartition("@")[2].lower().rstrip(".")
+    listed = [d.lower() for d in fake_domains]
+    if reject_example:
+        listed.extend(_EXAMPLE_DOMAINS)
+        if domain_part == "example" or domain_part.endswith(".example"):
+            return True
+    return any(domain_part == d or domain_part.endswith("." + d) for d in listed)
+
+
 # --- merge fields -------------------------------------------------------------------------------------------
 
 
@@ -322,6 +336,12 @@ class Member:
     timestamp_opt: str = ""
     archived: bool = False
     unsubscribe_reason: str = ""
+    # Who moved the member to ``unsubscribed``: "user" (the contact, e.g. an unsubscribe link), "admin" (the UI) or
+    # "api". Only the contact's own unsubscribe puts the address in a compliance state (mailchimp-api.md §10).
+    # "" (a row stored before this was recorded) is read as the contact's own, the cautious reading.
+    unsubscribed_by: str = ""
+    # When the member last moved to ``unsubscribed`` (ISO 8601, UTC), for the ``unsubscribed_since`` filter.
+    unsubscribed_at: str = ""
 
     def profile(self) -> tuple[Any, ...]:
         """What a ``profile`` webhook reports on."""
@@ -341,22 +361,29 @@ def status_for_create(status: Status | None, status_if_new: Status | None) -> St
     return chosen
 
 
-def status_for_update(current: Status, requested: Status | None, email: str) -> Status:
-    """An explicit ``status`` on an existing member. Unsubscribed contacts may only come back through
-    ``pending`` (a confirmation email); cleaned addresses cannot be resubscribed at all."""
+def status_for_update(current: Status, requested: Status | None, email: str, unsubscribed_by: str = "") -> Status:
+    """An explicit ``status`` on an existing member.
+
+    Recorded real answers (mailchimp-api.md §10: grouparoo fixtures, veda-consulting/mailchimp #374): a member
+    unsubscribed through the API or by an admin can be resubscribed through the API (200); one who unsubscribed
+    themselves (a link), or a cleaned address, is in a compliance state (400). Unsubscribed contacts may always
+    come back through ``pending`` (a confirmation email); cleaned addresses cannot be resubscribed at all.
+    """
     if requested is None or requested == current:
         return current
-    if current == "unsubscribed" and requested == "subscribed":
+    if current == "unsubscribed" and requested == "subscribed" and unsubscribed_by not in ("api", "admin"):
         raise compliance_state(email)
     if current == "cleaned" and requested in ("subscribed", "pending"):
         raise compliance_state(email)
     return requested
 
 
-def status_for_readd(previous: Status, status: Status | None, status_if_new: Status | None, email: str) -> Status:
+def status_for_readd(
+    previous: Status, status: Status | None, status_if_new: Status | None, email: str, unsubscribed_by: str = ""
+) -> Status:
     """Re-adding an archived member: a remembered unsubscribe/clean survives ``status_if_new``."""
     if status is not None:
-        return status_for_update(previous, status, email)
+        return status_for_update(previous, status, email, unsubscribed_by)
     if previous in ("unsubscribed", "cleaned"):
         return previous
     return status_for_create(None, status_if_new)
@@ -462,34 +489,53 @@ def merge_pairs(
     return pairs
 
 
+BodyShape = Literal["recorded", "sample"]
+
+
+def _shaped(pairs: list[tuple[str, str]], shape: BodyShape) -> list[tuple[str, str]]:
+    """``recorded``: captured real payloads (mailchimp-api.md §10) leave out keys that do not apply (empty values);
+    ``sample``: Mailchimp's published samples (shared/fixtures/mailchimp-webhooks) send them as empty strings."""
+    return pairs if shape == "sample" else [(k, v) for k, v in pairs if v != ""]
+
+
 def event_pairs(
     event: MemberEvent,
     fired_at: datetime,
     definitions: Sequence[MergeField],
     address_format: Literal["subkeys", "string"] = "subkeys",
     interests: str = "",
+    shape: BodyShape = "sample",
 ) -> list[tuple[str, str]]:
-    """Form fields in exactly the key order of Mailchimp's published samples."""
+    """Form fields in the key order of Mailchimp's published samples; the ``recorded`` shape adds ``data[web_id]``
+    (captured payloads carry it; its place after ``data[id]`` is an assumption) and leaves out empty values."""
     m = event.member
     head = [("type", event.type), ("fired_at", format_fired_at(fired_at))]
     if event.type == "upemail":
-        return [
-            *head,
-            ("data[list_id]", m.list_id),
-            ("data[new_id]", m.unique_email_id),
-            ("data[new_email]", m.email_address),
-            ("data[old_email]", event.old_email),
-        ]
+        return _shaped(
+            [
+                *head,
+                ("data[list_id]", m.list_id),
+                ("data[new_id]", m.unique_email_id),
+                ("data[new_email]", m.email_address),
+                ("data[old_email]", event.old_email),
+            ],
+            shape,
+        )
     if event.type == "cleaned":
-        return [
-            *head,
-            ("data[list_id]", m.list_id),
-            ("data[campaign_id]", event.campaign_id),
-            ("data[reason]", event.reason),
-            ("data[email]", m.email_address),
-        ]
+        return _shaped(
+            [
+                *head,
+                ("data[list_id]", m.list_id),
+                ("data[campaign_id]", event.campaign_id),
+                ("data[reason]", event.reason),
+                ("data[email]", m.email_address),
+            ],
+            shape,
+        )
+    web_id = [("data[web_id]", str(m.web_id))] if shape == "recorded" else []
     body = [
         ("data[id]", m.unique_email_id),
+        *web_id,
         ("data[list_id]", m.list_id),
         ("data[email]", m.email_address),
         ("data[email_type]", m.email_type),
@@ -497,30 +543,42 @@ def event_pairs(
         ("data[ip_opt]", m.ip_opt),
     ]
     if event.type == "subscribe":
-        return [*head, *body, ("data[ip_signup]", m.ip_signup)]
+        return _shaped([*head, *body, ("data[ip_signup]", m.ip_signup)], shape)
     if event.type == "unsubscribe":
-        return [
-            *head,
-            ("data[action]", event.action),
-            ("data[reason]", event.reason),
-            *body,
-            ("data[campaign_id]", event.campaign_id),
-        ]
-    return [*head, *body]
+        return _shaped(
+            [
+                *head,
+                ("data[action]", event.action),
+                ("data[reason]", event.reason),
+                *body,
+                ("data[campaign_id]", event.campaign_id),
+            ],
+            shape,
+        )
+    return _shaped([*head, *body], shape)
 
 
 def campaign_pairs(
-    campaign_id: str, subject: str, status: str, reason: str, list_id: str, fired_at: datetime
+    campaign_id: str,
+    subject: str,
+    status: str,
+    reason: str,
+    list_id: str,
+    fired_at: datetime,
+    shape: BodyShape = "sample",
 ) -> list[tuple[str, str]]:
-    return [
-        ("type", "campaign"),
-        ("fired_at", format_fired_at(fired_at)),
-        ("data[id]", campaign_id),
-        ("data[subject]", subject),
-        ("data[status]", status),
-        ("data[reason]", reason),
-        ("data[list_id]", list_id),
-    ]
+    return _shaped(
+        [
+            ("type", "campaign"),
+            ("fired_at", format_fired_at(fired_at)),
+            ("data[id]", campaign_id),
+            ("data[subject]", subject),
+            ("data[status]", status),
+            ("data[reason]", reason),
+            ("data[list_id]", list_id),
+        ],
+        shape,
+    )
 
 
 def encode_form(pairs: Sequence[tuple[str, str]]) -> str:

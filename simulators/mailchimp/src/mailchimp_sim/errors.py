@@ -55,3 +55,25 @@ def compliance_state(email: str) -> ApiError:
         "Member In Compliance State",
         f"{email} is in a compliance state due to unsubscribe, bounce, or compliance review and cannot be subscribed.",
     )
+
+
+def email_change_refused(status: str) -> ApiError:
+    """An email change of a member who is not subscribed (ibericode/mailchimp-user-sync #96, one 2017 report; the
+    title is not in the report: "Invalid Resource" is an assumption, see ASSUMPTIONS.md)."""
+    return ApiError(
+        400,
+        "Invalid Resource",
+        f'This member\'s status is "{status}." You can only update email addresses for members with a status of '
+        '"subscribed."',
+    )
+
+
+def cannot_archive() -> ApiError:
+    """DELETE of a pending, cleaned or archived member (grouparoo fixtures; hitobito #1072)."""
+    return ApiError(
+        405,
+        "Method Not Allowed",
+        "This list member cannot be removed. Can not archive a contact that is bounced, pending or archived. "
+        "See the Allow header for this resource's available methods.",
+        headers={"Allow": "GET, PUT"},
+    )

@@ -31,8 +31,25 @@ class MemberWrite(_Body):
 
 
 class BatchSubscribe(_Body):
-    members: list[dict[str, Any]]
+    members: list[Any]
     update_existing: bool = False
+
+
+class AudienceCreate(_Body):
+    """`POST /lists`: the fields the Marketing API's spec marks required. `contact`, `campaign_defaults` and the rest
+    are accepted and not kept (the simulator sends no campaigns)."""
+
+    name: str
+    contact: dict[str, Any]
+    permission_reminder: str
+    campaign_defaults: dict[str, Any]
+    email_type_option: bool
+    double_optin: bool = False
+
+
+class AudienceUpdate(_Body):
+    name: str | None = None
+    double_optin: bool | None = None
 
 
 class TagChange(_Body):
@@ -89,6 +106,31 @@ def parse_json(raw: bytes) -> Any:
         return json.loads(raw) if raw.strip() else {}
     except ValueError:
         raise ApiError(400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error.") from None
+
+
+def _batch_message(error: Any) -> str:
+    if error["type"] in ("literal_error", "enum"):
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"Data presented is not one of the accepted values: {expected}."
+    return f"Schema describes {error['type'].split('_')[0]}, {type(error['input']).__name__} found instead."
+
+
+def parse_batch_members(members: list[Any]) -> list[MemberWrite]:
+    """Every item of a batch subscribe, or one 400 for the whole call naming each schema-invalid item as
+    ``members.item:N.<field>`` (brandonseydel/MailChimp.Net #567, rudderlabs #1223: a bad status or a wrong type fails
+    the whole call; only per-member problems come back inside the 200)."""
+    parsed: list[MemberWrite] = []
+    errors: list[FieldError] = []
+    for index, raw in enumerate(members):
+        try:
+            parsed.append(MemberWrite.model_validate(raw))
+        except ValidationError as error:
+            for e in error.errors():
+                path = ".".join(str(p) for p in e["loc"])
+                errors.append(FieldError(f"members.item:{index}" + (f".{path}" if path else ""), _batch_message(e)))
+    if errors:
+        raise ApiError(400, "Invalid Resource", INVALID_RESOURCE_DETAIL, errors)
+    return parsed
 
 
 def parse(model: type[Model], data: Any) -> Model:

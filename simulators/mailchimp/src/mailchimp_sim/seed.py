@@ -19,6 +19,25 @@ DEMO_ACCOUNT = AccountSeed(
 DEMO_EXTRA_FIELDS = {DEMO_LIST_ID: [MergeField(6, "COMPANY", "Company", "text", display_order=7, options={"size": 25})]}
 
 
+def create_audience(store: Store, account_id: str, name: str, double_optin: bool) -> AudienceRow:
+    """A new audience (`POST /lists`) with a fresh 10-character id and the default merge fields."""
+    with store.transaction():
+        while True:
+            row = AudienceRow(
+                id=secrets.token_hex(5),
+                account_id=account_id,
+                web_id=secrets.randbelow(900_000) + 100_000,
+                name=name,
+                double_optin=double_optin,
+                date_created=now().isoformat(),
+            )
+            if store.insert_audience(row):
+                break
+        for field in default_merge_fields():
+            store.put_merge_field(row.id, field)
+    return row
+
+
 def ensure_account(store: Store, account: AccountSeed) -> None:
     """Adds what is missing; never touches existing audiences' members or merge fields."""
     with store.transaction():

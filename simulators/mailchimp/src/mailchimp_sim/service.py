@@ -12,12 +12,14 @@ from mailchimp_sim.errors import (
     INVALID_RESOURCE_DETAIL,
     ApiError,
     FieldError,
+    cannot_archive,
+    email_change_refused,
     forgotten,
     invalid_resource,
     member_exists,
     not_found,
 )
-from mailchimp_sim.schemas import BatchSubscribe, MemberWrite, TagsUpdate, parse
+from mailchimp_sim.schemas import BatchSubscribe, MemberWrite, TagsUpdate, parse_batch_members
 from mailchimp_sim.settings import SimSettings
 from mailchimp_sim.store import AudienceRow, Store
 
@@ -120,11 +122,14 @@ class AudienceService:
         body_id = domain.subscriber_hash(email)
         if path_id == body_id:
             return self._put(list_id, email, body, skip_merge_validation, source, allow_update=True)
-        at_path = _active(self._store.member(list_id, path_id))
+        stored_at_path = self._store.member(list_id, path_id)
+        at_path = _active(stored_at_path)
         occupant = self._store.member(list_id, body_id)
         if at_path is None:
             if _active(occupant) is not None:
                 raise member_exists(email)
+            if stored_at_path is not None:
+                raise email_change_refused("archived")
             raise invalid_resource(
                 f"The subscriber hash {path_id} does not match {email} and no list member has that hash."
             )
@@ -147,10 +152,19 @@ class AudienceService:
     def update(
         self, list_id: str, key: str, body: MemberWrite, *, skip_merge_validation: bool, source: WebhookSource
     ) -> Member:
-        """PATCH: partial update of an existing (not archived) member, email change included."""
-        existing = _active(self._store.member(list_id, self.resolve(list_id, key)))
-        if existing is None:
+        """PATCH: partial update, email change included. On an archived member only a ``status`` counts: it
+        un-archives the member (Stack Overflow 63584277), through the consent rules."""
+        stored = self._store.member(list_id, self.resolve(list_id, key))
+        if stored is None:
             raise not_found()
+        if stored.archived:
+            if body.email_address is not None and domain.subscriber_hash(self._email(body)) != stored.id:
+                raise email_change_refused("archived")
+            if body.status is None:
+                raise not_found()
+            unarchive = body.model_copy(update={"email_address": stored.email_address, "status_if_new": None})
+            return self._put(list_id, stored.email_address, unarchive, skip_merge_validation, source, True)
+        existing = stored
         email = existing.email_address
         if body.email_address is not None:
             email = self._email(body)
@@ -163,13 +177,8 @@ class AudienceService:
 
     def archive(self, list_id: str, key: str, source: WebhookSource) -> None:
         member = self.member(list_id, key)
-        if member.archived:
-            raise ApiError(
-                405,
-                "Method Not Allowed",
-                "This list member cannot be removed. Please contact support.",
-                headers={"Allow": "GET, PUT"},
-            )
+        if member.archived or member.status in ("pending", "cleaned"):
+            raise cannot_archive()
         archived = replace(member, archived=True, last_changed=now())
         with self._store.transaction():
             self._store.save_member(archived)
@@ -191,7 +200,14 @@ class AudienceService:
             raise not_found()
         if member.status == status:
             return member
-        changed = replace(member, status=status, last_changed=now(), unsubscribe_reason=reason)
+        changed = replace(
+            member,
+            status=status,
+            last_changed=now(),
+            unsubscribe_reason=reason,
+            unsubscribed_by=source if status == "unsubscribed" else "",
+            unsubscribed_at=domain.format_timestamp(now()) if status == "unsubscribed" else "",
+        )
         with self._store.transaction():
             self._store.save_member(changed)
         self._emit(Change(list_id, member, changed, source, reason))
@@ -225,6 +241,7 @@ class AudienceService:
             raise invalid_resource(
                 errors=[FieldError("members", f"Array has too many items ({len(request.members)}); max {limit}.")]
             )
+        bodies = parse_batch_members(request.members)
         created: list[Member] = []
         updated: list[Member] = []
         errors: list[dict[str, str]] = []
@@ -234,10 +251,9 @@ class AudienceService:
         self._deferred = []
         try:
             with self._store.transaction():
-                for raw in request.members:
-                    email = str(raw.get("email_address") or "")
+                for body in bodies:
+                    email = body.email_address or ""
                     try:
-                        body = parse(MemberWrite, raw)
                         email = self._email(body)
                         member_id = domain.subscriber_hash(email)
                         if skip_duplicate_check and member_id in seen:
@@ -271,7 +287,11 @@ class AudienceService:
         if not body.email_address or not body.email_address.strip():
             raise _blank("email_address")
         email = body.email_address.strip()
+        # Both texts as recorded (mailchimp-api.md §10: grouparoo fixtures, JustFixNYC #1554, VingtCinq #183).
         if not domain.is_plausible_email(email):
+            raise invalid_resource("Please provide a valid email address.")
+        settings = self._settings
+        if domain.is_fake_domain(email, settings.fake_email_domains, settings.reject_example_domains):
             raise invalid_resource(f"{email} looks fake or invalid, please enter a real email address.")
         return email
 
@@ -293,7 +313,9 @@ class AudienceService:
                 raise member_exists(email)
             return self._update_existing(list_id, stored, body, email, skip_merge_validation, source)
         if stored is not None:
-            status = domain.status_for_readd(stored.status, body.status, body.status_if_new, email)
+            status = domain.status_for_readd(
+                stored.status, body.status, body.status_if_new, email, stored.unsubscribed_by
+            )
         else:
             status = domain.status_for_create(body.status, body.status_if_new)
         moment = now()
@@ -309,8 +331,12 @@ class AudienceService:
             last_changed=moment,
             source=SOURCE_LABELS[source],
             tags=tuple(body.tags or ()),
+            unsubscribed_by=source if status == "unsubscribed" else "",
+            unsubscribed_at=domain.format_timestamp(moment) if status == "unsubscribed" else "",
         )
-        member = self._apply(list_id, base, body, email, status, skip_merge_validation, moment, creating=True)
+        member = self._apply(
+            list_id, base, body, email, status, skip_merge_validation, moment, source=source, creating=True
+        )
         member = replace(member, archived=False, last_changed=moment)
         with self._store.transaction():
             self._store.save_member(member)
@@ -327,11 +353,17 @@ class AudienceService:
         source: WebhookSource,
     ) -> Member:
         new_id = domain.subscriber_hash(email)
+        if new_id != existing.id and existing.status != "subscribed":
+            raise email_change_refused(existing.status)
         if new_id != existing.id and self._store.is_forgotten(list_id, new_id):
             raise forgotten(email)
-        status = domain.status_for_update(existing.status, body.status, existing.email_address)
+        status = domain.status_for_update(
+            existing.status, body.status, existing.email_address, existing.unsubscribed_by
+        )
         moment = now()
-        member = self._apply(list_id, existing, body, email, status, skip_merge_validation, moment, creating=False)
+        member = self._apply(
+            list_id, existing, body, email, status, skip_merge_validation, moment, source=source, creating=False
+        )
         if new_id != existing.id:
             # The contact keeps its contact_id; the per-address ids follow the new address.
             member = replace(member, id=new_id, unique_email_id=secrets.token_hex(5))
@@ -352,6 +384,7 @@ class AudienceService:
         skip_merge_validation: bool,
         moment: datetime,
         *,
+        source: WebhookSource,
         creating: bool,
     ) -> Member:
         definitions: list[MergeField] = self._store.merge_fields(list_id)
@@ -381,6 +414,13 @@ class AudienceService:
         if errors:
             raise ApiError(400, "Invalid Resource", INVALID_RESOURCE_DETAIL, errors)
         opted_in = status == "subscribed" and (creating or base.status != "subscribed")
+        # Who unsubscribed stays with the member while it stays unsubscribed (archived and re-added included).
+        if status != "unsubscribed":
+            unsubscribed_by, unsubscribed_at = "", ""
+        elif base.status == "unsubscribed":
+            unsubscribed_by, unsubscribed_at = base.unsubscribed_by, base.unsubscribed_at
+        else:
+            unsubscribed_by, unsubscribed_at = source, domain.format_timestamp(moment)
         return replace(
             base,
             email_address=email,
@@ -397,5 +437,7 @@ class AudienceService:
                 "timestamp_opt", domain.format_timestamp(moment) if opted_in else base.timestamp_opt
             ),
             unsubscribe_reason="" if status != "unsubscribed" else base.unsubscribe_reason,
+            unsubscribed_by=unsubscribed_by,
+            unsubscribed_at=unsubscribed_at,
             last_changed=moment,
         )

@@ -41,12 +41,37 @@ class SimSettings(BaseSettings):
     webhook_signing: bool = True
     # How an ADDRESS merge is sent in webhooks: PHP sub-keys (data[merges][ADDRESS][addr1]=…) or one string.
     webhook_address_format: Literal["subkeys", "string"] = "subkeys"
+    # Body of a delivery: "recorded" as captured real payloads are (data[web_id], empty keys left out;
+    # mailchimp-api.md §10, which wins over the samples) or "sample" as Mailchimp's published samples (empty keys
+    # sent as empty strings, no data[web_id]).
+    webhook_body_shape: Literal["recorded", "sample"] = "recorded"
     webhook_delivery_log_size: int = 1000
 
     # Real Mailchimp silently drops merge tags the audience does not have; switch on to catch client typos.
     reject_unknown_merge_fields: bool = False
     max_merge_fields: int = 30
+    # Addresses at these domains are refused as "looks fake or invalid" (mailchimp-api.md §10: real Mailchimp refuses
+    # disposable and test domains). Which domains real Mailchimp lists is not published: this default is known
+    # disposable-mail domains only (an assumption), so demo and test addresses at example.com keep working.
+    fake_email_domains: list[str] = Field(
+        default_factory=lambda: [
+            "mailinator.com",
+            "yopmail.com",
+            "trash-mail.com",
+            "guerrillamail.com",
+            "10minutemail.com",
+            "sharklasers.com",
+            "dispostable.com",
+            "tempmail.com",
+        ]
+    )
+    # Real Mailchimp also refuses the RFC 2606 example domains (example.com/.net/.org, *.example); off by default so
+    # the demo's and the tests' addresses are accepted.
+    reject_example_domains: bool = False
     batch_max_members: int = 500
+    # Simulated cost of each member of a batch subscribe, on top of any per-request latency (`/_sim/controls`), so a
+    # batch is not free. No source gives Mailchimp's figure: 2 ms per member is an assumption (ASSUMPTIONS.md).
+    batch_latency_per_member_ms: float = 2.0
     max_page_count: int = 1000
     uvicorn_graceful_shutdown_s: float = 2.0
     # One log line per request cost more CPU than a member write; /_sim/stats counts requests instead.

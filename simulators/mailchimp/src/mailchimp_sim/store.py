@@ -62,6 +62,12 @@ class Webhook:
 
 
 _MEMBER_FIELDS = tuple(f.name for f in fields(Member))
+# The members list's `sort_field` values (SDK 3.0.80 `get_list_members_info`) and the column each sorts by.
+SORT_FIELDS = {
+    "last_changed": "last_changed",
+    "timestamp_opt": "json_extract(doc, '$.timestamp_opt')",
+    "timestamp_signup": "json_extract(doc, '$.timestamp_signup')",
+}
 
 
 def _member_to_doc(member: Member) -> str:
@@ -190,6 +196,19 @@ class Store:
         self._run("UPDATE lists SET name = ?, double_optin = ? WHERE id = ?", (name, int(double_optin), list_id))
         self._audiences.pop(list_id, None)
 
+    def delete_audience(self, list_id: str) -> None:
+        """The audience and everything in it: members, forgotten addresses, merge fields, webhooks."""
+        with self.transaction():
+            for table, column in (
+                ("members", "list_id"),
+                ("forgotten", "list_id"),
+                ("merge_fields", "list_id"),
+                ("webhooks", "list_id"),
+                ("lists", "id"),
+            ):
+                self._run(f"DELETE FROM {table} WHERE {column} = ?", (list_id,))
+            self._forget_cache()
+
     def audience(self, list_id: str) -> AudienceRow | None:
         if list_id in self._audiences:
             return self._audiences[list_id]
@@ -301,7 +320,12 @@ class Store:
         vip_only: bool,
         offset: int,
         count: int,
+        unsubscribed_since: datetime | None = None,
+        sort_field: str | None = None,
+        sort_dir: str = "ASC",
     ) -> tuple[list[Member], int]:
+        """``sort_field`` is one of SORT_FIELDS (checked by the caller); without it members come in insertion
+        order. ``unsubscribed_since`` keeps unsubscribed members who unsubscribed at or after it."""
         where = ["list_id = ?"]
         params: list[Any] = [list_id]
         if status == "archived":
@@ -322,10 +346,17 @@ class Store:
             params.append(unique_email_id)
         if vip_only:
             where.append("json_extract(doc, '$.vip') = 1")
+        if unsubscribed_since is not None:
+            where.append("status = 'unsubscribed' AND json_extract(doc, '$.unsubscribed_at') >= ?")
+            params.append(unsubscribed_since.astimezone(UTC).replace(microsecond=0).isoformat())
         clause = " AND ".join(where)
+        order = "seq"
+        if sort_field is not None:
+            direction = "DESC" if sort_dir.upper() == "DESC" else "ASC"
+            order = f"{SORT_FIELDS[sort_field]} {direction}, seq {direction}"
         total_row = self._one(f"SELECT COUNT(*) FROM members WHERE {clause}", params)
         rows = self._all(
-            f"SELECT doc FROM members WHERE {clause} ORDER BY seq LIMIT ? OFFSET ?", [*params, count, offset]
+            f"SELECT doc FROM members WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?", [*params, count, offset]
         )
         return [_member_from_doc(r[0]) for r in rows], int(total_row[0]) if total_row else 0
 

@@ -100,7 +100,13 @@ class Dispatcher:
         fired_at = now()
         for event in events:
             body = domain.encode_form(
-                domain.event_pairs(event, fired_at, definitions, self._settings.webhook_address_format)
+                domain.event_pairs(
+                    event,
+                    fired_at,
+                    definitions,
+                    self._settings.webhook_address_format,
+                    shape=self._settings.webhook_body_shape,
+                )
             )
             for hook in hooks:
                 if hook.events.get(event.type):
@@ -108,7 +114,10 @@ class Dispatcher:
 
     def fire_campaign(self, list_id: str, campaign_id: str, subject: str, status: str, reason: str) -> int:
         """Campaign events are not about a member, so ``sources`` do not filter them."""
-        body = domain.encode_form(domain.campaign_pairs(campaign_id, subject, status, reason, list_id, now()))
+        pairs = domain.campaign_pairs(
+            campaign_id, subject, status, reason, list_id, now(), shape=self._settings.webhook_body_shape
+        )
+        body = domain.encode_form(pairs)
         hooks = [h for h in self._store.webhooks(list_id) if not h.disabled and h.events.get("campaign")]
         for hook in hooks:
             self._enqueue(Delivery(next(self._ids), hook.id, list_id, "campaign", body))

@@ -4,6 +4,7 @@ the same consent rules and webhooks as PUT, the 500 cap, one request in the stat
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
@@ -45,9 +46,14 @@ def member_count(api: httpx.Client) -> int:
     return int(api.get(f"/lists/{DEMO_LIST}/members", params={"count": 1}).json()["total_items"])
 
 
-def test_sdk_batch_mixes_created_updated_unchanged_and_per_member_errors(sdk: Any, api: httpx.Client) -> None:
+def test_sdk_batch_mixes_created_updated_unchanged_and_per_member_errors(
+    sdk: Any, api: httpx.Client, sim: httpx.Client
+) -> None:
     assert put(api, "known@example.com", status="subscribed", merge_fields={"FNAME": "Old"}).status_code == 200
-    assert put(api, "left@example.com", status="unsubscribed").status_code == 200
+    assert put(api, "left@example.com", status="subscribed").status_code == 200
+    # The contact's own unsubscribe (a link): only that puts the address in a compliance state.
+    unsubscribe = f"/_sim/admin/lists/{DEMO_LIST}/members/{md5('left@example.com')}/unsubscribe"
+    assert sim.post(unsubscribe, json={"source": "user"}).status_code == 200
     assert put(api, "gone@example.com", status="subscribed").status_code == 200
     assert api.post(f"/lists/{DEMO_LIST}/members/{md5('gone@example.com')}/actions/delete-permanent").is_success
     members = [
@@ -57,13 +63,14 @@ def test_sdk_batch_mixes_created_updated_unchanged_and_per_member_errors(sdk: An
         {"email_address": "not-an-address", "status_if_new": "subscribed"},
         {"email_address": "bad@example.com", "status_if_new": "subscribed", "merge_fields": {"BIRTHDAY": "31/31"}},
         {"email_address": "left@example.com", "status": "subscribed"},
+        {"email_address": "temp@mailinator.com", "status_if_new": "subscribed"},
         {"email_address": "gone@example.com", "status_if_new": "subscribed"},
         {"email_address": "nostatus@example.com"},
     ]
 
     result = sdk.lists.batch_list_members(DEMO_LIST, {"members": members, "update_existing": True})
 
-    assert (result["total_created"], result["total_updated"], result["error_count"]) == (1, 2, 5)
+    assert (result["total_created"], result["total_updated"], result["error_count"]) == (1, 2, 6)
     assert [(m["email_address"], m["status"]) for m in result["new_members"]] == [("new@example.com", "subscribed")]
     assert [(m["email_address"], m["status"], m["merge_fields"]["FNAME"]) for m in result["updated_members"]] == [
         ("known@example.com", "subscribed", "Newer"),
@@ -74,11 +81,16 @@ def test_sdk_batch_mixes_created_updated_unchanged_and_per_member_errors(sdk: An
         ("not-an-address", "ERROR_GENERIC", "", ""),
         ("bad@example.com", "ERROR_GENERIC", "BIRTHDAY", "Please enter a complete date (MM/DD)."),
         ("left@example.com", "ERROR_GENERIC", "", ""),
+        ("temp@mailinator.com", "ERROR_GENERIC", "", ""),
         ("gone@example.com", "ERROR_GENERIC", "", ""),
         ("nostatus@example.com", "ERROR_GENERIC", "status", "Schema describes enum, NULL found instead"),
     ]
     details = {e["email_address"]: e["error"] for e in result["errors"]}
-    assert "looks fake or invalid" in details["not-an-address"]
+    assert details["not-an-address"] == "Please provide a valid email address."
+    assert (
+        details["temp@mailinator.com"]
+        == "temp@mailinator.com looks fake or invalid, please enter a real email address."
+    )
     assert "compliance state" in details["left@example.com"]
     assert "permanently deleted" in details["gone@example.com"]
     assert get(api, "left@example.com")["status"] == "unsubscribed"
@@ -260,3 +272,33 @@ def test_a_batch_fires_the_webhooks_the_same_puts_would_fire(
         ("unsubscribe", "quit@example.com"),
         ("subscribe", "sentinel@example.com"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "message"),
+    [
+        ({"status": "subscribd"}, "status", "Data presented is not one of the accepted values"),
+        ({"status_if_new": "maybe"}, "status_if_new", "Data presented is not one of the accepted values"),
+        ({"status_if_new": "subscribed", "merge_fields": "Ada"}, "merge_fields", "Schema describes dict"),
+        ({"status_if_new": "subscribed", "vip": "very"}, "vip", "Schema describes bool"),
+    ],
+    ids=["bad-status", "bad-status-if-new", "merge-fields-not-an-object", "vip-not-a-bool"],
+)
+def test_a_schema_invalid_item_fails_the_whole_call_naming_the_item(
+    sdk: Any, api: httpx.Client, item: dict[str, Any], field: str, message: str
+) -> None:
+    # brandonseydel/MailChimp.Net #567, rudderlabs #1223 (mailchimp-api.md §10): a bad status or a wrong type is not
+    # a per-member error inside a 200 but a 400 for the whole call, nothing written.
+    members = [
+        {"email_address": "fine@example.com", "status_if_new": "subscribed"},
+        {"email_address": "also-fine@example.com", "status_if_new": "subscribed"},
+        {"email_address": "broken@example.com", **item},
+    ]
+    with pytest.raises(ApiClientError) as raised:
+        sdk.lists.batch_list_members(DEMO_LIST, {"members": members, "update_existing": True})
+    assert raised.value.status_code == 400
+    error = json.loads(raised.value.text)
+    assert error["title"] == "Invalid Resource"
+    assert [e["field"] for e in error["errors"]] == [f"members.item:2.{field}"]
+    assert error["errors"][0]["message"].startswith(message)
+    assert member_count(api) == 0, "a call refused as a whole writes nothing"

@@ -131,7 +131,7 @@ def test_controls_are_listed_and_reset_clears_them(sim: httpx.Client) -> None:
     assert listed["latency_ms"] == {"PUT member": 150}
     assert [(f["kind"], f["remaining"]) for f in listed["faults"]] == [("503", 2)]
     sim.post("/_sim/reset").raise_for_status()
-    assert sim.get("/_sim/controls").json() == {"latency_ms": {}, "faults": []}
+    assert sim.get("/_sim/controls").json() == {"latency_ms": {}, "latency_per_member_ms": None, "faults": []}
 
 
 def test_invalid_control_is_400(sim: httpx.Client) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,10 @@ from component.simulators.mailchimp.mailchimp_testkit import (
     SECOND_KEY,
     SimServer,
     md5,
+    sdk_client,
     sim_settings,
 )
+from mailchimp_marketing.api_client import ApiClientError
 
 PROBLEM = "application/problem+json; charset=utf-8"
 
@@ -105,9 +108,32 @@ def test_create_without_any_status_is_invalid(api: httpx.Client) -> None:
     assert body["errors"][0]["field"] == "status"
 
 
-def test_fake_looking_address_is_rejected(api: httpx.Client) -> None:
-    body = problem(put(api, "not-an-address", key=md5("not-an-address"), status="subscribed"), 400, "Invalid Resource")
-    assert body["detail"] == "not-an-address looks fake or invalid, please enter a real email address."
+def test_a_malformed_address_is_not_a_valid_email_address(api: httpx.Client) -> None:
+    body = problem(put(api, "AAAAA", key=md5("AAAAA"), status="subscribed"), 400, "Invalid Resource")
+    assert body["detail"] == "Please provide a valid email address."
+
+
+@pytest.mark.parametrize("email", ["someone@mailinator.com", "x@yopmail.com", "x@mail.yopmail.com"])
+def test_an_address_at_a_disposable_domain_looks_fake(sdk: Any, email: str) -> None:
+    with pytest.raises(ApiClientError) as raised:
+        sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status_if_new": "subscribed"})
+    body = json.loads(raised.value.text)
+    assert (raised.value.status_code, body["title"]) == (400, "Invalid Resource")
+    assert body["detail"] == f"{email} looks fake or invalid, please enter a real email address."
+
+
+def test_example_domains_are_accepted_unless_the_setting_adds_them(tmp_path: Path) -> None:
+    settings = sim_settings(tmp_path).model_copy(update={"reject_example_domains": True})
+    with SimServer(settings) as server:
+        client = sdk_client(server.base_url)
+        for email in ("ann@example.com", "ann@shop.example"):
+            with pytest.raises(ApiClientError) as raised:
+                client.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+            assert "looks fake or invalid" in json.loads(raised.value.text)["detail"]
+
+
+def test_example_domains_are_accepted_by_default(api: httpx.Client) -> None:
+    assert put(api, "ann@example.com", status="subscribed").status_code == 200
 
 
 def test_malformed_json_is_a_parse_exception(api: httpx.Client) -> None:
@@ -152,16 +178,120 @@ def test_status_if_new_never_resubscribes(api: httpx.Client, status: str) -> Non
     assert again.json()["status"] == status
 
 
-@pytest.mark.parametrize("status", ["unsubscribed", "cleaned"])
-def test_explicit_subscribe_of_a_compliance_state_member_fails(api: httpx.Client, status: str) -> None:
-    put(api, "c@example.com", status=status)
-    body = problem(put(api, "c@example.com", status="subscribed"), 400, "Member In Compliance State")
-    assert body["detail"] == (
-        "c@example.com is in a compliance state due to unsubscribe, bounce, or compliance review "
-        "and cannot be subscribed."
+def _self_unsubscribe(sim: httpx.Client, email: str) -> None:
+    """The contact clicks an unsubscribe link."""
+    url = f"/_sim/admin/lists/{DEMO_LIST}/members/{md5(email)}/unsubscribe"
+    assert sim.post(url, json={"source": "user"}).status_code == 200
+
+
+def _clean(sim: httpx.Client, email: str) -> None:
+    assert sim.post(f"/_sim/admin/lists/{DEMO_LIST}/members/{md5(email)}/clean", json={}).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["self-unsubscribed", "cleaned"])
+def test_explicit_subscribe_of_a_compliance_state_member_fails(sdk: Any, sim: httpx.Client, how: str) -> None:
+    email = "c@example.com"
+    sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+    (_self_unsubscribe if how == "self-unsubscribed" else _clean)(sim, email)
+    for call in (sdk.lists.set_list_member, sdk.lists.update_list_member):
+        with pytest.raises(ApiClientError) as raised:
+            call(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+        body = json.loads(raised.value.text)
+        assert (raised.value.status_code, body["title"]) == (400, "Member In Compliance State")
+        assert body["detail"] == (
+            "c@example.com is in a compliance state due to unsubscribe, bounce, or compliance review "
+            "and cannot be subscribed."
+        )
+
+
+@pytest.mark.parametrize("who", ["api", "admin"])
+def test_an_api_or_admin_unsubscribe_can_be_undone_through_the_api(sdk: Any, sim: httpx.Client, who: str) -> None:
+    # Recorded real answers (grouparoo fixtures, veda-consulting/mailchimp #374; mailchimp-api.md §10).
+    email = f"{who}@example.com"
+    sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+    if who == "api":
+        unsubscribed = sdk.lists.update_list_member(DEMO_LIST, md5(email), {"status": "unsubscribed"})
+        assert unsubscribed["status"] == "unsubscribed"
+    else:
+        url = f"/_sim/admin/lists/{DEMO_LIST}/members/{md5(email)}/unsubscribe"
+        assert sim.post(url, json={"source": "admin"}).status_code == 200
+    again = sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+    assert again["status"] == "subscribed"
+    sdk.lists.update_list_member(DEMO_LIST, md5(email), {"status": "unsubscribed"})
+    assert sdk.lists.update_list_member(DEMO_LIST, md5(email), {"status": "subscribed"})["status"] == "subscribed"
+
+
+def test_a_self_unsubscribe_survives_archive_and_re_add(sdk: Any, sim: httpx.Client, api: httpx.Client) -> None:
+    email = "selfarch@example.com"
+    sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+    _self_unsubscribe(sim, email)
+    sdk.lists.delete_list_member(DEMO_LIST, md5(email))
+    problem(put(api, email, status="subscribed"), 400, "Member In Compliance State")
+
+
+# --- member lifecycle (archive, un-archive, email change) ---
+
+
+@pytest.mark.parametrize("state", ["pending", "cleaned", "archived"])
+def test_a_pending_cleaned_or_archived_member_cannot_be_archived(
+    sdk: Any, sim: httpx.Client, api: httpx.Client, state: str
+) -> None:
+    # grouparoo fixtures; hitobito #1072 (mailchimp-api.md §10).
+    email = f"{state}@example.com"
+    first = "pending" if state == "pending" else "subscribed"
+    sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": first})
+    if state == "cleaned":
+        _clean(sim, email)
+    if state == "archived":
+        sdk.lists.delete_list_member(DEMO_LIST, md5(email))
+    with pytest.raises(ApiClientError) as raised:
+        sdk.lists.delete_list_member(DEMO_LIST, md5(email))
+    body = json.loads(raised.value.text)
+    assert (raised.value.status_code, body["title"]) == (405, "Method Not Allowed")
+    assert body["detail"].startswith(
+        "This list member cannot be removed. Can not archive a contact that is bounced, pending or archived"
     )
-    patched = api.patch(f"/lists/{DEMO_LIST}/members/{md5('c@example.com')}", json={"status": "subscribed"})
-    problem(patched, 400, "Member In Compliance State")
+    assert body["detail"].endswith("See the Allow header for this resource's available methods.")
+    assert api.delete(f"/lists/{DEMO_LIST}/members/{md5(email)}").headers["allow"] == "GET, PUT"
+
+
+def test_patch_status_subscribed_un_archives(sdk: Any, api: httpx.Client) -> None:
+    # Stack Overflow 63584277 (mailchimp-api.md §10).
+    email = "back@example.com"
+    created = sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": "subscribed"})
+    sdk.lists.delete_list_member(DEMO_LIST, md5(email))
+    assert sdk.lists.get_list_member(DEMO_LIST, md5(email))["status"] == "archived"
+    back = sdk.lists.update_list_member(DEMO_LIST, md5(email), {"status": "subscribed"})
+    assert (back["status"], back["contact_id"]) == ("subscribed", created["contact_id"])
+    listed = api.get(f"/lists/{DEMO_LIST}/members").json()["members"]
+    assert [m["email_address"] for m in listed] == [email]
+
+
+@pytest.mark.parametrize("state", ["unsubscribed", "cleaned", "pending", "archived"])
+def test_an_email_change_of_a_member_who_is_not_subscribed_is_refused(
+    sdk: Any, sim: httpx.Client, api: httpx.Client, state: str
+) -> None:
+    # ibericode/mailchimp-user-sync #96 (one 2017 report; mailchimp-api.md §10).
+    email = f"{state}-old@example.com"
+    first = "pending" if state == "pending" else "subscribed"
+    sdk.lists.set_list_member(DEMO_LIST, md5(email), {"email_address": email, "status": first})
+    if state == "unsubscribed":
+        sdk.lists.update_list_member(DEMO_LIST, md5(email), {"status": "unsubscribed"})
+    if state == "cleaned":
+        _clean(sim, email)
+    if state == "archived":
+        sdk.lists.delete_list_member(DEMO_LIST, md5(email))
+    new = f"{state}-new@example.com"
+    for call in (sdk.lists.update_list_member, sdk.lists.set_list_member):
+        with pytest.raises(ApiClientError) as raised:
+            call(DEMO_LIST, md5(email), {"email_address": new})
+        body = json.loads(raised.value.text)
+        assert (raised.value.status_code, body["title"]) == (400, "Invalid Resource")
+        assert body["detail"] == (
+            f'This member\'s status is "{state}." You can only update email addresses for members with a status '
+            'of "subscribed."'
+        )
+    assert api.get(f"/lists/{DEMO_LIST}/members/{md5(new)}").status_code == 404
 
 
 def test_unsubscribed_member_may_be_sent_a_confirmation(api: httpx.Client) -> None:

@@ -204,7 +204,11 @@ def test_delete_archives_then_405_then_permanent_delete_forgets(sdk: Any, api: h
     again = api.delete(f"/lists/{DEMO_LIST}/members/{md5(email)}")
     assert again.status_code == 405
     assert again.headers["allow"] == "GET, PUT"
-    assert again.json()["detail"] == "This list member cannot be removed. Please contact support."
+    # The recorded text (reference §10, grouparoo fixtures), which supersedes §2.2's older "Please contact support."
+    assert again.json()["detail"] == (
+        "This list member cannot be removed. Can not archive a contact that is bounced, pending or archived. "
+        "See the Allow header for this resource's available methods."
+    )
 
     sdk.lists.delete_list_member_permanent(DEMO_LIST, md5(email))
     with pytest.raises(ApiClientError) as raised:

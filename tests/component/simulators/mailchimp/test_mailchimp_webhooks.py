@@ -5,16 +5,21 @@ from __future__ import annotations
 import re
 import socket
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from component.simulators.mailchimp.mailchimp_testkit import (
+    DEMO_KEY,
     DEMO_LIST,
     Receiver,
+    SimServer,
     fixture_keys,
     md5,
     running_receiver,
+    sim_settings,
     verify_signature,
     wait_for,
 )
@@ -62,9 +67,29 @@ def outcomes(sim: httpx.Client, webhook_id: str) -> list[tuple[int, str]]:
     return [(a["attempt"], a["outcome"]) for a in attempts]
 
 
+@pytest.fixture(scope="module")
+def sample_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
+    """A simulator switched to the published samples' body shape (`WEBHOOK_BODY_SHAPE=sample`)."""
+    settings = sim_settings(tmp_path_factory.mktemp("mailchimp-sim-sample"))
+    with SimServer(settings.model_copy(update={"webhook_body_shape": "sample"})) as server:
+        yield server
+
+
+@pytest.fixture
+def sample(sample_server: SimServer) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    """(api, sim) clients of the sample-shape simulator, freshly reset."""
+    with (
+        httpx.Client(base_url=sample_server.base_url, timeout=10) as sim,
+        httpx.Client(base_url=f"{sample_server.base_url}/3.0", auth=("x", DEMO_KEY), timeout=10) as api,
+    ):
+        sim.post("/_sim/reset").raise_for_status()
+        yield api, sim
+
+
 def test_every_event_has_exactly_the_sample_keys_in_order(
-    api: httpx.Client, sim: httpx.Client, receiver: Receiver
+    sample: tuple[httpx.Client, httpx.Client], receiver: Receiver
 ) -> None:
+    api, sim = sample
     only_fname_lname(api)
     hook = create_hook(api, receiver.url)
 
@@ -125,7 +150,10 @@ def test_every_event_has_exactly_the_sample_keys_in_order(
     assert all(outcome == "delivered" for _, outcome in outcomes(sim, hook["id"]))
 
 
-def test_default_audience_merges_sit_between_email_and_interests(api: httpx.Client, receiver: Receiver) -> None:
+def test_default_audience_merges_sit_between_email_and_interests(
+    sample: tuple[httpx.Client, httpx.Client], receiver: Receiver
+) -> None:
+    api, _ = sample
     create_hook(api, receiver.url)
     address = {"addr1": "1 Main St", "city": "Springfield", "state": "IL", "zip": "62701"}
     put(api, "m@example.com", status="subscribed", merge_fields={"ADDRESS": address, "BIRTHDAY": "01/22"})
@@ -141,6 +169,33 @@ def test_default_audience_merges_sit_between_email_and_interests(api: httpx.Clie
         "data[merges][COMPANY]",
         "data[merges][INTERESTS]",
     ]
+
+
+def _sample_order(event_type: str) -> list[str]:
+    """The samples' key order with `data[web_id]` after `data[id]`, as the recorded shape sends it."""
+    keys = fixture_keys(event_type)
+    return [k for key in keys for k in ([key, "data[web_id]"] if key == "data[id]" else [key])]
+
+
+def test_recorded_bodies_carry_web_id_and_leave_out_empty_keys(api: httpx.Client, receiver: Receiver) -> None:
+    # Captured real payloads (mailchimp-api.md §10) win over the published samples for what the simulator sends.
+    only_fname_lname(api)
+    create_hook(api, receiver.url)
+    created = put(api, "rec@example.com", status_if_new="subscribed", merge_fields={"FNAME": "Rec"})
+    subscribe = receiver.next()
+    fields = subscribe.fields()
+    assert fields["data[web_id]"] == str(created["web_id"])
+    assert fields["data[id]"] == created["unique_email_id"]
+    assert "" not in fields.values()
+    for left_out in ("data[merges][LNAME]", "data[merges][INTERESTS]", "data[ip_signup]", "data[ip_opt]"):
+        assert left_out not in fields
+    order = _sample_order("subscribe")
+    assert subscribe.keys() == [k for k in order if k in fields], "the samples' order, minus what is left out"
+
+    api.patch(member_url("rec@example.com"), json={"status": "unsubscribed"})
+    unsubscribe = receiver.next()
+    assert "data[campaign_id]" not in unsubscribe.fields()
+    assert unsubscribe.keys() == [k for k in _sample_order("unsubscribe") if k in unsubscribe.fields()]
 
 
 def test_signed_deliveries_verify_with_the_creation_secret(api: httpx.Client, receiver: Receiver) -> None:
@@ -160,6 +215,31 @@ def test_unsigned_webhook(api: httpx.Client, receiver: Receiver) -> None:
     assert "signing_secret" not in created
     put(api, "plain@example.com", status="subscribed")
     assert "X-Mailchimp-Signature" not in receiver.next().headers
+
+
+def test_the_signing_secret_is_only_in_the_create_response(sdk: Any, receiver: Receiver) -> None:
+    # Mailchimp's docs (fern-marketing-api-docs, api-concepts/webhooks): the GET schema lists it, never filled.
+    body = {"url": receiver.url, "events": ALL_EVENTS, "sources": ALL_SOURCES}
+    created = sdk.lists.create_list_webhook(DEMO_LIST, body)
+    assert created["signing_enabled"] is True and len(created["signing_secret"]) == 64
+    assert "signing_secret" not in sdk.lists.get_list_webhook(DEMO_LIST, created["id"])
+    listed = sdk.lists.get_list_webhooks(DEMO_LIST)["webhooks"]
+    assert [("signing_secret" in hook, hook["signing_enabled"]) for hook in listed] == [(False, True)]
+    patched = sdk.lists.update_list_webhook(DEMO_LIST, created["id"], {"events": {"campaign": False}})
+    assert "signing_secret" not in patched
+
+
+def test_a_legacy_webhook_switch_gives_unsigned_deliveries(tmp_path: Path, receiver: Receiver) -> None:
+    # WEBHOOK_SIGNING=false: every new webhook behaves as one created before signing existed.
+    settings = sim_settings(tmp_path).model_copy(update={"webhook_signing": False})
+    with (
+        SimServer(settings) as server,
+        httpx.Client(base_url=f"{server.base_url}/3.0", auth=("x", DEMO_KEY), timeout=10) as api,
+    ):
+        created = create_hook(api, receiver.url)
+        assert (created["signing_enabled"], "signing_secret" in created) == (False, False)
+        put(api, "legacy@example.com", status="subscribed")
+        assert "X-Mailchimp-Signature" not in receiver.next().headers
 
 
 def test_sources_filter_api_writes_but_not_admin_edits(

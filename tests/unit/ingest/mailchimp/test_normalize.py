@@ -226,3 +226,36 @@ def test_malformed_data_is_refused(name: str, data_change: dict[str, object], me
 def test_a_delivery_for_another_audience_is_refused() -> None:
     with pytest.raises(InvalidPayload, match="not this instance's audience"):
         normalize(form("subscribe"), audience="zzzzzzzzzz")
+
+
+def test_a_recorded_shape_delivery_with_web_id_and_empty_keys_left_out_is_parsed_too() -> None:
+    # What the simulator sends by default (mailchimp-api.md §10: captured payloads carry data[web_id] and leave out
+    # keys that do not apply); the published samples (the fixtures above) stay accepted.
+    body = urlencode(
+        [
+            ("type", "subscribe"),
+            ("fired_at", "2026-03-26 21:35:57"),
+            ("data[id]", "8a25ff1d98"),
+            ("data[web_id]", "123456789"),
+            ("data[list_id]", AUDIENCE),
+            ("data[email]", "rec@example.com"),
+            ("data[email_type]", "html"),
+            ("data[merges][EMAIL]", "rec@example.com"),
+            ("data[merges][FNAME]", "Rec"),
+        ]
+    ).encode()
+    result = normalize(parse_form(body))
+    assert isinstance(result, ChangeEvent)
+    assert result.kind is ChangeKind.CREATED
+    assert result.identity.email == "rec@example.com"
+    assert result.fields == {
+        "EMAIL": "rec@example.com",
+        "FNAME": "Rec",
+        "id": "8a25ff1d98",
+        "web_id": "123456789",
+        "list_id": AUDIENCE,
+        "email": "rec@example.com",
+        "email_type": "html",
+    }
+    sample = event("subscribe")
+    assert "web_id" not in sample.fields and sample.fields["INTERESTS"] == "Group1,Group2"

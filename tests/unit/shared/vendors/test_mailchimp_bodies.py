@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from tandem_shared.contracts import ErrorInfo, MailchimpConnection
-from tandem_shared.vendors.mailchimp.bodies import member_summary, patch_body, upsert_body
+from tandem_shared.vendors.mailchimp.bodies import (
+    invalid_item_error,
+    invalid_items,
+    member_summary,
+    patch_body,
+    upsert_body,
+)
 from tandem_shared.vendors.mailchimp.client import limiter_name
 
 
@@ -52,3 +58,29 @@ def test_api_root_comes_from_the_key_data_centre_unless_configured() -> None:
     assert real.api_root("abc-us6") == "https://us6.api.mailchimp.com/3.0"
     sim = MailchimpConnection(api_key="env:K", audience_id="a", api_base_url="http://127.0.0.1:8101/3.0/")
     assert sim.api_root("abc-us6") == "http://127.0.0.1:8101/3.0"
+
+
+def test_a_whole_batch_refusal_names_its_items_by_index() -> None:
+    problem = {
+        "title": "Invalid Resource",
+        "errors": [
+            {"field": "members.item:2.status", "message": "Data presented is not one of the accepted values."},
+            {"field": "members.item:2.vip", "message": "Schema describes boolean."},
+            {"field": "members.item:0", "message": "Schema describes object."},
+            {"field": "members.item:9.status", "message": "beyond what was sent"},
+            {"field": "members", "message": "not about one item"},
+        ],
+    }
+    named = invalid_items(problem, 3)
+    assert named == {
+        2: [
+            ("status", "Data presented is not one of the accepted values."),
+            ("vip", "Schema describes boolean."),
+        ],
+        0: [("", "Schema describes object.")],
+    }
+    error = invalid_item_error(named[2])
+    assert (error.permanent, error.error_class, error.field) == (True, "InvalidResource", "status")
+    assert "status: Data presented is not one of the accepted values.; vip: Schema describes boolean." in error.message
+    assert invalid_items({"title": "Invalid Resource"}, 3) == {}
+    assert invalid_items(None, 3) == {}

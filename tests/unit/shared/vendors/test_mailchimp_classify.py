@@ -12,6 +12,7 @@ from tandem_shared.vendors.mailchimp.classify import (
     classify_transport,
     error_class,
     holds_server_slot,
+    is_email_change_refusal,
     problem_document,
 )
 
@@ -134,3 +135,34 @@ def test_only_requests_that_reached_mailchimp_keep_their_slot_after_a_timeout() 
     assert holds_server_slot(httpx.ReadTimeout("t", request=request))
     assert not holds_server_slot(httpx.ConnectTimeout("t", request=request))
     assert not holds_server_slot(httpx.ConnectError("t", request=request))
+
+
+@pytest.mark.parametrize(
+    ("detail", "hint"),
+    [
+        ("Please provide a valid email address.", "not a valid email address; correct it in the source record"),
+        (
+            "ann@mailinator.com looks fake or invalid, please enter a real email address.",
+            "refuses addresses at disposable or test domains; enter the contact's real address in the source record",
+        ),
+    ],
+    ids=["malformed", "fake-domain"],
+)
+def test_a_refused_address_is_permanent_and_says_what_to_do(detail: str, hint: str) -> None:
+    # The two recorded texts (mailchimp-api.md §10): either way the address itself has to change.
+    error = classify_response(400, body("Invalid Resource", detail), PROBLEM)
+    assert error.permanent
+    assert (error.error_class, error.field) == ("InvalidResource", "email_address")
+    assert error.message.endswith(hint)
+    assert detail in error.message
+
+
+def test_the_email_change_refusal_is_recognised_by_its_recorded_text() -> None:
+    refusal = {
+        "title": "Invalid Resource",
+        "detail": 'This member\'s status is "cleaned." You can only update email addresses for members with a '
+        'status of "subscribed."',
+    }
+    assert is_email_change_refusal(refusal)
+    assert not is_email_change_refusal({"title": "Invalid Resource", "detail": "Your merge fields were invalid."})
+    assert not is_email_change_refusal(None)

@@ -416,3 +416,57 @@ def test_timestamps_accept_mailchimp_and_iso_forms_as_utc() -> None:
     assert domain.parse_timestamp("2026-09-13 10:04:00") == datetime(2026, 9, 13, 10, 4, tzinfo=UTC)
     assert domain.parse_timestamp("2026-09-13T12:04:00+02:00") == datetime(2026, 9, 13, 10, 4, tzinfo=UTC)
     assert domain.parse_timestamp("yesterday") is None
+
+
+@pytest.mark.parametrize(
+    ("unsubscribed_by", "resubscribable"), [("api", True), ("admin", True), ("user", False), ("", False)]
+)
+def test_only_an_api_or_admin_unsubscribe_can_be_undone_by_status_subscribed(
+    unsubscribed_by: str, resubscribable: bool
+) -> None:
+    # mailchimp-api.md §10 (grouparoo fixtures; veda-consulting/mailchimp #374).
+    if resubscribable:
+        assert domain.status_for_update("unsubscribed", "subscribed", "x@example.com", unsubscribed_by) == "subscribed"
+    else:
+        with pytest.raises(ApiError) as raised:
+            domain.status_for_update("unsubscribed", "subscribed", "x@example.com", unsubscribed_by)
+        assert raised.value.title == "Member In Compliance State"
+    with pytest.raises(ApiError):
+        domain.status_for_update("cleaned", "subscribed", "x@example.com", unsubscribed_by)
+
+
+@pytest.mark.parametrize(
+    ("email", "reject_example", "fake"),
+    [
+        ("a@mailinator.com", False, True),
+        ("a@sub.yopmail.com", False, True),
+        ("a@notmailinator.com", False, False),
+        ("a@example.com", False, False),
+        ("a@example.com", True, True),
+        ("a@example.org", True, True),
+        ("a@shop.example", True, True),
+        ("a@example.co.uk", True, False),
+    ],
+)
+def test_fake_domains(email: str, reject_example: bool, fake: bool) -> None:
+    assert domain.is_fake_domain(email, ["mailinator.com", "yopmail.com"], reject_example) is fake
+
+
+def test_the_recorded_body_shape_adds_web_id_and_leaves_out_empty_values() -> None:
+    event = MemberEvent("subscribe", member(merge_fields={"FNAME": "MailChimp", "LNAME": ""}, ip_signup=""))
+    pairs = domain.event_pairs(event, MOMENT, FNAME_LNAME, shape="recorded")
+    assert [k for k, _ in pairs] == [
+        "type",
+        "fired_at",
+        "data[id]",
+        "data[web_id]",
+        "data[list_id]",
+        "data[email]",
+        "data[email_type]",
+        "data[merges][EMAIL]",
+        "data[merges][FNAME]",
+        "data[ip_opt]",
+    ]
+    assert dict(pairs)["data[web_id]"] == "123"
+    campaign = domain.campaign_pairs("5aa2102003", "Subject", "sent", "", "a6b5da1054", MOMENT, shape="recorded")
+    assert "data[reason]" not in dict(campaign)

@@ -15,12 +15,21 @@ from redis.asyncio import Redis
 from tandem_shared.concurrency import RedisConcurrencyLimiter
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System, email_key
 from tandem_shared.vendors.mailchimp.bodies import BATCH_MAX_MEMBERS, patch_body, upsert_body
+from tandem_shared.vendors.mailchimp.classify import is_email_change_refusal
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.mailchimp_batching import UpsertBatcher
-from tandem_writer.targets.mailchimp_outcomes import confirmed, member, not_written, unexpected, upserted
+from tandem_writer.targets.mailchimp_outcomes import (
+    confirmed,
+    email_change_refused,
+    member,
+    not_written,
+    refused,
+    unexpected,
+    upserted,
+)
 
 
 class MailchimpTarget:
@@ -71,6 +80,9 @@ class MailchimpTarget:
     async def _change_email(
         self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any]
     ) -> WriteOutcome:
+        """PATCH the old member onto the new address. Mailchimp refuses that for a member who is not subscribed;
+        Tandem then stops there: creating a member at the new address would subscribe a contact who opted out
+        (unsubscribed, cleaned, archived) or has not confirmed yet (pending). See docs/instances.md."""
         new_email = body["email_address"]
         try:
             reply = await client.request(
@@ -78,14 +90,41 @@ class MailchimpTarget:
             )
         except MailchimpError as exc:
             if exc.status == 404:
-                # Nothing to move (never synced, archived, or a retry after the move already happened): the new
-                # address is what matters, so it is upserted instead.
-                return await self._upsert(client, audience, body, note=f"{old_email} is not in the audience; ")
+                return await self._old_member_gone(client, audience, old_email, body)
+            if exc.status == 400 and is_email_change_refusal(exc.problem):
+                return refused(email_change_refused(old_email, new_email, exc.error.message))
             return not_written(exc)
         moved = member(reply)
         if moved is None:
             return unexpected(reply)
         return confirmed(moved, f"Mailchimp member {old_email} is now {moved.get('email_address', new_email)}")
+
+    async def _old_member_gone(
+        self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any]
+    ) -> WriteOutcome:
+        """The PATCH found no member to move. The old address is read to tell why: a member who is there but not
+        subscribed (archived, where a PATCH may answer 404) is never re-created at the new address; a member truly
+        absent (never synced, or a retry after the move already happened) leaves the new address to be upserted,
+        which with `status_if_new` never changes the status of a member already at that address."""
+        try:
+            found = member(await client.request("GET", member_path(audience, old_email), priority=Priority.LIVE))
+        except MailchimpError as exc:
+            if exc.status != 404:
+                return not_written(exc)
+            found = None
+        if found is not None:
+            status = str(found.get("status", "unknown"))
+            if status != "subscribed":
+                reason = f"the member at {old_email} is {status}"
+                return refused(email_change_refused(old_email, body["email_address"], reason))
+            # Subscribed after all: the PATCH raced with a change in Mailchimp. Worth one more try later.
+            error = ErrorInfo(
+                error_class="EmailChangeRaced",
+                message=f"{old_email} was not found to move but is subscribed in Mailchimp; trying again",
+                permanent=False,
+            )
+            return WriteOutcome(False, f"Mailchimp write unconfirmed: {error.message}", error=error)
+        return await self._upsert(client, audience, body, note=f"{old_email} is not in the audience; ")
 
     async def _upsert(self, client: MailchimpClient, audience: str, body: dict[str, Any], note: str) -> WriteOutcome:
         email = body["email_address"]

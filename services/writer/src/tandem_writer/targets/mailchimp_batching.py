@@ -20,11 +20,25 @@ from typing import Any
 
 from tandem_shared.contracts import ErrorInfo, subscriber_hash
 from tandem_shared.logging import get_logger
-from tandem_shared.vendors.mailchimp.bodies import batch_answers, batch_subscribe_body, batchable
+from tandem_shared.vendors.mailchimp.bodies import (
+    batch_answers,
+    batch_subscribe_body,
+    batchable,
+    invalid_item_error,
+    invalid_items,
+)
 from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError, MailchimpSession, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.outcome import WriteOutcome
-from tandem_writer.targets.mailchimp_outcomes import STOPPING, failed, member_is, not_written, unexpected, upserted
+from tandem_writer.targets.mailchimp_outcomes import (
+    STOPPING,
+    failed,
+    member_is,
+    not_written,
+    refused,
+    unexpected,
+    upserted,
+)
 
 log = get_logger("tandem.writer.mailchimp")
 
@@ -186,17 +200,32 @@ class UpsertBatcher:
             return
         item.resolve(upserted(reply, email))
 
-    @staticmethod
+    @classmethod
     async def _send_batch(
-        session: MailchimpSession, audience: str, queue: _AudienceQueue, taken: list[_Queued]
+        cls,
+        session: MailchimpSession,
+        audience: str,
+        queue: _AudienceQueue,
+        taken: list[_Queued],
+        *,
+        again: bool = False,
     ) -> None:
         body = batch_subscribe_body([item.body for item in taken])
         try:
             reply = await session.request("POST", f"/lists/{audience}", json=body)
         except MailchimpError as exc:
-            if exc.status is not None and exc.error.permanent:
-                # Refused as a whole (a 400 about one member's shape, a key, the audience): each member's own PUT
-                # says what is wrong with it, exactly as it would have without batching.
+            named = invalid_items(exc.problem, len(taken)) if exc.status == 400 else {}
+            if named and not again:
+                # A schema-invalid item fails the whole call and is named as `members.item:N` (mailchimp-api.md
+                # §10): exactly those are refused for good, with their reasons; the rest go again once, together.
+                for index, reasons in named.items():
+                    taken[index].resolve(refused(invalid_item_error(reasons)))
+                rest = [item for index, item in enumerate(taken) if index not in named]
+                if rest:
+                    await cls._send_batch(session, audience, queue, rest, again=True)
+            elif exc.status is not None and exc.error.permanent:
+                # Refused as a whole without naming items (a key, the audience), or again after a resend: each
+                # member's own PUT says what is wrong with it, exactly as it would have without batching.
                 _again(queue, taken)
             else:
                 for item in taken:
@@ -207,18 +236,18 @@ class UpsertBatcher:
             for item in taken:
                 item.resolve(unexpected(reply))
             return
-        again = []
+        unanswered = []
         for item in taken:
             member = answers.get(item.member_id)
             if member is None:
-                again.append(item)
+                unanswered.append(item)
                 continue
             item.resolve(member_is(member, item.body["email_address"]))
         # A member the batch refused (or did not mention) is written again on its own with the PUT: the batch
         # reports a refusal as a bare message and code, without the HTTP status, title and field details that
         # `classify_response` needs to tell permanent from transient and to explain it; the PUT gives exactly the
         # answer the command would have had without batching. An upsert repeated is harmless.
-        _again(queue, again)
+        _again(queue, unanswered)
 
     async def close(self) -> None:
         for sender in list(self._senders):

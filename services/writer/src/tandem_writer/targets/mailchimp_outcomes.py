@@ -26,6 +26,18 @@ def refused(error: ErrorInfo) -> WriteOutcome:
     return WriteOutcome(False, f"Mailchimp refused the write: {error.message}", error=error)
 
 
+def email_change_refused(old_email: str, new_email: str, reason: str) -> ErrorInfo:
+    """Mailchimp moves only subscribed members to a new address; Tandem never creates the new address instead."""
+    return ErrorInfo(
+        error_class="EmailChangeRefused",
+        message=f"{old_email} was not changed to {new_email}: {reason} — Mailchimp changes the address of subscribed "
+        "members only, and Tandem does not create a member at the new address, which would subscribe a contact who "
+        "opted out or has not confirmed; change the address in Mailchimp, or re-subscribe the contact, if wanted",
+        permanent=True,
+        field="email_address",
+    )
+
+
 def not_written(exc: MailchimpError) -> WriteOutcome:
     """No answer (`failed`) or a refusal (`refused`), as the request's error says."""
     return failed(exc.error) if exc.status is None else refused(exc.error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tandem_shared.contracts import ErrorInfo, subscriber_hash
@@ -99,6 +100,35 @@ def batch_answers(document: Any) -> dict[str, dict[str, Any]] | None:
         if isinstance(member, dict) and isinstance(member.get("email_address"), str):
             answers[subscriber_hash(member["email_address"])] = member
     return answers
+
+
+_ITEM_FIELD = re.compile(r"^members\.item:(\d+)(?:\.(.+))?$")
+
+
+def invalid_items(problem: dict[str, Any] | None, count: int) -> dict[int, list[tuple[str, str]]]:
+    """The items a batch subscribe's whole-call 400 names (`errors[].field` = `members.item:N.<field>`), by index,
+    each with its (field, message) pairs; empty when it names none of the `count` items sent."""
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    named: dict[int, list[tuple[str, str]]] = {}
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            continue
+        match = _ITEM_FIELD.match(str(error.get("field") or ""))
+        if match and int(match.group(1)) < count:
+            field = match.group(2) or ""
+            named.setdefault(int(match.group(1)), []).append((field, str(error.get("message") or "")))
+    return named
+
+
+def invalid_item_error(reasons: list[tuple[str, str]]) -> ErrorInfo:
+    """One member Mailchimp's batch subscribe refused as schema-invalid: permanent, as it was sent."""
+    text = "; ".join(f"{field}: {message}" if field else message for field, message in reasons)
+    return ErrorInfo(
+        error_class="InvalidResource",
+        message=f"Invalid Resource: Mailchimp refused the member's data as sent ({text})",
+        permanent=True,
+        field=next((field for field, _ in reasons if field), None),
+    )
 
 
 def webhook_body(url: str) -> dict[str, Any]:

@@ -29,6 +29,22 @@ _CONSENT_HINTS = {
 
 _TRANSIENT_STATUS = {408, 425, 429}
 
+# Recorded detail texts of two 400 "Invalid Resource" answers about the address itself (mailchimp-api.md §10), with
+# what a person can do about each.
+_MALFORMED_ADDRESS = "Please provide a valid email address."
+_FAKE_ADDRESS = "looks fake or invalid, please enter a real email address"
+_ADDRESS_HINTS = {
+    _MALFORMED_ADDRESS: "the address is not a valid email address; correct it in the source record",
+    _FAKE_ADDRESS: "Mailchimp refuses addresses at disposable or test domains; enter the contact's real address "
+    "in the source record",
+}
+_EMAIL_CHANGE_REFUSAL = "You can only update email addresses for members with a status of"
+
+
+def is_email_change_refusal(document: dict[str, Any] | None) -> bool:
+    """Mailchimp's refusal to change the address of a member who is not subscribed."""
+    return document is not None and _EMAIL_CHANGE_REFUSAL in str(document.get("detail") or "")
+
 
 def problem_document(body: bytes, content_type: str) -> dict[str, Any] | None:
     """The JSON error document, or None when the body is empty, HTML or otherwise not a JSON object."""
@@ -88,13 +104,17 @@ def classify_response(status: int, body: bytes, content_type: str) -> ErrorInfo:
     if fields:
         message += " (" + "; ".join(f"{f}: {m}" if f else m for f, m in fields) + ")"
     hint = _CONSENT_HINTS.get(title)
+    field = next((f for f, _ in fields if f), None)
+    address_hint = next((h for text, h in _ADDRESS_HINTS.items() if text in detail), None)
+    if address_hint:
+        hint, field = address_hint, field or "email_address"
     if hint:
         message += f" — {hint}"
     return ErrorInfo(
         error_class=error_class(title),
         message=_clip(message),
         permanent=not transient,
-        field=next((f for f, _ in fields if f), None),
+        field=field,
     )
 
 

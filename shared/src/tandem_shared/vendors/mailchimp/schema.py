@@ -60,6 +60,8 @@ class MailchimpSchema:
     audience_id: str
     audience_name: str
     merge_fields: Mapping[str, MergeFieldInfo]
+    # The audience's own setting (`GET /lists/{id}`); None when the answer did not say.
+    double_optin: bool | None = None
 
 
 class AudienceNotFound(Exception):
@@ -104,6 +106,7 @@ async def read_schema(client: MailchimpClient, audience_id: str, *, priority: Pr
             raise AudienceNotFound(await _audiences(client, priority)) from exc
         raise SchemaUnreadable(exc.detail if exc.status is None else f"HTTP {exc.status}") from exc
     name = str(_document(audience).get("name") or audience_id)
+    double_optin = _document(audience).get("double_optin")
     try:
         fields = await client.request(
             "GET", f"/lists/{audience_id}/merge-fields", params={"count": 1000}, priority=priority
@@ -112,4 +115,4 @@ async def read_schema(client: MailchimpClient, audience_id: str, *, priority: Pr
         detail = exc.detail if exc.status is None else f"HTTP {exc.status} reading merge fields"
         raise SchemaUnreadable(detail) from exc
     merge_fields = {f.tag: f for f in (merge_field(e) for e in _document(fields).get("merge_fields", []))}
-    return MailchimpSchema(audience_id, name, merge_fields)
+    return MailchimpSchema(audience_id, name, merge_fields, double_optin if isinstance(double_optin, bool) else None)
