@@ -50,10 +50,8 @@ def test_mappings_for_a_flow_respect_per_mapping_direction() -> None:
     instance = demo_instance().model_copy(
         update={
             "mappings": [
-                *demo_instance().mappings,
-                FieldMapping(
-                    mailchimp="PHONE", accessplanit="Telephone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT
-                ),
+                *(m for m in demo_instance().mappings if m.mailchimp != "PHONE"),
+                FieldMapping(mailchimp="PHONE", accessplanit="Phone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
             ]
         }
     )
