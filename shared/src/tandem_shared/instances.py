@@ -16,7 +16,6 @@ from tandem_shared.contracts import (
     FieldMapping,
     InstanceConfig,
     MailchimpConnection,
-    Transform,
     utcnow,
 )
 
@@ -136,7 +135,5 @@ def demo_instance(*, signed_accessplanit_webhooks: bool = False) -> InstanceConf
             FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),
             FieldMapping(mailchimp="LNAME", accessplanit="Surname"),
             FieldMapping(mailchimp="EMAIL", accessplanit="Email"),
-            # accessplanit's field is Phone (its own demo client's name), not Telephone.
-            FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE),
         ],
     )

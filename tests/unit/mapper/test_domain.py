@@ -34,7 +34,7 @@ PERSON = "900002"
 def instance(**changes: Any) -> InstanceConfig:
     base = demo_instance()
     mappings = [
-        *(m for m in base.mappings if m.mailchimp != "PHONE"),
+        *base.mappings,
         FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE),
         FieldMapping(
             mailchimp="COMPANY", accessplanit="custom:Mailchimp Company", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT

@@ -50,7 +50,7 @@ def test_mappings_for_a_flow_respect_per_mapping_direction() -> None:
     instance = demo_instance().model_copy(
         update={
             "mappings": [
-                *(m for m in demo_instance().mappings if m.mailchimp != "PHONE"),
+                *demo_instance().mappings,
                 FieldMapping(mailchimp="PHONE", accessplanit="Phone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
             ]
         }
