@@ -202,6 +202,26 @@ def test_same_change_gives_the_same_idempotency_key_and_a_different_value_does_n
     assert other.idempotency_key != one.idempotency_key
 
 
+def test_dob_feeds_the_mailchimp_birthday_one_way_with_the_month_and_day_as_written() -> None:
+    base = instance()
+    one_way = FieldMapping(
+        mailchimp="BIRTHDAY",
+        accessplanit="DOB",
+        direction=Direction.ACCESSPLANIT_TO_MAILCHIMP,
+        transform=Transform.BIRTHDAY,
+    )
+    mappings = [*(m for m in base.mappings if m.mailchimp != "BIRTHDAY"), one_way]
+    config = base.model_copy(update={"mappings": mappings})
+    # An offset that a conversion to UTC would turn into 9 December: the date as written is kept.
+    decision = run(ap_event(ChangeKind.CREATED, DOB="1990-12-10T00:30:00+01:00"), config=config)
+    assert decision.command is not None
+    assert decision.command.payload["merge_fields"]["BIRTHDAY"] == "12/10"
+    assert decision.command.payload["merge_fields"]["PHONE"] == "0161 496 0000"  # PHONE ⇄ Phone
+    back = run(mc_event(merges={"BIRTHDAY": "01/02"}), config=config)
+    assert back.command is not None
+    assert "DOB" not in back.command.payload  # never Mailchimp → accessplanit: a birthday has no year
+
+
 def test_a_value_a_transform_cannot_convert_is_left_out_and_said_so_while_the_rest_syncs() -> None:
     decision = run(ap_event(custom={"Mailchimp Birthday": "10th December"}))
     assert decision.command is not None
