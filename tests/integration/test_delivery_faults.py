@@ -178,7 +178,7 @@ async def test_a_dead_letter_replayed_with_remap_is_mapped_again_with_the_curren
 ) -> None:
     await sims.require_merge_field(PHONE, True)
     email = unique_email("remap")
-    user = await sims.create_user(email, "Remap", Telephone="01632 960001")
+    user = await sims.create_user(email, "Remap", Phone="01632 960001")
     [dead] = (await settled(stack, {user}))[user]
     assert dead.status is TraceStatus.DEAD_LETTERED
 
@@ -186,13 +186,13 @@ async def test_a_dead_letter_replayed_with_remap_is_mapped_again_with_the_curren
     mapped = stack.instance.model_copy(
         update={
             "version": stack.instance.version + 1,
-            "mappings": [*stack.instance.mappings, FieldMapping(mailchimp="PHONE", accessplanit="Telephone")],
+            "mappings": [*stack.instance.mappings, FieldMapping(mailchimp="PHONE", accessplanit="Phone")],
         }
     )
     await put_instance(connect(stack.kafka), mapped)
 
     async def mapper_maps_phone() -> bool:
-        probe = await sims.create_user(unique_email("probe"), "Probe", Telephone="01632 960002")
+        probe = await sims.create_user(unique_email("probe"), "Probe", Phone="01632 960002")
         [mapping] = await wait_for_records(
             stack.kafka,
             TRACE,

@@ -29,7 +29,7 @@ from tandem_shared.tracing import new_id
 
 
 def create_app() -> FastAPI:
-    instance = demo_instance()
+    instance = demo_instance(signed_accessplanit_webhooks=True)
     webhook_secret = resolve_secret(instance.accessplanit.webhook_secret or "")
     api_key = resolve_secret(instance.mailchimp.api_key)
     client = httpx.AsyncClient(base_url=instance.mailchimp.api_base_url or "", auth=("naive", api_key), timeout=30.0)

@@ -54,7 +54,7 @@ class BenchStack:
 
 
 def bench_instance(ports: Ports, instance_id: str) -> InstanceConfig:
-    base = demo_instance()
+    base = demo_instance(signed_accessplanit_webhooks=True)
     return base.model_copy(
         update={
             "id": instance_id,

@@ -12,7 +12,6 @@ import httpx
 from tandem_cli.webhooks import register_webhook, webhook_url, with_signing_secret, write_secret_file
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
-    DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
     DEMO_MAILCHIMP_API_KEY,
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
 )
@@ -50,12 +49,9 @@ def register_accessplanit_webhook(endpoints: Endpoints, instance_id: str = "demo
     items = existing.get("results", existing) if isinstance(existing, dict) else existing
     if any(item.get("TargetUrl") == target for item in items):
         return
-    body = {
-        "Module": "User",
-        "Events": ["created", "updated", "deleted"],
-        "TargetUrl": target,
-        "Secret": DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
-    }
+    # No Secret: accessplanit documents no webhook signing, so the demo takes the default, unsigned path (ingest
+    # reads each announced user back with the instance's key).
+    body = {"Module": "User", "Events": ["created", "updated", "deleted"], "TargetUrl": target}
     httpx.post(base, json=body, headers=headers, timeout=10).raise_for_status()
 
 

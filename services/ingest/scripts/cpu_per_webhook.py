@@ -92,7 +92,14 @@ def main() -> int:
     connection = KafkaConnection(kafka, "tandem-cpu-per-webhook")
     asyncio.run(ensure_topics(connection))
     instance_id = f"cpu-{uuid.uuid4().hex[:8]}"
-    asyncio.run(put_instance(connection, demo_instance().model_copy(update={"id": instance_id, "name": instance_id})))
+    asyncio.run(
+        put_instance(
+            connection,
+            demo_instance(signed_accessplanit_webhooks=True).model_copy(
+                update={"id": instance_id, "name": instance_id}
+            ),
+        )
+    )
     port = free_port()
     env = {
         **os.environ,

@@ -107,8 +107,13 @@ async def settled(result: Awaitable[None] | None) -> None:
         await result
 
 
-def demo_instance() -> InstanceConfig:
-    """The instance `make run` registers: both simulators on their default loopback ports, the seed's field set."""
+def demo_instance(*, signed_accessplanit_webhooks: bool = False) -> InstanceConfig:
+    """The instance `make run` registers: both simulators on their default loopback ports, the seed's field set.
+
+    accessplanit documents no webhook signing, so by default deliveries are unsigned and ingest reads each user back
+    with the instance's key. `signed_accessplanit_webhooks` is for a load generator that signs its own deliveries
+    (the simulator's opt-in signing assumption)."""
+    ap_secret = "env:TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET" if signed_accessplanit_webhooks else None
     return InstanceConfig(
         id=DEMO_INSTANCE_ID,
         name="Demo: accessplanit simulator ⇄ Mailchimp simulator",
@@ -124,7 +129,7 @@ def demo_instance() -> InstanceConfig:
             api_key="env:TANDEM_DEMO_ACCESSPLANIT_API_KEY",
             default_account_id="1",
             integration_user_id="900001",
-            webhook_secret="env:TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET",
+            webhook_secret=ap_secret,
         ),
         mappings=[
             FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),

@@ -76,7 +76,8 @@ async def test_the_simulators_deliveries_become_events_in_both_payload_modes(
     publisher: RecordingPublisher,
     payload_mode: str,
 ) -> None:
-    await control(sim, webhook_payload_mode=payload_mode)
+    # The ap-test instance verifies signatures: signing is the simulator's opt-in (accessplanit documents none).
+    await control(sim, webhook_payload_mode=payload_mode, webhook_signing_enabled=True)
     await register_webhook(sim, f"{running_ingest.base_url}/webhooks/accessplanit/ap-test")
     user = await create_user(admin)
     updated = (await admin.put(f"/User/{user['ID']}", json={"Surname": "King"})).json()

@@ -50,8 +50,8 @@ async def test_a_new_contact_becomes_one_user_in_the_default_account(
 async def test_an_existing_user_is_found_by_email_in_any_case_and_only_changed_fields_are_sent(
     target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
 ) -> None:
-    existing = await create_user(admin, Email="Ada@Example.com", Telephone="0123")
-    outcome = await target.write(command({**ADA, "Surname": "King", "Telephone": "0123"}), tenant)
+    existing = await create_user(admin, Email="Ada@Example.com", Phone="0123")
+    outcome = await target.write(command({**ADA, "Surname": "King", "Phone": "0123"}), tenant)
     assert outcome.ok, outcome.summary
     assert outcome.summary == f"Updated accessplanit user {existing['ID']} (ada@example.com): Surname"
     [after] = await users(admin, "ada@example.com")
@@ -134,7 +134,8 @@ async def test_server_errors_are_transient(
 async def test_a_429_is_transient_and_holds_back_every_request_on_that_key(
     target: AccessplanitTarget, redis: Redis, tenant: InstanceConfig, sim: httpx.AsyncClient
 ) -> None:
-    await control(sim, **{"faults": [{"status": 429, "count": 1}]})
+    # As a real over-limit answer does, the injected 429 says when to come back (Retry-After): here, a minute.
+    await control(sim, **{"faults": [{"status": 429, "count": 1, "retry_after": 60}]})
     outcome = await target.write(command(ADA), tenant)
     assert outcome.error is not None
     assert (outcome.error.error_class, outcome.error.permanent) == ("RateLimited", False)

@@ -8,7 +8,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from component.accessplanit.accessplanit_fixtures import RecordingPublisher, control, create_user, instance, signed
+from component.accessplanit.accessplanit_fixtures import (
+    RecordingPublisher,
+    control,
+    create_user,
+    instance,
+    requests,
+    signed,
+)
 from component.simulators.accessplanit.accessplanit_testkit import SimServer, new_user
 from fastapi import FastAPI
 
@@ -172,7 +179,7 @@ async def test_an_unsupported_method_is_refused_without_a_5xx(ingest: httpx.Asyn
 async def test_an_ids_only_delivery_is_completed_from_the_api(
     ingest: httpx.AsyncClient, admin: httpx.AsyncClient, publisher: RecordingPublisher
 ) -> None:
-    user = await create_user(admin, Telephone="0123")
+    user = await create_user(admin, Phone="0123")
     response = await post(ingest, delivery("PUT", {"ID": user["ID"]}))
     assert response.status_code == 202, response.text
     [event] = publisher.events()
@@ -219,6 +226,26 @@ async def test_an_unsigned_delivery_only_names_the_user_the_record_comes_from_th
     assert published.event.fields["Surname"] == "Lovelace"
     assert published.event.identity.email == "ada@example.com"
     assert any("Unsigned delivery" in note for note in published.notes)
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_an_unsigned_update_comes_as_put_or_patch_and_is_read_back_as_the_demo_client_reads(
+    method: str,
+    ingest: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    sim: httpx.AsyncClient,
+    publisher: RecordingPublisher,
+) -> None:
+    user = await create_user(admin, Phone="01632 960000", DOB="1990-03-28")
+    before = await requests(sim, "GET", "/api/v2/User")
+    response = await ingest.request(method, "/webhooks/accessplanit/unsigned", content=delivery(method, user))
+    assert response.status_code == 202, response.text
+    [published] = publisher.published
+    assert published.event.kind is ChangeKind.UPDATED
+    assert (published.event.fields["Phone"], published.event.fields["DOB"]) == ("01632 960000", "1990-03-28T00:00:00")
+    # One read, `GET /User?$filter=ID eq '…'`, never `GET /User/{id}` (unconfirmed in v2).
+    assert await requests(sim, "GET", "/api/v2/User") == before + 1
+    assert await requests(sim, "GET", "/api/v2/User/{user_id}") == 0
 
 
 async def test_changes_made_by_the_integrations_own_user_are_marked(

@@ -31,13 +31,13 @@ def unique(prefix: str) -> str:
 
 async def test_a_configuration_change_applies_live_without_a_restart(harness: MapperHarness) -> None:
     config = await harness.put(make_instance(unique("live")))
-    first = await harness.change(accessplanit_change(config.id, "101", at=T0, Telephone="0161 496 0000"))
+    first = await harness.change(accessplanit_change(config.id, "101", at=T0, Phone="0161 496 0000"))
     [record] = await harness.mapper_records([first.execution_id])
     assert record.status is TraceStatus.SUCCEEDED
 
-    phone = FieldMapping(mailchimp="PHONE", accessplanit="Telephone", transform=Transform.PHONE)
+    phone = FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE)
     await harness.put(config.model_copy(update={"version": 2, "mappings": [*config.mappings, phone]}))
-    second = await harness.change(accessplanit_change(config.id, "102", at=T0, Telephone="0161 496 0001"))
+    second = await harness.change(accessplanit_change(config.id, "102", at=T0, Phone="0161 496 0001"))
     await harness.mapper_records([second.execution_id])
 
     commands = {c.execution_id: c for c in await harness.commands(config.id)}

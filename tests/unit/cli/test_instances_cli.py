@@ -28,7 +28,7 @@ def test_validate_offline_accepts_the_example(capsys: pytest.CaptureFixture[str]
 
 def test_validate_names_each_rule_broken_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = EXAMPLE.read_text(encoding="utf-8").replace(
-        'accessplanit: "custom:Mailchimp Birthday", transform: birthday', "accessplanit: DateOfBirth"
+        'accessplanit: "custom:Mailchimp Birthday", transform: birthday', "accessplanit: DOB"
     )
     text = text.replace("  - {mailchimp: LNAME, accessplanit: Surname}\n", "")
     code = main(["instances", "validate", "-f", str(write(tmp_path, text)), "--offline"])

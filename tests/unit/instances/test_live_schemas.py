@@ -28,7 +28,8 @@ MERGE_FIELDS = [
 ]
 USER_FIELDS = [
     {"Name": "Forenames", "Type": "string", "MaxLength": 50, "Writable": True, "Mandatory": True},
-    {"Name": "DateOfBirth", "Type": "date", "Writable": True},
+    {"Name": "DOB", "Type": "datetime", "Writable": True, "Format": "YYYY-MM-DDTHH:MM:SS"},
+    {"Name": "Title", "Type": "list", "Writable": True, "Options": ["Mr", "Dr"]},
     {"Name": "CustomFields/Region", "Type": "string", "Options": ["North", "South"]},
 ]
 
@@ -102,7 +103,8 @@ async def test_both_schemas_are_read_and_mapped_onto_kinds(instance: InstanceCon
     assert live.mailchimp.merge_fields["LNAME"].required
     assert live.mailchimp.merge_fields["REGION"].choices == ("North", "South")
     assert live.accessplanit.fields["Forenames"].max_length == 50
-    assert live.accessplanit.fields["DateOfBirth"].kind is Kind.DATE
+    assert live.accessplanit.fields["DOB"].kind is Kind.DATE  # a date-time in JSON; Tandem syncs its date
+    assert live.accessplanit.fields["Title"].kind is Kind.OTHER  # a list of lookup values: not synced
     assert live.accessplanit.fields["custom:Region"].kind is Kind.CHOICE
     assert live.accessplanit.default_account_found is True
     assert dict(live.accessplanit.accounts) == {"2": "Guest Account"}

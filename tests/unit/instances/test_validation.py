@@ -46,8 +46,8 @@ def accessplanit(*extra: AccessplanitFieldInfo, account_found: bool = True) -> A
         AccessplanitFieldInfo("Forenames", Kind.TEXT, 50, writable=True, mandatory=True),
         AccessplanitFieldInfo("Surname", Kind.TEXT, 40, writable=True, mandatory=True),
         AccessplanitFieldInfo("Email", Kind.TEXT, 255, writable=True),
-        AccessplanitFieldInfo("Telephone", Kind.TEXT, 50, writable=True),
-        AccessplanitFieldInfo("DateOfBirth", Kind.DATE, writable=True),
+        AccessplanitFieldInfo("Phone", Kind.TEXT, 50, writable=True),
+        AccessplanitFieldInfo("DOB", Kind.DATE, writable=True),
         AccessplanitFieldInfo("MainCompanyName", Kind.TEXT, 255, writable=False),
         AccessplanitFieldInfo("custom:Mailchimp Company", Kind.TEXT, 255, writable=True),
         AccessplanitFieldInfo("custom:Mailchimp Birthday", Kind.TEXT, 5, writable=True),
@@ -114,14 +114,14 @@ def test_email_is_always_the_identity() -> None:
 
 
 def test_mailchimp_birthday_cannot_fill_date_of_birth_and_the_fix_is_a_text_custom_field() -> None:
-    instance = config(FieldMapping(mailchimp="BIRTHDAY", accessplanit="DateOfBirth"))
+    instance = config(FieldMapping(mailchimp="BIRTHDAY", accessplanit="DOB"))
     for schemas in (None, live()):
         found = errors(instance, schemas)
         assert len(found) == 1
         assert found[0].field == "mappings[3]"
         assert found[0].message.startswith(
-            "Mailchimp BIRTHDAY holds a birthday as MM/DD (no year), so it cannot fill accessplanit DateOfBirth "
-            "(DD/MM/YYYY). Map it to a text custom field instead"
+            "Mailchimp BIRTHDAY holds a birthday as MM/DD (no year), so it cannot fill accessplanit DOB "
+            "(a full date with a year): Tandem would have to invent the year. Map it to a text custom field instead"
         )
         assert "'custom:Mailchimp Birthday'" in found[0].message
 
@@ -129,11 +129,26 @@ def test_mailchimp_birthday_cannot_fill_date_of_birth_and_the_fix_is_a_text_cust
 def test_a_date_of_birth_may_feed_the_mailchimp_birthday_one_way() -> None:
     one_way = FieldMapping(
         mailchimp="BIRTHDAY",
-        accessplanit="DateOfBirth",
+        accessplanit="DOB",
         direction=Direction.ACCESSPLANIT_TO_MAILCHIMP,
         transform=Transform.BIRTHDAY,
     )
     assert validate_instance(config(one_way), live()).ok
+
+
+def test_phone_maps_to_accessplanit_phone_both_ways() -> None:
+    mapping = FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE)
+    assert validate_instance(config(mapping), live()).ok
+    assert validate_instance(config(mapping)).ok
+
+
+@pytest.mark.parametrize(("old", "real"), [("Telephone", "Phone"), ("DateOfBirth", "DOB")])
+def test_the_names_no_accessplanit_source_has_are_refused_with_the_real_name(old: str, real: str) -> None:
+    found = messages(config(FieldMapping(mailchimp="PHONE", accessplanit=old, transform=Transform.PHONE)))
+    assert found == [
+        f"mappings[3].accessplanit: accessplanit has no User field '{old}': the field is called '{real}' (as "
+        f"accessplanit's own API client names it); set accessplanit: {real}"
+    ]
 
 
 def test_birthday_to_a_text_custom_field_is_what_the_seed_advises() -> None:
@@ -156,12 +171,12 @@ def test_an_unknown_merge_tag_is_named_with_a_suggestion() -> None:
 def test_an_unknown_accessplanit_field_or_custom_field_is_named() -> None:
     found = messages(
         config(
-            FieldMapping(mailchimp="PHONE", accessplanit="Telefone"),
+            FieldMapping(mailchimp="PHONE", accessplanit="Phnoe"),
             FieldMapping(mailchimp="COMPANY", accessplanit="custom:Employer"),
         ),
         live(),
     )
-    assert found[0] == "mappings[3].accessplanit: accessplanit has no User field 'Telefone'; did you mean 'Telephone'?"
+    assert found[0] == "mappings[3].accessplanit: accessplanit has no User field 'Phnoe'; did you mean 'Phone'?"
     assert found[1].startswith("mappings[4].accessplanit: accessplanit has no custom field 'Employer'; available: ")
 
 
@@ -186,10 +201,12 @@ def test_numbers_from_mailchimp_need_the_number_transform() -> None:
 
 def test_dates_need_the_date_transform() -> None:
     schemas = live(mc=mailchimp(JOINED=MergeFieldInfo("JOINED", "Joined", "date")))
-    mapping = FieldMapping(mailchimp="JOINED", accessplanit="DateOfBirth")
+    mapping = FieldMapping(mailchimp="JOINED", accessplanit="DOB")
     found = messages(config(mapping), schemas)
     assert len(found) == 2  # once per direction
-    assert found[0].endswith("accessplanit dates are DD/MM/YYYY, Mailchimp's YYYY-MM-DD: add transform: date")
+    assert found[0].endswith(
+        "accessplanit dates are ISO 8601 date-times (1990-03-28T00:00:00), Mailchimp's YYYY-MM-DD: add transform: date"
+    )
     assert validate_instance(config(mapping.model_copy(update={"transform": Transform.DATE})), schemas).ok
 
 
@@ -208,10 +225,10 @@ def test_values_longer_than_the_target_allows_are_refused() -> None:
 
 
 def test_a_shorter_text_limit_is_a_warning_not_an_error() -> None:
-    report = validate_instance(config(FieldMapping(mailchimp="COMPANY", accessplanit="Telephone")), live())
+    report = validate_instance(config(FieldMapping(mailchimp="COMPANY", accessplanit="Phone")), live())
     assert report.ok
     assert any(
-        w.message.endswith("values longer than 50 characters are refused by accessplanit (Telephone)")
+        w.message.endswith("values longer than 50 characters are refused by accessplanit (Phone)")
         for w in report.warnings
     )
 
@@ -299,20 +316,20 @@ def test_custom_fields_are_written_with_the_custom_prefix() -> None:
 def test_a_mapping_that_never_syncs_is_a_warning() -> None:
     report = validate_instance(
         config(
-            FieldMapping(mailchimp="PHONE", accessplanit="Telephone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
+            FieldMapping(mailchimp="PHONE", accessplanit="Phone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
             direction=Direction.ACCESSPLANIT_TO_MAILCHIMP,
         )
     )
     assert report.ok
     assert [str(w) for w in report.warnings] == [
-        "mappings[3].direction: PHONE ⇄ Telephone is never synced: it is mailchimp_to_accessplanit but the instance "
+        "mappings[3].direction: PHONE ⇄ Phone is never synced: it is mailchimp_to_accessplanit but the instance "
         "syncs accessplanit_to_mailchimp; remove it or change its direction"
     ]
 
 
 def test_every_error_is_reported_at_once() -> None:
     instance = config(
-        mappings=[BASE[0], FieldMapping(mailchimp="BIRTHDAY", accessplanit="DateOfBirth")],
+        mappings=[BASE[0], FieldMapping(mailchimp="BIRTHDAY", accessplanit="DOB")],
         accessplanit=demo_instance().accessplanit.model_copy(update={"default_account_id": None}),
     )
     fields = [p.field for p in errors(instance)]

@@ -35,7 +35,7 @@ def instance(**changes: Any) -> InstanceConfig:
     base = demo_instance()
     mappings = [
         *base.mappings,
-        FieldMapping(mailchimp="PHONE", accessplanit="Telephone", transform=Transform.PHONE),
+        FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE),
         FieldMapping(
             mailchimp="COMPANY", accessplanit="custom:Mailchimp Company", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT
         ),
@@ -57,7 +57,7 @@ def ap_event(
         "Forenames": "Ada",
         "Surname": "Lovelace",
         "Email": "ada@example.com",
-        "Telephone": "0161 496 0000",
+        "Phone": "0161 496 0000",
         "CustomFields": {"Mailchimp Company": None, "Mailchimp Birthday": "12/10", **(custom or {})},
         "UpdatedByID": updated_by,
         **fields,
@@ -137,7 +137,7 @@ MC_HOLDS = {"FNAME": "Ada", "LNAME": "Lovelace", "PHONE": "0161 496 0000", "BIRT
 AP_HOLDS = {
     "Forenames": "Ada",
     "Surname": "Lovelace",
-    "Telephone": "0161 496 0000",
+    "Phone": "0161 496 0000",
     "custom:Mailchimp Company": None,
     "custom:Mailchimp Birthday": "12/10",
 }
@@ -187,7 +187,7 @@ def test_a_new_mailchimp_contact_maps_to_accessplanit_user_fields_and_custom_fie
         "Email": "ada@example.com",
         "Forenames": "Ada",
         "Surname": "Lovelace",
-        "Telephone": "0161 496 0000",
+        "Phone": "0161 496 0000",
         "CustomFields": {"Mailchimp Company": "Acme", "Mailchimp Birthday": "12/10"},
     }
     assert command.identity.email == "ada@example.com"
@@ -202,8 +202,28 @@ def test_same_change_gives_the_same_idempotency_key_and_a_different_value_does_n
     assert other.idempotency_key != one.idempotency_key
 
 
+def test_dob_feeds_the_mailchimp_birthday_one_way_with_the_month_and_day_as_written() -> None:
+    base = instance()
+    one_way = FieldMapping(
+        mailchimp="BIRTHDAY",
+        accessplanit="DOB",
+        direction=Direction.ACCESSPLANIT_TO_MAILCHIMP,
+        transform=Transform.BIRTHDAY,
+    )
+    mappings = [*(m for m in base.mappings if m.mailchimp != "BIRTHDAY"), one_way]
+    config = base.model_copy(update={"mappings": mappings})
+    # An offset that a conversion to UTC would turn into 9 December: the date as written is kept.
+    decision = run(ap_event(ChangeKind.CREATED, DOB="1990-12-10T00:30:00+01:00"), config=config)
+    assert decision.command is not None
+    assert decision.command.payload["merge_fields"]["BIRTHDAY"] == "12/10"
+    assert decision.command.payload["merge_fields"]["PHONE"] == "0161 496 0000"  # PHONE ⇄ Phone
+    back = run(mc_event(merges={"BIRTHDAY": "01/02"}), config=config)
+    assert back.command is not None
+    assert "DOB" not in back.command.payload  # never Mailchimp → accessplanit: a birthday has no year
+
+
 def test_a_value_a_transform_cannot_convert_is_left_out_and_said_so_while_the_rest_syncs() -> None:
-    decision = run(ap_event(custom={"Mailchimp Birthday": "1990-12-10"}))
+    decision = run(ap_event(custom={"Mailchimp Birthday": "10th December"}))
     assert decision.command is not None
     assert "BIRTHDAY" not in decision.command.payload["merge_fields"]
     assert decision.command.payload["merge_fields"]["FNAME"] == "Ada"
@@ -268,7 +288,7 @@ def test_a_name_longer_than_accessplanit_allows_is_a_permanent_failure() -> None
 
 
 def test_a_record_tandem_has_not_seen_is_never_blanked() -> None:
-    decision = run(ap_event(Telephone=None))
+    decision = run(ap_event(Phone=None))
     assert decision.command is not None
     assert "PHONE" not in decision.command.payload["merge_fields"]
 

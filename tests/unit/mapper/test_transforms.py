@@ -31,10 +31,18 @@ def test_text_for_mailchimp_is_cut_to_255_bytes_as_mailchimp_would_so_the_echo_m
     assert truncate_utf8("short") == "short"
 
 
-def test_dates_go_between_accessplanit_dd_mm_yyyy_and_mailchimp_iso() -> None:
-    assert convert(Transform.DATE, "05/03/1990", TO_MC) == "1990-03-05"
-    assert convert(Transform.DATE, "1990-03-05", TO_AP) == "05/03/1990"
-    assert convert(Transform.DATE, "1990/03/05", TO_AP) == "05/03/1990"
+def test_dates_go_between_accessplanit_iso_date_times_and_mailchimp_dates() -> None:
+    assert convert(Transform.DATE, "1990-03-05T00:00:00", TO_MC) == "1990-03-05"
+    assert convert(Transform.DATE, "05/03/1990", TO_MC) == "1990-03-05"  # the screen format, typed into a text field
+    # Every date Tandem writes to accessplanit is ISO 8601 (as the platform returns DOB), never DD/MM/YYYY.
+    assert convert(Transform.DATE, "1990-03-05", TO_AP) == "1990-03-05T00:00:00"
+    assert convert(Transform.DATE, "1990/03/05", TO_AP) == "1990-03-05T00:00:00"
+
+
+def test_an_accessplanit_date_time_keeps_its_date_as_written_whatever_its_zone() -> None:
+    assert convert(Transform.DATE, "1990-03-05T23:30:00-05:00", TO_MC) == "1990-03-05"
+    assert convert(Transform.DATE, "1990-03-05T00:30:00+01:00", TO_MC) == "1990-03-05"
+    assert convert(Transform.DATE, "1990-03-05T00:00:00.000Z", TO_MC) == "1990-03-05"
     assert convert(Transform.DATE, "", TO_MC) == ""
     assert convert(Transform.DATE, "", TO_AP) is None
 
@@ -54,8 +62,13 @@ def test_birthdays_are_mm_dd_both_ways_zero_padded_and_leap_days_allowed() -> No
 
 
 def test_a_date_of_birth_becomes_a_mailchimp_birthday_one_way() -> None:
-    # DD/MM/YYYY (accessplanit DateOfBirth) → MM/DD; the year is dropped, which is why it cannot come back.
-    assert convert(Transform.BIRTHDAY, "05/03/1990", TO_MC) == "03/05"
+    # accessplanit DOB (an ISO 8601 date-time) → MM/DD; the year is dropped, which is why it cannot come back.
+    assert convert(Transform.BIRTHDAY, "1990-03-05T00:00:00", TO_MC) == "03/05"
+    assert convert(Transform.BIRTHDAY, "1990-03-05", TO_MC) == "03/05"
+    # The date as written: no time-zone conversion moves the birthday to the day before or after.
+    assert convert(Transform.BIRTHDAY, "1990-03-05T00:00:00+02:00", TO_MC) == "03/05"
+    assert convert(Transform.BIRTHDAY, "1990-03-05T23:59:59Z", TO_MC) == "03/05"
+    assert convert(Transform.BIRTHDAY, "05/03/1990", TO_MC) == "03/05"  # the screen format in a text field
 
 
 def test_a_birthday_that_is_not_mm_dd_is_refused() -> None:

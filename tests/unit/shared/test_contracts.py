@@ -51,9 +51,7 @@ def test_mappings_for_a_flow_respect_per_mapping_direction() -> None:
         update={
             "mappings": [
                 *demo_instance().mappings,
-                FieldMapping(
-                    mailchimp="PHONE", accessplanit="Telephone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT
-                ),
+                FieldMapping(mailchimp="PHONE", accessplanit="Phone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
             ]
         }
     )

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from tandem_ingest.accessplanit_changes import ApiChangedUsers, ApiUserReader, UserReader
+from tandem_ingest.accessplanit_changes import ApiChangedUsers, ApiUserReader, CoalescingUserReader, UserReader
 from tandem_ingest.accessplanit_webhook import AccessplanitWebhook
 from tandem_ingest.dedupe import EventClaims, RedisEventClaims
 from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
@@ -101,7 +101,12 @@ def bootstrap(
         producer=producer,
         redis=redis,
         clients=clients,
-        accessplanit_webhook=AccessplanitWebhook(settings, registry, intake, reader or ApiUserReader(clients)),
+        accessplanit_webhook=AccessplanitWebhook(
+            settings,
+            registry,
+            intake,
+            reader or CoalescingUserReader(ApiUserReader(clients), settings.accessplanit_reread_window_s),
+        ),
         mailchimp_webhook=MailchimpWebhook(settings, registry, DedupedSink(intake)),
         poller=poller,
         locks=locks,

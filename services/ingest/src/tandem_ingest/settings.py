@@ -23,6 +23,11 @@ class IngestSettings(CommonSettings):
     # re-delivers the same change; the same as tandem.changes' retention).
     dedupe_done_ttl_s: float = 7 * 24 * 3600.0
 
+    # Unsigned accessplanit deliveries (the default: accessplanit documents no signing) are read back from the API;
+    # deliveries of one user within this window share one read, taken after the last of them arrived
+    # (accessplanit_changes.CoalescingUserReader). 0 reads once per delivery.
+    accessplanit_reread_window_s: float = 0.1
+
     # The accessplanit catch-up poller (see poller.py).
     poller_enabled: bool = True
     poll_interval_s: float = 60.0

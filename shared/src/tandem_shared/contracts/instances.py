@@ -66,9 +66,9 @@ class EmailChangePolicy(StrEnum):
 class Transform(StrEnum):
     """How a value is converted on its way between the two systems (no transform: text, trimmed)."""
 
-    # accessplanit dates (DD/MM/YYYY) ⇄ Mailchimp date fields (YYYY-MM-DD).
+    # accessplanit dates (ISO 8601 date-times, e.g. DOB 1990-03-28T00:00:00) ⇄ Mailchimp date fields (YYYY-MM-DD).
     DATE = "date"
-    # Mailchimp BIRTHDAY (MM/DD) ⇄ an accessplanit text custom field holding MM/DD; from DateOfBirth one way only.
+    # Mailchimp BIRTHDAY (MM/DD) ⇄ an accessplanit text custom field holding MM/DD; from DOB one way only.
     BIRTHDAY = "birthday"
     # Phone numbers kept as text, trimmed (never parsed as numbers, so a leading 0 or + survives).
     PHONE = "phone"
@@ -93,7 +93,7 @@ class FieldMapping(Contract):
     )
     accessplanit: Annotated[str, BeforeValidator(_stripped)] = Field(
         min_length=1,
-        description="accessplanit User field (Forenames, Surname, Email, Telephone, DateOfBirth, …) or "
+        description="accessplanit User field (Forenames, Surname, Email, Phone, Mobile, DOB, …) or "
         "'custom:<Custom Field Name>' for a User custom field.",
     )
     direction: Direction = Field(

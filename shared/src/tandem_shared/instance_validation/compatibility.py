@@ -18,11 +18,12 @@ class Side:
     choices: tuple[str, ...] | None
 
 
-def _fixed_length(kind: Kind, transform: Transform | None) -> int | None:
+def _fixed_length(kind: Kind, transform: Transform | None, target: str) -> int | None:
     if kind is Kind.BIRTHDAY or transform is Transform.BIRTHDAY:
         return 5
     if kind is Kind.DATE:
-        return 10
+        # Tandem writes accessplanit dates as ISO 8601 date-times (YYYY-MM-DDT00:00:00), Mailchimp's as YYYY-MM-DD.
+        return 19 if target == "accessplanit" else 10
     return None
 
 
@@ -46,7 +47,10 @@ def pair_problems(flow: Flow, transform: Transform | None, src: Side, dst: Side)
         elif d is Kind.BIRTHDAY:
             error(f"{dst.name} takes MM/DD: add transform: birthday")
         elif s is Kind.DATE and d is Kind.DATE:
-            error("accessplanit dates are DD/MM/YYYY, Mailchimp's YYYY-MM-DD: add transform: date")
+            error(
+                "accessplanit dates are ISO 8601 date-times (1990-03-28T00:00:00), Mailchimp's YYYY-MM-DD: "
+                "add transform: date"
+            )
         elif d is Kind.DATE:
             error(f"{dst.name} is a date: map a date to it (with transform: date)")
         elif d is Kind.NUMBER and s in (*text_like, Kind.BIRTHDAY, Kind.BOOL):
@@ -92,7 +96,7 @@ def pair_problems(flow: Flow, transform: Transform | None, src: Side, dst: Side)
 
     limit = dst.max_length
     if limit is not None and d in (*text_like, Kind.NUMBER):
-        fixed = _fixed_length(s, transform)
+        fixed = _fixed_length(s, transform, dst.system)
         if fixed is not None and fixed > limit:
             error(f"values are {fixed} characters long but {dst.system} {dst.name} allows {limit}; make it longer")
         elif fixed is None and src.max_length is not None and src.max_length > limit and s is not Kind.NUMBER:

@@ -17,6 +17,7 @@ from tandem_shared.instance_validation.compatibility import Side, pair_problems
 from tandem_shared.instance_validation.problems import LiveSchemas, Problem, ValidationReport
 from tandem_shared.vendors.accessplanit.schema import (
     ACCESSPLANIT_DEFAULT_KINDS,
+    ACCESSPLANIT_RENAMED_FIELDS,
     AccessplanitFieldInfo,
     AccessplanitSchema,
 )
@@ -29,7 +30,7 @@ MINIMUM_MAPPINGS: dict[Flow, tuple[str, ...]] = {
     Flow.MAILCHIMP_TO_ACCESSPLANIT: ("FNAME", "LNAME"),
 }
 SUGGESTED_ACCESSPLANIT_FIELD = {"FNAME": "Forenames", "LNAME": "Surname", "EMAIL": "Email"}
-ACCESSPLANIT_DATE_OF_BIRTH = ("DateOfBirth", "DOB")
+ACCESSPLANIT_DATE_OF_BIRTH = ("DOB",)
 MAILCHIMP_TEXT_MAX_BYTES = 255
 
 
@@ -104,6 +105,13 @@ def _names(config: InstanceConfig, out: _Collector) -> None:
             out.error(_where(i, "accessplanit"), f"write custom fields as 'custom:{name}'")
         elif m.custom_field == "":
             out.error(_where(i, "accessplanit"), "'custom:' needs the custom field's name, e.g. 'custom:Region'")
+        elif m.accessplanit in ACCESSPLANIT_RENAMED_FIELDS:
+            real = ACCESSPLANIT_RENAMED_FIELDS[m.accessplanit]
+            out.error(
+                _where(i, "accessplanit"),
+                f"accessplanit has no User field '{m.accessplanit}': the field is called '{real}' "
+                f"(as accessplanit's own API client names it); set accessplanit: {real}",
+            )
 
 
 def _directions(config: InstanceConfig, out: _Collector) -> None:
@@ -180,10 +188,11 @@ def _birthday_rule(config: InstanceConfig, live: LiveSchemas, out: _Collector) -
             out.error(
                 _where(i),
                 f"Mailchimp {m.mailchimp} holds a birthday as MM/DD (no year), so it cannot fill accessplanit "
-                f"{m.accessplanit} (DD/MM/YYYY). Map it to a text custom field instead (create a Text custom field "
-                "in accessplanit, e.g. 'Mailchimp Birthday', and set accessplanit: 'custom:Mailchimp Birthday'), "
-                "as accessplanit's integration guide advises; or set direction: accessplanit_to_mailchimp with "
-                "transform: birthday to send the date of birth one way only",
+                f"{m.accessplanit} (a full date with a year): Tandem would have to invent the year. Map it to a text "
+                "custom field instead (create a Text custom field in accessplanit, e.g. 'Mailchimp Birthday', and "
+                "set accessplanit: 'custom:Mailchimp Birthday'), as accessplanit's integration guide advises; or set "
+                "direction: accessplanit_to_mailchimp with transform: birthday to send the date of birth one way "
+                "only (the month and day as written)",
             )
 
 

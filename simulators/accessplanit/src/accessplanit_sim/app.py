@@ -80,9 +80,10 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitab
 
 
 class SimMiddleware:
-    def __init__(self, app: ASGIApp, controls: Controls) -> None:
+    def __init__(self, app: ASGIApp, controls: Controls, retry_after_header: bool) -> None:
         self.app = app
         self.controls = controls
+        self.retry_after_header = retry_after_header
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -122,7 +123,11 @@ class SimMiddleware:
             status = 504
         else:
             status = fault.status
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]})
+        headers = [(b"content-length", b"0")]
+        if status == 429 and self.retry_after_header:
+            # Exactly what a real over-limit answer looks like (see the RateLimited handler).
+            headers.append((b"retry-after", str(fault.retry_after).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return True
 
@@ -155,7 +160,7 @@ async def authenticated(request: Request, rt: RuntimeDep) -> Caller:
     caller = Caller(id=owner["ID"], name=owner["Name"], credential=digest(credential))
     controls = rt.controls
     retry_after = controls.rate_limiter.check(
-        caller.credential,
+        "tenant" if controls.rate_limit_scope == "tenant" else caller.credential,
         module_of(request.scope["path"]),
         controls.rate_limit_per_window,
         controls.rate_limit_window_seconds,
@@ -205,12 +210,15 @@ async def token(
     rt: RuntimeDep,
     UserName: Annotated[str | None, Form()] = None,
     Password: Annotated[str | None, Form()] = None,
+    username: Annotated[str | None, Form()] = None,
+    password: Annotated[str | None, Form()] = None,
     refresh_token: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
+    # PascalCase as the demo client sends it (Services/TokenHandler.cs) or lowercase as OAuth 2 clients do.
     settings = rt.settings
     owner = None
     if grant_type == "password":
-        owner = rt.store.platform_user_for_password(UserName or "", Password or "")
+        owner = rt.store.platform_user_for_password(UserName or username or "", Password or password or "")
     elif grant_type == "refresh_token" and settings.token_refresh_enabled:
         owner = rt.store.platform_user_for_token(refresh_token or "", "refresh")
     else:
@@ -295,6 +303,9 @@ async def create_webhook(body: BodyDep, rt: RuntimeDep, caller: CallerDep) -> Do
         raise ApiError(400, errors)
     assert isinstance(body, dict)
     secret = body.get("Secret") or None
+    if secret is not None and not rt.controls.webhook_signing_enabled:
+        message = "Webhook signing is not enabled on this platform; register the webhook without a Secret."
+        raise ApiError(400, [FieldError("Secret", message)])
     doc = {
         "Module": MODULES[body["Module"].lower()],
         "Events": list(dict.fromkeys(body["Events"])),
@@ -397,7 +408,7 @@ async def module_schema(module: str, rt: RuntimeDep, caller: CallerDep) -> Any:
                     "MaxLength": d.max_length,
                     "Mandatory": d.mandatory,
                     "Writable": writable,
-                    "Format": catalogue.DATE_FORMAT if spec_type == "date" else None,
+                    "Format": catalogue.LOCAL_DATETIME_FORMAT if spec_type == "datetime" else None,
                     "Options": list(d.options) if d.options else None,
                     "CustomField": True,
                 }
@@ -465,7 +476,7 @@ def create_app(settings: SimSettings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(title="accessplanit API v2 simulator", lifespan=lifespan)
-    app.add_middleware(SimMiddleware, controls=controls)
+    app.add_middleware(SimMiddleware, controls=controls, retry_after_header=settings.rate_limit_retry_after_header)
     app.include_router(api)
     app.include_router(help_router)
     app.include_router(sim)

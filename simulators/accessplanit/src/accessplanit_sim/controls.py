@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .settings import DeleteMode, SimSettings, WebhookPayloadMode
+from .settings import DeleteMode, RateLimitScope, SimSettings, WebhookPayloadMode
 
 
 class Fault(BaseModel):
@@ -25,6 +25,9 @@ class Fault(BaseModel):
     count: int | None = Field(default=None, ge=1, description="Requests to affect; None = until cleared.")
     method: str | None = None
     path_prefix: str | None = Field(default=None, description="Case-insensitive, e.g. /api/v2/User")
+    retry_after: int = Field(
+        default=1, ge=0, description="A 429's Retry-After seconds (sent as a real 429 sends it, when that header is on)"
+    )
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -48,6 +51,9 @@ class ControlsUpdate(BaseModel):
     upsert_enabled: bool | None = None
     delete_mode: DeleteMode | None = None
     webhook_payload_mode: WebhookPayloadMode | None = None
+    webhook_update_method: Literal["PUT", "PATCH"] | None = None
+    webhook_signing_enabled: bool | None = None
+    rate_limit_scope: RateLimitScope | None = None
 
 
 class Controls:
@@ -69,6 +75,9 @@ class Controls:
         self.upsert_enabled = settings.upsert_enabled
         self.delete_mode: DeleteMode = settings.delete_mode
         self.webhook_payload_mode: WebhookPayloadMode = settings.webhook_payload_mode
+        self.webhook_update_method: Literal["PUT", "PATCH"] = settings.webhook_update_method
+        self.webhook_signing_enabled = settings.webhook_signing_enabled
+        self.rate_limit_scope: RateLimitScope = settings.rate_limit_scope
         self.rate_limiter = RateLimiter()
         self.stats: Counter[tuple[str, str, int]] = Counter()
         self.release_hung_requests()
@@ -111,11 +120,15 @@ class Controls:
             "upsert_enabled": self.upsert_enabled,
             "delete_mode": self.delete_mode,
             "webhook_payload_mode": self.webhook_payload_mode,
+            "webhook_update_method": self.webhook_update_method,
+            "webhook_signing_enabled": self.webhook_signing_enabled,
+            "rate_limit_scope": self.rate_limit_scope,
         }
 
 
 class RateLimiter:
-    """Sliding window per (credential, module): at most `limit` requests in any `window` seconds."""
+    """Sliding window per (who, module): at most `limit` requests in any `window` seconds. `who` is the tenant or one
+    credential (the `rate_limit_scope` switch)."""
 
     def __init__(self) -> None:
         self._hits: dict[tuple[str, str], deque[float]] = {}

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FieldType = Literal["string", "int", "bool", "date", "datetime", "guid", "object"]
+FieldType = Literal["string", "int", "bool", "date", "datetime", "guid", "list", "object"]
 # How $filter/$orderby treat a field: IDs are strings in JSON but compare as numbers ("9" < "10").
 QueryType = FieldType | Literal["id"]
 
-DATE_FORMAT = "DD/MM/YYYY"  # accessplanit's Date of Birth format (integration guide); used for every date field
+# In JSON every date is ISO 8601: the demo client's model types DOB, DateCreated and DateUpdated as .NET DateTime
+# (accessplanit/api-v2-demo Models/User.cs); DD/MM/YYYY is only how the platform's screens show a date.
+DATE_FORMAT = "YYYY-MM-DD"
 DATETIME_FORMAT = "YYYY-MM-DDTHH:MM:SS.fffZ"
+# DOB and Date custom fields: a .NET DateTime without a time zone, as the platform returns it (format assumed).
+LOCAL_DATETIME_FORMAT = "YYYY-MM-DDTHH:MM:SS"
 
 
 @dataclass(frozen=True)
@@ -22,31 +26,60 @@ class FieldSpec:
     writable: bool = False
     options: tuple[str, ...] | None = None
     numeric: bool = False  # a string of digits that sorts and compares as a number
+    local_datetime: bool = False  # a date-time without a time zone (DOB), as written
 
     @property
     def format(self) -> str | None:
+        if self.local_datetime:
+            return LOCAL_DATETIME_FORMAT
         return {"date": DATE_FORMAT, "datetime": DATETIME_FORMAT}.get(self.type)
 
 
-# Max lengths other than ID/Forenames/Surname are not public; the values are assumptions (ASSUMPTIONS.md).
+# The tenant's lookup lists for the list fields. Whether the API takes labels or lookup IDs is unconfirmed (reference
+# §6); the simulator takes labels (an assumption).
+TITLES = ("Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof")
+COUNTRIES = ("United Kingdom", "Ireland", "France", "Germany", "Spain", "United States")
+CONTACT_METHODS = ("Email", "Phone", "SMS", "Post")
+
+# The User record as accessplanit's own demo client models it (accessplanit/api-v2-demo Models/User.cs; reference
+# §6): a selection of its properties, with the demo's names. Lengths come from the v1 field matrix for ID, Forenames,
+# Surname and MiddleNames; every other max length is an assumption (ASSUMPTIONS.md). Title, Country and ContactMethod
+# are lists of strings in the demo model; their values must already exist in the platform (v1 matrix for Title and
+# Country; ContactMethod by analogy — an assumption).
 USER_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("ID", "string", max_length=10, numeric=True),
     FieldSpec("UniqueID", "guid"),
-    FieldSpec("Forenames", "string", max_length=50, mandatory=True, writable=True),
-    FieldSpec("Surname", "string", max_length=40, mandatory=True, writable=True),
+    FieldSpec("ExternalID", "string", max_length=100, writable=True),
     FieldSpec("Email", "string", max_length=255, writable=True),
-    FieldSpec("Telephone", "string", max_length=50, writable=True),
+    FieldSpec("HasEmail", "bool"),
+    FieldSpec("Title", "list", writable=True, options=TITLES),
+    FieldSpec("Forenames", "string", max_length=50, mandatory=True, writable=True),
+    FieldSpec("MiddleNames", "string", max_length=250, writable=True),
+    FieldSpec("Surname", "string", max_length=40, mandatory=True, writable=True),
+    FieldSpec("Fullname", "string"),
+    FieldSpec("Phone", "string", max_length=50, writable=True),
     FieldSpec("Mobile", "string", max_length=50, writable=True),
+    FieldSpec("Address", "string", max_length=500, writable=True),
+    FieldSpec("Town", "string", max_length=100, writable=True),
+    FieldSpec("County", "string", max_length=100, writable=True),
+    FieldSpec("Postcode", "string", max_length=20, writable=True),
+    FieldSpec("Country", "list", writable=True, options=COUNTRIES),
     FieldSpec("JobTitle", "string", max_length=100, writable=True),
+    FieldSpec("DOB", "datetime", writable=True, local_datetime=True),
+    FieldSpec("MarketingOptIn", "bool", writable=True),
+    FieldSpec("SmsAuthorised", "bool", writable=True),
+    FieldSpec("ContactMethod", "list", writable=True, options=CONTACT_METHODS),
     FieldSpec("MainCompanyID", "string", max_length=10, mandatory=True, writable=True, numeric=True),
     FieldSpec("MainCompanyName", "string", max_length=255),
-    FieldSpec("DateOfBirth", "date", writable=True),
-    FieldSpec("MarketingOptIn", "bool", writable=True),
-    FieldSpec("ExternalID", "string", max_length=100, writable=True),
+    FieldSpec("UserCompaniesIDs", "string"),
+    FieldSpec("Tags", "string", max_length=500, writable=True),
     FieldSpec("Status", "string", writable=True, options=("Active", "Deleted")),
+    FieldSpec("ActiveCoursesCount", "int"),
+    FieldSpec("NotesCount", "int"),
     FieldSpec("DateCreated", "datetime"),
     FieldSpec("DateUpdated", "datetime"),
     FieldSpec("CreatedByID", "string", max_length=10, numeric=True),
+    FieldSpec("CreatedByName", "string", max_length=255),
     FieldSpec("UpdatedByID", "string", max_length=10, numeric=True),
     FieldSpec("UpdatedByName", "string", max_length=255),
     FieldSpec("CustomFields", "object"),
@@ -112,7 +145,7 @@ SYSTEM_EVENT_LOG_FIELDS: tuple[FieldSpec, ...] = (
 # CustomFieldMetadata.Type → the schema endpoint's type vocabulary.
 CUSTOM_FIELD_TYPES: dict[str, FieldType] = {
     "Text": "string",
-    "Date": "date",
+    "Date": "datetime",  # stored and returned like DOB: YYYY-MM-DDTHH:MM:SS
     "Number": "int",
     "Boolean": "bool",
     "List": "string",

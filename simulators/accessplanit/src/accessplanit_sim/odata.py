@@ -321,7 +321,7 @@ def _field_type(field: str, field_types: Mapping[str, QueryType]) -> QueryType:
     kind = field_types.get(field)
     if kind is None:
         raise _filter_error(f"unknown field '{field}'.")
-    if kind == "object":
+    if kind in ("object", "list"):
         raise _filter_error(f"'{field}' cannot be filtered on.")
     return kind
 
@@ -451,11 +451,11 @@ def _date_as_datetime(value: date | datetime | None) -> datetime | None:
 
 
 def record_value(kind: QueryType, raw: Any) -> Any:
-    """A stored value in comparable form: dates are stored as DD/MM/YYYY text, datetimes as ISO text, IDs as digits."""
+    """A stored value in comparable form: dates and datetimes are stored as ISO 8601 text, IDs as digits."""
     if raw is None or (raw == "" and kind in ("date", "datetime")):
         return None
     if kind == "date":
-        return _parse_dmy(raw) if isinstance(raw, str) else None
+        return parse_iso(raw[:10], "date") if isinstance(raw, str) else None
     if kind == "datetime":
         return parse_iso(raw, "datetime") if isinstance(raw, str) else None
     if kind == "id":
@@ -487,7 +487,7 @@ def parse_orderby(text: str, field_types: Mapping[str, QueryType]) -> list[tuple
             raise ODataError("$orderby", f"Invalid $orderby clause {clause.strip()!r}; use 'Field [asc|desc]'.")
         name = words[0]
         kind = field_types.get(name)
-        if kind is None or kind == "object":
+        if kind is None or kind in ("object", "list"):
             raise ODataError("$orderby", f"Invalid $orderby: cannot order by '{name}'.")
         keys.append((name, len(words) == 2 and words[1].lower() == "desc"))
     return keys
@@ -542,7 +542,12 @@ def apply_query(
         selected = sort_records(selected, parse_orderby(text, field_types), field_types)
 
     skip = _non_negative_int("$skip", params["$skip"]) if "$skip" in params else 0
-    top = _non_negative_int("$top", params["$top"]) if "$top" in params else top_default
+    if params.get("$top", "").strip() == "-1":
+        # "No limit", as accessplanit's demo client sends it (Constants/PaginationOptions.cs); the simulator still
+        # answers at most top_max rows (its own cap, an assumption: a real tenant's is unknown).
+        top = top_max
+    else:
+        top = _non_negative_int("$top", params["$top"]) if "$top" in params else top_default
     if top > top_max:
         raise ODataError("$top", f"Invalid $top: the maximum is {top_max}.")
     page = selected[skip : skip + top]

@@ -39,8 +39,17 @@ def not_found(module: str, object_id: str) -> ApiError:
 
 
 def shaped(values: Doc) -> Doc:
-    """The User JSON with keys in the documented order."""
-    return {spec.name: values.get(spec.name) for spec in USER_FIELDS}
+    """The User JSON with keys in the documented order, the derived fields computed from the stored ones."""
+    user = {spec.name: values.get(spec.name) for spec in USER_FIELDS}
+    names = (user.get("Forenames"), user.get("Surname"))
+    # How the platform builds Fullname is undocumented: forenames then surname (an assumption).
+    user["Fullname"] = " ".join(n for n in names if n) or None
+    user["HasEmail"] = bool(user.get("Email"))
+    user["UserCompaniesIDs"] = user.get("MainCompanyID")
+    # Bookings and notes are not simulated: their counts stay 0.
+    user["ActiveCoursesCount"] = 0
+    user["NotesCount"] = 0
+    return user
 
 
 class UserService:
@@ -70,6 +79,7 @@ class UserService:
                     "DateCreated": now,
                     "DateUpdated": now,
                     "CreatedByID": caller.id,
+                    "CreatedByName": caller.name,
                     "UpdatedByID": caller.id,
                     "UpdatedByName": caller.name,
                     "CustomFields": {d.name: write.custom_fields.get(d.name) for d in self._store.custom_fields()},
@@ -77,7 +87,7 @@ class UserService:
             )
             self._store.put_user(user)
             self._audit(caller, "Created", user, changes(shaped({"CustomFields": {}}), user))
-            deliveries = plan_deliveries(self._store, self._settings, self._controls, "User", "created", user)
+            deliveries = plan_deliveries(self._store, self._controls, "User", "created", user)
         self._dispatcher.enqueue(deliveries)
         return user
 
@@ -95,7 +105,7 @@ class UserService:
             updated.update(DateUpdated=self._store.next_timestamp(), UpdatedByID=caller.id, UpdatedByName=caller.name)
             self._store.put_user(updated)
             self._audit(caller, "Updated", updated, diff)
-            deliveries = plan_deliveries(self._store, self._settings, self._controls, "User", "updated", updated)
+            deliveries = plan_deliveries(self._store, self._controls, "User", "updated", updated)
         self._dispatcher.enqueue(deliveries)
         return updated
 
@@ -136,12 +146,13 @@ class UserService:
                 user = current
                 self._store.remove_user(user_id)
                 self._audit(caller, "Removed", user, [])
-            deliveries = plan_deliveries(self._store, self._settings, self._controls, "User", "deleted", user)
+            deliveries = plan_deliveries(self._store, self._controls, "User", "deleted", user)
         self._dispatcher.enqueue(deliveries)
 
     def _validate(self, caller: Caller, body: object, *, creating: bool) -> UserWrite:
         writable = self._controls.custom_fields_writable or caller.id in self._settings.ui_user_ids
-        ctx = WriteContext(self._companies(), self._store.custom_fields(), writable)
+        ignore = not self._settings.reject_read_only_writes
+        ctx = WriteContext(self._companies(), self._store.custom_fields(), writable, ignore_read_only=ignore)
         write = validate_user_write(body, ctx, creating=creating)
         if write.errors:
             raise ApiError(400, write.errors)

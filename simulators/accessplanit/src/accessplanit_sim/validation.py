@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from .fields import USER_FIELD_MAP, CustomFieldDef
@@ -39,28 +39,49 @@ class WriteContext:
     companies: Mapping[str, str]  # company ID → name
     custom_fields: Sequence[CustomFieldDef]
     custom_fields_writable: bool
+    # A write of a read-only field (Fullname, HasEmail, the counts, …): refused (the default) or ignored. What a real
+    # tenant does is undocumented (ASSUMPTIONS.md).
+    ignore_read_only: bool = False
 
 
 CREATE_DEFAULTS: dict[str, Any] = {
-    "Email": None,
-    "Telephone": None,
-    "Mobile": None,
-    "JobTitle": None,
-    "DateOfBirth": None,
-    "MarketingOptIn": False,
     "ExternalID": None,
+    "Email": None,
+    "Title": [],
+    "MiddleNames": None,
+    "Phone": None,
+    "Mobile": None,
+    "Address": None,
+    "Town": None,
+    "County": None,
+    "Postcode": None,
+    "Country": [],
+    "JobTitle": None,
+    "DOB": None,
+    "MarketingOptIn": False,
+    "SmsAuthorised": False,
+    "ContactMethod": [],
+    "Tags": None,
     "Status": "Active",
 }
 
+ISO_HINT = "YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS"
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?")
 
-def parse_date(value: str) -> date | None:
-    """DD/MM/YYYY → date, or None when the text is not a real calendar date in that format."""
-    if not re.fullmatch(r"\d{2}/\d{2}/\d{4}", value):
+
+def parse_date(value: str) -> str | None:
+    """An ISO 8601 date or date-time as the platform stores it (`YYYY-MM-DDTHH:MM:SS`, the zone kept when one is
+    written), or None when the text is not one. A date alone is midnight; nothing is converted between zones."""
+    if _ISO_DATE.fullmatch(value):
+        value = f"{value}T00:00:00"
+    elif not _ISO_DATETIME.fullmatch(value):
         return None
     try:
-        return datetime.strptime(value, "%d/%m/%Y").date()
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return value
 
 
 def is_email(value: str) -> bool:
@@ -81,7 +102,8 @@ def validate_user_write(body: object, ctx: WriteContext, *, creating: bool) -> U
         if spec is None:
             result.errors.append(FieldError(name, f"'{name}' is not a field of the User module."))
         elif not spec.writable:
-            result.errors.append(FieldError(name, f"'{name}' is read-only."))
+            if not ctx.ignore_read_only:
+                result.errors.append(FieldError(name, f"'{name}' is read-only and cannot be written."))
         else:
             _standard_field(name, value, ctx, result)
 
@@ -96,11 +118,14 @@ def validate_user_write(body: object, ctx: WriteContext, *, creating: bool) -> U
 def _standard_field(name: str, value: object, ctx: WriteContext, result: UserWrite) -> None:
     spec = USER_FIELD_MAP[name]
     error = result.errors.append
-    if name == "MarketingOptIn":
+    if spec.type == "bool":
         if not isinstance(value, bool):
-            error(FieldError(name, "'MarketingOptIn' must be true or false."))
+            error(FieldError(name, f"'{name}' must be true or false."))
         else:
             result.fields[name] = value
+        return
+    if spec.type == "list":
+        _list_field(name, value, spec.options or (), result)
         return
     if name == "MainCompanyID":
         company_id = _company_id(value)
@@ -130,10 +155,33 @@ def _standard_field(name: str, value: object, ctx: WriteContext, result: UserWri
         error(FieldError(name, f"'{name}' must be one of: {', '.join(spec.options)}."))
     elif name == "Email" and value and not is_email(value):
         error(FieldError(name, f"'{value}' is not a valid email address."))
-    elif spec.type == "date" and value and parse_date(value) is None:
-        error(FieldError(name, f"'{name}' must be a date in DD/MM/YYYY format."))
+    elif spec.local_datetime and value:
+        stored = parse_date(value)
+        if stored is None:
+            error(FieldError(name, f"'{name}' must be an ISO 8601 date or date-time ({ISO_HINT})."))
+        else:
+            result.fields[name] = stored
     else:
         result.fields[name] = value
+
+
+def _list_field(name: str, value: object, options: tuple[str, ...], result: UserWrite) -> None:
+    """Title, Country, ContactMethod: a list of strings, each a value that already exists in the platform."""
+    if value is None:
+        result.fields[name] = []
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        result.errors.append(FieldError(name, f"'{name}' must be a list of strings."))
+        return
+    unknown = [v for v in value if v not in options]
+    if unknown:
+        result.errors.append(
+            FieldError(
+                name, f"{', '.join(repr(v) for v in unknown)} not found in {name}; values: {', '.join(options)}."
+            )
+        )
+    else:
+        result.fields[name] = list(value)
 
 
 def _company_id(value: object) -> str | None:
@@ -162,7 +210,8 @@ def _custom_fields(value: object, ctx: WriteContext, result: UserWrite) -> None:
         else:
             message = custom_value_error(definition, item)
             if message is None:
-                result.custom_fields[name] = item
+                dated = definition.type == "Date" and isinstance(item, str)
+                result.custom_fields[name] = parse_date(item) if dated else item
             else:
                 result.errors.append(FieldError(path, message))
 
@@ -180,7 +229,7 @@ def custom_value_error(definition: CustomFieldDef, value: object) -> str | None:
                 return f"'{name}' must be at most {definition.max_length} characters (got {len(value)})."
         case "Date":
             if not isinstance(value, str) or parse_date(value) is None:
-                return f"'{name}' must be a date in DD/MM/YYYY format."
+                return f"'{name}' must be an ISO 8601 date or date-time ({ISO_HINT})."
         case "Number":
             if isinstance(value, bool) or not isinstance(value, int):
                 return f"'{name}' must be a whole number."

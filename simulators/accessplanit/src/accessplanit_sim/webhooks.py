@@ -33,11 +33,9 @@ def iso_now(offset_seconds: float = 0.0) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def plan_deliveries(
-    store: Store, settings: SimSettings, controls: Controls, module: str, event: str, record: Doc
-) -> list[tuple[Doc, bytes]]:
+def plan_deliveries(store: Store, controls: Controls, module: str, event: str, record: Doc) -> list[tuple[Doc, bytes]]:
     """Create one Pending instance per subscribed webhook. Call inside the write's transaction."""
-    method = {"created": "POST", "updated": settings.webhook_update_method, "deleted": "DELETE"}[event]
+    method = {"created": "POST", "updated": controls.webhook_update_method, "deleted": "DELETE"}[event]
     data = record if controls.webhook_payload_mode == "full" else {"ID": record["ID"]}
     planned = []
     for webhook in store.webhooks():

@@ -53,16 +53,46 @@ def test_token_grant_errors(sim: httpx.Client) -> None:
     assert (refresh.status_code, refresh.json()["error"]) == (400, "unsupported_grant_type")
 
 
-def test_rate_limit_is_per_key_and_module(sim: httpx.Client, api: httpx.Client, admin: httpx.Client) -> None:
+def test_rate_limit_is_per_tenant_and_module(sim: httpx.Client, api: httpx.Client, admin: httpx.Client) -> None:
     sim.post("/_sim/controls", json={"rate_limit_per_window": 3}).raise_for_status()
-    assert [api.get("/User").status_code for _ in range(3)] == [200, 200, 200]
+    assert [api.get("/User").status_code for _ in range(2)] == [200, 200]
+    assert admin.get("/User").status_code == 200  # another key of the same tenant counts too (assumption)
 
     limited = api.get("/User")
     assert (limited.status_code, limited.content) == (429, b"")
     assert int(limited.headers["Retry-After"]) >= 1
     assert api.get("/user/1").status_code == 429  # same module, any case
+    assert admin.get("/User").status_code == 429  # every key and token of the tenant
+    token = sim.post("/api/v2/Token", data=TOKEN_FORM).json()["access_token"]  # Token itself is not limited
+    assert sim.get("/api/v2/User", headers={"Authorization": f"Bearer {token}"}).status_code == 429
     assert api.get("/Company").status_code == 200  # another module
-    assert admin.get("/User").status_code == 200  # another key
+
+
+def test_rate_limit_per_credential_is_a_switch(sim: httpx.Client, api: httpx.Client, admin: httpx.Client) -> None:
+    controls = {"rate_limit_per_window": 2, "rate_limit_scope": "credential"}
+    sim.post("/_sim/controls", json=controls).raise_for_status()
+    assert [api.get("/User").status_code for _ in range(3)] == [200, 200, 429]
+    assert admin.get("/User").status_code == 200  # another key has its own count
+
+
+def test_an_injected_429_looks_exactly_like_a_real_one(sim: httpx.Client, api: httpx.Client) -> None:
+    sim.post("/_sim/controls", json={"rate_limit_per_window": 1}).raise_for_status()
+    api.get("/Company")
+    real = api.get("/Company")
+    sim.post("/_sim/reset").raise_for_status()
+    sim.post("/_sim/controls", json={"faults": [{"status": 429, "count": 1, "retry_after": 7}]}).raise_for_status()
+    injected = api.get("/Company")
+    assert (real.status_code, real.content) == (injected.status_code, injected.content) == (429, b"")
+    assert sorted(real.headers) == sorted(injected.headers)
+    assert injected.headers["Retry-After"] == "7"
+
+
+def test_token_accepts_lowercase_and_pascal_case_credentials(sim: httpx.Client) -> None:
+    lower = {"grant_type": "password", "username": "demo.admin", "password": "tandem-demo-admin-password"}
+    assert sim.post("/api/v2/Token", data=lower).json()["userID"] == "900002"
+    assert sim.post("/api/v2/Token", data=TOKEN_FORM).json()["userID"] == "900002"
+    wrong = sim.post("/api/v2/Token", data={**lower, "password": "guess"})
+    assert wrong.status_code == 400
 
 
 def test_company_and_custom_field_metadata(api: httpx.Client) -> None:
@@ -111,7 +141,16 @@ def test_schema_help_describes_user_fields(api: httpx.Client, admin: httpx.Clien
         "guid",
         "bool",
     )
-    assert (fields["DateOfBirth"]["Type"], fields["DateOfBirth"]["Format"]) == ("date", "DD/MM/YYYY")
+    assert (fields["DOB"]["Type"], fields["DOB"]["Format"], fields["DOB"]["Writable"]) == (
+        "datetime",
+        "YYYY-MM-DDTHH:MM:SS",
+        True,
+    )
+    assert (fields["Phone"]["Type"], fields["Phone"]["Writable"]) == ("string", True)
+    assert (fields["Title"]["Type"], fields["Title"]["Options"][:2]) == ("list", ["Mr", "Mrs"])
+    assert (fields["Fullname"]["Writable"], fields["HasEmail"]["Writable"]) == (False, False)
+    assert "Telephone" not in fields and "DateOfBirth" not in fields
+    assert fields["CustomFields/Newsletter Since"]["Type"] == "datetime"
     assert fields["DateUpdated"]["Type"] == "datetime"
     assert fields["CustomFields"]["Type"] == "object"
     custom = fields["CustomFields/Courses Attended"]

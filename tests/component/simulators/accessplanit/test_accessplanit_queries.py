@@ -13,8 +13,8 @@ from component.simulators.accessplanit.accessplanit_testkit import new_user
 def people(api: httpx.Client) -> list[dict[str, Any]]:
     rows = [
         new_user(Forenames="Ada", Surname="Lovelace", Email="Ada@Example.com", MarketingOptIn=True),
-        new_user(Forenames="Grace", Surname="Hopper", Email=None, MainCompanyID="1", DateOfBirth="09/12/1906"),
-        new_user(Forenames="Alan", Surname="O'Turing", Email="alan@example.org", DateOfBirth="23/06/1912"),
+        new_user(Forenames="Grace", Surname="Hopper", Email=None, MainCompanyID="1", DOB="1906-12-09"),
+        new_user(Forenames="Alan", Surname="O'Turing", Email="alan@example.org", DOB="1912-06-23T00:00:00"),
         new_user(Forenames="Katherine", Surname="Johnson", Email="kj@example.org", MarketingOptIn=True),
     ]
     return [api.post("/User", json=row).json() for row in rows]
@@ -48,7 +48,7 @@ def test_and_or_parentheses(api: httpx.Client, people: list[dict[str, Any]]) -> 
     ada, grace, alan, kath = (p["ID"] for p in people)
     assert ids(api, **{"$filter": "MarketingOptIn eq true and MainCompanyID eq '2'"}) == [ada, kath]
     assert ids(api, **{"$filter": "Surname eq 'Hopper' or Forenames eq 'Alan'"}) == [grace, alan]
-    both = "(Surname eq 'Hopper' or Forenames eq 'Alan') and DateOfBirth lt '1910-01-01'"
+    both = "(Surname eq 'Hopper' or Forenames eq 'Alan') and DOB lt '1910-01-01'"
     assert ids(api, **{"$filter": both}) == [grace]
 
 
@@ -85,6 +85,11 @@ def test_bad_filter_is_a_clear_400(api: httpx.Client, people: list[dict[str, Any
     unknown = api.get("/User", params={"$filter": "Shoe eq 9"}).json()["errors"][0]["message"]
     assert unknown == "Invalid $filter: unknown field 'Shoe'."
     assert api.get("/User", params={"$top": "1001"}).status_code == 400
+    assert api.get("/User", params={"$top": "-2"}).status_code == 400
+
+
+def test_top_minus_one_means_no_limit(api: httpx.Client, people: list[dict[str, Any]]) -> None:
+    assert len(api.get("/User", params={"$top": "-1"}).json()["results"]) == 4  # not the default of 100 either
 
 
 def test_other_modules_accept_queries(api: httpx.Client) -> None:

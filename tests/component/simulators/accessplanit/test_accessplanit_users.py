@@ -10,21 +10,37 @@ from component.simulators.accessplanit.accessplanit_testkit import new_user
 USER_FIELDS = [
     "ID",
     "UniqueID",
-    "Forenames",
-    "Surname",
+    "ExternalID",
     "Email",
-    "Telephone",
+    "HasEmail",
+    "Title",
+    "Forenames",
+    "MiddleNames",
+    "Surname",
+    "Fullname",
+    "Phone",
     "Mobile",
+    "Address",
+    "Town",
+    "County",
+    "Postcode",
+    "Country",
     "JobTitle",
+    "DOB",
+    "MarketingOptIn",
+    "SmsAuthorised",
+    "ContactMethod",
     "MainCompanyID",
     "MainCompanyName",
-    "DateOfBirth",
-    "MarketingOptIn",
-    "ExternalID",
+    "UserCompaniesIDs",
+    "Tags",
     "Status",
+    "ActiveCoursesCount",
+    "NotesCount",
     "DateCreated",
     "DateUpdated",
     "CreatedByID",
+    "CreatedByName",
     "UpdatedByID",
     "UpdatedByName",
     "CustomFields",
@@ -33,7 +49,7 @@ TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 def test_create_then_get_returns_the_documented_shape(api: httpx.Client) -> None:
-    body = new_user(Telephone="01234 567890", DateOfBirth="28/03/1990", MarketingOptIn=True, ExternalID="mc-1")
+    body = new_user(Phone="01234 567890", DOB="1990-03-28", MarketingOptIn=True, ExternalID="mc-1", Title=["Dr"])
     response = api.post("/User", json=body)
     assert response.status_code == 201
     user = response.json()
@@ -42,6 +58,14 @@ def test_create_then_get_returns_the_documented_shape(api: httpx.Client) -> None
     assert re.fullmatch(r"[0-9a-f-]{36}", user["UniqueID"])
     assert user["MainCompanyName"] == "Acme Training Ltd"
     assert user["Status"] == "Active"
+    assert (user["Phone"], user["DOB"], user["Title"], user["Country"]) == (
+        "01234 567890",
+        "1990-03-28T00:00:00",
+        ["Dr"],
+        [],
+    )
+    assert (user["Fullname"], user["HasEmail"], user["SmsAuthorised"]) == ("Ada Lovelace", True, False)
+    assert user["CreatedByName"] == "Tandem Integration"
     assert TIMESTAMP.fullmatch(user["DateCreated"]) and user["DateUpdated"] == user["DateCreated"]
     assert (user["CreatedByID"], user["UpdatedByID"], user["UpdatedByName"]) == (
         "900001",
@@ -168,9 +192,9 @@ def test_writes_are_attributed_and_audited(api: httpx.Client, admin: httpx.Clien
         ("Updated", "900002", "Demo Admin"),
         ("Deleted", "900001", "Tandem Integration"),
     ]
-    assert log[1]["Changes"] == [
-        {"Field": "Surname", "OldValue": "Lovelace", "NewValue": "King"},
+    assert log[1]["Changes"] == [  # in the User record's field order
         {"Field": "Email", "OldValue": "ada@example.com", "NewValue": "ada@king.example"},
+        {"Field": "Surname", "OldValue": "Lovelace", "NewValue": "King"},
     ]
     assert log[1]["DateCreated"] == edited["DateUpdated"]
     assert log[2]["Changes"] == [{"Field": "Status", "OldValue": "Active", "NewValue": "Deleted"}]
@@ -225,3 +249,30 @@ def test_soft_delete_mode_never_removes(sim: httpx.Client, api: httpx.Client) ->
     for _ in range(3):
         assert api.delete(f"/User/{user['ID']}").status_code == 200
     assert api.get(f"/User/{user['ID']}").json()["Status"] == "Deleted"
+
+
+def test_derived_fields_are_returned_but_a_write_of_them_is_refused(api: httpx.Client) -> None:
+    user = api.post("/User", json=new_user(Email=None)).json()
+    assert (user["Fullname"], user["HasEmail"]) == ("Ada Lovelace", False)
+    response = api.put(f"/User/{user['ID']}", json={"Fullname": "Ada King", "HasEmail": True})
+    assert response.status_code == 400
+    assert response.json() == {
+        "errors": [
+            {"field": "Fullname", "message": "'Fullname' is read-only and cannot be written."},
+            {"field": "HasEmail", "message": "'HasEmail' is read-only and cannot be written."},
+        ]
+    }
+    renamed = api.put(f"/User/{user['ID']}", json={"Surname": "King", "Email": "ada@example.com"}).json()
+    assert (renamed["Fullname"], renamed["HasEmail"]) == ("Ada King", True)
+
+
+def test_the_old_field_names_are_not_fields(api: httpx.Client) -> None:
+    response = api.post("/User", json=new_user(Telephone="01234", DateOfBirth="28/03/1990"))
+    assert response.status_code == 400
+    assert {e["field"] for e in response.json()["errors"]} == {"Telephone", "DateOfBirth"}
+
+
+def test_title_and_country_values_must_exist(api: httpx.Client) -> None:
+    response = api.post("/User", json=new_user(Title=["Sir"], Country=["United Kingdom"]))
+    assert response.status_code == 400
+    assert [e["field"] for e in response.json()["errors"]] == ["Title"]

@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 from component.simulators.accessplanit.accessplanit_testkit import Delivery, Receiver, new_user, wait_for
 
 SECRET = "s3cret-shared-with-tandem"
@@ -18,12 +19,17 @@ def register(api: httpx.Client, receiver: Receiver, **overrides: Any) -> dict[st
         "Module": "User",
         "Events": ["created", "updated", "deleted"],
         "TargetUrl": receiver.url,
-        "Secret": SECRET,
         **overrides,
     }
     response = api.post("/Webhook", json=body)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture
+def signing(sim: httpx.Client) -> None:
+    """Signing is an opt-in assumption of the simulator (accessplanit documents none)."""
+    sim.post("/_sim/controls", json={"webhook_signing_enabled": True}).raise_for_status()
 
 
 def verify_signature(delivery: Delivery, secret: str) -> bool:
@@ -43,8 +49,8 @@ def settled(api: httpx.Client, instance_id: str) -> dict[str, Any]:
     )
 
 
-def test_registration_is_listed_and_deletable(api: httpx.Client, receiver: Receiver) -> None:
-    webhook = register(api, receiver)
+def test_registration_is_listed_and_deletable(api: httpx.Client, receiver: Receiver, signing: None) -> None:
+    webhook = register(api, receiver, Secret=SECRET)
     assert webhook["HasSecret"] is True
     assert "Secret" not in webhook
     assert [w["ID"] for w in api.get("/Webhook").json()["results"]] == [webhook["ID"]]
@@ -60,8 +66,10 @@ def test_registration_is_validated(api: httpx.Client) -> None:
     assert {e["field"] for e in response.json()["errors"]} == {"Module", "Events", "TargetUrl"}
 
 
-def test_each_event_uses_its_method_and_carries_the_full_signed_record(api: httpx.Client, receiver: Receiver) -> None:
-    webhook = register(api, receiver)
+def test_each_event_uses_its_method_and_carries_the_full_signed_record(
+    api: httpx.Client, receiver: Receiver, signing: None
+) -> None:
+    webhook = register(api, receiver, Secret=SECRET)
     user = api.post("/User", json=new_user()).json()
 
     created = receiver.next()
@@ -89,10 +97,35 @@ def test_each_event_uses_its_method_and_carries_the_full_signed_record(api: http
     assert verify_signature(deleted, SECRET)
 
 
-def test_unsigned_when_the_webhook_has_no_secret(api: httpx.Client, receiver: Receiver) -> None:
+def test_unsigned_when_the_webhook_has_no_secret(api: httpx.Client, receiver: Receiver, signing: None) -> None:
     register(api, receiver, Secret=None)
     api.post("/User", json=new_user())
     assert "X-Accessplanit-Signature" not in receiver.next().headers
+
+
+def test_deliveries_are_unsigned_by_default_and_a_secret_is_refused(
+    sim: httpx.Client, api: httpx.Client, receiver: Receiver
+) -> None:
+    assert sim.get("/_sim/controls").json()["webhook_signing_enabled"] is False
+    refused = api.post(
+        "/Webhook", json={"Module": "User", "Events": ["created"], "TargetUrl": receiver.url, "Secret": SECRET}
+    )
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "Secret"
+    assert register(api, receiver)["HasSecret"] is False
+    api.post("/User", json=new_user())
+    delivery = receiver.next()
+    assert delivery.method == "POST"
+    assert "X-Accessplanit-Signature" not in delivery.headers
+
+
+def test_updates_can_be_delivered_as_patch(sim: httpx.Client, api: httpx.Client, receiver: Receiver) -> None:
+    sim.post("/_sim/controls", json={"webhook_update_method": "PATCH"}).raise_for_status()
+    register(api, receiver, Events=["updated"])
+    user = api.post("/User", json=new_user()).json()
+    updated_user = api.put(f"/User/{user['ID']}", json={"Surname": "King"}).json()
+    updated = receiver.next()
+    assert (updated.method, updated.json()["Event"], updated.json()["Data"]) == ("PATCH", "updated", updated_user)
 
 
 def test_only_subscribed_events_are_delivered(api: httpx.Client, receiver: Receiver) -> None:

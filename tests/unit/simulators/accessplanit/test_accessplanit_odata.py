@@ -34,7 +34,7 @@ USERS: list[dict[str, Any]] = [
         "Surname": "Lovelace",
         "Email": "Ada@Example.com",
         "MarketingOptIn": True,
-        "DateOfBirth": "10/12/1815",
+        "DOB": "1815-12-10T00:00:00",
         "DateUpdated": "2026-11-26T07:00:00.100Z",
         "Status": "Active",
     },
@@ -44,7 +44,7 @@ USERS: list[dict[str, Any]] = [
         "Surname": "Hopper",
         "Email": None,
         "MarketingOptIn": False,
-        "DateOfBirth": "09/12/1906",
+        "DOB": "1906-12-09T00:00:00",
         "DateUpdated": "2026-11-26T07:00:00.200Z",
         "Status": "Active",
     },
@@ -54,7 +54,7 @@ USERS: list[dict[str, Any]] = [
         "Surname": "O'Turing",
         "Email": "alan@example.org",
         "MarketingOptIn": False,
-        "DateOfBirth": None,
+        "DOB": None,
         "DateUpdated": "2026-11-26T07:00:00.300Z",
         "Status": "Deleted",
     },
@@ -99,7 +99,7 @@ def test_literals() -> None:
     assert parse_filter("ID eq -1.5").literal == Literal("number", -1.5)  # type: ignore[union-attr]
     assert parse_filter("MarketingOptIn eq true").literal == Literal("bool", True)  # type: ignore[union-attr]
     assert parse_filter("Email eq null").literal == Literal("null", None)  # type: ignore[union-attr]
-    assert parse_filter("DateOfBirth eq 1990-03-28").literal == Literal("date", date(1990, 3, 28))  # type: ignore[union-attr]
+    assert parse_filter("DOB eq 1990-03-28").literal == Literal("date", date(1990, 3, 28))  # type: ignore[union-attr]
     moment = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     assert parse_filter("DateUpdated gt 2026-01-02T03:04:05.678Z").literal == Literal("datetime", moment)  # type: ignore[union-attr]
 
@@ -169,9 +169,9 @@ def test_syntax_errors_say_what_is_wrong(text: str, fragment: str) -> None:
         ("DateUpdated ge 2026-11-26T07:00:00.200Z", ["100002", "100003"]),
         ("DateUpdated lt '2026-11-26T08:00:00.150+01:00'", ["100001"]),  # 07:00:00.150 UTC
         ("DateUpdated gt '2026-11-26'", ["100001", "100002", "100003"]),
-        ("DateOfBirth lt '1900-01-01'", ["100001"]),
-        ("DateOfBirth ge '01/01/1900'", ["100002"]),
-        ("DateOfBirth eq null", ["100003"]),
+        ("DOB lt '1900-01-01'", ["100001"]),
+        ("DOB ge 1900-01-01T00:00:00", ["100002"]),
+        ("DOB eq null", ["100003"]),
     ],
 )
 def test_evaluation(text: str, expected: list[str]) -> None:
@@ -185,7 +185,7 @@ def test_evaluation(text: str, expected: list[str]) -> None:
         ("CustomFields eq 'x'", "cannot be filtered"),
         ("MarketingOptIn eq 'maybe'", "not a valid bool"),
         ("DateUpdated gt 'yesterday'", "not a valid datetime"),
-        ("DateOfBirth gt '31/02/1990'", "not a valid date"),
+        ("DOB gt '1990-02-31'", "not a valid datetime"),
         ("contains(MarketingOptIn, 'x')", "needs a text field"),
         ("Email gt null", "null can only be compared"),
     ],
@@ -237,8 +237,8 @@ def test_count_is_taken_after_filter_and_before_paging() -> None:
 
 
 def test_orderby_dates_compare_as_dates_with_nulls_first() -> None:
-    assert [u["ID"] for u in query(**{"$orderby": "DateOfBirth"})["results"]] == ["100003", "100001", "100002"]
-    assert [u["ID"] for u in query(**{"$orderby": "DateOfBirth desc"})["results"]] == ["100002", "100001", "100003"]
+    assert [u["ID"] for u in query(**{"$orderby": "DOB"})["results"]] == ["100003", "100001", "100002"]
+    assert [u["ID"] for u in query(**{"$orderby": "DOB desc"})["results"]] == ["100002", "100001", "100003"]
 
 
 def test_top_defaults_and_maximum() -> None:
@@ -251,7 +251,7 @@ def test_top_defaults_and_maximum() -> None:
 @pytest.mark.parametrize(
     ("params", "option"),
     [
-        ({"$top": "-1"}, "$top"),
+        ({"$top": "-2"}, "$top"),
         ({"$skip": "x"}, "$skip"),
         ({"$count": "yes"}, "$count"),
         ({"$select": "ID,Nope"}, "$select"),
@@ -284,3 +284,9 @@ def test_ids_compare_and_sort_as_numbers() -> None:
     with pytest.raises(ODataError, match="not a valid id"):
         compile_filter(parse_filter("ID eq 'abc'"), TYPES)
     assert ids("startswith(ID, '10000')") == ["100001", "100002", "100003"]
+
+
+def test_top_minus_one_is_no_limit_capped_by_the_simulators_maximum() -> None:
+    many = [{"ID": str(i)} for i in range(30)]
+    body = apply_query(many, TYPES, {"$top": "-1"}, top_default=10, top_max=25, case_insensitive=FOLD)
+    assert len(body["results"]) == 25

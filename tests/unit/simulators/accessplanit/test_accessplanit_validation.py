@@ -72,14 +72,65 @@ def test_acceptable_email_values(email: str | None) -> None:
 
 
 def test_types_of_standard_fields() -> None:
-    found = errors(valid(MarketingOptIn="yes", Telephone=123, DateOfBirth="1990-03-28", Status="Gone"))
-    assert set(found) == {"MarketingOptIn", "Telephone", "DateOfBirth", "Status"}
+    found = errors(valid(MarketingOptIn="yes", SmsAuthorised=1, Phone=123, DOB="28/03/1990", Status="Gone", Title="Dr"))
+    assert set(found) == {"MarketingOptIn", "SmsAuthorised", "Phone", "DOB", "Status", "Title"}
+    assert "ISO 8601" in found["DOB"]
+
+
+def test_the_demo_clients_user_fields_are_written_and_normalised() -> None:
+    body = valid(
+        Phone="01632 960000",
+        Mobile="07700 900000",
+        MiddleNames="Augusta",
+        Title=["Dr"],
+        Address="1 St James's Square",
+        Town="London",
+        County="Greater London",
+        Postcode="SW1Y 4JH",
+        Country=["United Kingdom"],
+        SmsAuthorised=True,
+        ContactMethod=["Email", "SMS"],
+        Tags="vip,alumni",
+        DOB="1815-12-10",
+    )
+    write = validate_user_write(body, CTX, creating=True)
+    assert write.errors == []
+    assert write.fields["DOB"] == "1815-12-10T00:00:00"  # a date alone is midnight, no zone added
+    assert write.fields["Title"] == ["Dr"]
+    assert write.fields["Country"] == ["United Kingdom"]
+    assert write.fields["Phone"] == "01632 960000"
+    defaults = validate_user_write(valid(), CTX, creating=True).fields
+    assert (defaults["Title"], defaults["Country"], defaults["ContactMethod"]) == ([], [], [])
+    assert defaults["SmsAuthorised"] is False
+
+
+def test_list_values_must_already_exist_in_the_platform() -> None:
+    found = errors(valid(Title=["Sir"], Country=["Atlantis"], ContactMethod=["Pigeon"]))
+    assert set(found) == {"Title", "Country", "ContactMethod"}
+    assert "'Sir' not found in Title" in found["Title"]
+    assert "must be a list of strings" in errors(valid(Country="United Kingdom"))["Country"]
+
+
+def test_middle_names_follow_the_v1_limit() -> None:
+    assert errors(valid(MiddleNames="x" * 250)) == {}
+    assert "at most 250" in errors(valid(MiddleNames="x" * 251))["MiddleNames"]
+
+
+def test_derived_fields_are_refused_by_default_and_ignored_with_the_switch() -> None:
+    body = valid(Fullname="Ada Lovelace", HasEmail=True, NotesCount=3, CreatedByName="x")
+    found = errors(body)
+    assert found["Fullname"] == "'Fullname' is read-only and cannot be written."
+    assert set(found) == {"Fullname", "HasEmail", "NotesCount", "CreatedByName"}
+    lenient = WriteContext(CTX.companies, CUSTOM_FIELDS, True, ignore_read_only=True)
+    write = validate_user_write(body, lenient, creating=True)
+    assert write.errors == []
+    assert "Fullname" not in write.fields
 
 
 def test_read_only_and_unknown_fields_are_rejected() -> None:
     found = errors(valid(ID="5", DateUpdated="x", UpdatedByID="1", Nickname="Ada"))
-    assert found["ID"] == "'ID' is read-only."
-    assert found["DateUpdated"] == "'DateUpdated' is read-only."
+    assert found["ID"] == "'ID' is read-only and cannot be written."
+    assert found["DateUpdated"] == "'DateUpdated' is read-only and cannot be written."
     assert "UpdatedByID" in found
     assert "not a field" in found["Nickname"]
 
@@ -101,7 +152,7 @@ def test_custom_fields_are_read_only_unless_allowed() -> None:
     [
         ("Mailchimp Company", "Acme", 5),
         ("Mailchimp Birthday", "03/28", "03/28/1990"),
-        ("Newsletter Since", "01/02/2024", "2024-02-01"),
+        ("Newsletter Since", "2024-02-01", "01/02/2024"),
         ("Courses Attended", 3, 2.5),
         ("Courses Attended", 0, True),
         ("VIP", False, "false"),
@@ -123,11 +174,20 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 @given(st.dates(min_value=date(1000, 1, 1)))
-def test_dates_round_trip_through_dd_mm_yyyy(day: date) -> None:
-    assert parse_date(f"{day.day:02d}/{day.month:02d}/{day.year}") == day
+def test_iso_dates_are_stored_as_midnight_date_times(day: date) -> None:
+    assert parse_date(day.isoformat()) == f"{day.isoformat()}T00:00:00"
 
 
-@pytest.mark.parametrize("text", ["31/02/2020", "2020-01-01", "1/1/2020", "01/13/2020", ""])
+@pytest.mark.parametrize(
+    "text", ["1990-03-28T09:30:00", "1990-03-28T09:30:00.123", "1990-03-28T00:00:00Z", "1990-03-28T23:00:00+01:00"]
+)
+def test_date_times_are_stored_as_written(text: str) -> None:
+    assert parse_date(text) == text  # no time-zone conversion
+
+
+@pytest.mark.parametrize(
+    "text", ["31/02/2020", "01/01/2020", "2020-02-30", "1/1/2020", "2020-13-01", "2020-01-01T25:00", ""]
+)
 def test_invalid_dates(text: str) -> None:
     assert parse_date(text) is None
 

@@ -13,9 +13,9 @@ def user(user_id: str, updated: str, **fields: Any) -> dict[str, Any]:
 
 def test_only_writable_fields_are_sent_and_the_rest_is_reported() -> None:
     desired = desired_fields(
-        {"Forenames": "Ada", "Surname": "L", "ID": "7", "MainCompanyID": "2", "Status": "Deleted", "Telephone": "1"}
+        {"Forenames": "Ada", "Surname": "L", "ID": "7", "MainCompanyID": "2", "Status": "Deleted", "Phone": "1"}
     )
-    assert desired.fields == {"Forenames": "Ada", "Surname": "L", "Telephone": "1"}
+    assert desired.fields == {"Forenames": "Ada", "Surname": "L", "Phone": "1"}
     assert desired.ignored == ("ID", "MainCompanyID", "Status")
 
 
@@ -51,14 +51,14 @@ def test_an_update_sends_only_what_differs() -> None:
         "x",
         Forenames="Ada",
         Surname="Lovelace",
-        Telephone=None,
+        Phone=None,
         CustomFields={"Region": "North", "VIP": None},
     )
     wanted = {
         "Forenames": "Ada",
         "Surname": "King",
         "Email": "ADA@example.com",
-        "Telephone": "",
+        "Phone": "",
         "CustomFields": {"Region": "North", "VIP": True},
     }
     assert changed_fields(current, wanted) == {"Surname": "King", "CustomFields": {"VIP": True}}
@@ -70,7 +70,7 @@ def test_nothing_to_change_is_an_empty_update() -> None:
 
 def test_a_new_user_joins_the_default_account_with_its_mandatory_names() -> None:
     body = create_body(
-        {"Forenames": "Ada", "Surname": "Lovelace", "Telephone": None, "CustomFields": {"VIP": None}},
+        {"Forenames": "Ada", "Surname": "Lovelace", "Phone": None, "CustomFields": {"VIP": None}},
         email="ada@example.com",
         default_account_id="1",
     )

@@ -39,20 +39,40 @@ def truncate_utf8(text: str, limit: int = MAILCHIMP_TEXT_MAX_BYTES) -> str:
     return encoded[:limit].decode("utf-8", errors="ignore")
 
 
+# accessplanit returns dates as .NET DateTime values in ISO 8601 (DOB: `1990-03-28T00:00:00`; reference §6). The date
+# part is taken as written: converting between time zones could move a birthday to the day before.
+_ISO_DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?")
+
+
 def parse_date(text: str) -> date:
-    """accessplanit DD/MM/YYYY or ISO YYYY-MM-DD (also YYYY/MM/DD, as Mailchimp accepts)."""
-    for pattern in ("%d/%m/%Y", "%Y-%m-%d", "%Y/%m/%d"):
+    """An ISO 8601 date or date-time (the date as written), accessplanit's screen format DD/MM/YYYY, or YYYY/MM/DD
+    (as Mailchimp accepts)."""
+    timed = _ISO_DATE_TIME.fullmatch(text)
+    if timed:
+        text = timed.group(1)
+    for pattern in ("%Y-%m-%d", "%d/%m/%Y", "%Y/%m/%d"):
         try:
             return datetime.strptime(text, pattern).date()
         except ValueError:
             continue
-    raise TransformError(f"'{text}' is not a date (DD/MM/YYYY or YYYY-MM-DD)")
+    raise TransformError(f"'{text}' is not a date (YYYY-MM-DD, an ISO 8601 date-time, or DD/MM/YYYY)")
 
 
-def parse_birthday(text: str) -> str:
-    """MM/DD (as Mailchimp stores birthdays), from MM/DD, M/D or a full DD/MM/YYYY date."""
+def accessplanit_date(day: date) -> str:
+    """How Tandem writes a date to accessplanit: ISO 8601, midnight with no zone, as the platform returns DOB."""
+    return f"{day.isoformat()}T00:00:00"
+
+
+def parse_birthday(text: str, *, from_date_of_birth: bool = False) -> str:
+    """MM/DD (as Mailchimp stores birthdays), from MM/DD, M/D or DD/MM/YYYY; with `from_date_of_birth` (accessplanit →
+    Mailchimp) also from accessplanit's DOB, an ISO 8601 date-time: the month and day as written, never shifted by a
+    time zone."""
     full = re.fullmatch(r"(\d{1,2})/(\d{1,2})/(\d{4})", text)
-    if full:
+    iso = (_ISO_DATE_TIME.fullmatch(text) or re.fullmatch(r"(\d{4}-\d{2}-\d{2})", text)) if from_date_of_birth else None
+    if iso:
+        day_of = parse_date(iso.group(1))
+        month, day = day_of.month, day_of.day
+    elif full:
         day, month = int(full.group(1)), int(full.group(2))
     else:
         short = re.fullmatch(r"(\d{1,2})/(\d{1,2})", text)
@@ -106,14 +126,14 @@ def _date(value: Any, flow: Flow) -> Any:
     if not text:
         return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
     parsed = parse_date(text)
-    return parsed.isoformat() if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else parsed.strftime("%d/%m/%Y")
+    return parsed.isoformat() if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else accessplanit_date(parsed)
 
 
 def _birthday(value: Any, flow: Flow) -> Any:
     text = _text(value)
     if not text:
         return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
-    return parse_birthday(text)
+    return parse_birthday(text, from_date_of_birth=flow is Flow.ACCESSPLANIT_TO_MAILCHIMP)
 
 
 def _phone(value: Any, flow: Flow) -> Any:

@@ -7,19 +7,29 @@ from typing import Any
 
 from tandem_shared.contracts import ErrorInfo
 
-# What Tandem may write. MainCompanyID is set only when creating (the instance's default account): an update never
-# moves a user to another account. Status is never written: deleting or restoring a user is a person's decision.
+# What Tandem may write, named as accessplanit's own demo client names them (reference §6). MainCompanyID is set only
+# when creating (the instance's default account): an update never moves a user to another account. Status is never
+# written: deleting or restoring a user is a person's decision. Derived fields (Fullname, HasEmail, counts) are never
+# sent: accessplanit computes them. List fields (Title, Country, ContactMethod) hold platform lookup values Tandem
+# cannot produce from Mailchimp, so they are not written either.
 WRITABLE_FIELDS = frozenset(
     {
         "Forenames",
+        "MiddleNames",
         "Surname",
         "Email",
-        "Telephone",
+        "Phone",
         "Mobile",
+        "Address",
+        "Town",
+        "County",
+        "Postcode",
         "JobTitle",
-        "DateOfBirth",
+        "DOB",
         "MarketingOptIn",
+        "SmsAuthorised",
         "ExternalID",
+        "Tags",
         "CustomFields",
     }
 )

@@ -179,11 +179,22 @@ class AccessplanitClient:
         return found
 
     async def get_user(self, user_id: str, *, priority: Priority) -> dict[str, Any] | None:
-        """The user, or None when accessplanit does not know it (removed)."""
-        found = await self.request_json(
-            "GET", f"{API_PREFIX}/User/{user_id}", action=f"read user {user_id}", priority=priority, missing_ok=True
-        )
-        return found if isinstance(found, dict) else None
+        """The user, or None when accessplanit does not know it (removed).
+
+        Read as accessplanit's own demo client reads one record, `GET /User?$filter=ID eq '…'`
+        (`Services/FluentUrlBuilder.cs`): whether `GET /User/{id}` works in v2 is unconfirmed (reference §4)."""
+        action = f"read user {user_id}"
+        params = {"$filter": f"ID eq '{user_id.replace(chr(39), chr(39) * 2)}'"}
+        found = await self.request_json("GET", f"{API_PREFIX}/User", action=action, priority=priority, params=params)
+        results = found.get("results") if isinstance(found, dict) else None
+        if not isinstance(results, list):
+            error = ErrorInfo(
+                error_class="UnexpectedAnswer",
+                message=f"accessplanit's answer to {action} has no results list",
+                permanent=False,
+            )
+            raise AccessplanitError(error)
+        return next((r for r in results if isinstance(r, dict) and str(r.get("ID")) == user_id), None)
 
     async def list_users(
         self,

@@ -21,6 +21,8 @@ ACCESSPLANIT_KINDS = {
     "int": Kind.NUMBER,
     "bool": Kind.BOOL,
     "date": Kind.DATE,
+    # DOB and Date custom fields are date-times in JSON (ISO 8601); Tandem syncs their date part.
+    "datetime": Kind.DATE,
 }
 ACCESSPLANIT_CUSTOM_KINDS = {
     "Text": Kind.TEXT,
@@ -29,14 +31,19 @@ ACCESSPLANIT_CUSTOM_KINDS = {
     "Boolean": Kind.BOOL,
     "List": Kind.CHOICE,
 }
-# The User fields every tenant has (accessplanit API reference), for checks without a live schema.
+# The User fields every tenant has (accessplanit's demo client, Models/User.cs), for checks without a live schema.
 ACCESSPLANIT_DEFAULT_KINDS = {
     "Forenames": Kind.TEXT,
+    "MiddleNames": Kind.TEXT,
     "Surname": Kind.TEXT,
     "Email": Kind.TEXT,
-    "DateOfBirth": Kind.DATE,
+    "Phone": Kind.TEXT,
+    "Mobile": Kind.TEXT,
+    "JobTitle": Kind.TEXT,
     "DOB": Kind.DATE,
 }
+# Names an earlier specification used that no accessplanit source has, with the real name (reference §6).
+ACCESSPLANIT_RENAMED_FIELDS = {"Telephone": "Phone", "DateOfBirth": "DOB"}
 
 
 @dataclass(frozen=True)
