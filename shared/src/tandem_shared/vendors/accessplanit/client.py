@@ -52,6 +52,19 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _results(found: Any, action: str) -> list[dict[str, Any]]:
+    """The records of a list answer (`{"results": [...]}`); an answer without that list is unexpected."""
+    results = found.get("results") if isinstance(found, dict) else None
+    if not isinstance(results, list):
+        error = ErrorInfo(
+            error_class="UnexpectedAnswer",
+            message=f"accessplanit's answer to {action} has no results list",
+            permanent=False,
+        )
+        raise AccessplanitError(error)
+    return [r for r in results if isinstance(r, dict)]
+
+
 def _user_path(user_id: str) -> str:
     return f"{API_PREFIX}/User/{quote(user_id, safe='')}"
 
@@ -184,17 +197,9 @@ class AccessplanitClient:
         Read as accessplanit's own demo client reads one record, `GET /User?$filter=ID eq '…'`
         (`Services/FluentUrlBuilder.cs`): whether `GET /User/{id}` works in v2 is unconfirmed (reference §4)."""
         action = f"read user {user_id}"
-        params = {"$filter": f"ID eq '{user_id.replace(chr(39), chr(39) * 2)}'"}
+        params = {"$filter": f"ID eq {odata_string(user_id)}"}
         found = await self.request_json("GET", f"{API_PREFIX}/User", action=action, priority=priority, params=params)
-        results = found.get("results") if isinstance(found, dict) else None
-        if not isinstance(results, list):
-            error = ErrorInfo(
-                error_class="UnexpectedAnswer",
-                message=f"accessplanit's answer to {action} has no results list",
-                permanent=False,
-            )
-            raise AccessplanitError(error)
-        return next((r for r in results if isinstance(r, dict) and str(r.get("ID")) == user_id), None)
+        return next((r for r in _results(found, action) if str(r.get("ID")) == user_id), None)
 
     async def list_users(
         self,
@@ -215,15 +220,7 @@ class AccessplanitClient:
         if skip is not None:
             params["$skip"] = str(skip)
         found = await self.request_json("GET", f"{API_PREFIX}/User", action=action, priority=priority, params=params)
-        results = found.get("results") if isinstance(found, dict) else None
-        if not isinstance(results, list):
-            error = ErrorInfo(
-                error_class="UnexpectedAnswer",
-                message=f"accessplanit's answer to {action} has no results list",
-                permanent=False,
-            )
-            raise AccessplanitError(error)
-        return [r for r in results if isinstance(r, dict)]
+        return _results(found, action)
 
     async def users_by_email(self, email: str, *, priority: Priority) -> list[dict[str, Any]]:
         """Every user with this address (accessplanit compares case-insensitively), most recently updated first."""
