@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tandem_ingest.dedupe import Claim
 from tandem_ingest.domain.cursor import Cursor, Position, record_position
+from tandem_ingest.domain.deferral import Deferral
 from tandem_shared.contracts import ErrorInfo, InstanceConfig
 from tandem_shared.vendors.accessplanit.client import AccessplanitError
 
@@ -104,3 +106,56 @@ def _after(position: Position, start: Position) -> bool:
     if start.user_id is None:
         return position.sort_key()[0] >= start.sort_key()[0]
     return position.sort_key() > start.sort_key()
+
+
+@dataclass
+class InMemoryDeferredUsers:
+    """`DeferredUsers` as the Redis sorted set keeps them: one arrival per user, moved only forward."""
+
+    arrivals: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    async def defer(self, instance_id: str, user_id: str, arrived_ms: int) -> None:
+        key = (instance_id, user_id)
+        self.arrivals[key] = max(arrived_ms, self.arrivals.get(key, arrived_ms))
+
+    async def due(self, instance_id: str, arrived_before_ms: int, limit: int) -> list[Deferral]:
+        found = sorted(
+            (ms, user)
+            for (instance, user), ms in self.arrivals.items()
+            if instance == instance_id and ms <= arrived_before_ms
+        )
+        return [Deferral(user, ms) for ms, user in found[:limit]]
+
+    async def settle(self, instance_id: str, user_ids: Sequence[str], read_at_ms: int) -> int:
+        settled = [u for u in user_ids if self.arrivals.get((instance_id, u), read_at_ms + 1) <= read_at_ms]
+        for user in settled:
+            del self.arrivals[(instance_id, user)]
+        return len(settled)
+
+    def waiting(self, instance_id: str) -> set[str]:
+        return {user for (instance, user) in self.arrivals if instance == instance_id}
+
+
+@dataclass
+class Allowance:
+    """`RereadAllowance` with `left` reads to give per instance."""
+
+    left: int = 0
+
+    async def allows(self, instance_id: str) -> bool:
+        if self.left > 0:
+            self.left -= 1
+            return True
+        return False
+
+
+@dataclass
+class RecordReader:
+    """`UserReader` over a dict of records (a deleted user is absent); counts the reads."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reads: list[str] = field(default_factory=list)
+
+    async def get_user(self, instance: InstanceConfig, user_id: str) -> dict[str, Any] | None:
+        self.reads.append(user_id)
+        return self.records.get(user_id)

@@ -128,6 +128,8 @@ async def test_the_first_round_starts_at_the_newest_change_and_the_next_publishe
         "cursor_before": {"DateUpdated": "2026-11-26T07:00:00.000Z", "ID": "1"},
         "cursor_after": {"DateUpdated": "2026-11-26T07:00:01.000Z", "ID": "3"},
         "published_event_ids": [e.event_id for e in tandem.published()],
+        "deferred_deliveries_answered": 0,
+        "deferred_users_read_alone": 0,
     }
 
 

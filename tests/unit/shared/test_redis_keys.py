@@ -38,6 +38,8 @@ def test_ingest_claim_and_poller_keys() -> None:
     assert keys.ingest_claim_key("demo", "ev-1") == "tandem:ingest:event:demo:ev-1"
     assert keys.poller_cursor_key("demo") == "tandem:poller:demo:cursor"
     assert keys.poller_lock_key("demo") == "tandem:poller:demo:lock"
+    assert keys.poller_deferred_key("demo") == "tandem:poller:demo:deferred"
+    assert keys.reread_window_key("demo") == "tandem:poller:demo:rereads"
 
 
 def test_vendor_limit_keys() -> None:
@@ -53,8 +55,7 @@ def test_the_patterns_of_an_instance_are_pinned() -> None:
         "tandem:{demo}:*",
         "{tandem|demo|*",
         "tandem:ingest:event:demo:*",
-        "tandem:poller:demo:cursor",
-        "tandem:poller:demo:lock",
+        "tandem:poller:demo:*",
     )
 
 
@@ -75,6 +76,9 @@ def _every_key_of(instance_id: str) -> list[str]:
         keys.ingest_claim_key(instance_id, "ev-1"),
         keys.poller_cursor_key(instance_id),
         keys.poller_lock_key(instance_id),
+        keys.poller_deferred_key(instance_id),
+        keys.reread_window_key(instance_id),
+        keys.budget_block_key(keys.reread_window_key(instance_id)),
     ]
 
 
@@ -94,4 +98,4 @@ def test_the_patterns_match_every_key_of_the_instance_and_none_of_another() -> N
 
 def test_glob_characters_in_an_id_are_matched_literally() -> None:
     # Instance ids cannot hold them (the contract's pattern); the purge must not widen to other instances if one did.
-    assert keys.instance_key_patterns("a*[b]?\\")[3] == "tandem:poller:a\\*\\[b\\]\\?\\\\:cursor"
+    assert keys.instance_key_patterns("a*[b]?\\")[3] == "tandem:poller:a\\*\\[b\\]\\?\\\\:*"

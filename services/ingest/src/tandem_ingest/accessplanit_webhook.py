@@ -3,7 +3,8 @@
 A delivery is answered 202 once Kafka has the event (200 when an earlier delivery of the same change already
 stored it) and 503 when it cannot be stored now, so accessplanit retries. Signed deliveries are believed; unsigned
 ones (no secret configured: accessplanit's signing is an assumption) only say which user changed, and the record
-is read from the API with the instance's own key.
+is read from the API with the instance's own key, or, beyond the instance's re-read allowance (an import), left to
+the catch-up poll (`catch_up`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
+from tandem_ingest.catch_up import CatchUp, CatchUpUnavailable
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
 from tandem_ingest.domain.errors import InvalidPayload
 from tandem_ingest.domain.normalize import accessplanit
@@ -51,12 +53,19 @@ class AccessplanitWebhook:
     """The handler, served both as a FastAPI route (`router`) and ahead of FastAPI (`hot_routes`)."""
 
     def __init__(
-        self, settings: IngestSettings, registry: InstanceRegistry, intake: Intake, reader: UserReader
+        self,
+        settings: IngestSettings,
+        registry: InstanceRegistry,
+        intake: Intake,
+        reader: UserReader,
+        catch_up: CatchUp | None = None,
     ) -> None:
+        """`catch_up` None: every unsigned delivery is read back on its own, however many arrive."""
         self._settings = settings
         self._registry = registry
         self._intake = intake
         self._reader = reader
+        self._catch_up = catch_up
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -77,10 +86,35 @@ class AccessplanitWebhook:
         try:
             raw = await self._body(request)
             trusted = self._authenticate(instance, request, raw)
-            event = await self._event(instance, request.method, raw, trusted=trusted)
+            delivery = self._parse(request.method, raw)
+            if not (trusted and delivery.record is not None):
+                deferred = await self._defer(instance, delivery)
+                if deferred is not None:
+                    return deferred
+            event = await self._event(instance, delivery, trusted=trusted)
             return await self._submit(event, instance, trusted=trusted)
         except Refused as refused:
             return refused.response
+
+    async def _defer(self, instance: InstanceConfig, delivery: accessplanit.WebhookDelivery) -> Response | None:
+        """202 when the delivery is left to the catch-up poll (over the instance's re-read allowance)."""
+        if self._catch_up is None:
+            return None
+        try:
+            execution_id = await self._catch_up.defers(instance, delivery.user_id)
+        except CatchUpUnavailable as exc:
+            log.warning("redis unavailable, asking the sender to retry", error=str(exc))
+            return problem(503, "Service Unavailable", "the delivery could not be stored; retry later")
+        if execution_id is None:
+            return None
+        return JSONResponse(
+            {
+                "execution_id": execution_id,
+                "deferred": True,
+                "detail": "accepted; the user will be read by the catch-up poll",
+            },
+            status_code=202,
+        )
 
     async def _body(self, request: Request) -> bytes:
         limit = self._settings.max_body_bytes
@@ -106,7 +140,7 @@ class AccessplanitWebhook:
             raise Refused(problem(401, "Unauthorized", f"missing or invalid {SIGNATURE_HEADER}"))
         return True
 
-    async def _event(self, instance: InstanceConfig, method: str, raw: bytes, *, trusted: bool) -> ChangeEvent:
+    def _parse(self, method: str, raw: bytes) -> accessplanit.WebhookDelivery:
         try:
             body: Any = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -114,7 +148,14 @@ class AccessplanitWebhook:
         except RecursionError:
             raise Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
         try:
-            delivery = accessplanit.parse_webhook(method=method, body=body)
+            return accessplanit.parse_webhook(method=method, body=body)
+        except (InvalidPayload, ValidationError) as exc:
+            raise Refused(problem(400, "Bad Request", _reason(exc))) from None
+
+    async def _event(
+        self, instance: InstanceConfig, delivery: accessplanit.WebhookDelivery, *, trusted: bool
+    ) -> ChangeEvent:
+        try:
             return await delivery_event(
                 delivery, instance, self._reader, trusted=trusted, execution_id=new_id(), received_at=utcnow()
             )

@@ -15,17 +15,26 @@ from redis.asyncio import Redis
 
 from tandem_ingest.accessplanit_changes import ApiChangedUsers, ApiUserReader, CoalescingUserReader, UserReader
 from tandem_ingest.accessplanit_webhook import AccessplanitWebhook
+from tandem_ingest.catch_up import CatchUp, RedisRereadAllowance, RereadAllowance
 from tandem_ingest.dedupe import EventClaims, RedisEventClaims
 from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
 from tandem_ingest.mailchimp_webhook import MailchimpWebhook
-from tandem_ingest.poll_state import PollerLocks, RedisCursorStore
-from tandem_ingest.poller import AccessplanitPoller, ChangedUsers, CursorStore, InstanceLocks, PollerConfig
+from tandem_ingest.poll_state import PollerLocks, RedisCursorStore, RedisDeferredUsers
+from tandem_ingest.poller import (
+    AccessplanitPoller,
+    ChangedUsers,
+    CursorStore,
+    DeferredUsers,
+    InstanceLocks,
+    PollerConfig,
+)
 from tandem_ingest.publishing import ChangePublisher
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import TraceRecord
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.ratelimit import RateBudget
 from tandem_shared.redis.client import connect
 from tandem_shared.tracing import publish_trace
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
@@ -65,6 +74,8 @@ def bootstrap(
     users: ChangedUsers | None = None,
     cursors: CursorStore | None = None,
     locks: InstanceLocks | None = None,
+    deferred: DeferredUsers | None = None,
+    allowance: RereadAllowance | None = None,
 ) -> Ingest:
     kafka = KafkaConnection.from_settings(settings, "tandem-ingest")
     registry = registry or TopicInstanceRegistry(kafka)
@@ -81,6 +92,8 @@ def bootstrap(
     async def trace(record: TraceRecord) -> None:
         await publish_trace(producer, record)
 
+    reader = reader or CoalescingUserReader(ApiUserReader(clients), settings.accessplanit_reread_window_s)
+    deferred = deferred or RedisDeferredUsers(redis)
     poller = AccessplanitPoller(
         registry=registry,
         users=users or ApiChangedUsers(clients),
@@ -93,7 +106,19 @@ def bootstrap(
             page_size=settings.poll_page_size,
             max_pages=settings.poll_max_pages,
             overlap_s=settings.poll_overlap_s,
+            wake_min_interval_s=settings.poll_wake_min_interval_s,
+            clock_skew_s=settings.poll_clock_skew_s,
         ),
+        deferred=deferred,
+        reader=reader,
+    )
+    rereads = RateBudget(redis, limit=settings.accessplanit_rereads_per_minute, window_s=60)
+    catch_up = CatchUp(
+        allowance or RedisRereadAllowance(rereads),
+        deferred,
+        wake=poller.wake,
+        trace=trace,
+        enabled=settings.poller_enabled,
     )
     return Ingest(
         settings=settings,
@@ -101,12 +126,7 @@ def bootstrap(
         producer=producer,
         redis=redis,
         clients=clients,
-        accessplanit_webhook=AccessplanitWebhook(
-            settings,
-            registry,
-            intake,
-            reader or CoalescingUserReader(ApiUserReader(clients), settings.accessplanit_reread_window_s),
-        ),
+        accessplanit_webhook=AccessplanitWebhook(settings, registry, intake, reader, catch_up),
         mailchimp_webhook=MailchimpWebhook(settings, registry, DedupedSink(intake)),
         poller=poller,
         locks=locks,

@@ -13,20 +13,33 @@ instance lets several ingest replicas run it while only one polls a given instan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from tandem_ingest.accessplanit_changes import own_write_marks
+from tandem_ingest.accessplanit_changes import UserReader, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
 from tandem_ingest.domain.cursor import Cursor, Position, record_position, round_start
+from tandem_ingest.domain.deferral import Deferral
 from tandem_ingest.domain.errors import InvalidPayload
-from tandem_ingest.domain.normalize.accessplanit import record_kind, user_event
+from tandem_ingest.domain.normalize.accessplanit import record_kind, removed_user_event, user_event
 from tandem_ingest.domain.poll_report import PollReport
 from tandem_ingest.intake import Intake
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_ingest.trace import PollStep
-from tandem_shared.contracts import Direction, ErrorInfo, InstanceConfig, Stage, TraceRecord, Trigger, utcnow
+from tandem_shared.contracts import (
+    ChangeEvent,
+    Direction,
+    ErrorInfo,
+    InstanceConfig,
+    Stage,
+    TraceRecord,
+    Trigger,
+    utcnow,
+)
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
 from tandem_shared.tracing import new_id
@@ -59,12 +72,29 @@ class InstanceLocks(Protocol):
     async def release_all(self) -> None: ...
 
 
+class DeferredUsers(Protocol):
+    """Users whose unsigned delivery was answered before they were read (`catch_up`); raise on Redis trouble."""
+
+    async def defer(self, instance_id: str, user_id: str, arrived_ms: int) -> None: ...
+
+    async def due(self, instance_id: str, arrived_before_ms: int, limit: int) -> list[Deferral]: ...
+
+    async def settle(self, instance_id: str, user_ids: Sequence[str], read_at_ms: int) -> int:
+        """Drop the users' deferrals that arrived no later than `read_at_ms`; how many were dropped."""
+        ...
+
+
 @dataclass(frozen=True)
 class PollerConfig:
     interval_s: float
     page_size: int
     max_pages: int
     overlap_s: float
+    # Rounds never follow each other closer than this (a woken round, a round continuing a long backlog).
+    wake_min_interval_s: float = 5.0
+    # Deferrals are judged by the clocks of the replicas that took them: a read settles a delivery only when it
+    # started this much later than the delivery arrived.
+    clock_skew_s: float = 1.0
 
 
 def polls(instance: InstanceConfig) -> bool:
@@ -83,7 +113,12 @@ class AccessplanitPoller:
         locks: InstanceLocks,
         trace: TraceSink,
         config: PollerConfig,
+        deferred: DeferredUsers | None = None,
+        reader: UserReader | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`deferred` and `reader` serve deliveries deferred to the catch-up read (`catch_up`); without them the
+        poller only catches up on what the webhooks missed."""
         self._registry = registry
         self._users = users
         self._intake = intake
@@ -91,12 +126,30 @@ class AccessplanitPoller:
         self._locks = locks
         self._trace = trace
         self._config = config
+        self._deferred = deferred
+        self._reader = reader
+        self._clock = clock
+        self._skew_ms = int(config.clock_skew_s * 1000)
+        self._woken = asyncio.Event()
         self._last_error: dict[str, str] = {}
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def wake(self, instance_id: str) -> None:
+        """A delivery of this instance was deferred to the catch-up read: poll soon rather than at the interval
+        (`wake_min_interval_s` after the previous round, so a burst of deliveries costs a page, not a round each)."""
+        self._woken.set()
 
     async def run(self) -> None:
         while True:
-            await self.poll_all()
-            await asyncio.sleep(self._config.interval_s)
+            started = time.monotonic()
+            reports = await self.poll_all()
+            if not any(report.more_to_read for report in reports):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self._config.interval_s)
+            self._woken.clear()
+            await asyncio.sleep(max(0.0, self._config.wake_min_interval_s - (time.monotonic() - started)))
 
     async def poll_all(self) -> list[PollReport]:
         instances = [i for i in self._registry.all() if polls(i)]
@@ -145,10 +198,13 @@ class AccessplanitPoller:
 
     async def _read(self, instance: InstanceConfig, cursor: Cursor, report: PollReport) -> None:
         """Pages until the end (or max_pages); `report.cursor_after` follows every cursor saved."""
+        round_started_ms = self._now_ms()
         position = round_start(cursor, self._config.overlap_s)
         report.started_from = position
         for _ in range(self._config.max_pages):
+            read_at_ms = self._now_ms()
             users = await self._users.page(instance, position, self._config.page_size)
+            submitted: list[str] = []
             for user in users:
                 if self._deleted(instance, report):
                     return
@@ -156,19 +212,61 @@ class AccessplanitPoller:
                 if state is Claim.IN_FLIGHT:
                     # Someone (a webhook) is publishing this very change now: stop before it, retry next round.
                     report.stopped_early = f"user {user.get('ID')} is being received right now"
+                    await self._settle(instance, submitted, read_at_ms, report)
                     await self._save(instance, cursor, report)
                     return
+                submitted.append(str(user.get("ID")))
                 read_at = record_position(user)
                 if read_at is not None:
                     position = read_at
                     cursor = cursor.advanced_to(position)
+            await self._settle(instance, submitted, read_at_ms, report)
             await self._save(instance, cursor, report)
-            if (
-                len(users) < self._config.page_size
-                or self._deleted(instance, report)
-                or not await self._locks.hold(instance.id)
-            ):
-                break
+            if self._deleted(instance, report) or not await self._locks.hold(instance.id):
+                return
+            if len(users) < self._config.page_size:
+                await self._read_deferred_alone(instance, round_started_ms, report)
+                return
+        report.more_to_read = True
+
+    async def _settle(self, instance: InstanceConfig, user_ids: list[str], read_at_ms: int, report: PollReport) -> None:
+        """Deferred deliveries of these users that arrived before their page was requested are answered by it."""
+        if self._deferred is not None and user_ids:
+            report.deferred_settled += await self._deferred.settle(instance.id, user_ids, read_at_ms - self._skew_ms)
+
+    async def _read_deferred_alone(self, instance: InstanceConfig, round_started_ms: int, report: PollReport) -> None:
+        """The round listed every change since the cursor; a deferred user it did not list (deleted, or a change that
+        kept DateUpdated) and whose delivery came before the round began is read on its own, a bounded number per
+        round (the next round reads the rest)."""
+        if self._deferred is None or self._reader is None:
+            return
+        due = await self._deferred.due(instance.id, round_started_ms - self._skew_ms, self._config.page_size)
+        for deferral in due:
+            read_at_ms = self._now_ms()
+            record = await self._reader.get_user(instance, deferral.user_id)
+            report.read_alone += 1
+            state = await self._submit_read_alone(instance, deferral, record, report)
+            if state is Claim.IN_FLIGHT:
+                report.stopped_early = f"user {deferral.user_id} is being received right now"
+                return
+            await self._settle(instance, [deferral.user_id], read_at_ms, report)
+
+    async def _submit_read_alone(
+        self, instance: InstanceConfig, deferral: Deferral, record: dict[str, Any] | None, report: PollReport
+    ) -> Claim:
+        if record is not None:
+            return await self._submit(instance, record, report)
+        report.read += 1
+        event = removed_user_event(
+            instance_id=instance.id,
+            user_id=deferral.user_id,
+            occurred_at=datetime.fromtimestamp(deferral.arrived_ms / 1000, UTC),
+            trigger=Trigger.POLL,
+            execution_id=new_id(),
+            received_at=utcnow(),
+            source_action="catch-up read (the user no longer exists)",
+        )
+        return await self._publish(instance, event, report)
 
     def _deleted(self, instance: InstanceConfig, report: PollReport) -> bool:
         """The instance was deleted during the round: the round ends, and its cursor, removed with the rest of its
@@ -200,6 +298,9 @@ class AccessplanitPoller:
             # Re-reading it will not make it valid; recorded in the poll's trace and passed.
             report.skipped.append(f"user {user.get('ID')}: {exc}")
             return Claim.DONE
+        return await self._publish(instance, event, report)
+
+    async def _publish(self, instance: InstanceConfig, event: ChangeEvent, report: PollReport) -> Claim:
         notes, headers = own_write_marks(event, instance)
         notes = [*notes, "Found by the catch-up poll: no webhook had delivered this change"]
         state = await self._intake.submit(event, stage=Stage.POLLER, notes=notes, headers=headers)

@@ -27,6 +27,11 @@ class IngestSettings(CommonSettings):
     # deliveries of one user within this window share one read, taken after the last of them arrived
     # (accessplanit_changes.CoalescingUserReader). 0 reads once per delivery.
     accessplanit_reread_window_s: float = 0.1
+    # Beyond this many unsigned deliveries of an instance a minute (all replicas together), a delivery is answered at
+    # once and its user left to the catch-up poll, which reads a page of users per request (catch_up.py). The
+    # default spends at most ~2,400 of accessplanit's 5,000 requests an hour per module on re-reads, leaving the
+    # rest to the writer and the poller.
+    accessplanit_rereads_per_minute: int = 40
 
     # The accessplanit catch-up poller (see poller.py).
     poller_enabled: bool = True
@@ -35,3 +40,7 @@ class IngestSettings(CommonSettings):
     # Bounds one round's requests (and so its share of the rate budget); the next round continues from the cursor.
     poll_max_pages: int = 10
     poll_overlap_s: float = 2.0
+    # A deferred delivery wakes the poller; rounds never follow each other closer than this.
+    poll_wake_min_interval_s: float = 5.0
+    # A read answers a deferred delivery only when it began this much after the delivery arrived (replicas' clocks).
+    poll_clock_skew_s: float = 1.0

@@ -55,6 +55,8 @@ class PollStep:
                 "cursor_before": _position(report.cursor_before),
                 "cursor_after": _position(report.cursor_after),
                 "published_event_ids": report.published,
+                "deferred_deliveries_answered": report.deferred_settled,
+                "deferred_users_read_alone": report.read_alone,
             },
             changes_detected=bool(report.published),
         )
@@ -62,6 +64,32 @@ class PollStep:
     def failed(self, error: ErrorInfo) -> TraceRecord:
         verdict = "needs attention" if error.permanent else "will be retried next round"
         return self._step.finish(TraceStatus.FAILED, f"Catch-up poll failed ({verdict})", error=error)
+
+
+class DeferralStep:
+    """An unsigned delivery answered before its user was read: the catch-up poll reads it (`catch_up`)."""
+
+    def __init__(self, instance_id: str, user_id: str) -> None:
+        self._user_id = user_id
+        self._step = StepRecorder(
+            stage=Stage.INGEST,
+            execution_id=new_id(),
+            instance_id=instance_id,
+            trigger=Trigger.WEBHOOK,
+            accessplanit_user_id=user_id,
+        )
+
+    @property
+    def execution_id(self) -> str:
+        return self._step.execution_id
+
+    def deferred(self, reason: str) -> TraceRecord:
+        self._step.log("info", reason)
+        return self._step.finish(
+            TraceStatus.SUCCEEDED,
+            f"Delivery for accessplanit user {self._user_id} deferred to the catch-up read",
+            data_out={"accessplanit_user_id": self._user_id},
+        )
 
 
 def _position(position: Position | None) -> dict[str, str | None] | None:

@@ -13,6 +13,8 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
     tandem:poller:<instance>:lock                  STRING  lease of the ingest replica polling the instance
+    tandem:poller:<instance>:deferred              ZSET    users whose delivery waits for the catch-up read
+    tandem:poller:<instance>:rereads               ZSET    the instance's window of re-reads for unsigned deliveries
     tandem:concurrency:<name>                      ZSET    a vendor's concurrency semaphore (Mailchimp connections)
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}        ZSET    a request budget's sliding window
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}:block  STRING  the vendor said 429: wait until it expires
@@ -75,12 +77,25 @@ def ingest_claim_key(instance_id: str, event_id: str) -> str:
     return f"tandem:ingest:event:{instance_id}:{event_id}"
 
 
+def _poller(instance_id: str) -> str:
+    return f"tandem:poller:{instance_id}"
+
+
 def poller_cursor_key(instance_id: str) -> str:
-    return f"tandem:poller:{instance_id}:cursor"
+    return f"{_poller(instance_id)}:cursor"
 
 
 def poller_lock_key(instance_id: str) -> str:
-    return f"tandem:poller:{instance_id}:lock"
+    return f"{_poller(instance_id)}:lock"
+
+
+def poller_deferred_key(instance_id: str) -> str:
+    return f"{_poller(instance_id)}:deferred"
+
+
+def reread_window_key(instance_id: str) -> str:
+    """A `RateBudget` key: its block key (`budget_block_key`) sits under the same prefix."""
+    return f"{_poller(instance_id)}:rereads"
 
 
 def concurrency_key(name: str, prefix: str = CONCURRENCY_PREFIX) -> str:
@@ -103,8 +118,7 @@ def instance_key_patterns(instance_id: str) -> tuple[str, ...]:
         f"{_instance(instance)}:*",  # sync state, user emails, held changes and their lease
         f"{_writer_slots(instance)}*",  # the writer's keys of every target and contact
         ingest_claim_key(instance, "*"),
-        poller_cursor_key(instance),
-        poller_lock_key(instance),
+        f"{_poller(instance)}:*",  # the poller's cursor, lease, deferred users and re-read window
     )
 
 

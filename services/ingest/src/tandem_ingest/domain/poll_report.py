@@ -19,6 +19,9 @@ class PollReport:
     cursor_after: Position | None = None
     initialized: bool = False
     stopped_early: str | None = None
+    deferred_settled: int = 0  # deferred deliveries this round's reads answered
+    read_alone: int = 0  # deferred users the pages did not list, read one request each
+    more_to_read: bool = False  # the round stopped at its page limit with more changes behind it
 
     @property
     def found_changes(self) -> bool:
@@ -27,11 +30,13 @@ class PollReport:
     @property
     def worth_tracing(self) -> bool:
         """A round that found nothing leaves no trace record: one per interval per instance would drown the rest."""
-        return self.found_changes or bool(self.skipped)
+        return self.found_changes or bool(self.skipped) or bool(self.published) or self.deferred_settled > 0
 
     def summary(self) -> str:
         return (
             f"Catch-up poll read {self.read} changed user(s): {len(self.published)} not received by webhook "
             f"(published now), {self.duplicates} already received"
             + (f", {len(self.skipped)} unreadable" if self.skipped else "")
+            + (f"; answered {self.deferred_settled} deferred delivery(ies)" if self.deferred_settled else "")
+            + (f", {self.read_alone} read on their own" if self.read_alone else "")
         )
