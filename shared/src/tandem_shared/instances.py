@@ -16,6 +16,7 @@ from tandem_shared.contracts import (
     FieldMapping,
     InstanceConfig,
     MailchimpConnection,
+    Transform,
     utcnow,
 )
 
@@ -135,5 +136,6 @@ def demo_instance(*, signed_accessplanit_webhooks: bool = False) -> InstanceConf
             FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),
             FieldMapping(mailchimp="LNAME", accessplanit="Surname"),
             FieldMapping(mailchimp="EMAIL", accessplanit="Email"),
+            FieldMapping(mailchimp="PHONE", accessplanit="Phone", transform=Transform.PHONE),
         ],
     )

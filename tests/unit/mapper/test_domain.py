@@ -293,6 +293,16 @@ def test_a_record_tandem_has_not_seen_is_never_blanked() -> None:
     assert "PHONE" not in decision.command.payload["merge_fields"]
 
 
+def test_a_field_whose_target_value_tandem_has_not_seen_is_never_blanked() -> None:
+    # Mailchimp is known (FNAME, LNAME written before) but not its PHONE (the mapping was added since): accessplanit's
+    # empty Phone on its first sighting is no news, and Mailchimp may hold a number.
+    names_only = {k: v for k, v in MC_HOLDS.items() if k != "PHONE"}
+    known = Knowledge(target=side(names_only, origin="written"), previous_email="ada@example.com")
+    decision = run(ap_event(Phone=None, Surname="Byron"), known)
+    assert decision.command is not None
+    assert decision.command.payload["merge_fields"] == {"LNAME": "Byron"}
+
+
 # -- change detection ------------------------------------------------------------------------------------------
 
 

@@ -51,9 +51,9 @@ def test_mappings_for_a_flow_respect_per_mapping_direction() -> None:
         update={
             "mappings": [
                 *demo_instance().mappings,
-                FieldMapping(mailchimp="PHONE", accessplanit="Phone", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
+                FieldMapping(mailchimp="MOBILE", accessplanit="Mobile", direction=Direction.MAILCHIMP_TO_ACCESSPLANIT),
             ]
         }
     )
-    assert "PHONE" not in {m.mailchimp for m in instance.mappings_for(Flow.ACCESSPLANIT_TO_MAILCHIMP)}
-    assert "PHONE" in {m.mailchimp for m in instance.mappings_for(Flow.MAILCHIMP_TO_ACCESSPLANIT)}
+    assert "MOBILE" not in {m.mailchimp for m in instance.mappings_for(Flow.ACCESSPLANIT_TO_MAILCHIMP)}
+    assert "MOBILE" in {m.mailchimp for m in instance.mappings_for(Flow.MAILCHIMP_TO_ACCESSPLANIT)}

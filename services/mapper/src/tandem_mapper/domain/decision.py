@@ -188,8 +188,9 @@ def decide(
         digest = field_digest(value.value)
         if held is not None and held.digest == digest:
             continue
-        if target_state is None and digest == EMPTY_DIGEST:
-            # Never blank a field of a record Tandem has not seen yet.
+        if held is None and digest == EMPTY_DIGEST:
+            # Never blank a field whose value on the target Tandem has not seen (a record it has not seen yet, or a
+            # mapping added since): an empty source value there is no news, and the target may hold data.
             continue
         effective = analysis.effective_ts.get(value.source_field, event_ts)
         if held is not None and held.origin == "written":
