@@ -319,6 +319,22 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         ]
     else:
         lines.append("(not measured)")
+    imp = r.get("tandem", {}).get("unsigned_import")
+    lines += ["", "## An accessplanit import on the default, unsigned webhook path", ""]
+    if imp:
+        lines += [
+            "Users created in the accessplanit simulator, each announced by its own unsigned webhook; ingest reads "
+            "users back within the instance's re-read allowance (40 a minute) and leaves the rest to the catch-up "
+            "poll (a page of 100 per request). accessplanit allows 5,000 requests an hour per module.",
+            "",
+            "| Users | Created in s | Synced to Mailchimp | Synced in s | Users/s | accessplanit reads | Reads/user |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {_fmt(imp.get('users'), ',d')} | {_fmt(imp.get('created_in_s'))} | {_fmt(imp.get('synced'), ',d')} | "
+            f"{_fmt(imp.get('synced_in_s'))} | {_fmt(imp.get('users_per_s'))} | "
+            f"{_fmt(imp.get('accessplanit_reads'), ',d')} | {_fmt(imp.get('reads_per_user'), '.3f')} |",
+        ]
+    else:
+        lines.append("(not measured)")
     mcw = r.get("tandem", {}).get("mailchimp_webhooks")
     lines += ["", "## Mailchimp webhooks (mixed load)", ""]
     if mcw:

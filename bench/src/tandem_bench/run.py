@@ -30,6 +30,7 @@ from tandem_bench.stats import budget_use, cpu_percent, summarize_latencies, thr
 from tandem_bench.traces import TraceCollector
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.stack import (
+    DEMO_ACCESSPLANIT_ADMIN_KEY,
     DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
     DEMO_MAILCHIMP_API_KEY,
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
@@ -61,17 +62,20 @@ class Plan:
     burst_contacts: int
     mailchimp_seconds: float
     wait_cap_s: float  # the longest any phase waits for Tandem to finish what it accepted
+    import_users: int = 500
     profile_seconds: int = 10
     # The naive sync falls over at 1,000/s and needs a minute or two to recover; --quick leaves that rate out.
     naive_rates: tuple[int, ...] = RATES
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls("quick", 2000, 10000, {50: 3, 200: 3, 1000: 3}, 1000, 20, 10, 3, 20, naive_rates=(50, 200))
+        return cls(
+            "quick", 2000, 10000, {50: 3, 200: 3, 1000: 3}, 1000, 20, 10, 3, 20, import_users=300, naive_rates=(50, 200)
+        )
 
     @classmethod
     def full(cls) -> Plan:
-        return cls("full", 6000, 60000, {50: 20, 200: 20, 1000: 10}, 3000, 120, 30, 15, 300)
+        return cls("full", 6000, 60000, {50: 20, 200: 20, 1000: 10}, 3000, 120, 30, 15, 300, import_users=3000)
 
 
 class Bench:
@@ -510,6 +514,70 @@ class Bench:
             **(summary.as_dict() if summary else {}),
         }
 
+    async def unsigned_import(self) -> dict[str, Any]:
+        """An import in accessplanit on the default, unsigned path: users created through the API, each announced by
+        the simulator's own unsigned webhook. Ingest reads announced users back within the instance's re-read
+        allowance and leaves the rest to the catch-up poll, a page of users per request (`tandem_ingest.catch_up`).
+        Figures: accessplanit requests spent per imported user, and how long until all are Mailchimp members."""
+        n = self.plan.import_users
+        instance = self.stack.import_instance
+        self.sim_reset()
+        admin = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
+        async with httpx.AsyncClient(base_url=self.stack.url("accessplanit_sim"), timeout=30) as ap:
+            (await ap.post("/_sim/reset")).raise_for_status()
+            # The creates stand for an import inside the platform (a CSV upload), which spends no API requests: they
+            # are counted on their own credential, so the integration's key has its documented 5,000 an hour.
+            (await ap.post("/_sim/controls", json={"rate_limit_scope": "credential"})).raise_for_status()
+            target = f"{self.stack.url('ingest')}/webhooks/accessplanit/{instance.id}"
+            webhook = {"Module": "User", "Events": ["created", "updated", "deleted"], "TargetUrl": target}
+            (await ap.post("/api/v2/Webhook", json=webhook, headers=admin)).raise_for_status()
+            reads_before = await _user_reads(ap)
+            members_before = await self._audience_size()
+            started = time.monotonic()
+            slots = asyncio.Semaphore(16)
+
+            async def create(i: int) -> None:
+                user = {"Forenames": "Imported", "Surname": f"User {i}", "Email": f"import-{i}@example.com"}
+                async with slots:
+                    created = await ap.post("/api/v2/User", json={**user, "MainCompanyID": "2"}, headers=admin)
+                    created.raise_for_status()
+
+            await asyncio.gather(*(create(i) for i in range(n)))
+            created_s = time.monotonic() - started
+            # Until every user is a member, or nothing moved for 30 s (the poller's interval is 60 s: a deferral
+            # left behind by a missed wake would show as a stall, which is what this phase must catch).
+            synced, progressed = 0, time.monotonic()
+            while synced < n and time.monotonic() - progressed < 30:
+                await asyncio.sleep(0.5)
+                now_synced = await self._audience_size() - members_before
+                if now_synced > synced:
+                    synced, progressed = now_synced, time.monotonic()
+            synced_s = progressed - started
+            reads = await _user_reads(ap) - reads_before
+        return {
+            "users": n,
+            "created_in_s": round(created_s, 1),
+            "synced": synced,
+            "synced_in_s": round(synced_s, 1),
+            "users_per_s": round(synced / synced_s, 1) if synced_s else None,
+            "accessplanit_reads": reads,
+            "reads_per_user": round(reads / n, 3) if n else None,
+        }
+
+    async def _audience_size(self) -> int:
+        auth = ("any", DEMO_MAILCHIMP_API_KEY)
+        url = f"{self.stack.url('mailchimp_sim')}/3.0/lists/{AUDIENCE_ID}/members"
+        async with httpx.AsyncClient(timeout=30, auth=auth) as mc:
+            response = await mc.get(url, params={"count": 1, "fields": "total_items"})
+        response.raise_for_status()
+        return int(response.json()["total_items"])
+
+
+async def _user_reads(ap: httpx.AsyncClient) -> int:
+    """`GET /User` requests the accessplanit simulator has answered (reads by filter and pages alike)."""
+    rows = (await ap.get("/_sim/stats")).json()["requests"]
+    return sum(r["count"] for r in rows if r["method"] == "GET" and r["route"] == "/api/v2/User")
+
 
 def _loadgen_usage(out: dict[str, Any], *, busy_window: tuple[float, float]) -> dict[str, float]:
     """The load generator reports its own CPU time; its memory is not sampled (it is not a service)."""
@@ -595,7 +663,7 @@ def _pop_resources(row: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-PHASE_GROUPS = ("references", "throughput", "latency", "budget", "burst", "mailchimp")
+PHASE_GROUPS = ("references", "throughput", "latency", "budget", "burst", "mailchimp", "import")
 
 
 async def _references(bench: Bench, plan: Plan, step: Any, results: dict[str, Any], sizes: dict[str, int]) -> None:
@@ -677,6 +745,10 @@ async def run_phases(
             await bench.drain()
             step("Tandem with Mailchimp webhooks")
             tandem["mailchimp_webhooks"] = await bench.mailchimp_webhooks()
+        if "import" in groups:
+            await bench.drain()
+            step(f"Tandem: an accessplanit import of {plan.import_users} users, unsigned webhooks")
+            tandem["unsigned_import"] = await bench.unsigned_import()
     finally:
         results["notes"] = bench.notes
         await bench.collector.stop()

@@ -38,6 +38,7 @@ class BenchStack:
     ports: Ports
     naive_port: int
     instance: InstanceConfig
+    import_instance: InstanceConfig  # the default, unsigned accessplanit path (the import phase)
     kafka: str
     redis: str
     pids: dict[str, int]
@@ -53,8 +54,11 @@ class BenchStack:
         return response
 
 
-def bench_instance(ports: Ports, instance_id: str) -> InstanceConfig:
-    base = demo_instance(signed_accessplanit_webhooks=True)
+def bench_instance(ports: Ports, instance_id: str, *, signed: bool = True) -> InstanceConfig:
+    """The load generator signs its accessplanit deliveries and carries the whole record (the simulator's opt-in
+    signing): the pipeline phases measure Tandem, not accessplanit's read budget. `signed=False` is the default
+    path a real tenant takes (each announced user read back), which the import phase measures."""
+    base = demo_instance(signed_accessplanit_webhooks=signed)
     return base.model_copy(
         update={
             "id": instance_id,
@@ -164,7 +168,9 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
     naive_port = free_port()
     suffix = uuid.uuid4().hex[:8]
     instance = bench_instance(ports, f"bench-{suffix}")
-    asyncio.run(put_instance(_connection(kafka), instance))
+    import_instance = bench_instance(ports, f"bench-{suffix}-import", signed=False)
+    for each in (instance, import_instance):
+        asyncio.run(put_instance(_connection(kafka), each))
     mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
     asyncio.run(start_groups_at_end(kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
     env = stack_env(
@@ -194,9 +200,10 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
                 pids[name] = pid
         print(f"bench: stack up (instance {instance.id}, python {sys.version.split()[0]})", flush=True)
         groups = {mapper_group: CHANGES, writer_group: COMMANDS}
-        yield BenchStack(stack, ports, naive_port, instance, kafka, redis, pids, groups)
+        yield BenchStack(stack, ports, naive_port, instance, import_instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
         if not own.kafka_started_here:
             # Someone else's broker: leave it as it was, less this run's instance (and its Redis state).
-            asyncio.run(remove_instance(_connection(kafka), redis, instance.id))
+            for each in (instance, import_instance):
+                asyncio.run(remove_instance(_connection(kafka), redis, each.id))
