@@ -78,10 +78,11 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def _publish_demo_instance(bootstrap: str) -> InstanceConfig:
     """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
-    instance = asyncio.run(read_instances(KafkaConnection(bootstrap, "tandem-devstack"))).get(demo_instance().id)
+    kafka = KafkaConnection.from_env("tandem-devstack", bootstrap)
+    instance = asyncio.run(read_instances(kafka)).get(demo_instance().id)
     if instance is None:
         instance = demo_instance()
-        asyncio.run(put_instance(KafkaConnection(bootstrap, "tandem-devstack"), instance))
+        asyncio.run(put_instance(kafka, instance))
     return instance
 
 

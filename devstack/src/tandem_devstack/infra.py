@@ -138,7 +138,7 @@ def _try_ensure_topics(bootstrap: str) -> list[str] | None:
     if not port_open(host, int(port)):
         return None
     try:
-        return asyncio.run(ensure_topics(KafkaConnection(bootstrap, "tandem-devstack")))
+        return asyncio.run(ensure_topics(KafkaConnection.from_env("tandem-devstack", bootstrap)))
     except Exception:  # the broker answers TCP before its controller is elected; keep waiting
         return None
 
