@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -99,9 +100,39 @@ def granted(commands: Iterable[Sequence[str]]) -> set[tuple[str, str, str, str, 
             kind, name = "group", args[args.index("--group") + 1]
         else:
             kind, name = "cluster", "kafka-cluster"
-        operations = [args[i + 1] for i, a in enumerate(args) if a == "--operation"]
+        operations = [_operation(args[i + 1]) for i, a in enumerate(args) if a == "--operation"]
         out |= {(principal, kind, name, pattern, op) for op in operations}
     return out
+
+
+def _operation(name: str) -> str:
+    """Strimzi's and kafka-acls's spelling (Read, DescribeConfigs) as the broker lists it (READ, DESCRIBE_CONFIGS)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).upper()
+
+
+_LISTED_RESOURCE = re.compile(r"resourceType=(\w+), name=(.*?), patternType=(\w+)\)")
+_LISTED_ENTRY = re.compile(r"principal=User:([^,]+), host=\*, operation=(\w+), permissionType=ALLOW")
+
+
+def list_acls(classpath: str, bootstrap: str) -> set[tuple[str, str, str, str, str]]:
+    """The ACLs the broker holds (`kafka-acls --list`), in `granted`'s terms."""
+    result = subprocess.run(
+        ["java", "-cp", classpath, str(ACL_BATCH)],
+        input="\t".join(["org.apache.kafka.tools.AclCommand", "--bootstrap-server", bootstrap, "--list"]) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    held = set()
+    resource: tuple[str, str, str] | None = None
+    patterns = {v: k for k, v in PATTERN_TYPES.items()}
+    for line in result.stdout.splitlines():
+        if found := _LISTED_RESOURCE.search(line):
+            kind, name, pattern = found.groups()
+            resource = (kind.lower(), name, patterns.get(pattern, pattern.lower()))
+        elif (entry := _LISTED_ENTRY.search(line)) and resource is not None:
+            held.add((entry.group(1), *resource, entry.group(2)))
+    return held
 
 
 @dataclass(frozen=True)
