@@ -64,7 +64,9 @@ def running_stack(
     tmp: Path,
     services: list[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    service_env: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[RunningStack]:
+    """`service_env`: settings of one service over the stack's, by service name (its Kafka user, say)."""
     ports = Ports(*(free_port() for _ in range(6)))
     suffix = uuid.uuid4().hex[:8]
     instance = make_test_instance(ports, f"t-{suffix}")
@@ -94,6 +96,7 @@ def running_stack(
         started = set()
         for spec in service_specs(ports):
             if services is None or spec.name in services:
+                spec.env.update((service_env or {}).get(spec.name, {}))
                 stack.start(spec)
                 started.add(spec.name)
         endpoints = demo.Endpoints.from_env(env)

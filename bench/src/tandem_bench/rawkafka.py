@@ -43,11 +43,11 @@ def sent_at_of(value: bytes) -> float:
 
 def producer_for(bootstrap: str) -> AIOKafkaProducer:
     # Tandem's guarantees (acks=all, idempotent) without its linger: the ceiling is measured as it always was.
-    return KafkaConnection(bootstrap, "tandem-bench-raw").producer(linger_ms=0)
+    return KafkaConnection.from_env("tandem-bench-raw", bootstrap).producer(linger_ms=0)
 
 
 async def ready_consumer(bootstrap: str, topic: str, group: str) -> AIOKafkaConsumer:
-    consumer = KafkaConnection(bootstrap, "tandem-bench-raw").consumer(
+    consumer = KafkaConnection.from_env("tandem-bench-raw", bootstrap).consumer(
         topic, group_id=group, auto_offset_reset="latest", enable_auto_commit=False
     )
     await consumer.start()

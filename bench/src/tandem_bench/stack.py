@@ -120,7 +120,7 @@ def naive_spec(port: int) -> ServiceSpec:
 
 
 def _connection(bootstrap: str) -> KafkaConnection:
-    return KafkaConnection(bootstrap, "tandem-bench")
+    return KafkaConnection.from_env("tandem-bench", bootstrap)
 
 
 def _port_of(address: str) -> int:

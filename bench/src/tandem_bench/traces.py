@@ -37,7 +37,7 @@ def timestamp(value: str) -> float:
 
 class TraceCollector:
     def __init__(self, bootstrap: str, instance_id: str) -> None:
-        self._kafka = KafkaConnection(bootstrap, "tandem-bench-traces")
+        self._kafka = KafkaConnection.from_env("tandem-bench-traces", bootstrap)
         self._instance = instance_id.encode()
         self.executions: dict[str, Execution] = {}
         self._consumer: AIOKafkaConsumer | None = None

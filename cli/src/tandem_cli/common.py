@@ -44,7 +44,7 @@ def add_broker_option(parser: argparse.ArgumentParser) -> None:
 
 def kafka_connection(args: argparse.Namespace) -> KafkaConnection:
     """The broker `add_broker_option` named."""
-    return KafkaConnection(args.bootstrap_servers, "tandem-cli")
+    return KafkaConnection.from_env("tandem-cli", args.bootstrap_servers)
 
 
 def run(awaitable: Awaitable[T], *, timeout: float, what: str) -> T:

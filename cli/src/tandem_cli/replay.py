@@ -75,7 +75,7 @@ def _note(entry: Parked, command: SyncCommand, how: str) -> Note:
 
 async def replay(args: argparse.Namespace) -> int:
     settings = CommonSettings()
-    kafka = KafkaConnection(args.bootstrap_servers or settings.kafka_bootstrap_servers, "tandem-replay")
+    kafka = KafkaConnection.from_env("tandem-replay", args.bootstrap_servers or settings.kafka_bootstrap_servers)
     topics = parked_topics(args.source)
     start = await pending_start(kafka, args.writer_group, topics) if args.source == "retry" else None
     filters = Filters(args.instance, args.since, args.until, args.execution)

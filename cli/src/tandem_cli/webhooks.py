@@ -193,7 +193,7 @@ def _say(message: str) -> None:
 
 
 def _load_instance(kafka: str, instance_id: str) -> InstanceConfig:
-    instance = asyncio.run(read_instances(KafkaConnection(kafka, "tandem-cli"))).get(instance_id)
+    instance = asyncio.run(read_instances(KafkaConnection.from_env("tandem-cli", kafka))).get(instance_id)
     if instance is None:
         raise RegistrationError(f"no instance {instance_id!r} on {kafka}")
     return instance
@@ -249,7 +249,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     if args.no_update_instance:
         _say(f"set the instance's mailchimp.webhook_signing_secret to {ref}")
         return 0
-    asyncio.run(put_instance(KafkaConnection(args.kafka, "tandem-cli"), with_signing_secret(instance, ref)))
+    asyncio.run(put_instance(KafkaConnection.from_env("tandem-cli", args.kafka), with_signing_secret(instance, ref)))
     _say(f"instance {instance.id}: mailchimp.webhook_signing_secret = {ref}")
     return 0
 

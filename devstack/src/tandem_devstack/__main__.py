@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tandem_devstack import demo, infra
+from tandem_devstack import demo, infra, kafka_auth
 from tandem_devstack.paths import tandem_home, test_home
 from tandem_devstack.processes import read_pid, stop_pid
 from tandem_devstack.stack import (
@@ -20,6 +20,7 @@ from tandem_devstack.stack import (
     DEMO_MAILCHIMP_API_KEY,
     DEMO_MAILCHIMP_AUDIENCE,
     Ports,
+    ServiceSpec,
     Stack,
     default_data_dir,
     service_specs,
@@ -78,10 +79,11 @@ def cmd_status(_: argparse.Namespace) -> int:
 
 def _publish_demo_instance(bootstrap: str) -> InstanceConfig:
     """The demo instance on tandem.instances, unless one is there (an operator may have changed it since)."""
-    instance = asyncio.run(read_instances(KafkaConnection(bootstrap, "tandem-devstack"))).get(demo_instance().id)
+    kafka = KafkaConnection.from_env("tandem-devstack", bootstrap)
+    instance = asyncio.run(read_instances(kafka)).get(demo_instance().id)
     if instance is None:
         instance = demo_instance()
-        asyncio.run(put_instance(KafkaConnection(bootstrap, "tandem-devstack"), instance))
+        asyncio.run(put_instance(kafka, instance))
     return instance
 
 
@@ -149,9 +151,41 @@ Edit it as a marketer would in Mailchimp (a signed webhook reaches ingest, a cha
 """
 
 
+def secured(specs: list[ServiceSpec], mode: str | None) -> list[ServiceSpec]:
+    """With TANDEM_KAFKA_AUTH=mtls|scram, each service connects to the broker's SSL or SASL_SSL listener as its own
+    Kafka user (k8s/base/kafka-users.yaml), under that user's ACLs; the simulators do not use Kafka."""
+    if not mode:
+        return specs
+    creds, listeners = infra.kafka_credentials(), infra.listeners()
+    for spec in specs:
+        user = kafka_auth.SERVICE_USERS.get(spec.name)
+        if user is not None:
+            spec.env.update(creds.client_env(user, mode, listeners))
+    return specs
+
+
+def _kafka_line(plain: str, auth: str | None) -> str:
+    if auth is None:
+        return plain
+    listeners = infra.listeners()
+    port = listeners.ssl if auth == "mtls" else listeners.sasl_ssl
+    return f"{plain} (plain, admin); services on 127.0.0.1:{port} ({auth}, each as its own Kafka user)"
+
+
 def cmd_run(_: argparse.Namespace) -> int:
+    auth = os.environ.get("TANDEM_KAFKA_AUTH") or None
+    if auth is not None and auth not in kafka_auth.MODES:
+        print(f"TANDEM_KAFKA_AUTH={auth!r}: use one of {', '.join(kafka_auth.MODES)}", file=sys.stderr)
+        return 2
     infra.ensure_prerequisites()
     kafka, redis = infra.ensure_kafka(), infra.ensure_redis()
+    if auth is not None and not infra.secured_listeners_open():
+        print(
+            f"TANDEM_KAFKA_AUTH={auth}: the broker at {kafka.address} has no secured listeners (started by an older"
+            " devstack?); stop it with `python -m tandem_devstack down` and run again",
+            file=sys.stderr,
+        )
+        return 2
     ports = Ports.from_env()
     data_dir = default_data_dir()
     stack = Stack(
@@ -164,13 +198,13 @@ def cmd_run(_: argparse.Namespace) -> int:
     try:
         os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
         instance = _publish_demo_instance(kafka.address)
-        for spec in service_specs(ports):
+        for spec in secured(service_specs(ports), auth):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
         _register_demo_webhooks(
             demo.Endpoints.from_env(stack.env), kafka.address, Path(stack.env["TANDEM_DEMO_SECRETS_DIR"]), instance
         )
-        print(_banner(ports, kafka.address, redis.address), flush=True)
+        print(_banner(ports, _kafka_line(kafka.address, auth), redis.address), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
     finally:

@@ -80,5 +80,5 @@ def register_mailchimp_webhook(
     ref = f"file:{secret_file}" if secret_file.exists() else None
     if instance.mailchimp.webhook_signing_secret != ref and ref is not None:
         instance = with_signing_secret(instance, ref)
-        asyncio.run(put_instance(KafkaConnection(kafka, "tandem-devstack"), instance))
+        asyncio.run(put_instance(KafkaConnection.from_env("tandem-devstack", kafka), instance))
     return instance

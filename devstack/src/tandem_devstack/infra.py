@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tandem_devstack import kafka_auth
 from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
 from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
 from tandem_shared.kafka import KafkaConnection, ensure_topics
@@ -61,10 +62,14 @@ def _apt_install(*packages: str) -> None:
 
 
 def ensure_prerequisites() -> None:
-    """Java 17 and Maven (for the broker), redis-server, Chromium (browser tests): Debian's packages when missing."""
+    """Java 17 and Maven (for the broker), redis-server, Chromium (browser tests), openssl (the broker's throwaway
+    CA): Debian's packages when missing. The JDK rather than the JRE: Kafka's tools that set up the secured
+    listeners' users and ACLs run through Java's source launcher (`devstack/kafka/ToolBatch.java`)."""
     missing = []
-    if shutil.which("java") is None:
-        missing.append("openjdk-17-jre-headless")
+    if shutil.which("java") is None or shutil.which("javac") is None:
+        missing.append("openjdk-17-jdk-headless")
+    if shutil.which("openssl") is None:
+        missing.append("openssl")
     if shutil.which("mvn") is None:
         missing.append("maven")
     if shutil.which("redis-server") is None:
@@ -104,17 +109,33 @@ def kafka_libs() -> Path:
     return libs
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def listeners() -> kafka_auth.Listeners:
+    return kafka_auth.Listeners.for_port(kafka_port(), kafka_controller_port())
+
+
+def kafka_home() -> Path:
+    return tandem_home() / "kafka" / f"broker-{kafka_port()}"
+
+
+def secured_listeners_open() -> bool:
+    found = listeners()
+    return port_open(HOST, found.ssl) and port_open(HOST, found.sasl_ssl) and kafka_credentials().ca.exists()
+
+
+def kafka_credentials() -> kafka_auth.Credentials:
+    """Certificates and SCRAM passwords of the local broker's users (made when the broker was first started)."""
+    return kafka_auth.Credentials(kafka_home() / "security")
+
+
+def _server_properties(data_dir: Path, listeners: kafka_auth.Listeners, creds: kafka_auth.Credentials) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
-            f"controller.quorum.bootstrap.servers={HOST}:{controller_port}",
-            f"listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+            f"controller.quorum.bootstrap.servers={HOST}:{listeners.controller}",
+            *kafka_auth.server_properties(listeners, creds),
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={data_dir / 'logs'}",
             "num.partitions=1",
             # Topics are created explicitly with their partition counts; a typo must fail, not create a topic.
@@ -138,7 +159,7 @@ def _try_ensure_topics(bootstrap: str) -> list[str] | None:
     if not port_open(host, int(port)):
         return None
     try:
-        return asyncio.run(ensure_topics(KafkaConnection(bootstrap, "tandem-devstack")))
+        return asyncio.run(ensure_topics(KafkaConnection.from_env("tandem-devstack", bootstrap)))
     except Exception:  # the broker answers TCP before its controller is elected; keep waiting
         return None
 
@@ -170,9 +191,9 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
     if external:
         wait_until(lambda: _kafka_ready(external), timeout=timeout, what=f"Kafka at {external}")
         return Service("kafka", external, started_here=False)
-    port, controller_port = kafka_port(), kafka_controller_port()
+    port = kafka_port()
     bootstrap = f"{HOST}:{port}"
-    home = tandem_home() / "kafka" / f"broker-{port}"
+    home = kafka_home()
     pidfile = home / "kafka.pid"
     if port_open(HOST, port) or read_pid(pidfile) is not None:
         # Someone else's broker (another terminal's devstack, a test session): use it, leave it running.
@@ -181,9 +202,13 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
     libs = kafka_libs()
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text(_server_properties(home, port, controller_port))
+    users = kafka_auth.kafka_users()
+    creds = kafka_auth.prepare(home / "security", users)
+    props.write_text(_server_properties(home, listeners(), creds))
+    props.chmod(0o600)  # it holds the keystore's password
     classpath = f"{libs}/*"
-    if not (home / "logs" / "meta.properties").exists():
+    formatted_here = not (home / "logs" / "meta.properties").exists()
+    if formatted_here:
         cluster_id = subprocess.run(
             ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
             check=True,
@@ -202,6 +227,7 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
                 cluster_id,
                 "-c",
                 str(props),
+                *kafka_auth.format_scram_args(creds, users),
             ],
             check=True,
             capture_output=True,
@@ -223,7 +249,32 @@ def ensure_kafka(timeout: float = 120.0) -> Service:
     )
     pidfile.write_text(str(proc.pid))
     wait_until(lambda: _kafka_ready(bootstrap), timeout=timeout, what=f"Kafka at {bootstrap}")
+    _apply_acls(home, classpath, bootstrap, users, creds, scram=not formatted_here)
     return Service("kafka", bootstrap, started_here=True, pidfile=pidfile)
+
+
+def _apply_acls(
+    home: Path,
+    classpath: str,
+    bootstrap: str,
+    users: dict[str, list[kafka_auth.Acl]],
+    creds: kafka_auth.Credentials,
+    *,
+    scram: bool,
+) -> None:
+    """The ACLs of k8s/base/kafka-users.yaml, through the plain (super-user) listener; again only when they changed.
+
+    `scram`: also the users' SCRAM credentials, for a broker home formatted before it had them.
+    """
+    stamp = home / "security" / "applied"
+    commands = [("org.apache.kafka.tools.AclCommand", args) for args in kafka_auth.acl_commands(users, bootstrap)]
+    digest = kafka_auth.setup_digest(commands)
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    if scram and not stamp.exists():
+        commands += [("kafka.admin.ConfigCommand", args) for args in kafka_auth.scram_commands(creds, users, bootstrap)]
+    kafka_auth.run_tools(classpath, commands, home / "security.log")
+    stamp.write_text(digest)
 
 
 def restart_kafka(timeout: float = 120.0) -> Service:

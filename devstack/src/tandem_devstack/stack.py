@@ -58,6 +58,8 @@ class ServiceSpec:
     module_args: list[str]
     port: int
     health_path: str
+    # This process's own settings over the stack's: its Kafka user on a secured broker (TANDEM_KAFKA_AUTH).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -141,7 +143,8 @@ class Stack:
 
     def start(self, spec: ServiceSpec, *, timeout: float = 60.0) -> RunningService:
         log = self.log_dir / f"{spec.name}.log"
-        proc = spawn([sys.executable, "-m", *spec.module_args], log=log, env=self.env, cwd=REPO_ROOT)
+        env = {**self.env, **spec.env}
+        proc = spawn([sys.executable, "-m", *spec.module_args], log=log, env=env, cwd=REPO_ROOT)
         service = RunningService(spec, proc.pid, log)
         self.running.append(service)
 

@@ -89,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
 
     kafka, redis = ensure_kafka().address, ensure_redis().address
-    connection = KafkaConnection(kafka, "tandem-cpu-per-webhook")
+    connection = KafkaConnection.from_env("tandem-cpu-per-webhook", kafka)
     asyncio.run(ensure_topics(connection))
     instance_id = f"cpu-{uuid.uuid4().hex[:8]}"
     asyncio.run(

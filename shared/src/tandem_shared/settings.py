@@ -6,7 +6,7 @@ configures every service, as in the devstack, docker-compose and the k8s ConfigM
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +17,15 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1:9092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TANDEM_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # How clients prove themselves to Kafka (tandem_shared.kafka.security); PLAINTEXT needs none of the rest.
+    kafka_security_protocol: str = Field(default="PLAINTEXT", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL"))
+    kafka_ssl_ca_file: str | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SSL_CA_FILE"))
+    kafka_ssl_cert_file: str | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SSL_CERT_FILE"))
+    kafka_ssl_key_file: str | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SSL_KEY_FILE"))
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM"))
+    # A value, or a secret reference (file:/path, env:NAME) resolved when a client is built.
+    kafka_sasl_username: str | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD"))
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "TANDEM_REDIS_URL"),

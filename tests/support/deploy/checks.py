@@ -30,10 +30,6 @@ from tandem_shared.contracts.topics import TopicSpec
 AWAITED: Mapping[str, str] = {
     "TANDEM_MAPPER_GROUP_INSTANCE_ID": "static group membership (group_instance_id) for the mapper",
     "TANDEM_CONSOLE_GROUP_INSTANCE_ID": "static group membership (group_instance_id) for the console",
-    "KAFKA_SECURITY_PROTOCOL": "mTLS to Strimzi's tls listener (SSL)",
-    "KAFKA_SSL_CA_FILE": "the cluster CA certificate",
-    "KAFKA_SSL_CERT_FILE": "the KafkaUser's certificate",
-    "KAFKA_SSL_KEY_FILE": "the KafkaUser's private key",
 }
 
 # Variables that are ours to check: the services' and simulators' namespaces and the shared aliases.

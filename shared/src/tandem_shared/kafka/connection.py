@@ -1,16 +1,17 @@
 """KafkaConnection: where and how Tandem reaches Kafka. Every producer, consumer, admin client and FastStream broker
-in the repository is built here, so connection settings (TLS and SASL next) are added in one place."""
+in the repository is built here, with the same address and security (TLS, SASL: `KafkaSecurity`)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.kafka import KafkaBroker
 
+from tandem_shared.kafka.security import KafkaSecurity
 from tandem_shared.settings import CommonSettings
 
 
@@ -18,14 +19,37 @@ from tandem_shared.settings import CommonSettings
 class KafkaConnection:
     bootstrap_servers: str
     client_id: str = "tandem"
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     @classmethod
     def from_settings(cls, settings: CommonSettings, client_id: str = "tandem") -> KafkaConnection:
-        return cls(settings.kafka_bootstrap_servers, client_id)
+        password = settings.kafka_sasl_password
+        security = KafkaSecurity(
+            protocol=settings.kafka_security_protocol.upper(),
+            ca_file=settings.kafka_ssl_ca_file,
+            cert_file=settings.kafka_ssl_cert_file,
+            key_file=settings.kafka_ssl_key_file,
+            sasl_mechanism=settings.kafka_sasl_mechanism.upper(),
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=password.get_secret_value() if password is not None else None,
+        )
+        return cls(settings.kafka_bootstrap_servers, client_id, security)
+
+    @classmethod
+    def from_env(cls, client_id: str, bootstrap_servers: str | None = None) -> KafkaConnection:
+        """For tools (CLI, bench, devstack commands): the environment's settings, at the address given if any."""
+        connection = cls.from_settings(CommonSettings(), client_id)
+        if bootstrap_servers:
+            return cls(bootstrap_servers, client_id, connection.security)
+        return connection
 
     def _client(self, client_id: str | None) -> dict[str, Any]:
-        """What every client takes to connect."""
-        return {"bootstrap_servers": self.bootstrap_servers, "client_id": client_id or self.client_id}
+        """What every aiokafka client takes to connect."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": client_id or self.client_id,
+            **self.security.client_kwargs(),
+        }
 
     def producer(self, client_id: str | None = None, **overrides: Any) -> AIOKafkaProducer:
         """Acknowledged once every in-sync replica has the record (acks=all), without duplicates (idempotent).
@@ -44,12 +68,13 @@ class KafkaConnection:
 
     def broker(self, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
         """A FastStream broker (subscribers, AsyncAPI, health); Tandem's own records go through `KafkaProducer`."""
-        client = self._client(client_id)
+        client_id = client_id or self.client_id
         return KafkaBroker(
-            client["bootstrap_servers"],
-            client_id=client["client_id"],
+            self.bootstrap_servers,
+            client_id=client_id,
+            security=self.security.faststream(),
             acks="all",
             enable_idempotence=True,
-            logger=logging.getLogger(f"tandem.{client['client_id']}.kafka"),
+            logger=logging.getLogger(f"tandem.{client_id}.kafka"),
             **kwargs,
         )

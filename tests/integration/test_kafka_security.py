@@ -1,0 +1,178 @@
+"""Tandem on the secured listeners of the test broker: each service as its own Kafka user, held to its ACLs
+(k8s/base/kafka-users.yaml, applied by the devstack); credentials the broker does not accept are named as such."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+
+from support.groups import start_at_end
+from support.stack import RunningStack, running_stack
+from support.topics import wait_for_records
+from support.waiting import eventually
+from tandem_devstack import certs, infra, kafka_auth
+from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
+from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
+from tandem_shared.kafka import KafkaConnection
+from tandem_shared.settings import CommonSettings
+
+pytestmark = pytest.mark.integration
+
+KAFKA_ENV = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE")
+
+
+@pytest.fixture(scope="module")
+def secured(kafka_bootstrap: str) -> tuple[kafka_auth.Credentials, kafka_auth.Listeners]:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        pytest.skip("KAFKA_BOOTSTRAP_SERVERS names an external broker: its listeners and users are not ours")
+    if not infra.secured_listeners_open():
+        pytest.fail(
+            f"the test broker at {kafka_bootstrap} has no SSL/SASL_SSL listeners: it was started by an older devstack"
+            " and kept (TANDEM_KEEP_STACK=1); stop it with `python -m tandem_devstack down` (same environment)"
+        )
+    return infra.kafka_credentials(), infra.listeners()
+
+
+def as_user(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners], user: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> KafkaConnection:
+    """A connection built the way every Tandem process builds it: from the KAFKA_* environment."""
+    creds, listeners = secured
+    for name, value in creds.client_env(user, mode, listeners).items():
+        monkeypatch.setenv(name, value)
+    return KafkaConnection.from_settings(CommonSettings(), user)
+
+
+# ------------------------------------------------------------------------------------------- the pipeline
+
+
+@pytest.fixture(scope="module")
+def mtls_stack(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningStack]:
+    creds, listeners = secured
+    # The groups the ACLs name (not a stack's own, as elsewhere in the suite), started at the end of their topics.
+    asyncio.run(start_at_end(kafka_bootstrap, "tandem-mapper", [CHANGES]))
+    asyncio.run(start_at_end(kafka_bootstrap, "tandem-writer", [COMMANDS, *COMMANDS_RETRY]))
+    service_env = {
+        name: creds.client_env(user, "mtls", listeners)
+        for name, user in kafka_auth.SERVICE_USERS.items()
+        if name != "console"
+    }
+    with running_stack(
+        kafka_bootstrap,
+        redis_url,
+        tmp_path_factory.mktemp("mtls"),
+        services=["mailchimp-sim", "accessplanit-sim", "ingest", "mapper", "writer"],
+        extra_env={"TANDEM_MAPPER_GROUP_ID": "tandem-mapper", "TANDEM_WRITER_GROUP_ID": "tandem-writer"},
+        service_env=service_env,
+    ) as running:
+        yield running
+
+
+async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user(mtls_stack: RunningStack) -> None:
+    stack = mtls_stack
+    email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in ("ingest", "mapper", "writer"):
+            ready = await client.get(f"{stack.url(name)}/health/ready")
+            assert ready.status_code < 300, (name, ready.text)
+        created = await client.post(
+            f"{stack.url('accessplanit_sim')}/api/v2/User",
+            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
+            json={"Forenames": "Ada", "Surname": "Lovelace", "Email": email, "MainCompanyID": "2"},
+        )
+        assert created.status_code in (200, 201), created.text
+        user_id = str(created.json()["ID"])
+        member_url = (
+            f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
+        )
+
+        async def member() -> dict[str, object] | None:
+            response = await client.get(member_url, auth=("any", DEMO_MAILCHIMP_API_KEY))
+            return response.json() if response.status_code == 200 else None
+
+        found = await eventually(member, timeout=60)
+    assert found["email_address"] == email
+
+    records = await wait_for_records(
+        stack.kafka,
+        TRACE,
+        TraceRecord,
+        where=lambda r: r.instance_id == stack.instance.id and r.accessplanit_user_id == user_id,
+        until=lambda found: {r.stage for r in found} >= {Stage.INGEST, Stage.MAPPER, Stage.WRITER},
+    )
+    assert all(r.status is TraceStatus.SUCCEEDED for r in records), [(r.stage, r.summary) for r in records]
+    # Each service was on the SSL listener as its own user: none of them fell back to the plain one.
+    for running in stack.stack.running:
+        if running.spec.name in ("ingest", "mapper", "writer"):
+            assert running.spec.env["KAFKA_SECURITY_PROTOCOL"] == "SSL"
+            assert running.spec.env["KAFKA_SSL_CERT_FILE"].endswith(f"tandem-{running.spec.name}.crt")
+
+
+# ---------------------------------------------------------------------------------------- outside the ACLs
+
+
+@pytest.mark.parametrize("mode", kafka_auth.MODES)
+async def test_a_service_is_refused_what_its_acls_do_not_grant(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners], monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    mapper = as_user(secured, "tandem-mapper", mode, monkeypatch)
+
+    # Granted: reading tandem.changes (the control: the same client, the same listener, an allowed topic).
+    reader = mapper.consumer(enable_auto_commit=False)
+    await reader.start()
+    try:
+        reader.assign([TopicPartition(CHANGES, 0)])
+        await reader.seek_to_end(TopicPartition(CHANGES, 0))
+        await reader.getmany(timeout_ms=200)
+        # Refused: reading tandem.commands (the writer's) and writing the DLQ.
+        reader.assign([TopicPartition(COMMANDS, 0)])
+        await reader.seek_to_beginning(TopicPartition(COMMANDS, 0))
+        with pytest.raises(TopicAuthorizationFailedError):
+            await asyncio.wait_for(reader.getmany(timeout_ms=5000), 30)
+    finally:
+        await reader.stop()
+    producer = mapper.producer()
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await asyncio.wait_for(producer.send_and_wait(COMMANDS_DLQ, b"not allowed"), 30)
+    finally:
+        await producer.stop()
+    # Refused: joining the writer's consumer group.
+    joiner = mapper.consumer(CHANGES, group_id="tandem-writer", enable_auto_commit=False)
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            await asyncio.wait_for(joiner.start(), 30)
+    finally:
+        await joiner.stop()
+
+
+# ------------------------------------------------------------------------------------ credentials refused
+
+
+def test_the_acls_on_the_broker_are_those_the_devstack_generated(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners], kafka_bootstrap: str
+) -> None:
+    """Read back from the broker with kafka-acls --list: what it enforces is the manifest's ACLs, no more."""
+    listed = kafka_auth.list_acls(f"{infra.kafka_libs()}/*", kafka_bootstrap)
+    expected = kafka_auth.granted(kafka_auth.acl_commands(kafka_auth.kafka_users(), kafka_bootstrap))
+    assert listed == expected
+
+
+def foreign_certificate(tmp: Path) -> certs.Issued:
+    """tandem-mapper's name on a certificate from a CA the broker does not trust."""
+    return certs.issue(certs.make_ca(tmp / "ca", "someone-else"), tmp, "tandem-mapper")
