@@ -1,8 +1,8 @@
-"""Apache Kafka (single-node KRaft, jars from Maven Central) and Redis on loopback, started on demand.
+"""Apache Kafka (single-node KRaft, jars from Maven Central), Redis and PostgreSQL on loopback, started on demand.
 
-Idempotent: a broker or Redis already answering on the configured port is reused and left running; what this
-module starts it records in pid files and stops on request. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL, when set,
-point at existing servers and nothing is started.
+Idempotent: a broker, Redis or Postgres already answering on the configured port is reused and left running;
+what this module starts it records in pid files and stops on request. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL /
+TANDEM_POSTGRES_URL, when set, point at existing servers and nothing is started.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from glob import glob
 from pathlib import Path
 
 from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
@@ -34,6 +35,11 @@ def kafka_controller_port() -> int:
 
 def redis_port() -> int:
     return int(os.environ.get("TANDEM_REDIS_PORT", "6379"))
+
+
+def postgres_port() -> int:
+    # Not 5432: a system Postgres (Debian's package starts one) may hold it.
+    return int(os.environ.get("TANDEM_POSTGRES_PORT", "15432"))
 
 
 @dataclass
@@ -61,7 +67,8 @@ def _apt_install(*packages: str) -> None:
 
 
 def ensure_prerequisites() -> None:
-    """Java 17 and Maven (for the broker), redis-server, Chromium (browser tests): Debian's packages when missing."""
+    """Java 17 and Maven (for the broker), redis-server, PostgreSQL (the console's production store), Chromium
+    (browser tests): Debian's packages when missing."""
     missing = []
     if shutil.which("java") is None:
         missing.append("openjdk-17-jre-headless")
@@ -71,6 +78,8 @@ def ensure_prerequisites() -> None:
         missing.append("redis-server")
     if shutil.which("chromium") is None:
         missing.append("chromium")
+    if postgres_bin() is None:
+        missing.append("postgresql")
     if missing:
         _apt_install(*missing)
     kafka_libs()
@@ -292,3 +301,81 @@ def ensure_redis(timeout: float = 30.0) -> Service:
     pidfile.write_text(str(proc.pid))
     wait_until(lambda: redis_answers(port), timeout=timeout, what=f"Redis at {url}")
     return Service("redis", url, started_here=True, pidfile=pidfile)
+
+
+POSTGRES_DB = "tandem"
+POSTGRES_USER = "postgres"
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed server's bin directory (Debian keeps initdb and postgres off PATH, per version)."""
+    found = sorted(glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[4]))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres")
+    return Path(on_path).parent if on_path else None
+
+
+def _postgres_ready(bindir: Path, port: int, database: str) -> bool:
+    probe = [str(bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(port), "-U", POSTGRES_USER, "-d", database]
+    return subprocess.run(probe, check=False).returncode == 0
+
+
+def ensure_postgres(timeout: float = 60.0) -> Service:
+    """A PostgreSQL cluster of the devstack's own (data dir under TANDEM_HOME, TANDEM_POSTGRES_PORT) with a
+    database `tandem`; trust authentication, on loopback only."""
+    external = os.environ.get("TANDEM_POSTGRES_URL")
+    if external:
+        return Service("postgres", external, started_here=False)
+    bindir = postgres_bin()
+    if bindir is None:
+        _apt_install("postgresql")
+        bindir = postgres_bin()
+        assert bindir is not None, "Debian's postgresql package installs its server under /usr/lib/postgresql"
+    port = postgres_port()
+    url = f"postgresql://{POSTGRES_USER}@{HOST}:{port}/{POSTGRES_DB}"
+    home = tandem_home() / "postgres" / f"postgres-{port}"
+    pidfile = home / "postgres.pid"
+    if port_open(HOST, port) or read_pid(pidfile) is not None:
+        wait_until(lambda: _postgres_ready(bindir, port, POSTGRES_DB), timeout=timeout, what=f"Postgres at {url}")
+        return Service("postgres", url, started_here=False)
+    # Postgres refuses to run as root: root (CI, containers) runs it as Debian's postgres account.
+    user = "postgres" if os.geteuid() == 0 else None
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        shutil.chown(home, user=user)
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+    proc = spawn(
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={HOST}",
+            # TCP only: no socket in /var/run/postgresql, which belongs to the system cluster.
+            "-c",
+            "unix_socket_directories=",
+        ],
+        log=home / "postgres.log",
+        user=user,
+    )
+    pidfile.write_text(str(proc.pid))
+    wait_until(lambda: _postgres_ready(bindir, port, "postgres"), timeout=timeout, what=f"Postgres on port {port}")
+    created = subprocess.run(
+        [str(bindir / "createdb"), "-h", HOST, "-p", str(port), "-U", POSTGRES_USER, POSTGRES_DB],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if created.returncode != 0 and "already exists" not in created.stderr:
+        raise RuntimeError(f"createdb {POSTGRES_DB} failed: {created.stderr.strip()}")
+    return Service("postgres", url, started_here=True, pidfile=pidfile)
