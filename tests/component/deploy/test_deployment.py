@@ -30,12 +30,14 @@ from support.deploy.manifests import (
 )
 from tandem_devstack.paths import REPO_ROOT
 from tandem_shared.contracts import AccessplanitConnection, MailchimpConnection
-from tandem_shared.contracts.topics import INSTANCES, TOPICS, topic_spec
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, INSTANCES, TOPICS, topic_spec
 from tandem_shared.instances import demo_instance
 
 OVERLAYS = {path.name: path for path in overlays()}
 # The oldest Kubernetes minor the manifests support, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+# The topic whose lag is each scaled workload's load.
+SCALED_ON = {"tandem-mapper": CHANGES, "tandem-writer": COMMANDS}
 # Kinds validated against their operators' CRD schemas (support.deploy.crds) instead of a Kubernetes schema.
 CUSTOM_KINDS = crds.kinds()
 
@@ -262,8 +264,38 @@ def test_keda_scales_mapper_and_writer_on_their_own_consumer_groups(overlay: str
         partitions=lambda topic: topic_spec(topic).partitions,
         sources=flow,
         bootstrap=settings["data"]["KAFKA_BOOTSTRAP_SERVERS"],
+        scaled_on=SCALED_ON,
     )
     assert problems == []
+
+
+def test_keda_counts_the_writers_lag_on_commands_only() -> None:
+    """Records waiting in a retry tier are not load: a trigger without `topic` would count them."""
+    docs = built("prod")
+    writer = next(s for s in of_kind(docs, "ScaledObject") if s["metadata"]["name"] == "tandem-writer")
+    unscoped = {
+        **writer,
+        "spec": {
+            **writer["spec"],
+            "triggers": [
+                {
+                    **writer["spec"]["triggers"][0],
+                    "metadata": {k: v for k, v in writer["spec"]["triggers"][0]["metadata"].items() if k != "topic"},
+                }
+            ],
+        },
+    }
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    problems = checks.check_scaling(
+        [unscoped],
+        workloads,
+        groups={"tandem-writer": "tandem-writer"},
+        partitions=lambda topic: topic_spec(topic).partitions,
+        sources={"tandem-writer": [COMMANDS, *COMMANDS_RETRY]},
+        bootstrap=None,
+        scaled_on=SCALED_ON,
+    )
+    assert problems == ["ScaledObject/tandem-writer: counts lag on every topic of the group, not tandem.commands only"]
 
 
 # An instance as docs/operations.md registers one: keys as files in the Secret tandem-vendor-keys.

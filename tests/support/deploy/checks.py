@@ -289,12 +289,15 @@ def check_scaling(
     partitions: Callable[[str], int],
     sources: Mapping[str, Sequence[str]],
     bootstrap: str | None,
+    scaled_on: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """KEDA scales an existing workload that does not pin replicas, on its real consumer group, within partitions.
+    """KEDA scales an existing workload that does not pin replicas, on its real consumer group, within partitions,
+    counting the lag of the topic that is its load.
 
     groups: workload name → the consumer group its settings use; sources: workload name → the topics it
-    consumes with that group.
+    consumes with that group; scaled_on: workload name → the one topic whose lag is its load.
     """
+    scaled_on = scaled_on or {}
     problems = []
     for so in scaled_objects:
         name, spec = so["metadata"]["name"], so["spec"]
@@ -325,7 +328,15 @@ def check_scaling(
                 problems.append(
                     f"ScaledObject/{name}: bootstrapServers differ from KAFKA_BOOTSTRAP_SERVERS {bootstrap}"
                 )
-            topics = [meta["topic"]] if "topic" in meta else list(sources.get(ref["name"], []))
+            consumed = list(sources.get(ref["name"], []))
+            if scaled_on.get(ref["name"]) is not None and meta.get("topic") != scaled_on[ref["name"]]:
+                # Without `topic` KEDA sums the lag of every topic the group reads (for the writer: the retry
+                # tiers, whose records wait for their time on purpose and are not load).
+                problems.append(
+                    f"ScaledObject/{name}: counts lag on {meta.get('topic') or 'every topic of the group'}, "
+                    f"not {scaled_on[ref['name']]} only"
+                )
+            topics = [meta["topic"]] if "topic" in meta else consumed
             ceiling = max((partitions(t) for t in topics), default=0)
             if spec.get("maxReplicaCount", 100) > ceiling:
                 problems.append(
