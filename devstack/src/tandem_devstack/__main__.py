@@ -44,6 +44,8 @@ def cmd_up(_: argparse.Namespace) -> int:
     kafka, redis, postgres = infra.ensure_kafka(), infra.ensure_redis(), infra.ensure_postgres()
     print(f"Kafka     {kafka.address}  ({'started' if kafka.started_here else 'already running'})")
     print(f"Redis     {redis.address}  ({'started' if redis.started_here else 'already running'})")
+    for name, value in redis.env.items():
+        print(f"          {name}={value}")
     print(f"Postgres  {postgres.address}  ({'started' if postgres.started_here else 'already running'})")
     return 0
 
@@ -156,7 +158,7 @@ def cmd_run(_: argparse.Namespace) -> int:
     ports = Ports.from_env()
     data_dir = default_data_dir()
     stack = Stack(
-        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir),
+        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir, extra=redis.env),
         log_dir=data_dir / "logs",
     )
     stop = threading.Event()
