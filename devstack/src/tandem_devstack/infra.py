@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -431,6 +432,13 @@ def ensure_postgres(timeout: float = 60.0) -> Service:
     home.mkdir(parents=True, exist_ok=True)
     if user is not None:
         shutil.chown(home, user=user)
+        if subprocess.run(["test", "-w", str(home)], check=False, user=user).returncode != 0:
+            # A home under a directory only root may enter (a checkout in /root): the cluster goes to the postgres
+            # account's own home instead, one per devstack home and port.
+            tag = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+            data = Path(pwd.getpwnam(user).pw_dir) / "tandem" / f"{port}-{tag}"
+            data.parent.mkdir(parents=True, exist_ok=True)
+            shutil.chown(data.parent, user=user)
     if not (data / "PG_VERSION").exists():
         subprocess.run(
             [str(bindir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8"],
