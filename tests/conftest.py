@@ -32,3 +32,10 @@ def kafka_bootstrap() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     with infra.redis() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL database, started once per test session (or the one TANDEM_TEST_POSTGRES_URL names)."""
+    with infra.postgres() as url:
+        yield url

@@ -1,8 +1,8 @@
-"""Real Kafka and Redis for the integration suite.
+"""Real Kafka, Redis and PostgreSQL for the suite.
 
-Order of preference: KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set; otherwise the devstack (Kafka jars from Maven
-Central, Debian's redis-server) on loopback; testcontainers only when asked for (TANDEM_TEST_CONTAINERS=1) on a
-machine with a Docker engine.
+Order of preference: KAFKA_BOOTSTRAP_SERVERS / REDIS_URL / TANDEM_TEST_POSTGRES_URL when set; otherwise the
+devstack (Kafka jars from Maven Central, Debian's redis-server and postgresql) on loopback; testcontainers only
+when asked for (TANDEM_TEST_CONTAINERS=1) on a machine with a Docker engine (Kafka and Redis).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tandem_devstack.paths import kafka_libs_dir, tandem_home, test_home
 # (TANDEM_KEEP_STACK=1) taken for `make run`'s own.
 TEST_KAFKA_PORT = 19092
 TEST_REDIS_PORT = 16379
+TEST_POSTGRES_PORT = 15433
 
 
 def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
@@ -29,6 +30,7 @@ def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
     environ["TANDEM_HOME"] = str(test_home())
     environ.setdefault("TANDEM_KAFKA_PORT", str(TEST_KAFKA_PORT))
     environ.setdefault("TANDEM_REDIS_PORT", str(TEST_REDIS_PORT))
+    environ.setdefault("TANDEM_POSTGRES_PORT", str(TEST_POSTGRES_PORT))
     return run_home
 
 
@@ -60,6 +62,21 @@ def redis() -> Iterator[str]:
             yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
         return
     service = infra.ensure_redis()
+    try:
+        yield service.address
+    finally:
+        if os.environ.get("TANDEM_KEEP_STACK") != "1":
+            service.stop()
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A database the tests may empty: TANDEM_TEST_POSTGRES_URL, else the devstack's cluster (never `make run`'s)."""
+    given = os.environ.get("TANDEM_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    service = infra.ensure_postgres()
     try:
         yield service.address
     finally:

@@ -42,9 +42,12 @@ def cmd_prerequisites(_: argparse.Namespace) -> int:
 
 def cmd_up(_: argparse.Namespace) -> int:
     infra.ensure_prerequisites()
-    kafka, redis = infra.ensure_kafka(), infra.ensure_redis()
-    print(f"Kafka  {kafka.address}  ({'started' if kafka.started_here else 'already running'})")
-    print(f"Redis  {redis.address}  ({'started' if redis.started_here else 'already running'})")
+    kafka, redis, postgres = infra.ensure_kafka(), infra.ensure_redis(), infra.ensure_postgres()
+    print(f"Kafka     {kafka.address}  ({'started' if kafka.started_here else 'already running'})")
+    print(f"Redis     {redis.address}  ({'started' if redis.started_here else 'already running'})")
+    for name, value in redis.env.items():
+        print(f"          {name}={value}")
+    print(f"Postgres  {postgres.address}  ({'started' if postgres.started_here else 'already running'})")
     return 0
 
 
@@ -189,7 +192,7 @@ def cmd_run(_: argparse.Namespace) -> int:
     ports = Ports.from_env()
     data_dir = default_data_dir()
     stack = Stack(
-        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir),
+        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir, extra=redis.env),
         log_dir=data_dir / "logs",
     )
     stop = threading.Event()
@@ -220,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem-devstack")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in [
-        ("prerequisites", cmd_prerequisites, "install Java/Maven/redis-server if missing, resolve Kafka jars"),
-        ("up", cmd_up, "start Kafka and Redis in the background"),
+        (
+            "prerequisites",
+            cmd_prerequisites,
+            "install Java/Maven/redis-server/postgresql if missing, resolve Kafka jars",
+        ),
+        ("up", cmd_up, "start Kafka, Redis and Postgres (the console's production store) in the background"),
         ("down", cmd_down, "stop what 'up' started"),
         ("status", cmd_status, "show what is running"),
         ("restart-kafka", cmd_restart_kafka, "stop the local broker and start it again (try failure handling)"),

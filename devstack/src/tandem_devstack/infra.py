@@ -1,25 +1,30 @@
-"""Apache Kafka (single-node KRaft, jars from Maven Central) and Redis on loopback, started on demand.
+"""Apache Kafka (single-node KRaft, jars from Maven Central), Redis and PostgreSQL on loopback, started on demand.
 
-Idempotent: a broker or Redis already answering on the configured port is reused and left running; what this
-module starts it records in pid files and stops on request. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL, when set,
-point at existing servers and nothing is started.
+Idempotent: a broker, Redis or Postgres already answering on the configured port is reused and left running;
+what this module starts it records in pid files and stops on request. KAFKA_BOOTSTRAP_SERVERS / REDIS_URL /
+TANDEM_POSTGRES_URL, when set, point at existing servers and nothing is started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import pwd
+import secrets
 import shutil
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from glob import glob
 from pathlib import Path
 
 from tandem_devstack import kafka_auth
 from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
 from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
 from tandem_shared.kafka import KafkaConnection, ensure_topics
+from tandem_shared.redis.client import RedisAccess, connect_sync
 
 POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
 HOST = "127.0.0.1"
@@ -37,12 +42,19 @@ def redis_port() -> int:
     return int(os.environ.get("TANDEM_REDIS_PORT", "6379"))
 
 
+def postgres_port() -> int:
+    # Not 5432: a system Postgres (Debian's package starts one) may hold it.
+    return int(os.environ.get("TANDEM_POSTGRES_PORT", "15432"))
+
+
 @dataclass
 class Service:
     name: str
     address: str
     started_here: bool
     pidfile: Path | None = None
+    # What a client needs besides the address (Redis with TLS and an ACL user: REDIS_USERNAME, …).
+    env: dict[str, str] = field(default_factory=dict)
 
     def stop(self) -> None:
         if self.started_here and self.pidfile is not None:
@@ -62,9 +74,10 @@ def _apt_install(*packages: str) -> None:
 
 
 def ensure_prerequisites() -> None:
-    """Java 17 and Maven (for the broker), redis-server, Chromium (browser tests), openssl (the broker's throwaway
-    CA): Debian's packages when missing. The JDK rather than the JRE: Kafka's tools that set up the secured
-    listeners' users and ACLs run through Java's source launcher (`devstack/kafka/ToolBatch.java`)."""
+    """Java 17 and Maven (for the broker), redis-server, PostgreSQL (the console's production store), Chromium
+    (browser tests), openssl (the throwaway CAs of the secured Kafka listeners and of Redis TLS): Debian's packages
+    when missing. The JDK rather than the JRE: Kafka's tools that set up the secured listeners' users and ACLs run
+    through Java's source launcher (`devstack/kafka/ToolBatch.java`)."""
     missing = []
     if shutil.which("java") is None or shutil.which("javac") is None:
         missing.append("openjdk-17-jdk-headless")
@@ -76,6 +89,8 @@ def ensure_prerequisites() -> None:
         missing.append("redis-server")
     if shutil.which("chromium") is None:
         missing.append("chromium")
+    if postgres_bin() is None:
+        missing.append("postgresql")
     if missing:
         _apt_install(*missing)
     kafka_libs()
@@ -295,6 +310,19 @@ def restart_kafka(timeout: float = 120.0) -> Service:
     return ensure_kafka(timeout)
 
 
+REDIS_AUTH_MODES = ("none", "tls-acl")
+REDIS_USER = "tandem"
+
+
+def redis_auth() -> str:
+    """TANDEM_REDIS_AUTH: `none` (plain, no password) or `tls-acl` (rediss:// with a throwaway CA, and an ACL user
+    `tandem` with a generated password; the default user is off) — the way production Redis is reached."""
+    mode = os.environ.get("TANDEM_REDIS_AUTH", "none")
+    if mode not in REDIS_AUTH_MODES:
+        raise ValueError(f"TANDEM_REDIS_AUTH={mode!r}: expected one of {', '.join(REDIS_AUTH_MODES)}")
+    return mode
+
+
 def redis_answers(port: int) -> bool:
     """PING answered with PONG: an open port is not enough, Redis answers LOADING while it replays its AOF."""
     try:
@@ -305,17 +333,84 @@ def redis_answers(port: int) -> bool:
         return False
 
 
-def ensure_redis(timeout: float = 30.0) -> Service:
+def _redis_answers_as(url: str, access: RedisAccess) -> bool:
+    try:
+        with connect_sync(url, access=access) as client:
+            return bool(client.ping())
+    except Exception:  # not up yet (connection refused, TLS handshake on a closing socket, LOADING)
+        return False
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
+
+
+def _redis_tls_acl_files(home: Path) -> tuple[dict[str, str], list[str]]:
+    """Client settings and redis-server arguments for `tls-acl`, made once per Redis home: a CA, a server
+    certificate for 127.0.0.1 signed by it, and an ACL file with the user's password as a SHA-256 (the
+    password itself only in a 0600 file the clients read through a `file:` reference)."""
+    tls = home / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    password_file = home / "secrets" / "redis-password"
+    if not (tls / "server.crt").exists():
+        days = "825"
+        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", days, "-subj", "/CN=tandem devstack CA",
+                 "-keyout", "ca.key", "-out", "ca.crt", cwd=tls)  # fmt: skip
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+                 "-out", "server.csr", cwd=tls)  # fmt: skip
+        (tls / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-days", days, "-extfile", "san.ext", "-out", "server.crt", cwd=tls)  # fmt: skip
+    if not password_file.exists():
+        password_file.parent.mkdir(parents=True, exist_ok=True)
+        password_file.touch(mode=0o600)
+        password_file.write_text(secrets.token_urlsafe(24))
+    digest = hashlib.sha256(password_file.read_text().encode()).hexdigest()
+    acl = home / "users.acl"
+    acl.write_text(f"user default off\nuser {REDIS_USER} on #{digest} ~* &* +@all\n")
+    acl.chmod(0o600)
+    env = {
+        "REDIS_USERNAME": REDIS_USER,
+        "REDIS_PASSWORD": f"file:{password_file}",
+        "REDIS_SSL_CA_FILE": str(tls / "ca.crt"),
+    }
+    args = [
+        "--port", "0",
+        "--tls-port", "{port}",
+        "--tls-cert-file", str(tls / "server.crt"),
+        "--tls-key-file", str(tls / "server.key"),
+        "--tls-ca-cert-file", str(tls / "ca.crt"),
+        "--tls-auth-clients", "no",
+        "--aclfile", str(acl),
+    ]  # fmt: skip
+    return env, args
+
+
+def ensure_redis(timeout: float = 30.0, *, port: int | None = None, auth: str | None = None) -> Service:
+    """port and auth default to TANDEM_REDIS_PORT and TANDEM_REDIS_AUTH."""
     external = os.environ.get("REDIS_URL")
     if external:
         return Service("redis", external, started_here=False)
-    port = redis_port()
-    url = f"redis://{HOST}:{port}/0"
+    port = port if port is not None else redis_port()
+    auth = auth if auth is not None else redis_auth()
     home = tandem_home() / "redis" / f"redis-{port}"
     pidfile = home / "redis.pid"
+    if auth == "tls-acl":
+        env, listen = _redis_tls_acl_files(home)
+        url = f"rediss://{HOST}:{port}/0"
+        access = RedisAccess(env["REDIS_USERNAME"], env["REDIS_PASSWORD"], env["REDIS_SSL_CA_FILE"])
+
+        def answers() -> bool:
+            return _redis_answers_as(url, access)
+    else:
+        env, listen, url = {}, ["--port", "{port}"], f"redis://{HOST}:{port}/0"
+
+        def answers() -> bool:
+            return redis_answers(port)
+
     if port_open(HOST, port) or read_pid(pidfile) is not None:
-        wait_until(lambda: redis_answers(port), timeout=timeout, what=f"Redis at {url}")
-        return Service("redis", url, started_here=False)
+        wait_until(answers, timeout=timeout, what=f"Redis at {url}")
+        return Service("redis", url, started_here=False, env=env)
     if shutil.which("redis-server") is None:
         _apt_install("redis-server")
     home.mkdir(parents=True, exist_ok=True)
@@ -324,8 +419,7 @@ def ensure_redis(timeout: float = 30.0) -> Service:
             "redis-server",
             "--bind",
             HOST,
-            "--port",
-            str(port),
+            *(arg.format(port=port) for arg in listen),
             "--dir",
             str(home),
             "--save",
@@ -341,5 +435,90 @@ def ensure_redis(timeout: float = 30.0) -> Service:
         log=home / "redis.log",
     )
     pidfile.write_text(str(proc.pid))
-    wait_until(lambda: redis_answers(port), timeout=timeout, what=f"Redis at {url}")
-    return Service("redis", url, started_here=True, pidfile=pidfile)
+    wait_until(answers, timeout=timeout, what=f"Redis at {url}")
+    return Service("redis", url, started_here=True, pidfile=pidfile, env=env)
+
+
+POSTGRES_DB = "tandem"
+POSTGRES_USER = "postgres"
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed server's bin directory (Debian keeps initdb and postgres off PATH, per version)."""
+    found = sorted(glob("/usr/lib/postgresql/*/bin/postgres"), key=lambda p: int(Path(p).parts[4]))
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres")
+    return Path(on_path).parent if on_path else None
+
+
+def _postgres_ready(bindir: Path, port: int, database: str) -> bool:
+    probe = [str(bindir / "pg_isready"), "-q", "-h", HOST, "-p", str(port), "-U", POSTGRES_USER, "-d", database]
+    return subprocess.run(probe, check=False).returncode == 0
+
+
+def ensure_postgres(timeout: float = 60.0) -> Service:
+    """A PostgreSQL cluster of the devstack's own (data dir under TANDEM_HOME, TANDEM_POSTGRES_PORT) with a
+    database `tandem`; trust authentication, on loopback only."""
+    external = os.environ.get("TANDEM_POSTGRES_URL")
+    if external:
+        return Service("postgres", external, started_here=False)
+    bindir = postgres_bin()
+    if bindir is None:
+        _apt_install("postgresql")
+        bindir = postgres_bin()
+        assert bindir is not None, "Debian's postgresql package installs its server under /usr/lib/postgresql"
+    port = postgres_port()
+    url = f"postgresql://{POSTGRES_USER}@{HOST}:{port}/{POSTGRES_DB}"
+    home = tandem_home() / "postgres" / f"postgres-{port}"
+    pidfile = home / "postgres.pid"
+    if port_open(HOST, port) or read_pid(pidfile) is not None:
+        wait_until(lambda: _postgres_ready(bindir, port, POSTGRES_DB), timeout=timeout, what=f"Postgres at {url}")
+        return Service("postgres", url, started_here=False)
+    # Postgres refuses to run as root: root (CI, containers) runs it as Debian's postgres account.
+    user = "postgres" if os.geteuid() == 0 else None
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    if user is not None:
+        shutil.chown(home, user=user)
+        if subprocess.run(["test", "-w", str(home)], check=False, user=user).returncode != 0:
+            # A home under a directory only root may enter (a checkout in /root): the cluster goes to the postgres
+            # account's own home instead, one per devstack home and port.
+            tag = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+            data = Path(pwd.getpwnam(user).pw_dir) / "tandem" / f"{port}-{tag}"
+            data.parent.mkdir(parents=True, exist_ok=True)
+            shutil.chown(data.parent, user=user)
+    if not (data / "PG_VERSION").exists():
+        subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data), "-U", POSTGRES_USER, "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            user=user,
+        )
+    proc = spawn(
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-c",
+            f"listen_addresses={HOST}",
+            # TCP only: no socket in /var/run/postgresql, which belongs to the system cluster.
+            "-c",
+            "unix_socket_directories=",
+        ],
+        log=home / "postgres.log",
+        user=user,
+    )
+    pidfile.write_text(str(proc.pid))
+    wait_until(lambda: _postgres_ready(bindir, port, "postgres"), timeout=timeout, what=f"Postgres on port {port}")
+    created = subprocess.run(
+        [str(bindir / "createdb"), "-h", HOST, "-p", str(port), "-U", POSTGRES_USER, POSTGRES_DB],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if created.returncode != 0 and "already exists" not in created.stderr:
+        raise RuntimeError(f"createdb {POSTGRES_DB} failed: {created.stderr.strip()}")
+    return Service("postgres", url, started_here=True, pidfile=pidfile)

@@ -43,9 +43,16 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def spawn(
-    argv: Sequence[str], *, log: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    argv: Sequence[str],
+    *,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a process in its own session, so Ctrl-C in the terminal reaches us first and we stop it in order."""
+    """Start a process in its own session, so Ctrl-C in the terminal reaches us first and we stop it in order.
+
+    user: run it as that account (a server that refuses to run as root, started by root)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -56,6 +63,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
+            user=user,
         )
 
 

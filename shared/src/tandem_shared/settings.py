@@ -30,5 +30,11 @@ class CommonSettings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "TANDEM_REDIS_URL"),
     )
+    # A Redis ACL user (Redis 6+): its name, and its password as a secret reference (`file:/path`, `env:NAME`),
+    # resolved when a connection is made. Unset: the URL's credentials, if any, or none.
+    redis_username: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_USERNAME"))
+    redis_password: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_PASSWORD"))
+    # For rediss:// URLs: the CA that signed the server's certificate (default: the system's trust store).
+    redis_ssl_ca_file: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_SSL_CA_FILE"))
     log_level: str = Field(default="INFO", validation_alias=AliasChoices("TANDEM_LOG_LEVEL"))
     log_json: bool = Field(default=True, validation_alias=AliasChoices("TANDEM_LOG_JSON"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,16 +19,14 @@ T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "tandem.trace"
 
 
-# Postgres runs when a database is given (an empty one: the tests reset it), e.g.
-# TANDEM_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:15432/console_test
-POSTGRES_URL = os.environ.get("TANDEM_TEST_POSTGRES_URL")
-
-
+# Postgres is the devstack's (tests/conftest.py), or the database TANDEM_TEST_POSTGRES_URL names: the tests empty it.
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
-    if request.param == "postgres" and not POSTGRES_URL:
-        pytest.skip("set TANDEM_TEST_POSTGRES_URL to run the store tests on Postgres")
-    s = TraceStore(f"sqlite:///{tmp_path / 'console.db'}" if request.param == "sqlite" else str(POSTGRES_URL))
+    if request.param == "postgres":
+        url = str(request.getfixturevalue("postgres_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'console.db'}"
+    s = TraceStore(url)
     s.create()
     s.reset()
     yield s

@@ -16,7 +16,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
-from support.deploy import checks, code
+from support.deploy import checks, code, crds
 from support.deploy.manifests import (
     DOCKERFILE,
     Container,
@@ -30,14 +30,16 @@ from support.deploy.manifests import (
 )
 from tandem_devstack.paths import REPO_ROOT
 from tandem_shared.contracts import AccessplanitConnection, MailchimpConnection
-from tandem_shared.contracts.topics import INSTANCES, TOPICS, topic_spec
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, INSTANCES, TOPICS, topic_spec
 from tandem_shared.instances import demo_instance
 
 OVERLAYS = {path.name: path for path in overlays()}
 # The oldest Kubernetes minor the manifests support, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-# Kinds validated by checks.check_custom_resources instead of a Kubernetes schema.
-CUSTOM_KINDS = {"KafkaTopic", "KafkaUser", "ScaledObject", "TriggerAuthentication"}
+# The topic whose lag is each scaled workload's load.
+SCALED_ON = {"tandem-mapper": CHANGES, "tandem-writer": COMMANDS}
+# Kinds validated against their operators' CRD schemas (support.deploy.crds) instead of a Kubernetes schema.
+CUSTOM_KINDS = crds.kinds()
 
 
 @cache
@@ -100,7 +102,33 @@ def test_overlay_validates_against_the_kubernetes_schemas(overlay: str) -> None:
                     problems.append(f"{doc['kind']}: no schema in Kubernetes {version} and no custom check")
             except kubernetes_validate.ValidationError as exc:
                 problems.append(f"{doc['kind']}/{doc['metadata']['name']} ({version}): {exc.message}")
-    assert problems + checks.check_custom_resources(built(overlay)) == []
+    assert problems + crds.check(built(overlay)) + checks.check_custom_resources(built(overlay)) == []
+
+
+def test_the_vendored_crds_cover_every_custom_kind_the_manifests_use() -> None:
+    assert {"KafkaTopic", "KafkaUser", "ScaledObject", "TriggerAuthentication", "PodMonitor", "PrometheusRule"} <= (
+        CUSTOM_KINDS
+    )
+
+
+def test_crd_validation_rejects_what_the_operators_would() -> None:
+    """The CRD schemas can fail: a misspelt field, a value outside an enum, a missing required field."""
+    docs = built("prod")
+    user = next(d for d in docs if d["kind"] == "KafkaUser")
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": {"name": "r"}}
+    drifted = [
+        {**user, "spec": {**user["spec"], "authentication": {"type": "mtls"}}},
+        {**scaled, "spec": {**scaled["spec"], "minReplicas": 1}},
+        {**rule, "spec": {"groups": [{"name": "g", "rules": [{"alert": "NoExpression"}]}]}},
+        {**user, "apiVersion": "kafka.strimzi.io/v1alpha9"},
+    ]
+    problems = crds.check(drifted)
+    assert len(problems) == 4, problems
+    assert "'mtls' is not one of" in problems[0]
+    assert "'minReplicas' was unexpected" in problems[1]
+    assert "'expr' is a required property" in problems[2]
+    assert "is not served" in problems[3]
 
 
 @pytest.mark.parametrize("overlay", sorted(OVERLAYS))
@@ -236,8 +264,38 @@ def test_keda_scales_mapper_and_writer_on_their_own_consumer_groups(overlay: str
         partitions=lambda topic: topic_spec(topic).partitions,
         sources=flow,
         bootstrap=settings["data"]["KAFKA_BOOTSTRAP_SERVERS"],
+        scaled_on=SCALED_ON,
     )
     assert problems == []
+
+
+def test_keda_counts_the_writers_lag_on_commands_only() -> None:
+    """Records waiting in a retry tier are not load: a trigger without `topic` would count them."""
+    docs = built("prod")
+    writer = next(s for s in of_kind(docs, "ScaledObject") if s["metadata"]["name"] == "tandem-writer")
+    unscoped = {
+        **writer,
+        "spec": {
+            **writer["spec"],
+            "triggers": [
+                {
+                    **writer["spec"]["triggers"][0],
+                    "metadata": {k: v for k, v in writer["spec"]["triggers"][0]["metadata"].items() if k != "topic"},
+                }
+            ],
+        },
+    }
+    workloads = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
+    problems = checks.check_scaling(
+        [unscoped],
+        workloads,
+        groups={"tandem-writer": "tandem-writer"},
+        partitions=lambda topic: topic_spec(topic).partitions,
+        sources={"tandem-writer": [COMMANDS, *COMMANDS_RETRY]},
+        bootstrap=None,
+        scaled_on=SCALED_ON,
+    )
+    assert problems == ["ScaledObject/tandem-writer: counts lag on every topic of the group, not tandem.commands only"]
 
 
 # An instance as docs/operations.md registers one: keys as files in the Secret tandem-vendor-keys.
