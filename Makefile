@@ -7,7 +7,7 @@ PACKAGES := shared services/ingest services/mapper services/writer services/cons
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install lock run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
+.PHONY: install lock image-test run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
 
 install: $(STAMP)
 
@@ -53,6 +53,13 @@ asyncapi: install
 bench: install
 	$(PY) -m tandem_devstack prerequisites
 	$(PY) -m tandem_bench $(BENCH_ARGS)
+
+# Run by .ci/run right after `make test`: builds the Dockerfile's runtime and dev targets with podman/buildah (from
+# Debian, installed by the script when missing) and runs them against the devstack's Kafka and Redis: the services
+# answer /health/ready and one change flows from accessplanit to Mailchimp through the containers.
+image-test: install
+	$(PY) -m tandem_devstack prerequisites
+	scripts/image-test
 
 stack-up: install
 	$(PY) -m tandem_devstack up
