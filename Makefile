@@ -5,16 +5,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PACKAGES := shared services/ingest services/mapper services/writer services/console simulators/mailchimp simulators/accessplanit devstack cli bench
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 
-.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
+.PHONY: install lock image-test run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
 
 install: $(STAMP)
 
-$(STAMP): requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+# Every third-party package comes from the lock, each file checked against its hash; the project's own packages
+# are then installed editable without dependencies (the lock has them all) and without build isolation
+# (setuptools is in the lock too), and `pip check` fails on any requirement the lock no longer covers.
+$(STAMP): $(LOCK) $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt $(foreach p,$(PACKAGES),-e ./$(p))
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e ./$(p))
+	$(PY) -m pip check
 	@touch $(STAMP)
+
+# Rewrites the locks from requirements-dev.txt and the packages' pyproject.toml files (newest versions that fit):
+# requirements.lock for the development environment and CI, requirements-image.lock for the image.
+lock:
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(PY) -m pip install -q uv; }
+	scripts/lock $(PACKAGES)
 
 run: install
 	$(PY) -m tandem_devstack run
@@ -42,6 +53,13 @@ asyncapi: install
 bench: install
 	$(PY) -m tandem_devstack prerequisites
 	$(PY) -m tandem_bench $(BENCH_ARGS)
+
+# Run by .ci/run right after `make test`: builds the Dockerfile's runtime and dev targets with podman/buildah (from
+# Debian, installed by the script when missing) and runs them against the devstack's Kafka and Redis: the services
+# answer /health/ready and one change flows from accessplanit to Mailchimp through the containers.
+image-test: install
+	$(PY) -m tandem_devstack prerequisites
+	scripts/image-test
 
 stack-up: install
 	$(PY) -m tandem_devstack up

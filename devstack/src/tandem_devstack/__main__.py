@@ -117,7 +117,8 @@ def cmd_demo(_: argparse.Namespace) -> int:
     except KeyError as missing:
         print(f"demo: set {missing.args[0]} (see docker-compose.yml)", file=sys.stderr)
         return 2
-    secrets_dir = Path(os.environ.get("TANDEM_DEMO_SECRETS_DIR", str(default_data_dir() / "secrets")))
+    # The default only when unset: computing it creates the devstack's home, which a read-only container has not.
+    secrets_dir = Path(os.environ.get("TANDEM_DEMO_SECRETS_DIR") or default_data_dir() / "secrets")
     _register_demo_webhooks(endpoints, bootstrap, secrets_dir, _publish_demo_instance(bootstrap))
     print(f"demo instance published; accessplanit and Mailchimp deliver its webhooks to {endpoints.ingest}")
     return 0
