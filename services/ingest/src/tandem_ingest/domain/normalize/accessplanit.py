@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.times import in_range
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
@@ -37,7 +38,7 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise InvalidPayload(f"{field} is not an ISO 8601 timestamp: {value!r}") from exc
     if parsed.tzinfo is None:
         raise InvalidPayload(f"{field} has no time zone: {value!r}")
-    return parsed
+    return in_range(parsed, field)
 
 
 def user_id_of(user: dict[str, Any]) -> str:
