@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
+from tandem_ingest.domain.carriable import check_carriable
 from tandem_ingest.domain.errors import InvalidPayload
 from tandem_ingest.domain.normalize import accessplanit
 from tandem_ingest.domain.signatures import verify
@@ -114,6 +115,7 @@ class AccessplanitWebhook:
         except RecursionError:
             raise Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
         try:
+            check_carriable(body)
             delivery = accessplanit.parse_webhook(method=method, body=body)
             return await delivery_event(
                 delivery, instance, self._reader, trusted=trusted, execution_id=new_id(), received_at=utcnow()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tandem_ingest.domain.carriable import check_carriable
 from tandem_ingest.domain.errors import InvalidPayload
 from tandem_ingest.domain.times import in_range
 from tandem_shared.contracts import (
@@ -76,6 +77,7 @@ def user_event(
     """
     user_id = user_id_of(user)
     occurred_at = parse_timestamp(user.get("DateUpdated"), "Data.DateUpdated")
+    check_carriable(user)  # the record travels whole in the event: webhook, API read and poll alike
     email = user.get("Email")
     if email is not None and not isinstance(email, str):
         raise InvalidPayload("Data.Email must be a string")
