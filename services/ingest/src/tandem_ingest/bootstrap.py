@@ -105,7 +105,12 @@ def bootstrap(
             settings,
             registry,
             intake,
-            reader or CoalescingUserReader(ApiUserReader(clients), settings.accessplanit_reread_window_s),
+            reader
+            or CoalescingUserReader(
+                ApiUserReader(clients),
+                settings.accessplanit_reread_window_s,
+                min_interval_s=settings.accessplanit_reread_min_interval_s,
+            ),
         ),
         mailchimp_webhook=MailchimpWebhook(settings, registry, DedupedSink(intake)),
         poller=poller,
