@@ -12,6 +12,7 @@ import httpx
 from tandem_cli.webhooks import register_webhook, webhook_url, with_signing_secret, write_secret_file
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
+    DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET,
     DEMO_MAILCHIMP_API_KEY,
     DEMO_MAILCHIMP_WEBHOOK_SECRET,
 )
@@ -41,16 +42,23 @@ class Endpoints:
         )
 
 
+def accessplanit_webhook_url(
+    ingest: str, instance_id: str, path_secret: str = DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET
+) -> str:
+    """The URL accessplanit delivers the demo instance's webhooks to: its path secret keeps unknown senders out."""
+    return f"{ingest}/webhooks/accessplanit/{instance_id}/{path_secret}"
+
+
 def register_accessplanit_webhook(endpoints: Endpoints, instance_id: str = "demo") -> None:
     base = f"{endpoints.accessplanit}/api/v2/Webhook"
-    target = f"{endpoints.ingest}/webhooks/accessplanit/{instance_id}"
+    target = accessplanit_webhook_url(endpoints.ingest, instance_id)
     headers = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_API_KEY}"}
     existing = httpx.get(base, headers=headers, timeout=10).json()
     items = existing.get("results", existing) if isinstance(existing, dict) else existing
     if any(item.get("TargetUrl") == target for item in items):
         return
     # No Secret: accessplanit documents no webhook signing, so the demo takes the default, unsigned path (ingest
-    # reads each announced user back with the instance's key).
+    # reads each announced user back with the instance's key); the URL's path secret authenticates the sender.
     body = {"Module": "User", "Events": ["created", "updated", "deleted"], "TargetUrl": target}
     httpx.post(base, json=body, headers=headers, timeout=10).raise_for_status()
 

@@ -26,6 +26,7 @@ DEMO_ACCESSPLANIT_API_KEY = "tandem-demo-integration-key"
 DEMO_ACCESSPLANIT_ADMIN_KEY = "tandem-demo-admin-key"
 DEMO_ACCESSPLANIT_WEBHOOK_SECRET = "tandem-demo-accessplanit-webhook-secret"
 DEMO_MAILCHIMP_WEBHOOK_SECRET = "tandem-demo-mailchimp-webhook-path-secret"
+DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET = "tandem-demo-accessplanit-webhook-path-secret"
 
 
 @dataclass
@@ -119,6 +120,7 @@ def stack_env(
             "TANDEM_DEMO_ACCESSPLANIT_API_KEY": DEMO_ACCESSPLANIT_API_KEY,
             "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_SECRET,
             "TANDEM_DEMO_MAILCHIMP_WEBHOOK_SECRET": DEMO_MAILCHIMP_WEBHOOK_SECRET,
+            "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET,
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -111,10 +111,12 @@ async def settled(result: Awaitable[None] | None) -> None:
 def demo_instance(*, signed_accessplanit_webhooks: bool = False) -> InstanceConfig:
     """The instance `make run` registers: both simulators on their default loopback ports, the seed's field set.
 
-    accessplanit documents no webhook signing, so by default deliveries are unsigned and ingest reads each user back
-    with the instance's key. `signed_accessplanit_webhooks` is for a load generator that signs its own deliveries
-    (the simulator's opt-in signing assumption)."""
+    accessplanit documents no webhook signing, so by default deliveries are unsigned, come to a URL with the
+    instance's path secret (/webhooks/accessplanit/demo/<secret>) and ingest reads each user back with the instance's
+    key. `signed_accessplanit_webhooks` is for a load generator that signs its own deliveries (the simulator's opt-in
+    signing assumption) to /webhooks/accessplanit/demo."""
     ap_secret = "env:TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_SECRET" if signed_accessplanit_webhooks else None
+    ap_path_secret = None if signed_accessplanit_webhooks else "env:TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET"
     return InstanceConfig(
         id=DEMO_INSTANCE_ID,
         name="Demo: accessplanit simulator ⇄ Mailchimp simulator",
@@ -131,6 +133,7 @@ def demo_instance(*, signed_accessplanit_webhooks: bool = False) -> InstanceConf
             default_account_id="1",
             integration_user_id="900001",
             webhook_secret=ap_secret,
+            webhook_path_secret=ap_path_secret,
         ),
         mappings=[
             FieldMapping(mailchimp="FNAME", accessplanit="Forenames"),

@@ -64,10 +64,18 @@ async def test_wrong_secret_unknown_instance_or_no_configured_secret_look_alike(
     assert publisher.events == []
 
 
-async def test_an_unresolvable_secret_is_a_503_so_mailchimp_retries(client: httpx.AsyncClient) -> None:
-    response = await client.get(url("missing", "anything"))
-    assert response.status_code == 503
-    assert "TANDEM_TEST_UNSET_SECRET_VARIABLE" not in response.text
+async def test_an_unresolvable_path_secret_is_a_404_like_any_wrong_secret_and_logged(
+    client: httpx.AsyncClient, publisher: FakePublisher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 503 made Mailchimp retry for 75 minutes and told any sender that the instance exists."""
+    for response in (
+        await client.get(url("missing", "anything")),
+        await client.post(url("missing", "anything"), content=fixture_body("subscribe"), headers=FORM),
+    ):
+        assert response.status_code == 404
+        assert response.json() == {"status": 404, "title": "Not Found", "detail": "no such webhook"}
+    assert "Mailchimp webhook secret unavailable" in capsys.readouterr().out
+    assert publisher.events == []
 
 
 async def test_an_empty_post_is_a_validation_ping(client: httpx.AsyncClient, publisher: FakePublisher) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from support.stack import RunningStack, running_stack
 from support.waiting import eventually
+from tandem_devstack.demo import accessplanit_webhook_url
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY
 
 pytestmark = pytest.mark.integration
@@ -48,9 +49,7 @@ async def test_services_count_what_they_do(stack: RunningStack) -> None:
             assert (await client.get(f"{stack.url(service)}/health/ready")).status_code in (200, 204)
 
         # The demo instance takes accessplanit's default, unsigned path: a delivery naming no user is refused.
-        unnamed = await client.post(
-            f"{stack.url('ingest')}/webhooks/accessplanit/{stack.instance.id}", json={"Data": {}}
-        )
+        unnamed = await client.post(accessplanit_webhook_url(stack.url("ingest"), stack.instance.id), json={"Data": {}})
         assert unnamed.status_code == 400
         assert sample(await metrics("ingest"), "tandem_ingest_events_rejected_total", status="400") >= 1
 

@@ -359,6 +359,7 @@ def check_instances(instances_json: str, origin: str, resolvers: Sequence[Contai
             instance.mailchimp.webhook_secret,
             instance.accessplanit.api_key,
             instance.accessplanit.webhook_secret,
+            instance.accessplanit.webhook_path_secret,
         ]
         for ref in filter(None, refs):
             scheme, _, rest = ref.partition(":")

@@ -366,6 +366,7 @@ def test_instance_secret_references_must_resolve_in_the_resolving_containers() -
     assert checks.check_instances(document, "dev", [writer]) == [
         "dev: demo's file:/etc/keys/mc is not in a Secret mounted by test",
         "dev: demo's env:TANDEM_DEMO_MAILCHIMP_WEBHOOK_SECRET is not set in test",
+        "dev: demo's env:TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET is not set in test",
     ]
 
 

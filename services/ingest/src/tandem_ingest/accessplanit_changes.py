@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -41,6 +42,10 @@ class CoalescingUserReader:
     one read is taken at the trailing edge, after all of them arrived, so no delivery gets a record read before it
     came in. A delivery arriving once that read has started waits for a read of its own. Nothing is refused: each
     delivery gets the shared record (or the shared error, and then accessplanit retries it).
+
+    `min_interval_s` bounds the reads of one user however the deliveries are spaced (a steady one every 0.2 s
+    would otherwise cost a read each): a window opened sooner than that after the user's last read stays open
+    until the interval has passed, and every delivery meanwhile joins it.
     """
 
     def __init__(
@@ -48,16 +53,21 @@ class CoalescingUserReader:
         inner: UserReader,
         window_s: float,
         *,
+        min_interval_s: float = 0.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._inner = inner
         self._window_s = window_s
+        self._min_interval_s = min_interval_s
         self._sleep = sleep
+        self._clock = clock
         self._open: dict[tuple[str, int, str], asyncio.Future[dict[str, Any] | None]] = {}
+        self._last_read: dict[tuple[str, int, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def get_user(self, instance: InstanceConfig, user_id: str) -> dict[str, Any] | None:
-        if self._window_s <= 0:
+        if self._window_s <= 0 and self._min_interval_s <= 0:
             return await self._inner.get_user(instance, user_id)
         # The instance's version is part of the key: a delivery after a key rotation never shares an older read.
         key = (instance.id, instance.version, user_id)
@@ -65,7 +75,11 @@ class CoalescingUserReader:
         if shared is None:
             shared = asyncio.get_running_loop().create_future()
             self._open[key] = shared
-            task = asyncio.create_task(self._read_at_trailing_edge(key, instance, user_id, shared))
+            last = self._last_read.get(key)
+            wait_s = self._window_s
+            if last is not None:
+                wait_s = max(wait_s, last + self._min_interval_s - self._clock())
+            task = asyncio.create_task(self._read_at_trailing_edge(key, instance, user_id, shared, wait_s))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         # One caller giving up (a dropped connection) must not cancel the read the others wait for.
@@ -77,12 +91,18 @@ class CoalescingUserReader:
         instance: InstanceConfig,
         user_id: str,
         shared: asyncio.Future[dict[str, Any] | None],
+        wait_s: float,
     ) -> None:
         try:
-            await self._sleep(self._window_s)
+            await self._sleep(wait_s)
         finally:
             # Closed before the read starts: a delivery from now on may postdate this read, so it gets its own.
             del self._open[key]
+        now = self._clock()
+        self._last_read[key] = now
+        # Only reads within the interval matter: older ones are forgotten, so the map stays as small as the burst.
+        for stale in [k for k, at in self._last_read.items() if at + self._min_interval_s <= now and k != key]:
+            del self._last_read[stale]
         try:
             record = await self._inner.get_user(instance, user_id)
         except asyncio.CancelledError:

@@ -1,4 +1,10 @@
-"""`/webhooks/accessplanit/{instance_id}`: accessplanit user webhooks in, ChangeEvents out.
+"""`/webhooks/accessplanit/{instance_id}/{secret}`: accessplanit user webhooks in, ChangeEvents out.
+
+The URL's secret is the instance's `webhook_path_secret` (as Mailchimp's); a wrong one, an unknown instance and a
+reference that cannot be resolved are answered alike (404), before anything is read or published. The URL without
+a secret, `/webhooks/accessplanit/{instance_id}`, serves instances that have no path secret: signed ones (the
+signature authenticates the sender) and, for existing set-ups, unsigned ones (which cost any sender a read of the
+named user; `instance_validation` warns about them).
 
 A delivery is answered 202 once Kafka has the event (200 when an earlier delivery of the same change already
 stored it) and 503 when it cannot be stored now, so accessplanit retries. Signed deliveries are believed; unsigned
@@ -9,6 +15,7 @@ the catch-up poll (`catch_up`).
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from typing import Any
@@ -20,6 +27,7 @@ from pydantic import ValidationError
 from tandem_ingest.accessplanit_changes import UserReader, delivery_event, own_write_marks
 from tandem_ingest.catch_up import CatchUp, CatchUpUnavailable
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
+from tandem_ingest.domain.carriable import check_carriable
 from tandem_ingest.domain.errors import InvalidPayload
 from tandem_ingest.domain.normalize import accessplanit
 from tandem_ingest.domain.signatures import verify
@@ -39,6 +47,7 @@ log = get_logger("tandem.ingest")
 
 SIGNATURE_HEADER = "X-Accessplanit-Signature"
 PATH = "/webhooks/accessplanit/{instance_id}"
+PATH_WITH_SECRET = "/webhooks/accessplanit/{instance_id}/{secret}"
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -74,15 +83,42 @@ class AccessplanitWebhook:
         async def deliver(instance_id: str, request: Request) -> Response:
             return await self.deliver(request, instance_id)
 
+        @router.api_route(PATH_WITH_SECRET, methods=list(METHODS))
+        async def deliver_with_secret(instance_id: str, secret: str, request: Request) -> Response:
+            return await self.deliver(request, instance_id, secret)
+
         return router
 
     def hot_routes(self) -> list[HotRoute]:
-        return [HotRoute(PATH, frozenset(METHODS), self.deliver)]
+        return [
+            HotRoute(PATH, frozenset(METHODS), self.deliver),
+            HotRoute(PATH_WITH_SECRET, frozenset(METHODS), self.deliver),
+        ]
 
-    async def deliver(self, request: Request, instance_id: str) -> Response:
+    def _instance(self, instance_id: str, given: str | None) -> InstanceConfig | None:
+        """The instance the URL names and authorizes; None for anything else, all answered alike."""
         instance = self._registry.get(instance_id)
         if instance is None:
-            return problem(404, "Not Found", "no such instance")
+            return None
+        ref = instance.accessplanit.webhook_path_secret
+        if ref is None:
+            return instance if given is None else None
+        if given is None:
+            return None
+        try:
+            expected = resolve_secret(ref)
+        except SecretUnavailable as exc:
+            log.error("accessplanit webhook path secret unavailable", instance_id=instance_id, error=str(exc))
+            return None
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8")):
+            log.warning("accessplanit webhook with a wrong path secret", instance_id=instance_id)
+            return None
+        return instance
+
+    async def deliver(self, request: Request, instance_id: str, secret: str | None = None) -> Response:
+        instance = self._instance(instance_id, secret)
+        if instance is None:
+            return problem(404, "Not Found", "no such webhook")
         try:
             raw = await self._body(request)
             trusted = self._authenticate(instance, request, raw)
@@ -148,6 +184,7 @@ class AccessplanitWebhook:
         except RecursionError:
             raise Refused(problem(400, "Bad Request", "body is nested too deeply")) from None
         try:
+            check_carriable(body)
             return accessplanit.parse_webhook(method=method, body=body)
         except (InvalidPayload, ValidationError) as exc:
             raise Refused(problem(400, "Bad Request", _reason(exc))) from None

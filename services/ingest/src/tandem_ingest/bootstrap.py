@@ -92,7 +92,11 @@ def bootstrap(
     async def trace(record: TraceRecord) -> None:
         await publish_trace(producer, record)
 
-    reader = reader or CoalescingUserReader(ApiUserReader(clients), settings.accessplanit_reread_window_s)
+    reader = reader or CoalescingUserReader(
+        ApiUserReader(clients),
+        settings.accessplanit_reread_window_s,
+        min_interval_s=settings.accessplanit_reread_min_interval_s,
+    )
     deferred = deferred or RedisDeferredUsers(redis)
     poller = AccessplanitPoller(
         registry=registry,

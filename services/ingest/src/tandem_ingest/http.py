@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 # Another delivery of the same change holds its claim and is publishing it: that takes milliseconds (at most the
 # publish timeout), after which a retry finds the change stored, or the claim given back and publishes it itself.
 BEING_STORED_RETRY_AFTER_S = 1
+# A Content-Length worth believing: ASCII digits only (str.isdigit() also admits "²", which int() refuses) and
+# short enough for int() and any limit; anything else is left to the streamed count below.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,15}")
 
 
 class Refused(Exception):
@@ -30,7 +35,7 @@ def being_stored() -> JSONResponse:
 async def read_body(request: Request, limit: int) -> bytes:
     """Reads at most `limit` bytes; a larger body is refused before it is buffered whole."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    if declared and _CONTENT_LENGTH.fullmatch(declared) and int(declared) > limit:
         raise OverflowError
     body = bytearray()
     async for chunk in request.stream():

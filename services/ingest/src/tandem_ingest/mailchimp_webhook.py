@@ -61,7 +61,13 @@ def _authorize(registry: InstanceRegistry, instance_id: str, given: str) -> Inst
     instance = registry.get(instance_id)
     if instance is None or instance.mailchimp.webhook_secret is None:
         raise Refused(_not_found())
-    expected = _secret(instance.mailchimp.webhook_secret, "webhook secret", instance_id)
+    try:
+        expected = resolve_secret(instance.mailchimp.webhook_secret)
+    except SecretUnavailable as exc:
+        # A configuration error for the operator to fix, not a reason for Mailchimp to retry (a 503 would also tell
+        # any sender that the instance exists): answered like any wrong secret.
+        log.error("Mailchimp webhook secret unavailable", instance_id=instance_id, error=str(exc))
+        raise Refused(_not_found()) from exc
     if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
         log.warning("Mailchimp webhook with a wrong path secret", instance_id=instance_id)
         raise Refused(_not_found())

@@ -27,6 +27,9 @@ class IngestSettings(CommonSettings):
     # deliveries of one user within this window share one read, taken after the last of them arrived
     # (accessplanit_changes.CoalescingUserReader). 0 reads once per delivery.
     accessplanit_reread_window_s: float = 0.1
+    # ... and one user is read at most once per this interval, however its deliveries are spaced (they wait for the
+    # next read and share it).
+    accessplanit_reread_min_interval_s: float = 1.0
     # Beyond this many unsigned deliveries of an instance a minute (all replicas together), a delivery is answered at
     # once and its user left to the catch-up poll, which reads a page of users per request (catch_up.py). The
     # default spends at most ~2,400 of accessplanit's 5,000 requests an hour per module on re-reads, leaving the

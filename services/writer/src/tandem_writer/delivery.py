@@ -13,9 +13,10 @@ becomes of a command is decided in `tandem_writer.domain.decisions`, and every t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -32,12 +33,14 @@ from tandem_writer.domain.coalescing import Queued, coalesce
 from tandem_writer.domain.decisions import Disposition, Verdict
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.domain.retry import RetryPolicy, header_attempt
-from tandem_writer.durable import durably
+from tandem_writer.durable import DATA_ERRORS, PoisonRecord, durably
 from tandem_writer.forwarding import Forwarder
 from tandem_writer.targets.base import Target
 from tandem_writer.trace import WriterTrace, command_step, record_step
 
 log = get_logger("tandem.writer.delivery")
+
+T = TypeVar("T")
 
 
 def _queued(record: InboundRecord) -> Queued:
@@ -149,28 +152,42 @@ class Delivery:
         self, record: InboundRecord, command: SyncCommand, instance: InstanceConfig, target: Target, step: StepRecorder
     ) -> Disposition:
         token = new_id()
-        claim = await durably("claim", lambda: self._store.claim(command, token), self._backoff_s)
+        try:
+            verdict = await self._claim_and_write(command, instance, target, token)
+        except PoisonRecord as poison:
+            log.error("delivery step failed on the record's data; dead-lettered", where=record.where, step=poison.step)
+            # Whatever the claim holds is given back; a release that fails on the data too leaves it to expire.
+            try:
+                await self._step("release", lambda: self._store.release(command, token))
+            except PoisonRecord:
+                pass
+            verdict = decisions.poisoned(command, str(poison))
+        return await self._conclude(record, command, step, verdict)
+
+    async def _claim_and_write(
+        self, command: SyncCommand, instance: InstanceConfig, target: Target, token: str
+    ) -> Verdict:
+        claim = await self._step("claim", lambda: self._store.claim(command, token))
         if claim.state is ClaimState.DONE:
-            return await self._conclude(record, command, step, decisions.already_applied(command, claim.applied_at))
+            return decisions.already_applied(command, claim.applied_at)
         if claim.state is ClaimState.BUSY:
-            verdict = decisions.contact_busy(command, self._policy, claim.wait_s, self._clock())
-            return await self._conclude(record, command, step, verdict)
+            return decisions.contact_busy(command, self._policy, claim.wait_s, self._clock())
         superseded = decisions.superseded(command, claim.last_applied)
         if superseded is not None:
-            await durably("release", lambda: self._store.release(command, token), self._backoff_s)
-            return await self._conclude(record, command, step, superseded)
+            await self._step("release", lambda: self._store.release(command, token))
+            return superseded
 
         outcome = await self._write(target, command, instance)
         if outcome.ok:
             # Applied, and what the target now holds (the mapper's change detection and echo suppression read it).
-            await durably(
-                "mark applied", lambda: self._store.mark_done(command, token, state=self._state), self._backoff_s
-            )
+            await self._step("mark applied", lambda: self._store.mark_done(command, token, state=self._state))
         else:
-            await durably("release", lambda: self._store.release(command, token), self._backoff_s)
-        return await self._conclude(
-            record, command, step, decisions.after_write(command, outcome, self._policy, self._clock())
-        )
+            await self._step("release", lambda: self._store.release(command, token))
+        return decisions.after_write(command, outcome, self._policy, self._clock())
+
+    async def _step(self, what: str, action: Callable[[], Awaitable[T]]) -> T:
+        """A Redis step of the delivery: repeated while Redis fails, PoisonRecord when the record's data does."""
+        return await durably(what, action, self._backoff_s, poison_on=DATA_ERRORS)
 
     async def _write(self, target: Target, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         try:

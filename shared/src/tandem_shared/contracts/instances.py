@@ -152,6 +152,9 @@ class AccessplanitConnection(Contract):
         default=None, description="Platform user owning the API key; its writes are Tandem's own (echoes)."
     )
     webhook_secret: SecretRef | None = None
+    # The path secret in the webhook URL accessplanit calls (/webhooks/accessplanit/{instance}/{secret}), as for
+    # Mailchimp: a delivery without it is refused before the user is read back with the instance's key.
+    webhook_path_secret: SecretRef | None = None
 
 
 class InstanceConfig(Contract):

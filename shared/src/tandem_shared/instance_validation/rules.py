@@ -156,6 +156,14 @@ def _connections(config: InstanceConfig, out: _Collector) -> None:
             "not set: Tandem recognises its own writes to accessplanit by their values only; set it to the id of "
             "the platform user that owns the API key",
         )
+    ap = config.accessplanit
+    if ap.webhook_path_secret is None and ap.webhook_secret is None:
+        out.warning(
+            "accessplanit.webhook_path_secret",
+            "not set: accessplanit's webhooks come to a URL anyone can call, and each call costs a read of the named "
+            "user from your request budget; set it to a secret reference and register "
+            "/webhooks/accessplanit/<instance>/<secret> with accessplanit",
+        )
     for where, url in (
         ("accessplanit.base_url", config.accessplanit.base_url),
         ("mailchimp.api_base_url", config.mailchimp.api_base_url),

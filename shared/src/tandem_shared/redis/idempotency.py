@@ -108,8 +108,14 @@ def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def _from_micros(value: str) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1_000_000, tz=UTC)
+def _from_micros(value: str) -> datetime | None:
+    """The stored time, or None for one no datetime can hold (a change's time at the edge of the calendar, e.g.
+    9999-12-31T23:59:59-14:00, is past year 9999 in UTC): it then orders nothing, rather than failing every claim
+    of the contact for as long as the marker lives."""
+    try:
+        return datetime.fromtimestamp(int(value) / 1_000_000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def redis_keys(command: SyncCommand) -> IdempotencyKeys:

@@ -152,3 +152,23 @@ async def test_a_zero_window_reads_once_per_delivery(inner: FakeReader, clock: C
     direct = CoalescingUserReader(inner, 0, sleep=clock.sleep)
     assert ((await direct.get_user(demo_instance(), "7")) or {})["read"] == 1
     assert ((await direct.get_user(demo_instance(), "7")) or {})["read"] == 2
+
+
+async def test_steadily_spaced_deliveries_of_one_user_cost_one_read_per_interval(
+    inner: FakeReader, clock: Clock
+) -> None:
+    """A delivery every 0.2 s fell outside each 0.1 s window and cost a read each; now at most one a second."""
+    reader = CoalescingUserReader(inner, WINDOW, min_interval_s=1.0, sleep=clock.sleep, clock=lambda: clock.now)
+    tasks = []
+    for _ in range(15):  # three seconds of deliveries
+        tasks.append(await deliver(reader))
+        await clock.advance(0.2)
+    await clock.advance(1.0)
+    records = [await t for t in tasks]
+    starts = [at for _, at in inner.reads]
+    assert len(starts) <= 4
+    assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in zip(starts, starts[1:], strict=False))
+    assert all(record is not None for record in records)
+    other = await deliver(reader, "8")  # another user is not held back by this one's interval
+    await clock.advance(WINDOW)
+    assert (await other) is not None and inner.reads[-1] == ("8", clock.now)

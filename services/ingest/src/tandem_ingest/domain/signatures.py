@@ -7,6 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+
+# The header is whatever the sender put there, read before anything is authenticated: the timestamp is taken only as
+# ASCII digits of a plausible length (Unix seconds have 10 digits until the year 2286), so an absurd one is refused
+# as unsigned rather than reaching int() or float arithmetic (`t=1<thousands of zeros>` overflowed them into a 500).
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
@@ -14,16 +21,23 @@ def sign(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def verify(secret: str, body: bytes, header: str | None, *, now: float, tolerance_s: int) -> bool:
+def parse_header(header: str | None) -> tuple[int, str] | None:
+    """(timestamp, hex digest) of a well-formed header; None for anything else. Never raises."""
     if not header:
+        return None
+    parts = dict(item.strip().split("=", 1) for item in header.split(",") if "=" in item)
+    timestamp, digest = parts.get("t", ""), parts.get("v1", "")
+    if not _TIMESTAMP.fullmatch(timestamp) or not _DIGEST.fullmatch(digest):
+        return None
+    return int(timestamp), digest
+
+
+def verify(secret: str, body: bytes, header: str | None, *, now: float, tolerance_s: int) -> bool:
+    parsed = parse_header(header)
+    if parsed is None:
         return False
-    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
-    try:
-        timestamp = int(parts.get("t", ""))
-    except ValueError:
-        return False
+    timestamp, given = parsed
     if abs(now - timestamp) > tolerance_s:
         return False
     expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    # Bytes, not str: compare_digest raises on non-ASCII str, and the header is whatever the sender put there.
-    return hmac.compare_digest(expected.encode(), parts.get("v1", "").encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(expected.encode(), given.encode())

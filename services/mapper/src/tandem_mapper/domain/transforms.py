@@ -58,6 +58,17 @@ def parse_date(text: str) -> date:
     raise TransformError(f"'{text}' is not a date (YYYY-MM-DD, an ISO 8601 date-time, or DD/MM/YYYY)")
 
 
+# accessplanit's DOB is a non-nullable .NET DateTime: 0001-01-01 (DateTime.MinValue) may simply mean "none", and
+# 9999-12-31 (MaxValue) likewise. A date outside this range is no contact's date: it counts as empty, never as a
+# reason to refuse the record.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+
+
+def is_placeholder(day: date) -> bool:
+    return not EARLIEST_DATE <= day <= LATEST_DATE
+
+
 def accessplanit_date(day: date) -> str:
     """How Tandem writes a date to accessplanit: ISO 8601, midnight with no zone, as the platform returns DOB."""
     return f"{day.isoformat()}T00:00:00"
@@ -71,6 +82,8 @@ def parse_birthday(text: str, *, from_date_of_birth: bool = False) -> str:
     iso = (_ISO_DATE_TIME.fullmatch(text) or re.fullmatch(r"(\d{4}-\d{2}-\d{2})", text)) if from_date_of_birth else None
     if iso:
         day_of = parse_date(iso.group(1))
+        if is_placeholder(day_of):
+            return ""
         month, day = day_of.month, day_of.day
     elif full:
         day, month = int(full.group(1)), int(full.group(2))
@@ -126,6 +139,8 @@ def _date(value: Any, flow: Flow) -> Any:
     if not text:
         return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
     parsed = parse_date(text)
+    if is_placeholder(parsed):
+        return "" if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else None
     return parsed.isoformat() if flow is Flow.ACCESSPLANIT_TO_MAILCHIMP else accessplanit_date(parsed)
 
 

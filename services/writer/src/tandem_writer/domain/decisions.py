@@ -169,6 +169,20 @@ def unreadable(exc: ValidationError) -> Verdict:
     )
 
 
+def poisoned(command: SyncCommand, reason: str) -> Verdict:
+    """A command a delivery step failed on because of its own data: to the dead-letter topic with the reason,
+    rather than repeated for ever in front of every record behind it."""
+    error = ErrorInfo(error_class="PoisonRecord", message=reason, permanent=True)
+    return Verdict(
+        Disposition.DEAD_LETTERED,
+        TraceStatus.DEAD_LETTERED,
+        f"Dead-lettered: {reason}",
+        data_in=command.payload,
+        error=error,
+        dead_letter=True,
+    )
+
+
 def coalesced_into(command: SyncCommand, into: SyncCommand, disposition: Disposition) -> Verdict:
     """An earlier command whose fields the newest one carried in its write (`tandem_writer.domain.coalescing`)."""
     return Verdict(

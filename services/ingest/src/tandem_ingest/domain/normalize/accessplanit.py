@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tandem_ingest.domain.carriable import check_carriable
 from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.times import in_range
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
@@ -37,7 +39,7 @@ def parse_timestamp(value: Any, field: str) -> datetime:
         raise InvalidPayload(f"{field} is not an ISO 8601 timestamp: {value!r}") from exc
     if parsed.tzinfo is None:
         raise InvalidPayload(f"{field} has no time zone: {value!r}")
-    return parsed
+    return in_range(parsed, field)
 
 
 def user_id_of(user: dict[str, Any]) -> str:
@@ -75,6 +77,7 @@ def user_event(
     """
     user_id = user_id_of(user)
     occurred_at = parse_timestamp(user.get("DateUpdated"), "Data.DateUpdated")
+    check_carriable(user)  # the record travels whole in the event: webhook, API read and poll alike
     email = user.get("Email")
     if email is not None and not isinstance(email, str):
         raise InvalidPayload("Data.Email must be a string")

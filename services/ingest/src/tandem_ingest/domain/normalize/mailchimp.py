@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from tandem_ingest.domain.errors import InvalidPayload
+from tandem_ingest.domain.times import in_range
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
@@ -121,9 +122,10 @@ def parse_fired_at(value: Any) -> datetime:
         raise InvalidPayload("fired_at is missing")
     try:
         parsed = datetime.fromisoformat(value.strip())
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
         raise InvalidPayload(f"fired_at is not 'YYYY-MM-DD HH:MM:SS': {value!r}") from exc
+    return in_range(parsed, "fired_at")
 
 
 def _optional(data: dict[str, Any], key: str) -> str | None:
