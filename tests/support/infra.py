@@ -62,6 +62,9 @@ def redis() -> Iterator[str]:
             yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
         return
     service = infra.ensure_redis()
+    # TANDEM_REDIS_AUTH=tls-acl: every client the suite makes, in-process or in a started service, reads the
+    # ACL user and CA from the environment (tandem_shared.redis.client.RedisAccess).
+    os.environ.update(service.env)
     try:
         yield service.address
     finally:

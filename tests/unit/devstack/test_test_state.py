@@ -66,3 +66,11 @@ def test_down_also_stops_a_test_stack_kept_running(
     assert main(["down"]) == 0
     assert sorted(stopped) == [11, 12]
     assert not list(tmp_path.rglob("*.pid"))
+
+
+def test_an_unknown_redis_auth_mode_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TANDEM_REDIS_AUTH", "tls")
+    with pytest.raises(ValueError, match="TANDEM_REDIS_AUTH='tls': expected one of none, tls-acl"):
+        infra.redis_auth()
+    monkeypatch.delenv("TANDEM_REDIS_AUTH")
+    assert infra.redis_auth() == "none"
