@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from tandem_devstack import demo, infra
+from tandem_devstack.console_login import ConsoleLogin, ensure_console_login
 from tandem_devstack.paths import tandem_home, test_home
 from tandem_devstack.processes import read_pid, stop_pid
 from tandem_devstack.stack import (
@@ -149,13 +150,24 @@ Edit it as a marketer would in Mailchimp (a signed webhook reaches ingest, a cha
 """
 
 
+def _login_banner(login: ConsoleLogin) -> str:
+    """To the terminal of `make run` only (never a log): the password in full once, when it was just made."""
+    if login.new_password is not None:
+        return (
+            f"Console login (made now, shown this once): {login.name} / {login.new_password}\n"
+            f"  kept in {login.password_file} (readable by you only)"
+        )
+    return f"Console login: {login.name}, password in {login.password_file}"
+
+
 def cmd_run(_: argparse.Namespace) -> int:
     infra.ensure_prerequisites()
     kafka, redis = infra.ensure_kafka(), infra.ensure_redis()
     ports = Ports.from_env()
     data_dir = default_data_dir()
+    login = ensure_console_login(data_dir)
     stack = Stack(
-        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir),
+        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir, extra=login.env()),
         log_dir=data_dir / "logs",
     )
     stop = threading.Event()
@@ -171,6 +183,7 @@ def cmd_run(_: argparse.Namespace) -> int:
             demo.Endpoints.from_env(stack.env), kafka.address, Path(stack.env["TANDEM_DEMO_SECRETS_DIR"]), instance
         )
         print(_banner(ports, kafka.address, redis.address), flush=True)
+        print(_login_banner(login), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
     finally:

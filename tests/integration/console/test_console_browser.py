@@ -15,6 +15,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from support.console_access import OPERATOR, PASSWORDS
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -52,10 +53,19 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+async def log_in(page: Page, console: str, name: str) -> None:
+    await page.goto(f"{console}/login")
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(PASSWORDS[name])
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#whoami")).to_contain_text(name)
+
+
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, stack: RunningStack) -> AsyncIterator[Page]:
     context = await browser.new_context()
     opened = await context.new_page()
+    await log_in(opened, stack.url("console"), OPERATOR)
     yield opened
     await context.close()
 
