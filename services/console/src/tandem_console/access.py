@@ -148,7 +148,7 @@ class Access:
 
     def set_pending(self, request: Request, pending: dict[str, str]) -> None:
         old = self.session_of(request)
-        request.state.session = Session(old.sid, old.expires, old.name, old.role, old.via, pending)
+        request.state.session = Session(old.sid, old.expires, old.name, old.role, old.via, pending or None)
 
 
 def access_of(request: Request) -> Access:
@@ -206,7 +206,9 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
                 max_age=max(0, int(current.expires - access.clock())),
                 httponly=True,
                 secure=access.settings.cookie_secure,
-                samesite="strict" if current.pending is None else "lax",
+                # Lax, not Strict: the identity provider's redirect back is a cross-site navigation. Cross-site POSTs
+                # carry no cookie all the same, and every state change needs the CSRF token besides.
+                samesite="lax",
                 path="/",
             )
         # Every state change by someone known is an operator action (login and logout aside), refused ones too.

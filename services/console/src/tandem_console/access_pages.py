@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tandem_console.access import VIEWER, Refused, access_of, safe_next
 from tandem_console.audit import AuditEntry
+from tandem_console.oidc import OidcError, OidcLogin
 from tandem_console.ui import render
 from tandem_shared.logging import get_logger
 
@@ -62,6 +63,50 @@ async def log_in(
         return login_page(request, next, error="wrong name or password", status_code=401)
     access.log_in(request, who)
     return RedirectResponse(safe_next(next), status_code=303)
+
+
+def oidc_of(request: Request) -> OidcLogin | None:
+    oidc: OidcLogin | None = getattr(request.app.state, "oidc", None)
+    return oidc
+
+
+@router.get("/login/oidc")
+async def oidc_start(request: Request, next: str = "/") -> Response:
+    """To the identity provider; state, nonce and the PKCE verifier wait in this browser's session cookie."""
+    oidc = oidc_of(request)
+    if oidc is None:
+        return login_page(request, next, error="no identity provider is configured", status_code=404)
+    access = access_of(request)
+    redirect_uri = access.settings.oidc_redirect_uri or str(request.url_for("oidc_callback"))
+    try:
+        url, pending = await oidc.start(redirect_uri)
+    except Exception as exc:  # the provider is down or misconfigured: say so, keep the other ways in
+        log.error("identity provider unreachable", error=str(exc))
+        return login_page(request, next, error="the identity provider cannot be reached", status_code=503)
+    access.set_pending(request, {**pending, "next": safe_next(next)})
+    return RedirectResponse(url, status_code=303)
+
+
+@router.get("/login/oidc/callback")
+async def oidc_callback(
+    request: Request, code: str | None = None, state: str | None = None, error: str | None = None
+) -> Response:
+    oidc = oidc_of(request)
+    access = access_of(request)
+    pending = access.session_of(request).pending or {}
+    next_ = pending.get("next", "/")
+    if oidc is None:
+        return login_page(request, next_, error="no identity provider is configured", status_code=404)
+    if error or not code or not state:
+        return login_page(request, next_, error=f"the identity provider did not log you in ({error})", status_code=401)
+    try:
+        who = await oidc.finish(pending, code=code, state=state)
+    except OidcError as exc:
+        log.warning("OpenID Connect login refused", reason=str(exc))
+        access.set_pending(request, {})
+        return login_page(request, next_, error=str(exc), status_code=403)
+    access.log_in(request, who)
+    return RedirectResponse(safe_next(next_), status_code=303)
 
 
 @router.post("/logout")

@@ -17,6 +17,7 @@ from tandem_console.access import VIEWER, Access, install, metrics_reader
 from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
 from tandem_console.bootstrap import bootstrap
+from tandem_console.oidc import OidcConfig, OidcLogin
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import utcnow
@@ -45,6 +46,8 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
     audit = AuditLog(store.engine)
     access = Access.build(settings, audit)
+    oidc_config = OidcConfig.of(settings)
+    oidc = OidcLogin(oidc_config) if oidc_config else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +70,8 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             await consumer.stop()
             await producer.stop()
             await registry.stop()
+            if oidc is not None:
+                await oidc.close()
             store.close()
 
     app = FastAPI(
@@ -77,6 +82,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.state.settings = settings
     app.state.console = built.console
     app.state.consumer = consumer
+    app.state.oidc = oidc
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError) -> Response:

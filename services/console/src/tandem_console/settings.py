@@ -41,6 +41,19 @@ class ConsoleSettings(CommonSettings):
     # A loopback-only install may turn the login off, explicitly: every caller from a loopback address is then an
     # operator, and any other caller is refused. Never set in the image or the manifests.
     login_disabled: bool = False
+    # OpenID Connect (docs/security.md): on when an issuer and a client id are set. Roles come from the groups the
+    # ID token lists; someone in none of these groups is not let in.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_display_name: str = "your organisation's login"
+    oidc_scopes: str = "openid email profile"
+    oidc_name_claim: str = "email"
+    oidc_groups_claim: str = "groups"
+    oidc_operator_groups: str = ""
+    oidc_viewer_groups: str = ""
+    # The callback URL registered with the provider; unset: this console's own URL + /login/oidc/callback.
+    oidc_redirect_uri: str | None = None
 
     @property
     def host_names(self) -> frozenset[str]:
