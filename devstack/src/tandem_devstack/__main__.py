@@ -104,6 +104,14 @@ def cmd_topics(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_login(args: argparse.Namespace) -> int:
+    """The console's local operator login, made once into a folder (docker compose's one-shot `console-login`)."""
+    login = ensure_console_login(Path(args.folder))
+    made = "made" if login.new_password is not None else "kept"
+    print(f"console login {made}: {login.name}, password in {login.password_file} (not printed)")
+    return 0
+
+
 def cmd_demo(_: argparse.Namespace) -> int:
     """Publish the demo instance and register its webhooks with the simulators named by TANDEM_DEMO_*_URL
     (docker compose, the dev overlay): what `make run` does on loopback."""
@@ -209,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         ("demo", cmd_demo, "publish the demo instance, register its webhooks at TANDEM_DEMO_*_URL"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)
+    login = sub.add_parser("console-login", help="make the console's local operator login once, into FOLDER")
+    login.add_argument("folder")
+    login.set_defaults(fn=cmd_console_login)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 
