@@ -296,3 +296,19 @@ async def test_with_the_login_turned_off_loopback_callers_are_operators_and_othe
     remote = build(tmp_path / "remote", client=("10.0.0.7", 50000), login_disabled=True)
     async with remote.client:
         assert (await remote.client.get("/api/instances")).status_code == 403
+
+
+async def test_after_five_wrong_passwords_even_the_right_one_waits(console: Console) -> None:
+    form = await console.client.get("/login")
+    headers = {"Cookie": f"{COOKIE}={cookie_of(form)}"}
+
+    async def attempt(password: str) -> httpx.Response:
+        data = {"name": OPERATOR, "password": password, "csrf_token": csrf_in(form.text)}
+        return await console.client.post("/login", data=data, headers=headers)
+
+    assert [(await attempt(f"guess-{i}")).status_code for i in range(5)] == [401] * 5
+    shut = await attempt(PASSWORDS[OPERATOR])
+    assert shut.status_code == 429
+    assert "too many wrong passwords" in shut.text
+    assert not logged_in(console, shut)
+    assert (await console.client.get("/api/instances", headers=bearer("operator"))).status_code == 200

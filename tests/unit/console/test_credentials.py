@@ -6,6 +6,7 @@ import pytest
 
 from tandem_console.credentials import (
     Accounts,
+    LoginThrottle,
     Principal,
     Role,
     Session,
@@ -90,3 +91,24 @@ def test_a_csrf_token_belongs_to_one_session() -> None:
 def test_logging_in_starts_a_new_session_id() -> None:
     anonymous = Session.anonymous(NOW, 60)
     assert anonymous.logged_in(Principal("ada", Role.VIEWER, "password"), NOW, 60).sid != anonymous.sid
+
+
+def test_the_throttle_shuts_one_names_logins_after_five_wrong_passwords_for_the_window() -> None:
+    throttle = LoginThrottle(limit=5, window_s=900)
+    for i in range(4):
+        throttle.failed("ada", NOW + i)
+    assert throttle.wait_s("ada", NOW + 4) == 0
+    throttle.failed("ada", NOW + 4)
+    assert throttle.wait_s("ada", NOW + 5) == pytest.approx(895)
+    assert throttle.wait_s("bob", NOW + 5) == 0
+    assert throttle.wait_s("ada", NOW + 900) == 0  # the oldest failure left the window
+    throttle.succeeded("ada")
+    assert throttle.wait_s("ada", NOW + 5) == 0
+
+
+def test_the_throttle_forgets_the_oldest_names_beyond_its_bound() -> None:
+    throttle = LoginThrottle(limit=1, window_s=900, max_names=3)
+    for name in ("a", "b", "c", "d"):
+        throttle.failed(name, NOW)
+    assert throttle.wait_s("a", NOW) == 0
+    assert all(throttle.wait_s(name, NOW) > 0 for name in ("b", "c", "d"))

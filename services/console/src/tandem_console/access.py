@@ -14,7 +14,7 @@ import ipaddress
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,7 +22,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from tandem_console.audit import AuditEntry, AuditLog
-from tandem_console.credentials import Accounts, Principal, Role, Session, SessionCodec
+from tandem_console.credentials import Accounts, LoginThrottle, Principal, Role, Session, SessionCodec
 from tandem_console.settings import ConsoleSettings
 from tandem_shared.contracts import utcnow
 from tandem_shared.logging import get_logger
@@ -76,6 +76,7 @@ class Access:
     codec: SessionCodec
     audit: AuditLog
     clock: Callable[[], float] = time.time
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
 
     @classmethod
     def build(cls, settings: ConsoleSettings, audit: AuditLog) -> Access:

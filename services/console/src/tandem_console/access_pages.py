@@ -56,11 +56,18 @@ async def log_in(
         await access.check_csrf(request, None)
     except Refused as exc:
         return login_page(request, next, error=exc.message, status_code=403)
+    wait_s = access.throttle.wait_s(name, access.clock())
+    if wait_s > 0:
+        log.warning("login refused: too many wrong passwords for one name")
+        message = f"too many wrong passwords: try again in {max(1, round(wait_s / 60))} min"
+        return login_page(request, next, error=message, status_code=429)
     who = await asyncio.to_thread(access.accounts.login, name, password)
     if who is None:
+        access.throttle.failed(name, access.clock())
         # Not the name: people type their password into it.
         log.warning("login refused")
         return login_page(request, next, error="wrong name or password", status_code=401)
+    access.throttle.succeeded(name)
     access.log_in(request, who)
     return RedirectResponse(safe_next(next), status_code=303)
 

@@ -205,3 +205,36 @@ class SessionCodec:
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
         return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+
+
+@dataclass
+class LoginThrottle:
+    """After `limit` wrong passwords for one name within `window_s`, logins under that name are refused unchecked
+    until the oldest of them is `window_s` old: password guessing against an account slows to a crawl. (The price:
+    someone who knows a name can keep that account's password login shut; OIDC and tokens are not affected.)"""
+
+    limit: int = 5
+    window_s: float = 900.0
+    # Names tracked at most: a flood of made-up names forgets the oldest instead of growing without end.
+    max_names: int = 10_000
+    _failures: dict[str, list[float]] = field(default_factory=dict)
+
+    def _recent(self, name: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(name, []) if now - t < self.window_s]
+        if recent:
+            self._failures[name] = recent
+        else:
+            self._failures.pop(name, None)
+        return recent
+
+    def wait_s(self, name: str, now: float) -> float:
+        recent = self._recent(name, now)
+        return recent[0] + self.window_s - now if len(recent) >= self.limit else 0.0
+
+    def failed(self, name: str, now: float) -> None:
+        self._failures[name] = [*self._recent(name, now), now]
+        while len(self._failures) > self.max_names:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)
