@@ -312,3 +312,13 @@ async def test_after_five_wrong_passwords_even_the_right_one_waits(console: Cons
     assert "too many wrong passwords" in shut.text
     assert not logged_in(console, shut)
     assert (await console.client.get("/api/instances", headers=bearer("operator"))).status_code == 200
+
+
+async def test_the_audit_log_keeps_no_email_address_from_a_replay_filter(console: Console) -> None:
+    answer = await console.client.post(
+        "/api/replay", params={"instance": "demo", "email": "ada@example.com"}, headers=bearer("operator")
+    )
+    assert answer.status_code == 202
+    (entry, *_) = (await console.client.get("/api/audit", headers=bearer("viewer"))).json()
+    assert entry["action"] == "replay_filtered"
+    assert "ada@example.com" not in entry["target"] and "instance=demo" in entry["target"]

@@ -35,6 +35,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OPEN_PATHS = frozenset({"/health/live", "/health/ready"})
 # Prometheus, too, names the pod by IP; /metrics needs a token instead.
 HOST_EXEMPT = OPEN_PATHS | {"/metrics"}
+# Kept for as long as the audit log is: a contact's address in a replay filter is personal data, so it is left out.
+PERSONAL_PARAMS = frozenset({"email"})
 LOGIN_PATHS = frozenset({"/login", "/logout", "/login/oidc", "/login/oidc/callback"})
 
 # No script at all; styles inline (the pages carry their own stylesheet); forms post to the console only; no framing.
@@ -244,7 +246,8 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
 async def record(request: Request, audit: AuditLog, who: Principal, outcome: int) -> None:
     route: Any = request.scope.get("route")
     action = getattr(route, "name", None) or request.url.path
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = [(k, "(not kept)" if k in PERSONAL_PARAMS else v) for k, v in request.query_params.multi_items()]
+    target = request.url.path + (f"?{urlencode(query)}" if query else "")
     entry = AuditEntry(utcnow(), who.name, who.via, action, target, outcome)
     log.info("operator action", who=who.name, via=who.via, action=action, target=target, outcome=outcome)
     try:
