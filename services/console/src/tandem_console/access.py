@@ -119,9 +119,10 @@ class Access:
         who = self.authenticate(request)
         if who is None:
             raise NotLoggedIn("log in first")
+        # Before the role check: a refused attempt is audited under its name too.
+        request.state.principal = who
         if who.role < role:
             raise Refused(403, f"{who.name} has the {who.role.label} role; this needs the {role.label} role")
-        request.state.principal = who
         return who
 
     async def check_csrf(self, request: Request, who: Principal | None) -> None:
