@@ -69,7 +69,8 @@ FROM base AS final-base
 # points here gives docker compose's named volumes the right owner (Docker copies it from the image).
 RUN groupadd --system --gid 10001 tandem \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin tandem \
- && install -d -o 10001 -g 10001 /var/lib/tandem /var/lib/tandem/console /var/lib/tandem/demo-secrets
+ && install -d -o 10001 -g 10001 /var/lib/tandem /var/lib/tandem/console /var/lib/tandem/console-access \
+    /var/lib/tandem/demo-secrets
 ENV PATH=/opt/tandem/bin:$PATH
 WORKDIR /var/lib/tandem
 # Ports: ingest 8000, mapper 8001, writer 8002 (health), console 8080; simulators 8101/8102 (dev target).

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from support.console_access import console_env
 from support.groups import start_at_end
 from support.kafka import connect
 from tandem_devstack import demo
@@ -88,6 +89,7 @@ def running_stack(
             "TANDEM_WRITER_GROUP_ID": writer_group,
             "TANDEM_MAPPER_PORT": str(ports.mapper),
             "TANDEM_WRITER_PORT": str(ports.writer),
+            **console_env(tmp / "console"),
             **(extra_env or {}),
         },
     )

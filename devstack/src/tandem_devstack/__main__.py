@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from tandem_devstack import demo, infra, kafka_auth
+from tandem_devstack.console_login import ConsoleLogin, ensure_console_login
 from tandem_devstack.paths import tandem_home, test_home
 from tandem_devstack.processes import read_pid, stop_pid
 from tandem_devstack.stack import (
@@ -108,6 +109,14 @@ def cmd_topics(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console_login(args: argparse.Namespace) -> int:
+    """The console's local operator login, made once into a folder (docker compose's one-shot `console-login`)."""
+    login = ensure_console_login(Path(args.folder))
+    made = "made" if login.new_password is not None else "kept"
+    print(f"console login {made}: {login.name}, password in {login.password_file} (not printed)")
+    return 0
+
+
 def cmd_demo(_: argparse.Namespace) -> int:
     """Publish the demo instance and register its webhooks with the simulators named by TANDEM_DEMO_*_URL
     (docker compose, the dev overlay): what `make run` does on loopback."""
@@ -176,6 +185,16 @@ def _kafka_line(plain: str, auth: str | None) -> str:
     return f"{plain} (plain, admin); services on 127.0.0.1:{port} ({auth}, each as its own Kafka user)"
 
 
+def _login_banner(login: ConsoleLogin) -> str:
+    """To the terminal of `make run` only (never a log): the password in full once, when it was just made."""
+    if login.new_password is not None:
+        return (
+            f"Console login (made now, shown this once): {login.name} / {login.new_password}\n"
+            f"  kept in {login.password_file} (readable by you only)"
+        )
+    return f"Console login: {login.name}, password in {login.password_file}"
+
+
 def cmd_run(_: argparse.Namespace) -> int:
     auth = os.environ.get("TANDEM_KAFKA_AUTH") or None
     if auth is not None and auth not in kafka_auth.MODES:
@@ -192,8 +211,15 @@ def cmd_run(_: argparse.Namespace) -> int:
         return 2
     ports = Ports.from_env()
     data_dir = default_data_dir()
+    login = ensure_console_login(data_dir)
     stack = Stack(
-        env=stack_env(kafka=kafka.address, redis=redis.address, ports=ports, data_dir=data_dir, extra=redis.env),
+        env=stack_env(
+            kafka=kafka.address,
+            redis=redis.address,
+            ports=ports,
+            data_dir=data_dir,
+            extra={**redis.env, **login.env()},
+        ),
         log_dir=data_dir / "logs",
     )
     stop = threading.Event()
@@ -209,6 +235,7 @@ def cmd_run(_: argparse.Namespace) -> int:
             demo.Endpoints.from_env(stack.env), kafka.address, Path(stack.env["TANDEM_DEMO_SECRETS_DIR"]), instance
         )
         print(_banner(ports, _kafka_line(kafka.address, auth), redis.address), flush=True)
+        print(_login_banner(login), flush=True)
         print(f"logs: {data_dir / 'logs'}", flush=True)
         stop.wait()
     finally:
@@ -238,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
         ("demo", cmd_demo, "publish the demo instance, register its webhooks at TANDEM_DEMO_*_URL"),
     ]:
         sub.add_parser(name, help=help_).set_defaults(fn=fn)
+    login = sub.add_parser("console-login", help="make the console's local operator login once, into FOLDER")
+    login.add_argument("folder")
+    login.set_defaults(fn=cmd_console_login)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.console_access import bearer, write_accounts
 from support.traces import trace
 from tandem_console.app import create_app
 from tandem_console.settings import ConsoleSettings
@@ -31,11 +32,19 @@ class Console:
 
 
 def console_app(database_url: str, registry: StaticInstanceRegistry) -> httpx.AsyncClient:
-    settings = ConsoleSettings(kafka_bootstrap_servers="127.0.0.1:9", database_url=database_url, log_json=False)
+    settings = ConsoleSettings(
+        kafka_bootstrap_servers="127.0.0.1:9",
+        database_url=database_url,
+        log_json=False,
+        accounts_file=write_accounts(Path(database_url.removeprefix("sqlite:///")).parent),
+        allowed_hosts="console.test",
+    )
     app = create_app(settings, registry)
     # No lifespan in-process (it would connect to Kafka): the store is created here, as the lifespan would.
     app.state.console.store.create()
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.test")
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://console.test", headers=bearer("operator")
+    )
 
 
 @pytest.fixture

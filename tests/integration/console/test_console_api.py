@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from support.console_access import bearer, write_accounts
 from support.kafka import connect
 from support.stack import make_test_instance
 from support.topics import wait_for_records
@@ -162,11 +163,19 @@ async def world(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.T
 
     # The same tests run on Postgres when TANDEM_TEST_POSTGRES_URL names a database.
     database_url = os.environ.get("TANDEM_TEST_POSTGRES_URL") or f"sqlite:///{tmp / 'console.db'}"
-    settings = ConsoleSettings(kafka_bootstrap_servers=kafka_bootstrap, database_url=database_url, replay_limit=5)
+    settings = ConsoleSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=database_url,
+        replay_limit=5,
+        accounts_file=write_accounts(tmp),
+        allowed_hosts="console.test",
+    )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://console.test", timeout=30) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://console.test", timeout=30, headers=bearer("operator")
+        ) as client:
 
             async def all_consumed() -> bool:
                 body = (await client.get("/api/executions", params={"instance": instance, "limit": 100})).json()

@@ -3,6 +3,9 @@
 "If your execution has a red circle ... open the 'Logs' tab and click on the 'Show only errors' button, the error
 should tell you the cause of the fail. In this case, the User did not have an email address" — and "click the
 pause button to 'Pause the instance'. This will prevent any Users/Contacts from syncing."
+
+And who may do it (issue 17): a login first, a viewer refused the pause, an operator doing it (audited), a
+cross-site form and a rebound host name refused.
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from support.console_access import OPERATOR, PASSWORDS, VIEWER, bearer
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -25,6 +30,8 @@ from tandem_shared.contracts.topics import TRACE
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
+REBOUND = "rebound.attacker.test"
+ATTACKER = "http://attacker.test"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -34,6 +41,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A name that resolves to the console's own address, as a rebound DNS name would: its Host is not allowed.
+    f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
 ]
 
 
@@ -52,12 +61,91 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+async def log_in(page: Page, console: str, name: str) -> None:
+    await page.goto(f"{console}/login")
+    await page.get_by_label("Name").fill(name)
+    await page.get_by_label("Password").fill(PASSWORDS[name])
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.locator("#whoami")).to_contain_text(name)
+
+
 @pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
+async def page(browser: Browser, stack: RunningStack) -> AsyncIterator[Page]:
     context = await browser.new_context()
     opened = await context.new_page()
+    await log_in(opened, stack.url("console"), OPERATOR)
     yield opened
     await context.close()
+
+
+async def instance_paused(stack: RunningStack) -> bool:
+    async with httpx.AsyncClient(timeout=10, headers=bearer("viewer")) as client:
+        answer = await client.get(f"{stack.url('console')}/api/instances/{stack.instance.id}")
+    paused: bool = answer.json()["paused"]
+    return paused
+
+
+async def test_a_viewer_is_refused_pausing_and_an_operator_pauses_and_enables(
+    stack: RunningStack, browser: Browser
+) -> None:
+    console = stack.url("console")
+    summary = f"{console}/instances/{stack.instance.id}"
+    context = await browser.new_context()
+    try:
+        viewer = await context.new_page()
+        await viewer.goto(summary)
+        assert viewer.url.startswith(f"{console}/login?"), "no page without a login"
+        await log_in(viewer, console, VIEWER)
+        await viewer.goto(summary)
+        await viewer.get_by_role("button", name="Pause the instance").click()
+        await expect(viewer.locator("h1")).to_have_text("Not allowed")
+        await expect(viewer.get_by_role("alert")).to_contain_text("needs the operator role")
+        assert not await instance_paused(stack)
+    finally:
+        await context.close()
+
+    context = await browser.new_context()
+    try:
+        operator = await context.new_page()
+        await log_in(operator, console, OPERATOR)
+        await operator.goto(summary)
+        await operator.get_by_role("button", name="Pause the instance").click()
+        await expect(operator.locator("#instance-state")).to_have_text("Paused")
+        await operator.get_by_role("button", name="Enable the instance").click()
+        await expect(operator.locator("#instance-state")).to_contain_text("Running")
+
+        await operator.get_by_role("link", name="Audit").click()
+        rows = await operator.locator("table.audit tbody tr").all_inner_texts()
+        # Newest first: the operator's resume and pause, then the viewer's refused pause.
+        resumed, paused, refused = [r for r in rows if f"/instances/{stack.instance.id}/" in r][:3]
+        assert all(w in resumed for w in (OPERATOR, "resume", "303")), resumed
+        assert all(w in paused for w in (OPERATOR, "pause", "303")), paused
+        assert all(w in refused for w in (VIEWER, "pause", "403 refused")), refused
+    finally:
+        await context.close()
+
+
+async def test_a_cross_site_form_and_a_rebound_host_are_refused(stack: RunningStack, page: Page) -> None:
+    """`page` is logged in as an operator: a page elsewhere still cannot pause the instance in their name."""
+    console = stack.url("console")
+    target = f"{console}/instances/{stack.instance.id}/pause"
+    await page.route(
+        f"{ATTACKER}/**",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body=f'<form method="post" action="{target}"><button type="submit">Win a prize</button></form>',
+        ),
+    )
+    await page.goto(f"{ATTACKER}/prize")
+    async with page.expect_response(target) as answered:
+        await page.get_by_role("button", name="Win a prize").click()
+    assert (await answered.value).status in (401, 403)
+    assert not await instance_paused(stack)
+
+    port = urlsplit(console).port
+    rebound = await page.goto(f"http://{REBOUND}:{port}/instances/{stack.instance.id}")
+    assert rebound is not None and rebound.status == 400
+    assert "host not allowed" in await page.content()
 
 
 async def create_user(stack: RunningStack, **fields: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.console_access import bearer
 from support.stack import RunningStack, running_stack
 from support.waiting import eventually
 from tandem_devstack.demo import accessplanit_webhook_url
@@ -40,7 +41,9 @@ async def test_services_count_what_they_do(stack: RunningStack) -> None:
     async with httpx.AsyncClient(timeout=10) as client:
 
         async def metrics(service: str) -> str:
-            response = await client.get(f"{stack.url(service)}/metrics")
+            # The console's metrics need a token (its NetworkPolicy admits the monitoring namespace for them).
+            headers = bearer("metrics") if service == "console" else {}
+            response = await client.get(f"{stack.url(service)}/metrics", headers=headers)
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/plain")
             return response.text

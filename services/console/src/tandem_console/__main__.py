@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 import sys
 
 import uvicorn
 
+from tandem_console.credentials import Role, hash_password, hash_token, new_token
 from tandem_console.rebuild import rebuild
 from tandem_console.settings import ConsoleSettings
 
@@ -16,10 +19,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tandem-console")
     sub = parser.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="run the console (the default)")
-    # Loopback unless asked: the console has no login, so it is exposed only on purpose.
+    # Loopback unless asked: exposing the console is a decision (with its Host allow-list and logins set up).
     serve.add_argument("--host", default="127.0.0.1")
     sub.add_parser("rebuild", help="empty the store and read tandem.trace again from its beginning, then exit")
+    account = sub.add_parser("hash-password", help="an accounts-file user entry: asks for the password")
+    account.add_argument("name")
+    account.add_argument("--role", choices=[r.label for r in Role if r >= Role.VIEWER], default="viewer")
+    token = sub.add_parser("new-token", help="a new API token (shown once) and its accounts-file entry")
+    token.add_argument("name")
+    token.add_argument("--role", choices=[r.label for r in Role], default="viewer")
     args = parser.parse_args(argv)
+    if args.command == "hash-password":
+        password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        entry = {"name": args.name, "role": args.role, "password_hash": hash_password(password)}
+        sys.stdout.write(json.dumps(entry) + "\n")
+        return 0
+    if args.command == "new-token":
+        value = new_token()
+        sys.stderr.write(f"token (shown once, keep it in the caller's secret store): {value}\n")
+        sys.stdout.write(json.dumps({"name": args.name, "role": args.role, "token_hash": hash_token(value)}) + "\n")
+        return 0
     settings = ConsoleSettings()
     if args.command == "rebuild":
         stored = asyncio.run(rebuild(settings))

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from tandem_console.access import OPERATOR
 from tandem_console.filters import ExecutionFilter
 from tandem_console.models import (
     ConsumerStatus,
@@ -45,12 +46,12 @@ async def execution_detail(
     return await console_of(request).detail(execution_id, errors_only=errors_only)
 
 
-@router.post("/executions/{execution_id}/replay", response_model=ReplayOut, status_code=202)
+@router.post("/executions/{execution_id}/replay", response_model=ReplayOut, status_code=202, dependencies=[OPERATOR])
 async def replay_execution(request: Request, execution_id: str) -> ReplayOut:
     return await console_of(request).replay(execution_id)
 
 
-@router.post("/replay", response_model=ReplaySetOut, status_code=202)
+@router.post("/replay", response_model=ReplaySetOut, status_code=202, dependencies=[OPERATOR])
 async def replay_filtered(request: Request, where: Annotated[ExecutionFilter, Query()]) -> ReplaySetOut:
     """Replays every execution the filters match (oldest first), up to the configured limit."""
     return await console_of(request).replay_set(where)
@@ -74,12 +75,12 @@ async def instance_summary(request: Request, instance_id: str) -> InstanceSummar
     return await console_of(request).instance(instance_id)
 
 
-@router.post("/instances/{instance_id}/pause", response_model=PauseOut)
+@router.post("/instances/{instance_id}/pause", response_model=PauseOut, dependencies=[OPERATOR])
 async def pause_instance(request: Request, instance_id: str) -> PauseOut:
     return await console_of(request).set_paused(instance_id, True)
 
 
-@router.post("/instances/{instance_id}/resume", response_model=PauseOut)
+@router.post("/instances/{instance_id}/resume", response_model=PauseOut, dependencies=[OPERATOR])
 async def resume_instance(
     request: Request,
     instance_id: str,

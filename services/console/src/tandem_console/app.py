@@ -8,20 +8,22 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tandem_console import api, ui
+from tandem_console import access_pages, api, ui
+from tandem_console.access import VIEWER, Access, install, metrics_reader
 from tandem_console.actions import ActionError
+from tandem_console.audit import AuditLog
 from tandem_console.bootstrap import bootstrap
+from tandem_console.oidc import OidcConfig, OidcLogin
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import configure_logging, get_logger
-from tandem_shared.metrics import MetricsEndpoint
+from tandem_shared.metrics import render as render_metrics
 
 log = get_logger("tandem.console")
 
@@ -42,10 +44,15 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     configure_logging("console", settings.log_level, settings.log_json)
     built = bootstrap(settings, registry=registry)
     store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
+    audit = AuditLog(store.engine)
+    access = Access.build(settings, audit)
+    oidc_config = OidcConfig.of(settings)
+    oidc = OidcLogin(oidc_config) if oidc_config else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(store.create)
+        await asyncio.to_thread(audit.create)
         if settings.rebuild_on_start:
             await asyncio.to_thread(store.reset)
             log.info("store emptied; rebuilding from tandem.trace")
@@ -63,6 +70,8 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             await consumer.stop()
             await producer.stop()
             await registry.stop()
+            if oidc is not None:
+                await oidc.close()
             store.close()
 
     app = FastAPI(
@@ -73,6 +82,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.state.settings = settings
     app.state.console = built.console
     app.state.consumer = consumer
+    app.state.oidc = oidc
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError) -> Response:
@@ -96,7 +106,14 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         ok = await producer.ping(timeout=3.0)
         return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
 
-    app.router.routes.append(Route("/metrics", MetricsEndpoint()))
-    app.include_router(api.router)
-    app.include_router(ui.router)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    install(app, access, lambda request, status, message: ui.error_page(request, ActionError(status, message)))
+    app.include_router(access_pages.router)
+    # Every page and API route needs at least the viewer role; state changes add `OPERATOR` route by route.
+    app.include_router(api.router, dependencies=[VIEWER])
+    app.include_router(ui.router, dependencies=[VIEWER])
     return app

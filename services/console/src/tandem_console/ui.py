@@ -9,12 +9,13 @@ import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from tandem_console.access import OPERATOR, access_of
 from tandem_console.actions import ActionError
 from tandem_console.domain import ExecutionStatus
 from tandem_console.filters import ExecutionFilter
@@ -44,6 +45,7 @@ def _pretty(value: Any) -> str:
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.filters["pretty"] = _pretty
 TEMPLATES.env.filters["status_dot"] = lambda status: _STEP_DOT.get(status, "amber")
+TEMPLATES.env.globals["csrf_token"] = lambda request: access_of(request).csrf_token(request)
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,20 +60,15 @@ def render(request: Request, template: str, section: str, status_code: int = 200
 
 
 def error_page(request: Request, error: ActionError) -> HTMLResponse:
-    title = {404: "Not found", 409: "Not possible", 422: "Check the input", 503: "Try again"}.get(error.status, "Error")
+    title = {
+        401: "Log in first",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Not possible",
+        422: "Check the input",
+        503: "Try again",
+    }.get(error.status, "Error")
     return render(request, "error.html", "", status_code=error.status, title=title, message=error.message)
-
-
-def same_origin(request: Request) -> bool:
-    """Forms post only from the console's own pages: a page elsewhere cannot pause an instance in your name."""
-    origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin:
-        return True
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-def forbidden(request: Request) -> HTMLResponse:
-    return render(request, "error.html", "", status_code=403, title="Forbidden", message="cross-site form refused")
 
 
 @router.get("/")
@@ -113,10 +110,8 @@ async def executions_page(
     )
 
 
-@router.post("/executions/replay")
+@router.post("/executions/replay", dependencies=[OPERATOR])
 async def replay_filtered(request: Request, where: Annotated[ExecutionFilter, Query()]) -> Response:
-    if not same_origin(request):
-        return forbidden(request)
     try:
         result = await console_of(request).replay_set(where)
     except ActionError as exc:
@@ -143,10 +138,8 @@ async def execution_page(
     )
 
 
-@router.post("/executions/{execution_id}/replay")
+@router.post("/executions/{execution_id}/replay", dependencies=[OPERATOR])
 async def replay_one(request: Request, execution_id: str) -> Response:
-    if not same_origin(request):
-        return forbidden(request)
     try:
         result = await console_of(request).replay(execution_id)
     except ActionError as exc:
@@ -168,20 +161,18 @@ async def instance_page(request: Request, instance_id: str, error: str | None = 
     return render(request, "instance.html", "instances", i=summary, error=error)
 
 
-@router.post("/instances/{instance_id}/pause")
+@router.post("/instances/{instance_id}/pause", dependencies=[OPERATOR])
 async def pause(request: Request, instance_id: str) -> Response:
     return await _set_paused(request, instance_id, paused=True)
 
 
-@router.post("/instances/{instance_id}/resume")
+@router.post("/instances/{instance_id}/resume", dependencies=[OPERATOR])
 async def resume(request: Request, instance_id: str) -> Response:
     form = await request.form()
     return await _set_paused(request, instance_id, paused=False, discard=form.get("discard_buffered") == "1")
 
 
 async def _set_paused(request: Request, instance_id: str, *, paused: bool, discard: bool = False) -> Response:
-    if not same_origin(request):
-        return forbidden(request)
     try:
         await console_of(request).set_paused(instance_id, paused, discard_held=discard)
     except ActionError as exc:
