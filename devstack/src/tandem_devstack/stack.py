@@ -120,6 +120,13 @@ def stack_env(
             "TANDEM_DEMO_MAILCHIMP_WEBHOOK_SECRET": DEMO_MAILCHIMP_WEBHOOK_SECRET,
             "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET,
             "PYTHONUNBUFFERED": "1",
+            # Development only: the instances' vendor URLs may name the simulators on loopback, and file: secret
+            # references may be read from the demo's secrets directory (and any the caller already allows).
+            "TANDEM_DEVELOPMENT_VENDOR_HOSTS": os.environ.get("TANDEM_DEVELOPMENT_VENDOR_HOSTS")
+            or "127.0.0.1,localhost",
+            "TANDEM_SECRETS_DIRS": os.pathsep.join(
+                filter(None, [str(data_dir / "secrets"), os.environ.get("TANDEM_SECRETS_DIRS")])
+            ),
         }
     )
     env.update(extra or {})
