@@ -78,6 +78,12 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "10",
+            # An absolute deadline for each request's headers and body (uvicorn has none), and a bound on the
+            # connections served at once (beyond it, 503).
+            "--http",
+            "tandem_shared.http_server:DeadlineProtocol",
+            "--limit-concurrency",
+            "1000",
         ]
 
     return [
