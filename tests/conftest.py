@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,10 @@ RUN_HOME = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The suite's instances call the simulators on loopback and keep their secret files in temporary directories:
+    # both are refused without these development settings (tandem_shared.vendor_urls, tandem_shared.secrets).
+    os.environ.setdefault("TANDEM_DEVELOPMENT_VENDOR_HOSTS", "127.0.0.1,localhost,mailchimp.test,accessplanit.test")
+    os.environ.setdefault("TANDEM_SECRETS_DIRS", tempfile.gettempdir())
     # Before any broker or Redis is started: nothing the suite leaves behind is seen by `make run`.
     config.stash[RUN_HOME] = infra.use_test_state()
 

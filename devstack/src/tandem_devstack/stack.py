@@ -80,6 +80,12 @@ def service_specs(ports: Ports) -> list[ServiceSpec]:
             "--no-access-log",
             "--timeout-graceful-shutdown",
             "10",
+            # An absolute deadline for each request's headers and body (uvicorn has none), and a bound on the
+            # connections served at once (beyond it, 503).
+            "--http",
+            "tandem_shared.http_server:DeadlineProtocol",
+            "--limit-concurrency",
+            "1000",
         ]
 
     return [
@@ -122,6 +128,13 @@ def stack_env(
             "TANDEM_DEMO_MAILCHIMP_WEBHOOK_SECRET": DEMO_MAILCHIMP_WEBHOOK_SECRET,
             "TANDEM_DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET": DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET,
             "PYTHONUNBUFFERED": "1",
+            # Development only: the instances' vendor URLs may name the simulators on loopback, and file: secret
+            # references may be read from the demo's secrets directory (and any the caller already allows).
+            "TANDEM_DEVELOPMENT_VENDOR_HOSTS": os.environ.get("TANDEM_DEVELOPMENT_VENDOR_HOSTS")
+            or "127.0.0.1,localhost",
+            "TANDEM_SECRETS_DIRS": os.pathsep.join(
+                filter(None, [str(data_dir / "secrets"), os.environ.get("TANDEM_SECRETS_DIRS")])
+            ),
         }
     )
     env.update(extra or {})

@@ -42,17 +42,19 @@ from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import StaticInstanceRegistry
 
 AP_SECRET_ENV = "TANDEM_TEST_HOSTILE_AP_SECRET"
+AP_PATH_ENV = "TANDEM_TEST_HOSTILE_AP_PATH"
+AP_PATH = "hostile-ap-path-secret"
 MC_PATH_ENV = "TANDEM_TEST_HOSTILE_MC_PATH"
 MC_SIGNING_ENV = "TANDEM_TEST_HOSTILE_MC_SIGNING"
 AP_SECRET, MC_PATH, MC_SIGNING = "hostile-ap-secret", "hostile-mc-path-secret", "cd" * 32
 AUDIENCE = "a6b5da1054"
-SIGNED, UNSIGNED = "hostile-signed", "hostile-unsigned"
+SIGNED, UNSIGNED, GUARDED = "hostile-signed", "hostile-unsigned", "hostile-guarded"
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 # The only 5xx a route may answer on purpose here.
 DELIBERATE_503 = {"/health/ready"}
 
 
-def instance(instance_id: str, *, signed: bool) -> InstanceConfig:
+def instance(instance_id: str, *, signed: bool, path_secret: bool = False) -> InstanceConfig:
     return InstanceConfig(
         id=instance_id,
         name="hostile-input suite",
@@ -68,6 +70,7 @@ def instance(instance_id: str, *, signed: bool) -> InstanceConfig:
             api_key="env:UNUSED_ACCESSPLANIT_KEY",
             default_account_id="1",
             webhook_secret=f"env:{AP_SECRET_ENV}" if signed else None,
+            webhook_path_secret=f"env:{AP_PATH_ENV}" if path_secret else None,
         ),
         mappings=[FieldMapping(mailchimp="FNAME", accessplanit="Forenames")],
     )
@@ -97,6 +100,7 @@ class Ingest:
 @pytest.fixture
 async def ingest(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ingest]:
     monkeypatch.setenv(AP_SECRET_ENV, AP_SECRET)
+    monkeypatch.setenv(AP_PATH_ENV, AP_PATH)
     monkeypatch.setenv(MC_PATH_ENV, MC_PATH)
     monkeypatch.setenv(MC_SIGNING_ENV, MC_SIGNING)
     producer = Producer()
@@ -109,7 +113,13 @@ async def ingest(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Ingest]:
             log_level="CRITICAL",
             max_body_bytes=4096,
         ),
-        registry=StaticInstanceRegistry([instance(SIGNED, signed=True), instance(UNSIGNED, signed=False)]),
+        registry=StaticInstanceRegistry(
+            [
+                instance(SIGNED, signed=True),
+                instance(UNSIGNED, signed=False),
+                instance(GUARDED, signed=False, path_secret=True),
+            ]
+        ),
         producer=producer,
         claims=InMemoryClaims(),
         reader=FakeReader(),
@@ -200,18 +210,23 @@ def json_bytes(body: Any) -> bytes:
 @given(
     body=st.one_of(accessplanit_bodies.map(json_bytes), st.binary(max_size=512)),
     method=st.sampled_from(["POST", "PUT", "PATCH", "DELETE", "GET"]),
-    instance_id=st.sampled_from([SIGNED, UNSIGNED, "no-such-instance"]),
+    instance_id=st.sampled_from([SIGNED, UNSIGNED, GUARDED, "no-such-instance"]),
+    path_secret=st.sampled_from([None, AP_PATH, "wrong", "x" * 300]),
     signature=st.one_of(st.just("valid"), signature_headers),
 )
 async def test_the_accessplanit_webhook_refuses_hostile_input_cleanly(
-    ingest: Ingest, body: bytes, method: str, instance_id: str, signature: str | None
+    ingest: Ingest, body: bytes, method: str, instance_id: str, path_secret: str | None, signature: str | None
 ) -> None:
     headers = {"Content-Type": "application/json"}
     if signature == "valid":
         headers["X-Accessplanit-Signature"] = sign(AP_SECRET, body, int(time.time()))
     elif signature is not None:
         headers["X-Accessplanit-Signature"] = signature.encode()  # type: ignore[assignment] (bytes: any octets)
-    await check(ingest, method, f"/webhooks/accessplanit/{instance_id}", content=body, headers=headers)
+    path = f"/webhooks/accessplanit/{instance_id}" + (f"/{path_secret}" if path_secret else "")
+    response = await check(ingest, method, path, content=body, headers=headers)
+    # Without its own path secret, or with one it does not have: no such webhook (405 for GET, not a webhook method).
+    if (instance_id == GUARDED) != (path_secret == AP_PATH) or (instance_id != GUARDED and path_secret is not None):
+        assert response.status_code in (404, 405), (path, response.status_code)
 
 
 @pytest.mark.parametrize("zeros", [400, 4000, 5000])

@@ -56,7 +56,9 @@ def both_vendors(secrets_dir: Path) -> InstanceConfig:
     """The Mailchimp kit's instance, its accessplanit webhooks signed with a secret of its own."""
     base = instance("plain", secrets_dir)
     secret_ref = write_secret(secrets_dir, "accessplanit-secret", AP_SECRET)
-    return base.model_copy(update={"accessplanit": base.accessplanit.model_copy(update={"webhook_secret": secret_ref})})
+    # Signed deliveries, to the URL without a path secret.
+    signed = base.accessplanit.model_copy(update={"webhook_secret": secret_ref, "webhook_path_secret": None})
+    return base.model_copy(update={"accessplanit": signed})
 
 
 class ThroughFastAPI:

@@ -362,3 +362,20 @@ def test_subscribed_new_contacts_on_a_double_opt_in_audience_are_a_warning(
         ]
     else:
         assert found == []
+
+
+def test_vendor_urls_off_the_vendors_hosts_are_errors_unless_named_for_development(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The services would send the instance's keys there (SSRF); `apply` refuses up front."""
+    base = demo_instance()
+    instance = config(
+        accessplanit=base.accessplanit.model_copy(update={"base_url": "http://169.254.169.254/latest"}),
+        mailchimp=base.mailchimp.model_copy(update={"api_base_url": "https://evil.example/3.0"}),
+    )
+    errors = {p.field for p in validate_instance(instance).errors}
+    assert {"accessplanit.base_url", "mailchimp.api_base_url"} <= errors
+    monkeypatch.setenv("TANDEM_DEVELOPMENT_VENDOR_HOSTS", "")
+    assert "accessplanit.base_url" in {p.field for p in validate_instance(demo_instance()).errors}
+    monkeypatch.setenv("TANDEM_DEVELOPMENT_VENDOR_HOSTS", "127.0.0.1")
+    assert validate_instance(demo_instance()).ok

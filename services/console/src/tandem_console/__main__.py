@@ -46,7 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     host = getattr(args, "host", "127.0.0.1")
     # No log config of uvicorn's own: the app's configure_logging renders uvicorn's lines like every other one.
-    uvicorn.run("tandem_console.app:create_app", factory=True, host=host, port=settings.port, log_config=None)
+    uvicorn.run(
+        "tandem_console.app:create_app",
+        factory=True,
+        host=host,
+        port=settings.port,
+        log_config=None,
+        http="tandem_shared.http_server:DeadlineProtocol",  # a deadline for each request's headers and body
+        limit_concurrency=1000,
+    )
     return 0
 
 

@@ -41,10 +41,35 @@ def subscribe(broker: KafkaBroker, settings: MapperSettings, mapper: Mapper) -> 
     )
     async def on_changes(records: Any) -> None:
         try:
-            await mapper.on_changes(_readable(records))
+            await decide_batch(mapper, _readable(records))
         except Exception:
             await asyncio.sleep(settings.failure_pause_s)
             raise
+
+
+# Raised by a record's data, not by Kafka or Redis (their clients raise KafkaError, RedisError, OSError): deciding
+# the batch again would fail again, for ever, and every partition of this consumer would stop behind it.
+DATA_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, ArithmeticError)
+
+
+async def decide_batch(mapper: Mapper, events: Sequence[ChangeEvent]) -> None:
+    """The batch at once; when that fails on a change's own data, change by change (in order), skipping the ones
+    that fail so, each with a log line naming it. Any other failure propagates: the batch is decided again."""
+    try:
+        await mapper.on_changes(events)
+    except DATA_ERRORS as exc:
+        if len(events) > 1:
+            for event in events:
+                await decide_batch(mapper, [event])
+            return
+        [event] = events
+        log.error(
+            "change skipped: deciding it fails on its own data",
+            instance_id=event.instance_id,
+            event_id=event.event_id,
+            execution_id=event.execution_id,
+            error=type(exc).__name__,
+        )
 
 
 async def _consumer_records(message: StreamMessage[Any]) -> Any:

@@ -15,6 +15,7 @@ from tandem_shared.contracts import Direction, FieldMapping, Flow, InstanceConfi
 from tandem_shared.contracts.instances import ACCESSPLANIT_EMAIL, CUSTOM_FIELD_PREFIX, MAILCHIMP_EMAIL
 from tandem_shared.instance_validation.compatibility import Side, pair_problems
 from tandem_shared.instance_validation.problems import LiveSchemas, Problem, ValidationReport
+from tandem_shared.vendor_urls import VendorUrlRefused, check_vendor_url
 from tandem_shared.vendors.accessplanit.schema import (
     ACCESSPLANIT_DEFAULT_KINDS,
     ACCESSPLANIT_RENAMED_FIELDS,
@@ -164,12 +165,18 @@ def _connections(config: InstanceConfig, out: _Collector) -> None:
             "user from your request budget; set it to a secret reference and register "
             "/webhooks/accessplanit/<instance>/<secret> with accessplanit",
         )
-    for where, url in (
-        ("accessplanit.base_url", config.accessplanit.base_url),
-        ("mailchimp.api_base_url", config.mailchimp.api_base_url),
+    for where, url, vendor in (
+        ("accessplanit.base_url", config.accessplanit.base_url, "accessplanit"),
+        ("mailchimp.api_base_url", config.mailchimp.api_base_url, "mailchimp"),
     ):
         if url is not None and not url.lower().startswith(("http://", "https://")):
             out.error(where, f"'{url}' is not an http(s) URL")
+        elif url is not None:
+            # The services refuse to send the instance's key anywhere else (tandem_shared.vendor_urls).
+            try:
+                check_vendor_url(url, vendor)
+            except VendorUrlRefused as exc:
+                out.error(where, str(exc))
 
 
 def _mailchimp_kind(tag: str, live: MailchimpSchema | None) -> tuple[Kind | None, MergeFieldInfo | None]:

@@ -19,6 +19,7 @@ from tandem_shared.contracts import ErrorInfo, InstanceConfig
 from tandem_shared.ratelimit import BudgetExhausted, RateBudget
 from tandem_shared.redis.keys import budget_key
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.vendor_urls import VendorUrlRefused, check_vendor_url
 from tandem_shared.vendors.accessplanit.classify import (
     budget_exhausted,
     classify_response,
@@ -283,6 +284,12 @@ class AccessplanitClients:
         return self.for_tenant(connection.base_url, api_key)
 
     def for_tenant(self, base_url: str, api_key: str) -> AccessplanitClient:
+        """Raises AccessplanitError (permanent) when `base_url` is not accessplanit's (`tandem_shared.vendor_urls`)."""
+        try:
+            check_vendor_url(base_url, "accessplanit")
+        except VendorUrlRefused as exc:
+            refused = ErrorInfo(error_class="VendorUrlRefused", message=str(exc), permanent=True)
+            raise AccessplanitError(refused) from exc
         root = base_url.rstrip("/")
         client = self._clients.get((root, api_key))
         if client is None:

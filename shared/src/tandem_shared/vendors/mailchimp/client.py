@@ -21,6 +21,7 @@ import httpx
 from tandem_shared.concurrency import ConcurrencyLimiter, Lease, LimiterUnavailable, SlotUnavailable
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, subscriber_hash
 from tandem_shared.secrets import SecretUnavailable, resolve_secret
+from tandem_shared.vendor_urls import VendorUrlRefused, check_vendor_url
 from tandem_shared.vendors.mailchimp.classify import (
     classify_response,
     classify_transport,
@@ -196,6 +197,11 @@ class MailchimpClients:
         return self.for_account(instance.mailchimp.api_root(api_key), api_key)
 
     def for_account(self, api_root: str, api_key: str) -> MailchimpClient:
+        """Raises MailchimpError (permanent) when `api_root` is not Mailchimp's (`tandem_shared.vendor_urls`)."""
+        try:
+            check_vendor_url(api_root, "mailchimp")
+        except VendorUrlRefused as exc:
+            raise MailchimpError(ErrorInfo(error_class="VendorUrlRefused", message=str(exc), permanent=True)) from exc
         name = limiter_name(api_root, api_key)
         client = self._clients.get(name)
         if client is None:
