@@ -28,6 +28,7 @@ from tandem_bench.resources import ResourceSampler, load_average, machine, uptim
 from tandem_bench.stack import NAIVE, BenchStack, bench_stack, lag
 from tandem_bench.stats import budget_use, cpu_percent, summarize_latencies, throughput
 from tandem_bench.traces import TraceCollector
+from tandem_devstack.demo import accessplanit_webhook_url
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_ADMIN_KEY,
@@ -528,7 +529,7 @@ class Bench:
             # The creates stand for an import inside the platform (a CSV upload), which spends no API requests: they
             # are counted on their own credential, so the integration's key has its documented 5,000 an hour.
             (await ap.post("/_sim/controls", json={"rate_limit_scope": "credential"})).raise_for_status()
-            target = f"{self.stack.url('ingest')}/webhooks/accessplanit/{instance.id}"
+            target = accessplanit_webhook_url(self.stack.url("ingest"), instance.id)
             webhook = {"Module": "User", "Events": ["created", "updated", "deleted"], "TargetUrl": target}
             (await ap.post("/api/v2/Webhook", json=webhook, headers=admin)).raise_for_status()
             reads_before = await _user_reads(ap)
