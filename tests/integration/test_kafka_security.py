@@ -27,8 +27,6 @@ from tandem_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
-KAFKA_ENV = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE")
-
 
 @pytest.fixture(scope="module")
 def secured(kafka_bootstrap: str) -> tuple[kafka_auth.Credentials, kafka_auth.Listeners]:
@@ -161,9 +159,6 @@ async def test_a_service_is_refused_what_its_acls_do_not_grant(
         await joiner.stop()
 
 
-# ------------------------------------------------------------------------------------ credentials refused
-
-
 def test_the_acls_on_the_broker_are_those_the_devstack_generated(
     secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners], kafka_bootstrap: str
 ) -> None:
@@ -173,6 +168,45 @@ def test_the_acls_on_the_broker_are_those_the_devstack_generated(
     assert listed == expected
 
 
+# ------------------------------------------------------------------------------------ credentials refused
+
+
 def foreign_certificate(tmp: Path) -> certs.Issued:
     """tandem-mapper's name on a certificate from a CA the broker does not trust."""
     return certs.issue(certs.make_ca(tmp / "ca", "someone-else"), tmp, "tandem-mapper")
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("mtls", "closed the TLS connection: the broker does not accept the client certificate KAFKA_SSL_CERT_FILE="),
+        ("scram", "refused the SASL SCRAM-SHA-512 login (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)"),
+    ],
+)
+def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path: Path,
+    mode: str,
+    reason: str,
+) -> None:
+    creds, listeners = secured
+    env = creds.client_env("tandem-mapper", mode, listeners)
+    if mode == "mtls":
+        foreign = foreign_certificate(tmp_path / "foreign")
+        env.update(KAFKA_SSL_CERT_FILE=str(foreign.cert), KAFKA_SSL_KEY_FILE=str(foreign.key))
+    else:
+        (tmp_path / "password").write_text("not-the-password")
+        env["KAFKA_SASL_PASSWORD"] = f"file:{tmp_path / 'password'}"
+    # The mapper exits before it is ready (Stack.start raises with its log), its log naming the setting to check.
+    with (
+        pytest.raises(RuntimeError, match="mapper exited") as refused,
+        running_stack(kafka_bootstrap, redis_url, tmp_path, services=["mapper"], service_env={"mapper": env}),
+    ):
+        pass
+    assert f"KafkaUnavailable: Kafka at 127.0.0.1:{listeners.ssl if mode == 'mtls' else listeners.sasl_ssl}" in str(
+        refused.value
+    )
+    assert reason in str(refused.value)
+    assert "not-the-password" not in str(refused.value)
