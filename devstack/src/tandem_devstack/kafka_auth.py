@@ -44,6 +44,9 @@ MODES = ("mtls", "scram")
 PATTERN_TYPES = {"literal": "LITERAL", "prefix": "PREFIXED"}
 
 
+Entry = tuple[str, str, str, str, str]  # principal, resource type, name, pattern type, OPERATION
+
+
 @dataclass(frozen=True)
 class Acl:
     principal: str
@@ -87,7 +90,7 @@ def acl_commands(users: Mapping[str, Sequence[Acl]], bootstrap: str) -> list[lis
     return commands
 
 
-def granted(commands: Iterable[Sequence[str]]) -> set[tuple[str, str, str, str, str]]:
+def granted(commands: Iterable[Sequence[str]]) -> set[Entry]:
     """(principal, resource type, name, pattern, operation) each command grants: what the broker is asked to hold,
     read back from the commands themselves, for the drift check against the manifest."""
     out = set()
@@ -114,7 +117,7 @@ _LISTED_RESOURCE = re.compile(r"resourceType=(\w+), name=(.*?), patternType=(\w+
 _LISTED_ENTRY = re.compile(r"principal=User:([^,]+), host=\*, operation=(\w+), permissionType=ALLOW")
 
 
-def list_acls(classpath: str, bootstrap: str) -> set[tuple[str, str, str, str, str]]:
+def list_acls(classpath: str, bootstrap: str) -> set[Entry]:
     """The ACLs the broker holds (`kafka-acls --list`), in `granted`'s terms."""
     result = subprocess.run(
         ["java", "-cp", classpath, str(ACL_BATCH)],
