@@ -30,6 +30,8 @@ from tandem_devstack.paths import REPO_ROOT
 KAFKA_USERS = REPO_ROOT / "k8s" / "base" / "kafka-users.yaml"
 ACL_BATCH = REPO_ROOT / "devstack" / "kafka" / "ToolBatch.java"
 SCRAM = "SCRAM-SHA-512"
+# The tools' admin clients log their whole configuration at INFO, once per call.
+QUIET = "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
 HOST = "127.0.0.1"
 # Which Kafka user each process of the stack connects as (the KafkaUser its manifest mounts).
 SERVICE_USERS = {
@@ -120,7 +122,7 @@ _LISTED_ENTRY = re.compile(r"principal=User:([^,]+), host=\*, operation=(\w+), p
 def list_acls(classpath: str, bootstrap: str) -> set[Entry]:
     """The ACLs the broker holds (`kafka-acls --list`), in `granted`'s terms."""
     result = subprocess.run(
-        ["java", "-cp", classpath, str(ACL_BATCH)],
+        ["java", QUIET, "-cp", classpath, str(ACL_BATCH)],
         input="\t".join(["org.apache.kafka.tools.AclCommand", "--bootstrap-server", bootstrap, "--list"]) + "\n",
         capture_output=True,
         text=True,
@@ -277,7 +279,11 @@ def run_tools(classpath: str, commands: Sequence[tuple[str, Sequence[str]]], log
     lines = "".join("\t".join([tool, *args]) + "\n" for tool, args in commands)
     with log.open("a") as out:
         result = subprocess.run(
-            ["java", "-cp", classpath, str(ACL_BATCH)], input=lines, text=True, stdout=out, stderr=subprocess.STDOUT
+            ["java", QUIET, "-cp", classpath, str(ACL_BATCH)],
+            input=lines,
+            text=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
         raise RuntimeError(f"Kafka's tools failed to set up users and ACLs; see {log}")
