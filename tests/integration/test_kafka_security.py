@@ -180,6 +180,7 @@ def foreign_certificate(tmp: Path) -> certs.Issued:
     ("mode", "reason"),
     [
         ("mtls", "closed the TLS connection: the broker does not accept the client certificate KAFKA_SSL_CERT_FILE="),
+        ("mtls-ca", "the broker's certificate is not trusted with KAFKA_SSL_CA_FILE="),
         ("scram", "refused the SASL SCRAM-SHA-512 login (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)"),
     ],
 )
@@ -192,10 +193,12 @@ def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
     reason: str,
 ) -> None:
     creds, listeners = secured
-    env = creds.client_env("tandem-mapper", mode, listeners)
+    env = creds.client_env("tandem-mapper", mode.removesuffix("-ca"), listeners)
+    foreign = foreign_certificate(tmp_path / "foreign")
     if mode == "mtls":
-        foreign = foreign_certificate(tmp_path / "foreign")
         env.update(KAFKA_SSL_CERT_FILE=str(foreign.cert), KAFKA_SSL_KEY_FILE=str(foreign.key))
+    elif mode == "mtls-ca":  # the mapper's own certificate, but another CA file: the broker is not trusted
+        env.update(KAFKA_SSL_CA_FILE=str(tmp_path / "foreign" / "ca" / "ca.crt"))
     else:
         (tmp_path / "password").write_text("not-the-password")
         env["KAFKA_SASL_PASSWORD"] = f"file:{tmp_path / 'password'}"
@@ -205,7 +208,7 @@ def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
         running_stack(kafka_bootstrap, redis_url, tmp_path, services=["mapper"], service_env={"mapper": env}),
     ):
         pass
-    assert f"KafkaUnavailable: Kafka at 127.0.0.1:{listeners.ssl if mode == 'mtls' else listeners.sasl_ssl}" in str(
+    assert f"KafkaUnavailable: Kafka at 127.0.0.1:{listeners.sasl_ssl if mode == 'scram' else listeners.ssl}" in str(
         refused.value
     )
     assert reason in str(refused.value)
