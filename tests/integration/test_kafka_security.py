@@ -22,7 +22,7 @@ from tandem_devstack import certs, infra, kafka_auth
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
-from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka import KafkaConnection, partitions_of
 from tandem_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
@@ -150,6 +150,9 @@ async def test_a_service_is_refused_what_its_acls_do_not_grant(
             await asyncio.wait_for(producer.send_and_wait(COMMANDS_DLQ, b"not allowed"), 30)
     finally:
         await producer.stop()
+    # Refused, and said so: the DLQ's metadata (a topic outside the ACLs is not reported as missing).
+    with pytest.raises(LookupError, match="may not describe it"):
+        await partitions_of(mapper, COMMANDS_DLQ)
     # Refused: joining the writer's consumer group.
     joiner = mapper.consumer(CHANGES, group_id="tandem-writer", enable_auto_commit=False)
     try:
