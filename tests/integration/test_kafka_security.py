@@ -27,6 +27,8 @@ from tandem_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
+MODES_IN_PIPELINE = {"ingest": "mtls", "mapper": "scram", "writer": "mtls"}
+
 
 @pytest.fixture(scope="module")
 def secured(kafka_bootstrap: str) -> tuple[kafka_auth.Credentials, kafka_auth.Listeners]:
@@ -54,7 +56,7 @@ def as_user(
 
 
 @pytest.fixture(scope="module")
-def mtls_stack(
+def secured_stack(
     secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
     kafka_bootstrap: str,
     redis_url: str,
@@ -64,15 +66,16 @@ def mtls_stack(
     # The groups the ACLs name (not a stack's own, as elsewhere in the suite), started at the end of their topics.
     asyncio.run(start_at_end(kafka_bootstrap, "tandem-mapper", [CHANGES]))
     asyncio.run(start_at_end(kafka_bootstrap, "tandem-writer", [COMMANDS, *COMMANDS_RETRY]))
+    # Both secured listeners in one pipeline: the mapper logs in with SCRAM, ingest and writer with certificates.
     service_env = {
-        name: creds.client_env(user, "mtls", listeners)
+        name: creds.client_env(user, MODES_IN_PIPELINE[name], listeners)
         for name, user in kafka_auth.SERVICE_USERS.items()
-        if name != "console"
+        if name in MODES_IN_PIPELINE
     }
     with running_stack(
         kafka_bootstrap,
         redis_url,
-        tmp_path_factory.mktemp("mtls"),
+        tmp_path_factory.mktemp("secured"),
         services=["mailchimp-sim", "accessplanit-sim", "ingest", "mapper", "writer"],
         extra_env={"TANDEM_MAPPER_GROUP_ID": "tandem-mapper", "TANDEM_WRITER_GROUP_ID": "tandem-writer"},
         service_env=service_env,
@@ -80,8 +83,8 @@ def mtls_stack(
         yield running
 
 
-async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user(mtls_stack: RunningStack) -> None:
-    stack = mtls_stack
+async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user(secured_stack: RunningStack) -> None:
+    stack = secured_stack
     email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient(timeout=10) as client:
         for name in ("ingest", "mapper", "writer"):
@@ -113,11 +116,16 @@ async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user
         until=lambda found: {r.stage for r in found} >= {Stage.INGEST, Stage.MAPPER, Stage.WRITER},
     )
     assert all(r.status is TraceStatus.SUCCEEDED for r in records), [(r.stage, r.summary) for r in records]
-    # Each service was on the SSL listener as its own user: none of them fell back to the plain one.
-    for running in stack.stack.running:
-        if running.spec.name in ("ingest", "mapper", "writer"):
-            assert running.spec.env["KAFKA_SECURITY_PROTOCOL"] == "SSL"
-            assert running.spec.env["KAFKA_SSL_CERT_FILE"].endswith(f"tandem-{running.spec.name}.crt")
+    # Each service was on a secured listener as its own user: none of them fell back to the plain one.
+    used = {r.spec.name: r.spec.env for r in stack.stack.running if r.spec.name in MODES_IN_PIPELINE}
+    assert {name: env["KAFKA_SECURITY_PROTOCOL"] for name, env in used.items()} == {
+        "ingest": "SSL",
+        "mapper": "SASL_SSL",
+        "writer": "SSL",
+    }
+    assert used["mapper"]["KAFKA_SASL_USERNAME"] == "tandem-mapper"
+    assert used["ingest"]["KAFKA_SSL_CERT_FILE"].endswith("tandem-ingest.crt")
+    assert used["writer"]["KAFKA_SSL_CERT_FILE"].endswith("tandem-writer.crt")
 
 
 # ---------------------------------------------------------------------------------------- outside the ACLs
