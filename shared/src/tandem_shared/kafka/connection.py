@@ -12,19 +12,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
-from aiokafka.errors import SaslAuthenticationFailed
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faststream.kafka import KafkaBroker
 
 from tandem_shared.kafka.security import KafkaSecurity
-from tandem_shared.logging import get_logger
 from tandem_shared.settings import CommonSettings
 
-log = get_logger("tandem.kafka.connection")
 EXPLAIN_TIMEOUT_S = 15.0
 
 
-class KafkaUnavailable(ConnectionError):
-    """Kafka cannot be used with these settings; the message says why in terms of the settings to check."""
+class KafkaUnavailable(KafkaConnectionError):
+    """Kafka cannot be used with these settings; the message says why in terms of the settings to check. A
+    KafkaConnectionError still, for every caller that handles those."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,8 @@ class KafkaConnection:
 
     async def explain(self, error: BaseException) -> KafkaUnavailable:
         """Why a client could not connect, found by one direct connection to the first bootstrap server (aiokafka's
-        own "Unable to bootstrap" names no cause). Logged once, as an error, and returned for the caller to raise."""
+        own "Unable to bootstrap" names no cause). Returned for the caller to raise: a service's startup fails with
+        it (its log's last error), the CLI prints it."""
         host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
         where, security = f"Kafka at {host}:{port}", self.security
         try:
@@ -129,5 +129,4 @@ class KafkaConnection:
                     f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
                     f" listener's protocol? ({exc})"
                 )
-        log.error("kafka unavailable", reason=reason)
         return KafkaUnavailable(reason)
