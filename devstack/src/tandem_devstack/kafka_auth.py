@@ -201,11 +201,21 @@ class Credentials:
 
 
 def prepare(directory: Path, users: Iterable[str]) -> Credentials:
-    """The CA, the broker's keystore, each user's certificate and SCRAM password; kept when already there."""
+    """The CA, each user's certificate and SCRAM password, the broker's keystore: what is missing is made (a user
+    added to kafka-users.yaml since gets its own), what is there is kept."""
     creds = Credentials(directory)
+    ca = certs.Issued(creds.ca, creds.ca.with_suffix(".key"))
+    if not ca.cert.exists():
+        certs.make_ca(ca.cert.parent)
+    (directory / "scram").mkdir(exist_ok=True)
+    for user in users:
+        if not creds.cert(user).cert.exists():
+            certs.issue(ca, directory / "users", user)
+        if not creds.password_file(user).exists():
+            creds.password_file(user).write_text(secrets.token_urlsafe(18))
+            creds.password_file(user).chmod(0o600)
     if creds.keystore.exists():
         return creds
-    ca = certs.make_ca(directory / "ca")
     broker = certs.issue(ca, directory / "broker", "tandem-devstack-broker", server=True)
     password = secrets.token_urlsafe(18)
     creds.keystore_password.write_text(password)
@@ -220,11 +230,6 @@ def prepare(directory: Path, users: Iterable[str]) -> Credentials:
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"openssl pkcs12 failed: {result.stderr.strip()}")
-    (directory / "scram").mkdir(exist_ok=True)
-    for user in users:
-        certs.issue(ca, directory / "users", user)
-        creds.password_file(user).write_text(secrets.token_urlsafe(18))
-        creds.password_file(user).chmod(0o600)
     return creds
 
 
