@@ -22,12 +22,12 @@ from tandem_devstack import certs, infra, kafka_auth
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
-from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka import KafkaConnection, partitions_of
 from tandem_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 
-KAFKA_ENV = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_FILE", "KAFKA_SSL_CERT_FILE", "KAFKA_SSL_KEY_FILE")
+MODES_IN_PIPELINE = {"ingest": "mtls", "mapper": "scram", "writer": "mtls"}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def as_user(
 
 
 @pytest.fixture(scope="module")
-def mtls_stack(
+def secured_stack(
     secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
     kafka_bootstrap: str,
     redis_url: str,
@@ -66,15 +66,16 @@ def mtls_stack(
     # The groups the ACLs name (not a stack's own, as elsewhere in the suite), started at the end of their topics.
     asyncio.run(start_at_end(kafka_bootstrap, "tandem-mapper", [CHANGES]))
     asyncio.run(start_at_end(kafka_bootstrap, "tandem-writer", [COMMANDS, *COMMANDS_RETRY]))
+    # Both secured listeners in one pipeline: the mapper logs in with SCRAM, ingest and writer with certificates.
     service_env = {
-        name: creds.client_env(user, "mtls", listeners)
+        name: creds.client_env(user, MODES_IN_PIPELINE[name], listeners)
         for name, user in kafka_auth.SERVICE_USERS.items()
-        if name != "console"
+        if name in MODES_IN_PIPELINE
     }
     with running_stack(
         kafka_bootstrap,
         redis_url,
-        tmp_path_factory.mktemp("mtls"),
+        tmp_path_factory.mktemp("secured"),
         services=["mailchimp-sim", "accessplanit-sim", "ingest", "mapper", "writer"],
         extra_env={"TANDEM_MAPPER_GROUP_ID": "tandem-mapper", "TANDEM_WRITER_GROUP_ID": "tandem-writer"},
         service_env=service_env,
@@ -82,8 +83,8 @@ def mtls_stack(
         yield running
 
 
-async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user(mtls_stack: RunningStack) -> None:
-    stack = mtls_stack
+async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user(secured_stack: RunningStack) -> None:
+    stack = secured_stack
     email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient(timeout=10) as client:
         for name in ("ingest", "mapper", "writer"):
@@ -115,11 +116,16 @@ async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user
         until=lambda found: {r.stage for r in found} >= {Stage.INGEST, Stage.MAPPER, Stage.WRITER},
     )
     assert all(r.status is TraceStatus.SUCCEEDED for r in records), [(r.stage, r.summary) for r in records]
-    # Each service was on the SSL listener as its own user: none of them fell back to the plain one.
-    for running in stack.stack.running:
-        if running.spec.name in ("ingest", "mapper", "writer"):
-            assert running.spec.env["KAFKA_SECURITY_PROTOCOL"] == "SSL"
-            assert running.spec.env["KAFKA_SSL_CERT_FILE"].endswith(f"tandem-{running.spec.name}.crt")
+    # Each service was on a secured listener as its own user: none of them fell back to the plain one.
+    used = {r.spec.name: r.spec.env for r in stack.stack.running if r.spec.name in MODES_IN_PIPELINE}
+    assert {name: env["KAFKA_SECURITY_PROTOCOL"] for name, env in used.items()} == {
+        "ingest": "SSL",
+        "mapper": "SASL_SSL",
+        "writer": "SSL",
+    }
+    assert used["mapper"]["KAFKA_SASL_USERNAME"] == "tandem-mapper"
+    assert used["ingest"]["KAFKA_SSL_CERT_FILE"].endswith("tandem-ingest.crt")
+    assert used["writer"]["KAFKA_SSL_CERT_FILE"].endswith("tandem-writer.crt")
 
 
 # ---------------------------------------------------------------------------------------- outside the ACLs
@@ -152,6 +158,9 @@ async def test_a_service_is_refused_what_its_acls_do_not_grant(
             await asyncio.wait_for(producer.send_and_wait(COMMANDS_DLQ, b"not allowed"), 30)
     finally:
         await producer.stop()
+    # Refused, and said so: the DLQ's metadata (a topic outside the ACLs is not reported as missing).
+    with pytest.raises(LookupError, match="may not describe it"):
+        await partitions_of(mapper, COMMANDS_DLQ)
     # Refused: joining the writer's consumer group.
     joiner = mapper.consumer(CHANGES, group_id="tandem-writer", enable_auto_commit=False)
     try:
@@ -159,9 +168,6 @@ async def test_a_service_is_refused_what_its_acls_do_not_grant(
             await asyncio.wait_for(joiner.start(), 30)
     finally:
         await joiner.stop()
-
-
-# ------------------------------------------------------------------------------------ credentials refused
 
 
 def test_the_acls_on_the_broker_are_those_the_devstack_generated(
@@ -173,6 +179,48 @@ def test_the_acls_on_the_broker_are_those_the_devstack_generated(
     assert listed == expected
 
 
+# ------------------------------------------------------------------------------------ credentials refused
+
+
 def foreign_certificate(tmp: Path) -> certs.Issued:
     """tandem-mapper's name on a certificate from a CA the broker does not trust."""
     return certs.issue(certs.make_ca(tmp / "ca", "someone-else"), tmp, "tandem-mapper")
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("mtls", "closed the TLS connection: the broker does not accept the client certificate KAFKA_SSL_CERT_FILE="),
+        ("mtls-ca", "the broker's certificate is not trusted with KAFKA_SSL_CA_FILE="),
+        ("scram", "refused the SASL SCRAM-SHA-512 login (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)"),
+    ],
+)
+def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
+    secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
+    kafka_bootstrap: str,
+    redis_url: str,
+    tmp_path: Path,
+    mode: str,
+    reason: str,
+) -> None:
+    creds, listeners = secured
+    env = creds.client_env("tandem-mapper", mode.removesuffix("-ca"), listeners)
+    foreign = foreign_certificate(tmp_path / "foreign")
+    if mode == "mtls":
+        env.update(KAFKA_SSL_CERT_FILE=str(foreign.cert), KAFKA_SSL_KEY_FILE=str(foreign.key))
+    elif mode == "mtls-ca":  # the mapper's own certificate, but another CA file: the broker is not trusted
+        env.update(KAFKA_SSL_CA_FILE=str(tmp_path / "foreign" / "ca" / "ca.crt"))
+    else:
+        (tmp_path / "password").write_text("not-the-password")
+        env["KAFKA_SASL_PASSWORD"] = f"file:{tmp_path / 'password'}"
+    # The mapper exits before it is ready (Stack.start raises with its log), its log naming the setting to check.
+    with (
+        pytest.raises(RuntimeError, match="mapper exited") as refused,
+        running_stack(kafka_bootstrap, redis_url, tmp_path, services=["mapper"], service_env={"mapper": env}),
+    ):
+        pass
+    assert f"KafkaUnavailable: Kafka at 127.0.0.1:{listeners.sasl_ssl if mode == 'scram' else listeners.ssl}" in str(
+        refused.value
+    )
+    assert reason in str(refused.value)
+    assert "not-the-password" not in str(refused.value)

@@ -279,14 +279,15 @@ def _apply_acls(
 ) -> None:
     """The ACLs of k8s/base/kafka-users.yaml, through the plain (super-user) listener; again only when they changed.
 
-    `scram`: also the users' SCRAM credentials, for a broker home formatted before it had them.
+    `scram`: also the users' SCRAM credentials (kafka-configs), unless `kafka-storage format` just made them: a
+    broker home formatted before it had them, or a user added to the manifest since.
     """
     stamp = home / "security" / "applied"
     commands = [("org.apache.kafka.tools.AclCommand", args) for args in kafka_auth.acl_commands(users, bootstrap)]
     digest = kafka_auth.setup_digest(commands)
     if stamp.exists() and stamp.read_text() == digest:
         return
-    if scram and not stamp.exists():
+    if scram:
         commands += [("kafka.admin.ConfigCommand", args) for args in kafka_auth.scram_commands(creds, users, bootstrap)]
     kafka_auth.run_tools(classpath, commands, home / "security.log")
     stamp.write_text(digest)

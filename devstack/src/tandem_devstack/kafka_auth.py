@@ -30,6 +30,8 @@ from tandem_devstack.paths import REPO_ROOT
 KAFKA_USERS = REPO_ROOT / "k8s" / "base" / "kafka-users.yaml"
 ACL_BATCH = REPO_ROOT / "devstack" / "kafka" / "ToolBatch.java"
 SCRAM = "SCRAM-SHA-512"
+# The tools' admin clients log their whole configuration at INFO, once per call.
+QUIET = "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
 HOST = "127.0.0.1"
 # Which Kafka user each process of the stack connects as (the KafkaUser its manifest mounts).
 SERVICE_USERS = {
@@ -42,6 +44,9 @@ OPERATOR = "tandem-operator"  # people and the `tandem` CLI
 MODES = ("mtls", "scram")
 # Strimzi's patternType → kafka-acls's --resource-pattern-type.
 PATTERN_TYPES = {"literal": "LITERAL", "prefix": "PREFIXED"}
+
+
+Entry = tuple[str, str, str, str, str]  # principal, resource type, name, pattern type, OPERATION
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ def acl_commands(users: Mapping[str, Sequence[Acl]], bootstrap: str) -> list[lis
     return commands
 
 
-def granted(commands: Iterable[Sequence[str]]) -> set[tuple[str, str, str, str, str]]:
+def granted(commands: Iterable[Sequence[str]]) -> set[Entry]:
     """(principal, resource type, name, pattern, operation) each command grants: what the broker is asked to hold,
     read back from the commands themselves, for the drift check against the manifest."""
     out = set()
@@ -114,10 +119,10 @@ _LISTED_RESOURCE = re.compile(r"resourceType=(\w+), name=(.*?), patternType=(\w+
 _LISTED_ENTRY = re.compile(r"principal=User:([^,]+), host=\*, operation=(\w+), permissionType=ALLOW")
 
 
-def list_acls(classpath: str, bootstrap: str) -> set[tuple[str, str, str, str, str]]:
+def list_acls(classpath: str, bootstrap: str) -> set[Entry]:
     """The ACLs the broker holds (`kafka-acls --list`), in `granted`'s terms."""
     result = subprocess.run(
-        ["java", "-cp", classpath, str(ACL_BATCH)],
+        ["java", QUIET, "-cp", classpath, str(ACL_BATCH)],
         input="\t".join(["org.apache.kafka.tools.AclCommand", "--bootstrap-server", bootstrap, "--list"]) + "\n",
         capture_output=True,
         text=True,
@@ -196,11 +201,21 @@ class Credentials:
 
 
 def prepare(directory: Path, users: Iterable[str]) -> Credentials:
-    """The CA, the broker's keystore, each user's certificate and SCRAM password; kept when already there."""
+    """The CA, each user's certificate and SCRAM password, the broker's keystore: what is missing is made (a user
+    added to kafka-users.yaml since gets its own), what is there is kept."""
     creds = Credentials(directory)
+    ca = certs.Issued(creds.ca, creds.ca.with_suffix(".key"))
+    if not ca.cert.exists():
+        certs.make_ca(ca.cert.parent)
+    (directory / "scram").mkdir(exist_ok=True)
+    for user in users:
+        if not creds.cert(user).cert.exists():
+            certs.issue(ca, directory / "users", user)
+        if not creds.password_file(user).exists():
+            creds.password_file(user).write_text(secrets.token_urlsafe(18))
+            creds.password_file(user).chmod(0o600)
     if creds.keystore.exists():
         return creds
-    ca = certs.make_ca(directory / "ca")
     broker = certs.issue(ca, directory / "broker", "tandem-devstack-broker", server=True)
     password = secrets.token_urlsafe(18)
     creds.keystore_password.write_text(password)
@@ -215,11 +230,6 @@ def prepare(directory: Path, users: Iterable[str]) -> Credentials:
     )  # fmt: skip
     if result.returncode != 0:
         raise RuntimeError(f"openssl pkcs12 failed: {result.stderr.strip()}")
-    (directory / "scram").mkdir(exist_ok=True)
-    for user in users:
-        certs.issue(ca, directory / "users", user)
-        creds.password_file(user).write_text(secrets.token_urlsafe(18))
-        creds.password_file(user).chmod(0o600)
     return creds
 
 
@@ -274,7 +284,11 @@ def run_tools(classpath: str, commands: Sequence[tuple[str, Sequence[str]]], log
     lines = "".join("\t".join([tool, *args]) + "\n" for tool, args in commands)
     with log.open("a") as out:
         result = subprocess.run(
-            ["java", "-cp", classpath, str(ACL_BATCH)], input=lines, text=True, stdout=out, stderr=subprocess.STDOUT
+            ["java", QUIET, "-cp", classpath, str(ACL_BATCH)],
+            input=lines,
+            text=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     if result.returncode != 0:
         raise RuntimeError(f"Kafka's tools failed to set up users and ACLs; see {log}")

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from tandem_shared.contracts.topics import TOPICS, TopicSpec
 from tandem_shared.kafka.connection import KafkaConnection
@@ -46,6 +46,9 @@ async def partitions_of(connection: KafkaConnection, topic: str, *, settle_s: fl
             described = await admin.describe_topics([topic])
             if described and not described[0].get("error_code") and described[0]["partitions"]:
                 break
+            if described and described[0].get("error_code") == TopicAuthorizationFailedError.errno:
+                # Not "does not exist": on a secured broker, a topic outside the user's ACLs looks missing.
+                raise LookupError(f"topic {topic}: this client's Kafka user may not describe it (its ACLs)")
             if asyncio.get_running_loop().time() >= deadline:
                 raise LookupError(f"topic {topic} does not exist; create the topics first")
             await asyncio.sleep(0.2)

@@ -3,16 +3,27 @@ in the repository is built here, with the same address and security (TLS, SASL: 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faststream.kafka import KafkaBroker
 
 from tandem_shared.kafka.security import KafkaSecurity
 from tandem_shared.settings import CommonSettings
+
+EXPLAIN_TIMEOUT_S = 15.0
+
+
+class KafkaUnavailable(KafkaConnectionError):
+    """Kafka cannot be used with these settings; the message says why in terms of the settings to check. A
+    KafkaConnectionError still, for every caller that handles those."""
 
 
 @dataclass(frozen=True)
@@ -78,3 +89,44 @@ class KafkaConnection:
             logger=logging.getLogger(f"tandem.{client_id}.kafka"),
             **kwargs,
         )
+
+    async def explain(self, error: BaseException) -> KafkaUnavailable:
+        """Why a client could not connect, found by one direct connection to the first bootstrap server (aiokafka's
+        own "Unable to bootstrap" names no cause). Returned for the caller to raise: a service's startup fails with
+        it (its log's last error), the CLI prints it."""
+        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
+        where, security = f"Kafka at {host}:{port}", self.security
+        try:
+            async with asyncio.timeout(EXPLAIN_TIMEOUT_S):
+                conn = await create_conn(host, int(port), **security.client_kwargs())
+            conn.close()
+            reason = f"{where} accepts this client ({security.protocol}), but: {error}"
+        except ssl.SSLCertVerificationError as exc:
+            reason = (
+                f"{where}: the broker's certificate is not trusted with KAFKA_SSL_CA_FILE={security.ca_file}"
+                f" ({exc.verify_message})"
+            )
+        except SaslAuthenticationFailed as exc:
+            reason = (
+                f"{where} refused the SASL {security.sasl_mechanism} login (KAFKA_SASL_USERNAME /"
+                f" KAFKA_SASL_PASSWORD): {exc}"
+            )
+        except (TimeoutError, OSError) as exc:
+            reason = f"{where} does not answer ({exc or type(exc).__name__})"
+        except Exception as exc:  # the broker hung up: on a TLS listener, that is how a client certificate is refused
+            if security.tls and security.cert_file:
+                reason = (
+                    f"{where} closed the TLS connection: the broker does not accept the client certificate"
+                    f" KAFKA_SSL_CERT_FILE={security.cert_file} (not issued by a CA it trusts, or expired) ({exc})"
+                )
+            elif security.tls:
+                reason = (
+                    f"{where} closed the TLS connection: the listener may require a client certificate"
+                    f" (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE) ({exc})"
+                )
+            else:
+                reason = (
+                    f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
+                    f" listener's protocol? ({exc})"
+                )
+        return KafkaUnavailable(reason)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from tandem_shared.kafka.admin import caught_up, partitions_of
 from tandem_shared.kafka.connection import KafkaConnection
@@ -53,7 +54,12 @@ class TopicFollower:
         # "earliest", not the default "latest": should the fetcher resolve a position before seek_to_beginning
         # lands (a race in aiokafka), a partition must still be read from its start, never skipped.
         consumer = self._connection.consumer(enable_auto_commit=False, auto_offset_reset="earliest", **self._options)
-        await consumer.start()
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            # The first Kafka client every service starts: where wrong credentials must be named as such.
+            await consumer.stop()
+            raise await self._connection.explain(exc) from exc
         self._consumer = consumer
         self._partitions = await partitions_of(self._connection, self._topic)
         consumer.assign(self._partitions)
