@@ -192,3 +192,18 @@ def test_counts_by_status_come_from_an_index(big_store: TraceStore) -> None:
     assert sum(counts.values()) > N // 40
     assert counts[ExecutionStatus.FAILED] > 0
     assert big_store.last_run("inst-3") is not None
+
+
+def test_the_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "console" / "console.db"
+    path.parent.mkdir()
+    path.touch(mode=0o644)  # a store an earlier version created with the default umask
+    s = TraceStore(f"sqlite:///{path}")
+    s.create()
+    s.add([trace("e-private", "demo", Stage.INGEST, TraceStatus.SUCCEEDED, at=T0)], topic=TOPIC, next_offsets={0: 1})
+    try:
+        files = sorted(path.parent.iterdir())
+        assert [f.name for f in files] == ["console.db", "console.db-shm", "console.db-wal"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    finally:
+        s.close()

@@ -7,6 +7,7 @@ record twice (a rebuild, a crash between insert and offset) never duplicates it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -105,12 +106,22 @@ def executions_query(where: ExecutionFilter, *, limit: int, before: Cursor | Non
     return select(executions).where(*conditions).order_by(c.started_us.desc(), c.execution_id.desc()).limit(limit)
 
 
+def private_file(path: Path) -> None:
+    """The store holds contacts' data: its directory and file are the service user's alone (0700/0600).
+
+    SQLite gives the -wal and -shm files it creates next to the database the database file's own mode, so setting
+    it on the file before SQLite opens it covers all three."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)  # an existing file keeps the mode it was created with; an upgrade narrows it here
+
+
 class TraceStore:
     def __init__(self, url: str) -> None:
         parsed = database_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", sqlite_pragmas)
