@@ -21,6 +21,9 @@ TEST_KAFKA_PORT = 19092
 TEST_REDIS_PORT = 16379
 
 
+TEST_CONTACT_HASH_KEY = "tandem-test-contact-hash-key"
+
+
 def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
     """Point the devstack at the suite's own state: its own TANDEM_HOME (broker data, Redis data, pid files) and
     default ports, the broker's jars still resolved once for both. Returns the home `make run` uses."""
@@ -29,6 +32,9 @@ def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
     environ["TANDEM_HOME"] = str(test_home())
     environ.setdefault("TANDEM_KAFKA_PORT", str(TEST_KAFKA_PORT))
     environ.setdefault("TANDEM_REDIS_PORT", str(TEST_REDIS_PORT))
+    # The suite's own contact hash key, in this process and every service it starts (stack_env keeps it).
+    environ["TANDEM_CONTACT_HASH_KEY_REF"] = "env:TANDEM_TEST_CONTACT_HASH_KEY"
+    environ["TANDEM_TEST_CONTACT_HASH_KEY"] = TEST_CONTACT_HASH_KEY
     return run_home
 
 

@@ -17,7 +17,11 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}        ZSET    a request budget's sliding window
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}:block  STRING  the vendor said 429: wait until it expires
 
-`<contact>` in the state keys is `subscriber_hash(email)` (Mailchimp's member id): no address appears in a key.
+`<contact>` in the state keys is `contact_hash(email)` (a keyed hash, `tandem_shared.contact_hash`), and a Mailchimp
+contact's `<contact>` in the writer's slots is `mc:<contact_hash(email)>`: no address appears in a key, and none can
+be recovered from one without the deployment's key. Earlier versions named state keys by `subscriber_hash(email)`
+(unkeyed MD5) and writer slots by `mc:<address>`: `legacy_state_key` names the former, which `redis.state` adopts
+lazily (read old, write new).
 Every scheme above the vendor limits carries the instance: `instance_key_patterns` finds them all (deleting an
 instance removes its state at once).
 """
@@ -28,6 +32,7 @@ import hashlib
 import re
 from typing import NamedTuple
 
+from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import System, subscriber_hash
 
 CONCURRENCY_PREFIX = "tandem:concurrency:"
@@ -38,6 +43,11 @@ def _instance(instance_id: str) -> str:
 
 
 def state_key(instance_id: str, system: System, email: str) -> str:
+    return f"{_instance(instance_id)}:state:{system.value}:{contact_hash(email)}"
+
+
+def legacy_state_key(instance_id: str, system: System, email: str) -> str:
+    """Where versions before the keyed hash kept the same state (same slot as `state_key`: one script moves it)."""
     return f"{_instance(instance_id)}:state:{system.value}:{subscriber_hash(email)}"
 
 
