@@ -81,6 +81,11 @@ def idempotency_keys(instance_id: str, target: System, contact_key: str, idempot
     return IdempotencyKeys(f"{slot}:key:{idempotency_key}", f"{slot}:lock", f"{slot}:applied-at")
 
 
+def contact_slot_pattern(instance_id: str, contact_key: str) -> str:
+    """SCAN MATCH pattern of the writer's keys of one contact of one instance, every target's (erasure)."""
+    return f"{_writer_slots(_glob_literal(instance_id))}*|{_glob_literal(contact_key)}}}:*"
+
+
 def ingest_claim_key(instance_id: str, event_id: str) -> str:
     return f"tandem:ingest:event:{instance_id}:{event_id}"
 
