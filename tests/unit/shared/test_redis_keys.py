@@ -41,6 +41,11 @@ def test_the_writers_keys_share_the_contacts_slot() -> None:
     assert named.applied_at == "{tandem|demo|accessplanit|ap:7}:applied-at"
 
 
+def test_erasure_keys() -> None:
+    assert keys.erasure_offsets_key("mapper") == "tandem:erasure:mapper:offsets"
+    assert keys.contact_slot_pattern("de*mo", "ap:7") == "{tandem|de\\*mo|*|ap:7}:*"
+
+
 def test_ingest_claim_and_poller_keys() -> None:
     assert keys.ingest_claim_key("demo", "ev-1") == "tandem:ingest:event:demo:ev-1"
     assert keys.poller_cursor_key("demo") == "tandem:poller:demo:cursor"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -18,7 +19,14 @@ from redis.asyncio import Redis
 from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import ChangeEvent, System, email_key
 from tandem_shared.redis.client import text
-from tandem_shared.redis.keys import contact_slot_pattern, held_key, legacy_state_key, state_key, user_email_key
+from tandem_shared.redis.keys import (
+    contact_slot_pattern,
+    erasure_offsets_key,
+    held_key,
+    legacy_state_key,
+    state_key,
+    user_email_key,
+)
 
 
 @dataclass
@@ -84,3 +92,31 @@ async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -
         erased.user_ids += len(users)
         erased.held_changes += len(held)
     return erased
+
+
+class ContactEraser(Protocol):
+    """Erases contacts, and remembers how far into `tandem.erasure` it has applied requests."""
+
+    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased: ...
+
+    async def positions(self) -> dict[int, int]: ...
+
+    async def applied(self, partition: int, next_offset: int) -> None: ...
+
+
+class RedisContactEraser:
+    """`erase_contact` on the process's Redis client, and where the applier is in `tandem.erasure`."""
+
+    def __init__(self, redis: Redis, service: str) -> None:
+        self._redis = redis
+        self._offsets = erasure_offsets_key(service)
+
+    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased:
+        return await erase_contact(self._redis, instance_ids, email)
+
+    async def positions(self) -> dict[int, int]:
+        stored = await self._redis.hgetall(self._offsets)
+        return {int(partition): int(offset) for partition, offset in stored.items()}
+
+    async def applied(self, partition: int, next_offset: int) -> None:
+        await self._redis.hset(self._offsets, str(partition), str(next_offset))

@@ -11,6 +11,7 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     {tandem|<instance>|<target>|<contact>}:lock                     STRING  the writer claim holding the contact
     {tandem|<instance>|<target>|<contact>}:applied-at               STRING  source time of the newest change applied
     tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
+    tandem:erasure:<service>:offsets               HASH    partition → next offset of tandem.erasure applied
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
     tandem:poller:<instance>:lock                  STRING  lease of the ingest replica polling the instance
     tandem:concurrency:<name>                      ZSET    a vendor's concurrency semaphore (Mailchimp connections)
@@ -88,6 +89,10 @@ def contact_slot_pattern(instance_id: str, contact_key: str) -> str:
 
 def ingest_claim_key(instance_id: str, event_id: str) -> str:
     return f"tandem:ingest:event:{instance_id}:{event_id}"
+
+
+def erasure_offsets_key(service: str) -> str:
+    return f"tandem:erasure:{service}:offsets"
 
 
 def poller_cursor_key(instance_id: str) -> str:
