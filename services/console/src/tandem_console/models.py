@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tandem_console.domain import ExecutionStatus, ExecutionSummary
 from tandem_shared.contracts import (
@@ -179,6 +179,16 @@ class InstanceSummary(BaseModel):
 class PauseOut(BaseModel):
     changed: bool
     instance: InstanceSummary
+
+
+class ForgetIn(BaseModel):
+    email: str = Field(min_length=3, max_length=320, description="The contact's address.")
+    instance_id: str | None = Field(default=None, description="Only this instance's stores; none: every instance.")
+
+
+class ForgetOut(BaseModel):
+    request_id: str = Field(description="Each service's acknowledgement is an execution with this id (stage erasure).")
+    scope: str
 
 
 class ReplayOut(BaseModel):
