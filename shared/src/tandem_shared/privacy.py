@@ -90,3 +90,19 @@ def _within(value: Mapping[str, Any], shape: Mapping[str, Any]) -> tuple[dict[st
         else:
             dropped += 1
     return kept, dropped
+
+
+MASK = "••••"
+
+
+def mask(value: Any, names: frozenset[str]) -> Any:
+    """`value` for display with the fields named in `names` (any depth, case-insensitive) shown as `MASK`.
+
+    Display only: what is stored was decided by the minimisation above."""
+    if not names:
+        return value
+    if isinstance(value, Mapping):
+        return {k: MASK if str(k).lower() in names else mask(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(item, names) for item in value]
+    return value

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from tandem_shared.contracts import ChangeEvent, ChangeKind, ContactIdentity, FieldMapping, System, Trigger
 from tandem_shared.instances import demo_instance
-from tandem_shared.privacy import NOT_MAPPED, minimise_event, minimise_fields, minimise_response
+from tandem_shared.privacy import MASK, NOT_MAPPED, mask, minimise_event, minimise_fields, minimise_response
 
 INSTANCE = demo_instance().model_copy(
     update={
@@ -93,3 +93,12 @@ def test_a_vendor_answer_is_cut_to_what_was_written() -> None:
         NOT_MAPPED: "3 fields not mapped",
     }
     assert minimise_response(None, payload) is None
+
+
+def test_masking_hides_chosen_fields_at_any_depth_for_display_only() -> None:
+    output = {"Email": "ann@example.com", "merge_fields": {"PHONE": "0123", "FNAME": "Ann"}, "items": [{"dob": "x"}]}
+    shown = mask(output, frozenset({"phone", "dob"}))
+    assert shown["merge_fields"] == {"PHONE": MASK, "FNAME": "Ann"}
+    assert (shown["Email"], shown["items"]) == ("ann@example.com", [{"dob": MASK}])
+    assert output["merge_fields"]["PHONE"] == "0123"  # type: ignore[index]
+    assert mask(output, frozenset()) is output

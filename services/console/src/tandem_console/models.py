@@ -19,6 +19,7 @@ from tandem_shared.contracts import (
     TraceStatus,
     Trigger,
 )
+from tandem_shared.privacy import mask
 
 
 class ExecutionOut(BaseModel):
@@ -85,7 +86,11 @@ class StepOut(BaseModel):
     error: ErrorInfo | None
 
     @classmethod
-    def of(cls, r: TraceRecord, *, errors_only: bool = False) -> StepOut:
+    def of(cls, r: TraceRecord, *, errors_only: bool = False, masked: frozenset[str] = frozenset()) -> StepOut:
+        """`masked`: lower-cased field names whose values are not shown (`ConsoleSettings.masked_fields`)."""
+        output = r.output
+        if masked:
+            output = StepOutput(data_in=mask(output.data_in, masked), data_out=mask(output.data_out, masked))
         return cls(
             record_id=r.record_id,
             stage=r.stage,
@@ -96,7 +101,7 @@ class StepOut(BaseModel):
             started_at=r.started_at,
             finished_at=r.finished_at,
             duration_ms=r.duration_ms,
-            output=r.output,
+            output=output,
             logs=[line for line in r.logs if line.level == "error"] if errors_only else list(r.logs),
             error=r.error,
         )

@@ -24,3 +24,10 @@ class ConsoleSettings(CommonSettings):
     # Most executions one "replay these" may republish; a larger set must be narrowed by its filters first.
     replay_limit: int = 500
     publish_timeout_s: float = 10.0
+    # Step output fields shown masked in the console (any depth, case-insensitive), e.g. ["DOB", "PHONE"] as JSON.
+    # Display only: the trace keeps what the minimisation rule keeps (docs/security.md).
+    masked_fields: list[str] = Field(default_factory=list)
+
+    @property
+    def masked(self) -> frozenset[str]:
+        return frozenset(name.strip().lower() for name in self.masked_fields if name.strip())
