@@ -8,13 +8,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from support.kafka import connect
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
+from tandem_shared.contracts import Stage, System, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import TRACE
+from tandem_shared.erasure import erasure_request, request_erasure
+from tandem_shared.kafka import KafkaProducer
+from tandem_shared.redis.keys import state_key, user_email_key
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +127,44 @@ async def test_an_accessplanit_edit_of_an_api_unsubscribed_contact_leaves_it_uns
         found = await eventually(lambda: member_with("Augusta"), timeout=30)
 
     assert found["status"] == "unsubscribed"
+
+
+async def test_a_forgotten_contact_leaves_redis_and_the_mapper_acknowledges(stack: RunningStack) -> None:
+    email = f"grace.{uuid.uuid4().hex[:8]}@example.com"
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(
+            f"{stack.url('accessplanit_sim')}/api/v2/User",
+            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
+            json={"Forenames": "Grace", "Surname": "Hopper", "Email": email, "MainCompanyID": "2"},
+        )
+        assert created.status_code in (200, 201), created.text
+    redis = Redis.from_url(stack.redis, decode_responses=True)
+    try:
+        synced = [state_key(stack.instance.id, system, email) for system in System]
+
+        async def written() -> bool:
+            return all([await redis.exists(key) for key in synced])
+
+        await eventually(written, timeout=30)
+        producer = KafkaProducer(connect(stack.kafka))
+        await producer.start()
+        try:
+            request = erasure_request(email, instance_id=stack.instance.id, requested_by="test")
+            await request_erasure(producer, request)
+        finally:
+            await producer.stop()
+
+        acks = await wait_for_records(
+            stack.kafka,
+            TRACE,
+            TraceRecord,
+            where=lambda r: r.execution_id == request.request_id and r.stage is Stage.ERASURE,
+            until=lambda found: {(r.output.data_out or {}).get("service") for r in found} >= {"mapper", "console"},
+        )
+        assert len(acks) == 2
+        [ack] = [r for r in acks if (r.output.data_out or {}).get("service") == "mapper"]
+        assert ack.summary.startswith(f"Contact erased by the mapper ({stack.instance.id}): 2 sync state key(s)")
+        assert [await redis.exists(key) for key in synced] == [0, 0]
+        assert email not in (await redis.hgetall(user_email_key(stack.instance.id))).values()
+    finally:
+        await redis.aclose()

@@ -22,6 +22,9 @@ TEST_REDIS_PORT = 16379
 TEST_POSTGRES_PORT = 15433
 
 
+TEST_CONTACT_HASH_KEY = "tandem-test-contact-hash-key"
+
+
 def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
     """Point the devstack at the suite's own state: its own TANDEM_HOME (broker data, Redis data, pid files) and
     default ports, the broker's jars still resolved once for both. Returns the home `make run` uses."""
@@ -31,6 +34,9 @@ def use_test_state(environ: MutableMapping[str, str] = os.environ) -> Path:
     environ.setdefault("TANDEM_KAFKA_PORT", str(TEST_KAFKA_PORT))
     environ.setdefault("TANDEM_REDIS_PORT", str(TEST_REDIS_PORT))
     environ.setdefault("TANDEM_POSTGRES_PORT", str(TEST_POSTGRES_PORT))
+    # The suite's own contact hash key, in this process and every service it starts (stack_env keeps it).
+    environ["TANDEM_CONTACT_HASH_KEY_REF"] = "env:TANDEM_TEST_CONTACT_HASH_KEY"
+    environ["TANDEM_TEST_CONTACT_HASH_KEY"] = TEST_CONTACT_HASH_KEY
     return run_home
 
 

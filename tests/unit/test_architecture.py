@@ -16,6 +16,7 @@ IO_LIBRARIES = ("aiokafka", "faststream", "redis", "httpx")
 PURE = (
     "shared/src/tandem_shared/contracts",
     "shared/src/tandem_shared/sync",
+    "shared/src/tandem_shared/privacy.py",
     "shared/src/tandem_shared/vendors/mailchimp/bodies.py",
     "shared/src/tandem_shared/vendors/accessplanit/bodies.py",
     "shared/src/tandem_shared/vendors/accessplanit/classify.py",

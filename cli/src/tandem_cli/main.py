@@ -10,15 +10,21 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from tandem_cli import instances, replay, report, webhooks
+from tandem_cli import contacts, instances, replay, report, webhooks
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-REGISTRARS: tuple[Registrar, ...] = (instances.register, replay.register, report.register, webhooks.register)
+REGISTRARS: tuple[Registrar, ...] = (
+    instances.register,
+    replay.register,
+    report.register,
+    webhooks.register,
+    contacts.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tandem", description="Operate Tandem: instances, replay, reports.")
+    parser = argparse.ArgumentParser(prog="tandem", description="Operate Tandem: instances, replay, reports, contacts.")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in REGISTRARS:
         register(sub)

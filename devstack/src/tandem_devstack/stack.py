@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import sys
 import time
@@ -19,6 +20,7 @@ import httpx
 
 from tandem_devstack.paths import REPO_ROOT, tandem_home
 from tandem_devstack.processes import spawn, stop_pid, wait_until
+from tandem_shared.contact_hash import KEY_REF_ENV
 
 DEMO_MAILCHIMP_API_KEY = "tandemdemo0000000000000000000000-us1"
 DEMO_MAILCHIMP_AUDIENCE = "a1b2c3d4e5"
@@ -137,8 +139,24 @@ def stack_env(
             ),
         }
     )
+    # The key of contacts' hashes in key names (tandem_shared.contact_hash): one per data directory, generated on
+    # first start (`ensure_contact_hash_key`), unless the caller's environment names one (the test suite does).
+    env.setdefault(KEY_REF_ENV, f"file:{data_dir / 'secrets' / 'contact-hash-key'}")
     env.update(extra or {})
     return env
+
+
+def ensure_contact_hash_key(env: Mapping[str, str]) -> None:
+    """Creates the key file `env` refers to, if it is a file that does not exist yet (0600, 32 random bytes).
+
+    Never replaced once made: state in Redis is named by hashes under it."""
+    scheme, _, path = env.get(KEY_REF_ENV, "").partition(":")
+    if scheme != "file" or Path(path).exists():
+        return
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as key_file:
+        key_file.write(secrets.token_hex(32))
 
 
 @dataclass
@@ -157,6 +175,7 @@ class Stack:
     running: list[RunningService] = field(default_factory=list)
 
     def start(self, spec: ServiceSpec, *, timeout: float = 60.0) -> RunningService:
+        ensure_contact_hash_key(self.env)
         log = self.log_dir / f"{spec.name}.log"
         env = {**self.env, **spec.env}
         proc = spawn([sys.executable, "-m", *spec.module_args], log=log, env=env, cwd=REPO_ROOT)

@@ -34,6 +34,7 @@ from tandem_shared.contracts.topics import CHANGES, COMMANDS_DLQ, COMMANDS_RETRY
 from tandem_shared.ids import new_id
 from tandem_shared.kafka import KafkaConnection, Producer, partitions_of, read_records, send_envelope
 from tandem_shared.kafka.follower import Record
+from tandem_shared.privacy import minimise_event
 from tandem_shared.tracing import StepRecorder, publish_trace
 
 
@@ -301,9 +302,9 @@ class Replays:
     ) -> ChangeEvent:
         event = replayed_event(original, new_id(), original_execution_id=original_execution_id)
         await self._publish(change_envelope(event, replayed_from=replayed_from))
-        await self._trace(
-            event.execution_id, original_execution_id, event, note, data_out=event.model_dump(mode="json")
-        )
+        # The change as published, minimised like every trace step's output: no instance is at hand here, so
+        # its fields are the identity only (the mapper's step of the replay shows the mapped ones).
+        await self._trace(event.execution_id, original_execution_id, event, note, data_out=minimise_event(event, None))
         return event
 
     async def command(self, entry: Parked, command: SyncCommand, note: Note) -> SyncCommand:

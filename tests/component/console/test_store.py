@@ -8,12 +8,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from support.traces import MISSING_EMAIL, trace
 from tandem_console.domain import ExecutionStatus, ExecutionSummary
 from tandem_console.filters import ExecutionFilter
+from tandem_console.schema import forgotten_contacts
 from tandem_console.store import Cursor, TraceStore, executions_query
-from tandem_shared.contracts import Flow, Stage, TraceStatus, Trigger
+from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contracts import ErasureRequest, Flow, Stage, TraceRecord, TraceStatus, Trigger
+from tandem_shared.contracts.topics import ERASURE
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TOPIC = "tandem.trace"
@@ -189,3 +193,48 @@ def test_counts_by_status_come_from_an_index(big_store: TraceStore) -> None:
     assert sum(counts.values()) > N // 40
     assert counts[ExecutionStatus.FAILED] > 0
     assert big_store.last_run("inst-3") is not None
+
+
+def test_the_sqlite_store_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "console" / "console.db"
+    path.parent.mkdir()
+    path.touch(mode=0o644)  # a store an earlier version created with the default umask
+    s = TraceStore(f"sqlite:///{path}")
+    s.create()
+    s.add([trace("e-private", "demo", Stage.INGEST, TraceStatus.SUCCEEDED, at=T0)], topic=TOPIC, next_offsets={0: 1})
+    try:
+        files = sorted(path.parent.iterdir())
+        assert [f.name for f in files] == ["console.db", "console.db-shm", "console.db-wal"]
+        assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: "0o600" for f in files}
+    finally:
+        s.close()
+
+
+def test_a_forgotten_contact_is_erased_and_not_stored_again(store: TraceStore) -> None:
+    def of(execution_id: str, instance_id: str, email: str, at: datetime) -> TraceRecord:
+        return trace(execution_id, instance_id, Stage.INGEST, TraceStatus.SUCCEEDED, at=at, email=email)
+
+    before = [
+        of("ada-demo", "demo", "Ada@Example.com", T0),
+        of("ada-other", "other", "ada@example.com", T0),
+        of("bob-demo", "demo", "bob@example.com", T0),
+    ]
+    store.add(before, topic=TOPIC, next_offsets={0: 3})
+    request = ErasureRequest(
+        request_id="r1", email="ADA@example.com", instance_id="demo", requested_at=T0 + timedelta(minutes=1)
+    )
+
+    assert store.forget(request, topic=ERASURE, next_offsets={0: 1}) == 1
+
+    def stored() -> set[str]:
+        return {e.execution_id for e in store.list_executions(ExecutionFilter(), limit=10).items}
+
+    assert stored() == {"ada-other", "bob-demo"}
+    assert store.offsets(ERASURE) == {0: 1}
+    # tandem.trace read again (a rebuild, a late record): what was erased stays erased; what came later is kept.
+    later = of("ada-later", "demo", "ada@example.com", T0 + timedelta(minutes=2))
+    store.add([*before, later], topic=TOPIC, next_offsets={0: 4})
+    assert stored() == {"ada-other", "bob-demo", "ada-later"}
+    with store.engine.connect() as conn:
+        tombstones = conn.execute(select(forgotten_contacts)).all()
+    assert [(t.contact, t.instance_id) for t in tombstones] == [(contact_hash("ada@example.com"), "demo")]

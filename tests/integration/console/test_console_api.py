@@ -554,3 +554,27 @@ async def test_replay_these_from_the_list(world: World) -> None:
     assert "replayed=0" in response.headers["location"] and "skipped=1" in response.headers["location"]
     page = await world.client.get(response.headers["location"])
     assert "0 executions replayed; 1 skipped" in page.text
+
+
+async def test_forgetting_a_contact_erases_it_and_is_acknowledged(world: World) -> None:
+    """Last in the file: it erases the other instance's contact for good (the store keeps a tombstone)."""
+    response = await world.client.post(
+        "/api/contacts/forget", json={"email": "Other@Example.com", "instance_id": world.other_instance}
+    )
+    assert response.status_code == 202, response.text
+    request_id = response.json()["request_id"]
+
+    async def erased_and_acknowledged() -> bool:
+        params = {"instance": world.other_instance, "limit": 100}
+        items = (await world.client.get("/api/executions", params=params)).json()["items"]
+        listed = {e["execution_id"] for e in items}
+        return request_id in listed and world.ids["other"] not in listed
+
+    await eventually(erased_and_acknowledged, timeout=60)
+    detail = (await world.client.get(f"/api/executions/{request_id}")).json()
+    assert [s["summary"] for s in detail["steps"]] == [
+        f"Contact erased by the console ({world.other_instance}): 1 execution(s)"
+    ]
+    assert "other@example.com" not in str(detail).lower()
+    bad = await world.client.post("/api/contacts/forget", json={"email": ""})
+    assert bad.status_code in (400, 422)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from support.commands import sync_command
 from support.state import side, user_email
 from tandem_shared.contracts import Operation, SyncCommand, System
-from tandem_shared.redis.keys import state_key
+from tandem_shared.redis.keys import legacy_state_key, state_key
 from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
 from tandem_shared.sync.rules import field_digest, ts_ms
 
@@ -126,6 +126,31 @@ async def test_keys_carry_no_address_and_the_last_address_of_a_user_is_kept(
     assert await user_email(store, instance_id, "7") is None
     await apply(store, lambda t: t.set_user_email(instance_id, "7", "ada@example.com"))
     assert await user_email(store, instance_id, "7") == "ada@example.com"
+
+
+async def test_state_under_its_legacy_name_is_adopted_on_first_read(
+    store: RedisStateStore, redis_url: str, instance_id: str
+) -> None:
+    """The upgrade to keyed-hash key names: read old, write new."""
+    await store.record_written(command(instance_id, {"email_address": "ada@example.com", "merge_fields": {}}, at=T0))
+    current = state_key(instance_id, System.MAILCHIMP, "ada@example.com")
+    legacy = legacy_state_key(instance_id, System.MAILCHIMP, "ada@example.com")
+    stale = legacy_state_key(instance_id, System.MAILCHIMP, "bob@example.com")
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.rename(current, legacy)  # what a version before keyed hashes left
+        await redis.hset(stale, "_last", "seen|1")
+        await redis.hset(state_key(instance_id, System.MAILCHIMP, "bob@example.com"), "_last", "written|2")
+
+        state = await side(store, instance_id, System.MAILCHIMP, "Ada@Example.com")
+        bob = await side(store, instance_id, System.MAILCHIMP, "bob@example.com")
+
+        assert state is not None and state.last_origin == "written"
+        assert bob is not None and bob.last_origin == "written"  # written since the upgrade: the legacy copy goes
+        assert (await redis.exists(legacy), await redis.exists(current), await redis.exists(stale)) == (0, 1, 0)
+        assert await redis.ttl(current) > 0
+    finally:
+        await redis.aclose()
 
 
 async def test_writes_older_than_the_echo_window_are_forgotten(redis_url: str, instance_id: str) -> None:

@@ -25,7 +25,7 @@ from pydantic_settings import BaseSettings
 
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.stack import Ports, stack_env
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, INSTANCES, TRACE, TopicSpec
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, ERASURE, INSTANCES, TRACE, TopicSpec
 
 # ---------------------------------------------------------------------------------------------------- packages
 
@@ -172,23 +172,30 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
     retries = tuple(t.name for t in topics if t.name.startswith(COMMANDS + ".") and t.name != COMMANDS_DLQ)
     return [
         Access("tandem-ingest", reads=(INSTANCES,), writes=(CHANGES, TRACE)),
-        Access("tandem-mapper", reads=(CHANGES, INSTANCES), writes=(COMMANDS, TRACE), group=groups.get("mapper")),
+        # Erasure requests are read whole (no group), like tandem.instances; the applied offset is kept in Redis.
+        Access(
+            "tandem-mapper", reads=(CHANGES, INSTANCES, ERASURE), writes=(COMMANDS, TRACE), group=groups.get("mapper")
+        ),
         Access(
             "tandem-writer",
             reads=(COMMANDS, *retries, INSTANCES),
             writes=(*retries, COMMANDS_DLQ, TRACE),
             group=groups.get("writer"),
         ),
-        # Replays republish a change event and trace it; pause and resume put instance configurations.
+        # Replays republish a change event and trace it; pause and resume put instance configurations; "forget"
+        # publishes an erasure request, which the console applies to its own store too.
         Access(
-            "tandem-console", reads=(TRACE, INSTANCES), writes=(CHANGES, TRACE, INSTANCES), group=groups.get("console")
+            "tandem-console",
+            reads=(TRACE, INSTANCES, ERASURE),
+            writes=(CHANGES, TRACE, INSTANCES, ERASURE),
+            group=groups.get("console"),
         ),
         # People, `tandem replay` and instance registration: read anything, republish dead letters to the
         # command path, put instance configurations.
         Access(
             "tandem-operator",
             reads=tuple(t.name for t in topics),
-            writes=(COMMANDS, *retries, INSTANCES),
+            writes=(COMMANDS, *retries, INSTANCES, ERASURE),
             group="tandem-operator",
         ),
     ]

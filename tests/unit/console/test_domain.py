@@ -16,7 +16,10 @@ from tandem_console.domain import (
     summarize,
 )
 from tandem_console.filters import ExecutionFilter
+from tandem_console.models import StepOut
+from tandem_console.settings import ConsoleSettings
 from tandem_shared.contracts import ErrorInfo, Stage, TraceStatus, Trigger
+from tandem_shared.privacy import MASK
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 INSTANCE = "acme"
@@ -204,3 +207,10 @@ def test_filters_from_an_html_form() -> None:
 def test_a_bad_filter_value_is_refused() -> None:
     with pytest.raises(ValueError, match="status"):
         ExecutionFilter.model_validate({"status": "green"})
+
+
+def test_a_step_shows_the_configured_fields_masked() -> None:
+    record = step(Stage.MAPPER, TraceStatus.SUCCEEDED, 1, data_in={"DOB": "1980-01-01", "Surname": "Lee"})
+    settings = ConsoleSettings(masked_fields=[" dob "])
+    assert StepOut.of(record, masked=settings.masked).output.data_in == {"DOB": MASK, "Surname": "Lee"}
+    assert StepOut.of(record).output.data_in == {"DOB": "1980-01-01", "Surname": "Lee"}

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from support.infra import TEST_KAFKA_PORT, TEST_POSTGRES_PORT, TEST_REDIS_PORT, use_test_state
+from support.infra import (
+    TEST_CONTACT_HASH_KEY,
+    TEST_KAFKA_PORT,
+    TEST_POSTGRES_PORT,
+    TEST_REDIS_PORT,
+    use_test_state,
+)
 from tandem_devstack import infra
 from tandem_devstack.__main__ import main
 from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
@@ -30,6 +36,8 @@ def test_the_suites_state_is_not_the_default_make_run_home(monkeypatch: pytest.M
         "TANDEM_KAFKA_PORT": str(TEST_KAFKA_PORT),
         "TANDEM_REDIS_PORT": str(TEST_REDIS_PORT),
         "TANDEM_POSTGRES_PORT": str(TEST_POSTGRES_PORT),
+        "TANDEM_CONTACT_HASH_KEY_REF": "env:TANDEM_TEST_CONTACT_HASH_KEY",
+        "TANDEM_TEST_CONTACT_HASH_KEY": TEST_CONTACT_HASH_KEY,
     }
     monkeypatch.setattr("os.environ", environ)
     # What make run would use with nothing set: other data dirs and other ports.

@@ -74,6 +74,20 @@ async def test_a_new_contact_is_mapped_to_a_command_and_traced() -> None:
     assert state.hashes[user_email_key(config.id)] == {"7": "user7@example.com"}
 
 
+async def test_the_trace_keeps_mapped_fields_only() -> None:
+    config = instance("minimise")
+    mapper, published, _ = make_mapper(StaticInstanceRegistry([config]))
+    event = accessplanit_change(config.id, "7", at=T0, Surname="Lovelace", DOB="1815-12-10T00:00:00", Mobile="07")
+
+    await mapper.on_changes([event])
+
+    [record] = trace_of(published, event)
+    assert record.output.data_in is not None
+    assert "DOB" not in record.output.data_in and "Mobile" not in record.output.data_in
+    assert record.output.data_in["Surname"] == "Lovelace"
+    assert record.output.data_in["_not_mapped"].endswith("fields not mapped")
+
+
 async def test_the_echo_of_tandems_own_write_is_not_sent_back() -> None:
     config = instance("echo")
     mapper, published, state = make_mapper(StaticInstanceRegistry([config]))

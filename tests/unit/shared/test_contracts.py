@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import (
     TOPICS,
     ContactIdentity,
@@ -22,8 +23,8 @@ def test_subscriber_hash_is_md5_of_the_lowercased_trimmed_address() -> None:
 
 def test_contact_key_prefers_the_accessplanit_user_then_the_address_before_a_change() -> None:
     assert ContactIdentity(accessplanit_user_id="9", email="a@x.io").contact_key == "ap:9"
-    assert ContactIdentity(email="New@x.io", old_email="Old@X.io").contact_key == "mc:old@x.io"
-    assert ContactIdentity(email="A@x.io").contact_key == "mc:a@x.io"
+    assert ContactIdentity(email="New@x.io", old_email="Old@X.io").contact_key == f"mc:{contact_hash('old@x.io')}"
+    assert ContactIdentity(email="A@x.io").contact_key == f"mc:{contact_hash('a@x.io')}"
     assert message_key("demo", "ap:9") == "demo:ap:9"
 
 

@@ -8,13 +8,20 @@ from fnmatch import fnmatchcase
 from tandem_shared.contracts import System
 from tandem_shared.redis import keys
 
-ADA = "3e3417d7ef77d5932a6734b916515ed5"  # md5("ada@example.com"): Mailchimp's member id
+# HMAC-SHA256("ada@example.com") under the suite's key (tests/support/infra.py), first 32 hex characters.
+ADA = "c952095b468c8bfcd042eee8bbe27d4b"
+ADA_MD5 = "3e3417d7ef77d5932a6734b916515ed5"  # md5("ada@example.com"): Mailchimp's member id, the legacy name
 
 
 def test_sync_state_keys_share_the_instance_slot_and_carry_no_address() -> None:
     assert keys.state_key("demo", System.MAILCHIMP, "Ada@Example.com ") == f"tandem:{{demo}}:state:mailchimp:{ADA}"
     assert keys.state_key("demo", System.ACCESSPLANIT, "ada@example.com") == f"tandem:{{demo}}:state:accessplanit:{ADA}"
     assert keys.user_email_key("demo") == "tandem:{demo}:ap-user-email"
+
+
+def test_the_legacy_state_key_is_the_unkeyed_member_id_in_the_same_slot() -> None:
+    legacy = keys.legacy_state_key("demo", System.MAILCHIMP, "Ada@Example.com")
+    assert legacy == f"tandem:{{demo}}:state:mailchimp:{ADA_MD5}"
 
 
 def test_held_change_keys() -> None:
@@ -32,6 +39,11 @@ def test_the_writers_keys_share_the_contacts_slot() -> None:
     assert named.applied == "{tandem|demo|accessplanit|ap:7}:key:k2"
     assert named.lock == "{tandem|demo|accessplanit|ap:7}:lock"
     assert named.applied_at == "{tandem|demo|accessplanit|ap:7}:applied-at"
+
+
+def test_erasure_keys() -> None:
+    assert keys.erasure_offsets_key("mapper") == "tandem:erasure:mapper:offsets"
+    assert keys.contact_slot_pattern("de*mo", "ap:7") == "{tandem|de\\*mo|*|ap:7}:*"
 
 
 def test_ingest_claim_and_poller_keys() -> None:

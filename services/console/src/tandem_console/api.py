@@ -1,17 +1,23 @@
-"""The JSON API under /api: executions, their detail, contact timelines, instances, pause/resume and replay."""
+"""The JSON API under /api: executions, their detail, contact timelines, instances, pause/resume, replay and
+forgetting a contact."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
-from tandem_console.access import OPERATOR
+from tandem_console.access import OPERATOR, operator_action
+from tandem_console.actions import ActionError
+from tandem_console.credentials import Principal
+from tandem_console.erasure import ErasureRequests
 from tandem_console.filters import ExecutionFilter
 from tandem_console.models import (
     ConsumerStatus,
     ExecutionDetail,
     ExecutionPage,
+    ForgetIn,
+    ForgetOut,
     InstanceSummary,
     PauseOut,
     ReplayOut,
@@ -89,6 +95,20 @@ async def resume_instance(
     ] = False,
 ) -> PauseOut:
     return await console_of(request).set_paused(instance_id, False, discard_held=discard_buffered)
+
+
+@router.post("/contacts/forget", response_model=ForgetOut, status_code=202)
+async def forget_contact(
+    request: Request, body: ForgetIn, who: Annotated[Principal, Depends(operator_action)]
+) -> ForgetOut:
+    """Publishes an erasure request (as `tandem contacts forget` does); every service, this console included,
+    removes the contact from its stores and acknowledges in the trace under the request id."""
+    requests: ErasureRequests = request.app.state.erasure_requests
+    try:
+        published = await requests.request(body.email, body.instance_id, requested_by=f"console:{who.name}")
+    except Exception as exc:  # not on Kafka: nothing was asked; the operator may try again
+        raise ActionError(503, f"the erasure request could not be published: {exc or type(exc).__name__}") from exc
+    return ForgetOut(request_id=published.request_id, scope=published.scope)
 
 
 @router.get("/status", response_model=ConsumerStatus)

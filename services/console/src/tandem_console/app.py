@@ -60,6 +60,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         await producer.start()
         await consumer.start()
         consumer.follow()
+        await built.erasure.start()
         purge = asyncio.create_task(purge_periodically(store, settings), name="purge")
         try:
             yield
@@ -67,6 +68,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
+            await built.erasure.stop()
             await consumer.stop()
             await producer.stop()
             await registry.stop()
@@ -83,6 +85,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.state.console = built.console
     app.state.consumer = consumer
     app.state.oidc = oidc
+    app.state.erasure_requests = built.erasure_requests
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError) -> Response:

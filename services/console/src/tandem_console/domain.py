@@ -46,6 +46,7 @@ STEP_OF_STAGE: dict[Stage, Step] = {
     Stage.INGEST: Step.SOURCE,
     Stage.POLLER: Step.SOURCE,
     Stage.REPLAY: Step.SOURCE,
+    Stage.ERASURE: Step.SOURCE,  # an acknowledgement is an execution of its own, with no other step
     Stage.MAPPER: Step.MAPPER,
     Stage.WRITER: Step.WRITER,
     Stage.RETRY: Step.WRITER,

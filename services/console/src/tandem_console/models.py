@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tandem_console.domain import ExecutionStatus, ExecutionSummary
 from tandem_shared.contracts import (
@@ -19,6 +19,7 @@ from tandem_shared.contracts import (
     TraceStatus,
     Trigger,
 )
+from tandem_shared.privacy import mask
 
 
 class ExecutionOut(BaseModel):
@@ -85,7 +86,11 @@ class StepOut(BaseModel):
     error: ErrorInfo | None
 
     @classmethod
-    def of(cls, r: TraceRecord, *, errors_only: bool = False) -> StepOut:
+    def of(cls, r: TraceRecord, *, errors_only: bool = False, masked: frozenset[str] = frozenset()) -> StepOut:
+        """`masked`: lower-cased field names whose values are not shown (`ConsoleSettings.masked_fields`)."""
+        output = r.output
+        if masked:
+            output = StepOutput(data_in=mask(output.data_in, masked), data_out=mask(output.data_out, masked))
         return cls(
             record_id=r.record_id,
             stage=r.stage,
@@ -96,7 +101,7 @@ class StepOut(BaseModel):
             started_at=r.started_at,
             finished_at=r.finished_at,
             duration_ms=r.duration_ms,
-            output=r.output,
+            output=output,
             logs=[line for line in r.logs if line.level == "error"] if errors_only else list(r.logs),
             error=r.error,
         )
@@ -179,6 +184,16 @@ class InstanceSummary(BaseModel):
 class PauseOut(BaseModel):
     changed: bool
     instance: InstanceSummary
+
+
+class ForgetIn(BaseModel):
+    email: str = Field(min_length=3, max_length=320, description="The contact's address.")
+    instance_id: str | None = Field(default=None, description="Only this instance's stores; none: every instance.")
+
+
+class ForgetOut(BaseModel):
+    request_id: str = Field(description="Each service's acknowledgement is an execution with this id (stage erasure).")
+    scope: str
 
 
 class ReplayOut(BaseModel):

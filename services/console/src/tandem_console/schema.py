@@ -80,6 +80,17 @@ deleted_instances = Table(
     Column("deleted_us", BigInteger, nullable=False),
 )
 
+# Contacts erased (`tandem contacts forget`), by keyed hash, never by address: a trace record about one that started
+# before its erasure (a late record, or `tandem.trace` read again by a rebuild) is not stored again. "*" is every
+# instance. Not emptied by `reset`, for the same reason as deleted_instances.
+forgotten_contacts = Table(
+    "forgotten_contacts",
+    metadata,
+    Column("contact", String(64), primary_key=True),
+    Column("instance_id", String(64), primary_key=True),
+    Column("forgotten_us", BigInteger, nullable=False),
+)
+
 
 def to_us(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)

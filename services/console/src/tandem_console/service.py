@@ -74,7 +74,7 @@ class Console:
         ]
         return ExecutionDetail(
             execution=ExecutionOut.of(summary),
-            steps=[StepOut.of(r, errors_only=errors_only) for r in records],
+            steps=[StepOut.of(r, errors_only=errors_only, masked=self.settings.masked) for r in records],
             logs=sorted(logs, key=lambda line: line.at),
             errors_only=errors_only,
             retries_and_replays=[ExecutionOut.of(e) for e in derived],
@@ -95,7 +95,10 @@ class Console:
             entries=[
                 TimelineEntry(
                     execution=ExecutionOut.of(e),
-                    steps=[StepOut.of(r) for r in chronological(records.get(e.execution_id, []))],
+                    steps=[
+                        StepOut.of(r, masked=self.settings.masked)
+                        for r in chronological(records.get(e.execution_id, []))
+                    ],
                 )
                 for e in page.items
             ],

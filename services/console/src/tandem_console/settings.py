@@ -58,3 +58,11 @@ class ConsoleSettings(CommonSettings):
     @property
     def host_names(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
+
+    # Step output fields shown masked in the console (any depth, case-insensitive), e.g. ["DOB", "PHONE"] as JSON.
+    # Display only: the trace keeps what the minimisation rule keeps (docs/security.md).
+    masked_fields: list[str] = Field(default_factory=list)
+
+    @property
+    def masked(self) -> frozenset[str]:
+        return frozenset(name.strip().lower() for name in self.masked_fields if name.strip())

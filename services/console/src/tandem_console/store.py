@@ -7,6 +7,7 @@ record twice (a rebuild, a crash between insert and offset) never duplicates it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,7 @@ from tandem_console.schema import (
     database_url,
     deleted_instances,
     executions,
+    forgotten_contacts,
     from_us,
     metadata,
     row_to_summary,
@@ -32,7 +34,9 @@ from tandem_console.schema import (
     to_us,
     trace_records,
 )
-from tandem_shared.contracts import TraceRecord, email_key
+from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contracts import ErasureRequest, TraceRecord, email_key
+from tandem_shared.erasure import EVERY_INSTANCE
 
 # Keeps IN (...) lists well under every database's bound-parameter limit.
 CHUNK = 500
@@ -105,12 +109,30 @@ def executions_query(where: ExecutionFilter, *, limit: int, before: Cursor | Non
     return select(executions).where(*conditions).order_by(c.started_us.desc(), c.execution_id.desc()).limit(limit)
 
 
+def private_file(path: Path) -> None:
+    """The store holds contacts' data: its directory and file are the service user's alone (0700/0600).
+
+    SQLite gives the -wal and -shm files it creates next to the database the database file's own mode, so setting
+    it on the file before SQLite opens it covers all three."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)  # an existing file keeps the mode it was created with; an upgrade narrows it here
+
+
+def _forgotten(record: TraceRecord, forgotten: Mapping[tuple[str, str], int]) -> bool:
+    if record.contact_email is None:
+        return False
+    contact = contact_hash(record.contact_email)
+    at = max(forgotten.get((contact, record.instance_id), -1), forgotten.get((contact, EVERY_INSTANCE), -1))
+    return to_us(record.started_at) <= at
+
+
 class TraceStore:
     def __init__(self, url: str) -> None:
         parsed = database_url(url)
         self.dialect = parsed.get_backend_name()
         if self.dialect == "sqlite" and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         self.engine: Engine = create_engine(parsed, pool_pre_ping=self.dialect != "sqlite")
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", sqlite_pragmas)
@@ -150,9 +172,12 @@ class TraceStore:
             return {int(p): int(o) for p, o in rows}
 
     def add(self, records: Sequence[TraceRecord], *, topic: str, next_offsets: Mapping[int, int]) -> Added:
-        """Store a batch and the offsets after it in one transaction; re-derive the executions it touched."""
+        """Store a batch and the offsets after it in one transaction; re-derive the executions it touched.
+
+        A record about a forgotten contact that started before it was forgotten is not stored (`forget`)."""
         with self.engine.begin() as conn:
-            unique = {r.record_id: r for r in records}
+            forgotten = self._forgotten(conn)
+            unique = {r.record_id: r for r in records if not (forgotten and _forgotten(r, forgotten))}
             known: set[str] = set()
             for ids in chunks(list(unique)):
                 known.update(conn.scalars(select(trace_records.c.record_id).where(trace_records.c.record_id.in_(ids))))
@@ -184,6 +209,43 @@ class TraceStore:
                     [{"topic": topic, "partition_no": p, "next_offset": o} for p, o in next_offsets.items()],
                 )
         return Added(new, touched)
+
+    def forget(self, request: ErasureRequest, *, topic: str, next_offsets: Mapping[int, int]) -> int:
+        """Erase one contact's executions (of one instance, or of all) with their records, remember its keyed hash
+        so the same records are not stored again, and store the offsets after the request: one transaction.
+        Returns how many executions went."""
+        c = executions.c
+        scope = [c.email_key == request.address]
+        if request.instance_id is not None:
+            scope.append(c.instance_id == request.instance_id)
+        with self.engine.begin() as conn:
+            ids = list(conn.scalars(select(c.execution_id).where(*scope)))
+            for chunk in chunks(ids):
+                conn.execute(delete(trace_records).where(trace_records.c.execution_id.in_(chunk)))
+                conn.execute(delete(executions).where(c.execution_id.in_(chunk)))
+            conn.execute(
+                self._upsert(forgotten_contacts, ["contact", "instance_id"]),
+                [
+                    {
+                        "contact": request.contact,
+                        "instance_id": request.instance_id or EVERY_INSTANCE,
+                        "forgotten_us": to_us(request.requested_at),
+                    }
+                ],
+            )
+            if next_offsets:
+                conn.execute(
+                    self._upsert(consumer_offsets, ["topic", "partition_no"]),
+                    [{"topic": topic, "partition_no": p, "next_offset": o} for p, o in next_offsets.items()],
+                )
+        return len(ids)
+
+    @staticmethod
+    def _forgotten(conn: Connection) -> dict[tuple[str, str], int]:
+        rows = conn.execute(
+            select(forgotten_contacts.c.contact, forgotten_contacts.c.instance_id, forgotten_contacts.c.forgotten_us)
+        )
+        return {(contact, instance_id): int(us) for contact, instance_id, us in rows}
 
     def purge(self, older_than: datetime) -> int:
         """Drop executions that finished before the cutoff, with their records; returns how many."""

@@ -82,7 +82,7 @@ def bootstrap(
     producer = producer or KafkaProducer(kafka)
     redis = connect(settings)  # connects on first use: nothing is opened for what the caller injected
     clients = clients or AccessplanitClients(redis, AccessplanitSettings())
-    publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s)
+    publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s, registry)
     claims = claims or RedisEventClaims(
         redis, pending_ttl_s=settings.dedupe_pending_ttl_s, done_ttl_s=settings.dedupe_done_ttl_s
     )

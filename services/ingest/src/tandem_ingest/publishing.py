@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from tandem_ingest.trace import ReceiptStep
 from tandem_shared.contracts import ChangeEvent, Stage
 from tandem_shared.contracts.envelopes import change_envelope
+from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import Producer, send_envelope
 from tandem_shared.logging import get_logger
 from tandem_shared.tracing import publish_trace
@@ -20,9 +21,11 @@ class KafkaUnavailable(RuntimeError):
 
 
 class ChangePublisher:
-    def __init__(self, producer: Producer, timeout_s: float) -> None:
+    def __init__(self, producer: Producer, timeout_s: float, registry: InstanceRegistry | None = None) -> None:
+        """`registry`: says which fields each instance maps, the only ones the trace keeps (none without it)."""
         self._producer = producer
         self._timeout_s = timeout_s
+        self._registry = registry
 
     async def publish(
         self,
@@ -33,7 +36,8 @@ class ChangePublisher:
         headers: Mapping[str, str] | None = None,
     ) -> None:
         """Returns once Kafka has the event; `notes` go to the trace's log, `headers` onto the record."""
-        step = ReceiptStep(event, stage)
+        instance = self._registry.get(event.instance_id) if self._registry is not None else None
+        step = ReceiptStep(event, stage, instance)
         try:
             async with asyncio.timeout(self._timeout_s):
                 await (await send_envelope(self._producer, change_envelope(event, headers=headers)))

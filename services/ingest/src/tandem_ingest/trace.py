@@ -9,16 +9,21 @@ from collections.abc import Sequence
 
 from tandem_ingest.domain.cursor import Position
 from tandem_ingest.domain.poll_report import PollReport
-from tandem_shared.contracts import ChangeEvent, ErrorInfo, Stage, TraceRecord, TraceStatus, Trigger
+from tandem_shared.contracts import ChangeEvent, ErrorInfo, InstanceConfig, Stage, TraceRecord, TraceStatus, Trigger
+from tandem_shared.privacy import minimise_event, minimise_fields
 from tandem_shared.tracing import StepRecorder, new_id
 
 
 class ReceiptStep:
     """One change received (by a webhook, or found by the poller): started before it is sent to Kafka, so the
-    step's duration is the time it took to store it; finished once Kafka has it."""
+    step's duration is the time it took to store it; finished once Kafka has it.
 
-    def __init__(self, event: ChangeEvent, stage: Stage) -> None:
+    The record keeps the identity and the fields `instance` maps (`tandem_shared.privacy`): none of the other
+    fields the vendor sent, only how many there were."""
+
+    def __init__(self, event: ChangeEvent, stage: Stage, instance: InstanceConfig | None) -> None:
         self._event = event
+        self._instance = instance
         self._step = StepRecorder.about(stage, event)
 
     def stored(self, notes: Sequence[str] = ()) -> TraceRecord:
@@ -29,8 +34,8 @@ class ReceiptStep:
         return self._step.finish(
             TraceStatus.SUCCEEDED,
             f"Received {event.source.label} {event.kind.value} ({event.trigger.value})",
-            data_in=event.fields,
-            data_out=event.model_dump(mode="json"),
+            data_in=minimise_fields(event.fields, event.source, self._instance),
+            data_out=minimise_event(event, self._instance),
         )
 
 

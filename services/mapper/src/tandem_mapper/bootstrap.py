@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
 
+from tandem_mapper.erasure import ErasureApplier
 from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
 from tandem_shared.redis.client import connect
+from tandem_shared.redis.erasure import ContactEraser, RedisContactEraser
 from tandem_shared.redis.state import RedisStateStore, StateStore
 
 
@@ -28,6 +30,7 @@ class Built:
     mapper: Mapper
     registry: InstanceRegistry
     state: StateStore
+    erasure: ErasureApplier
 
 
 def bootstrap(
@@ -36,10 +39,13 @@ def bootstrap(
     producer: Producer | None = None,
     state: StateStore | None = None,
     registry: InstanceRegistry | None = None,
+    eraser: ContactEraser | None = None,
 ) -> Built:
     kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
     producer = producer or KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
-    # The mapper's one Redis client, owned (and closed) by its state store.
-    state = state or RedisStateStore(connect(settings), ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
-    return Built(kafka.broker(), producer, Mapper(producer, settings, registry, state), registry, state)
+    # The mapper's one Redis client (connected on first use), owned (and closed) by its state store.
+    redis = connect(settings)
+    state = state or RedisStateStore(redis, ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
+    erasure = ErasureApplier(kafka, producer, registry, eraser or RedisContactEraser(redis, "mapper"))
+    return Built(kafka.broker(), producer, Mapper(producer, settings, registry, state), registry, state, erasure)

@@ -114,7 +114,7 @@ def create_app(settings: MapperSettings | None = None, registry: InstanceRegistr
         ],
         # The producer is up before the subscriber takes its first batch and goes only after the last one.
         on_startup=[built.registry.start, built.producer.start],
-        after_startup=[built.mapper.start],
-        on_shutdown=[built.mapper.stop],
+        after_startup=[built.mapper.start, built.erasure.start],
+        on_shutdown=[built.erasure.stop, built.mapper.stop],
         after_shutdown=[built.producer.stop, built.registry.stop, built.state.close],
     )

@@ -78,7 +78,7 @@ class Mapper:
             if instance is None:
                 batch.deliveries.append(
                     await self._send_trace(
-                        MapperStep(event).unknown_instance(missing_instance(self._registry, event.instance_id))
+                        MapperStep(event, None).unknown_instance(missing_instance(self._registry, event.instance_id))
                     )
                 )
             elif instance.paused:
@@ -112,7 +112,7 @@ class Mapper:
 
     async def _hold(self, batch: _Batch, event: ChangeEvent, instance: InstanceConfig, summary: str) -> None:
         HeldChanges.park_with(batch.final_writes, event, while_paused=instance.paused, version=instance.version)
-        batch.deliveries.append(await self._send_trace(MapperStep(event).held(summary)))
+        batch.deliveries.append(await self._send_trace(MapperStep(event, instance).held(summary)))
 
     async def process(self, event: ChangeEvent, instance: InstanceConfig) -> None:
         """Decide one change of an instance that is known to take it now (a held change being released)."""
@@ -127,7 +127,7 @@ class Mapper:
         commands: list[SyncCommand] = []
         records: list[TraceRecord] = []
         for event, instance in work:
-            step = MapperStep(event)
+            step = MapperStep(event, instance)
             decision = decide(event, instance, known[event.event_id], command_id=new_id(), now=utcnow())
             MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
             for command in (decision.command, decision.repair):
@@ -167,7 +167,7 @@ class Mapper:
 
     async def _release_one(self, held: HeldChange, instance: InstanceConfig) -> None:
         if held.discarded_by(instance):
-            await publish_trace(self._producer, MapperStep(held.event).discarded())
+            await publish_trace(self._producer, MapperStep(held.event, instance).discarded())
             return
         await self.process(held.event, instance)
 

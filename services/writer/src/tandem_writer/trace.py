@@ -5,6 +5,7 @@ from __future__ import annotations
 from tandem_shared.contracts import Stage, SyncCommand
 from tandem_shared.kafka import Producer
 from tandem_shared.metrics import WRITER_OUTCOMES
+from tandem_shared.privacy import minimise_response
 from tandem_shared.tracing import StepRecorder, publish_trace
 from tandem_writer.domain.decisions import Verdict
 from tandem_writer.durable import durably
@@ -28,11 +29,12 @@ class WriterTrace:
         self._backoff_s = backoff_s
 
     async def finish(self, step: StepRecorder, verdict: Verdict) -> None:
+        """The vendor's answer is traced cut to what was written (`data_in`, the command's mapped payload)."""
         record = step.finish(
             verdict.status,
             verdict.summary,
             data_in=verdict.data_in,
-            data_out=verdict.data_out,
+            data_out=minimise_response(verdict.data_out, verdict.data_in),
             error=verdict.error,
             changes_detected=verdict.changes_detected,
         )

@@ -17,6 +17,7 @@ from tandem_shared.contracts.common import (
     subscriber_hash,
     utcnow,
 )
+from tandem_shared.contracts.erasure import ErasureRequest
 from tandem_shared.contracts.events import ChangeEvent, ChangeKind, deterministic_event_id
 from tandem_shared.contracts.instances import (
     AccessplanitConnection,
@@ -42,6 +43,7 @@ __all__ = [
     "TOPICS",
     "AccessplanitConnection",
     "ChangeEvent",
+    "ErasureRequest",
     "ChangeKind",
     "ContactIdentity",
     "Contract",

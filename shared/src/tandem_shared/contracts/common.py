@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from tandem_shared.contact_hash import contact_hash
+
 
 class System(StrEnum):
     ACCESSPLANIT = "accessplanit"
@@ -90,13 +92,14 @@ class ContactIdentity(Contract):
         """Stable per-contact ordering key.
 
         accessplanit changes are keyed by user id, so an email change stays in order with the updates around it;
-        Mailchimp changes are keyed by the address they were about before any change.
+        Mailchimp changes are keyed by the address they were about before any change, as its keyed hash
+        (`tandem_shared.contact_hash`): the key lands in Kafka record keys and Redis key names.
         """
         if self.accessplanit_user_id:
             return f"ap:{self.accessplanit_user_id}"
         address = self.old_email or self.email
         if address:
-            return f"mc:{email_key(address)}"
+            return f"mc:{contact_hash(address)}"
         return "unknown"
 
 

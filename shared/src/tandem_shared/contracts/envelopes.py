@@ -10,9 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tandem_shared.contracts.commands import SyncCommand
+from tandem_shared.contracts.erasure import ErasureRequest
 from tandem_shared.contracts.events import ChangeEvent
 from tandem_shared.contracts.instances import InstanceConfig
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, INSTANCES, TRACE, Headers, message_key
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, ERASURE, INSTANCES, TRACE, Headers, message_key
 from tandem_shared.contracts.trace import TraceRecord
 
 
@@ -64,3 +65,9 @@ def instance_envelope(instance_id: str, config: InstanceConfig | None) -> Envelo
     """A configuration, or (None) the tombstone that deletes the instance."""
     value = config.model_dump_json().encode() if config is not None else None
     return Envelope(INSTANCES, instance_id.encode(), value, {})
+
+
+def erasure_envelope(request: ErasureRequest) -> Envelope:
+    """Keyed by the contact's keyed hash: the address is in the value only, which the topic's retention ends."""
+    headers = {Headers.INSTANCE_ID: request.instance_id} if request.instance_id else {}
+    return Envelope(ERASURE, request.contact.encode(), request.model_dump_json().encode(), headers)

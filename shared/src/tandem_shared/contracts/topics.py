@@ -15,6 +15,7 @@ COMMANDS_DLQ = "tandem.commands.dlq"
 COMMANDS_RETRY = tuple(f"tandem.commands.retry.{tier}" for tier in range(1, 6))
 TRACE = "tandem.trace"
 INSTANCES = "tandem.instances"
+ERASURE = "tandem.erasure"
 
 # Per-contact ordering needs the same partition count on topics a record moves between (command → retry → DLQ),
 # so a record keeps its partition number when forwarded.
@@ -40,6 +41,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(COMMANDS_DLQ, DEFAULT_PARTITIONS, {"retention.ms": str(30 * DAY_MS)}, "commands that failed for good"),
     TopicSpec(TRACE, 3, {"retention.ms": str(14 * DAY_MS)}, "execution trace records from every stage"),
+    # Holds addresses to forget: as short as a service may plausibly be down, no longer.
+    TopicSpec(ERASURE, 1, {"retention.ms": str(7 * DAY_MS)}, "contact erasure requests (tandem contacts forget)"),
     TopicSpec(
         INSTANCES,
         1,

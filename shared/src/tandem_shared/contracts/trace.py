@@ -22,6 +22,8 @@ class Stage(StrEnum):
     WRITER = "writer"
     RETRY = "retry"
     REPLAY = "replay"
+    # A service's acknowledgement of an erasure request (`ErasureRequest`): what it removed, never the address.
+    ERASURE = "erasure"
 
 
 class TraceStatus(StrEnum):

@@ -11,6 +11,7 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     {tandem|<instance>|<target>|<contact>}:lock                     STRING  the writer claim holding the contact
     {tandem|<instance>|<target>|<contact>}:applied-at               STRING  source time of the newest change applied
     tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
+    tandem:erasure:<service>:offsets               HASH    partition → next offset of tandem.erasure applied
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
     tandem:poller:<instance>:lock                  STRING  lease of the ingest replica polling the instance
     tandem:poller:<instance>:deferred              ZSET    users whose delivery waits for the catch-up read
@@ -19,7 +20,11 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}        ZSET    a request budget's sliding window
     tandem:budget:{<vendor>:<credential digest>:<endpoint>}:block  STRING  the vendor said 429: wait until it expires
 
-`<contact>` in the state keys is `subscriber_hash(email)` (Mailchimp's member id): no address appears in a key.
+`<contact>` in the state keys is `contact_hash(email)` (a keyed hash, `tandem_shared.contact_hash`), and a Mailchimp
+contact's `<contact>` in the writer's slots is `mc:<contact_hash(email)>`: no address appears in a key, and none can
+be recovered from one without the deployment's key. Earlier versions named state keys by `subscriber_hash(email)`
+(unkeyed MD5) and writer slots by `mc:<address>`: `legacy_state_key` names the former, which `redis.state` adopts
+lazily (read old, write new).
 Every scheme above the vendor limits carries the instance: `instance_key_patterns` finds them all (deleting an
 instance removes its state at once).
 """
@@ -30,6 +35,7 @@ import hashlib
 import re
 from typing import NamedTuple
 
+from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import System, subscriber_hash
 
 CONCURRENCY_PREFIX = "tandem:concurrency:"
@@ -40,6 +46,11 @@ def _instance(instance_id: str) -> str:
 
 
 def state_key(instance_id: str, system: System, email: str) -> str:
+    return f"{_instance(instance_id)}:state:{system.value}:{contact_hash(email)}"
+
+
+def legacy_state_key(instance_id: str, system: System, email: str) -> str:
+    """Where versions before the keyed hash kept the same state (same slot as `state_key`: one script moves it)."""
     return f"{_instance(instance_id)}:state:{system.value}:{subscriber_hash(email)}"
 
 
@@ -73,8 +84,17 @@ def idempotency_keys(instance_id: str, target: System, contact_key: str, idempot
     return IdempotencyKeys(f"{slot}:key:{idempotency_key}", f"{slot}:lock", f"{slot}:applied-at")
 
 
+def contact_slot_pattern(instance_id: str, contact_key: str) -> str:
+    """SCAN MATCH pattern of the writer's keys of one contact of one instance, every target's (erasure)."""
+    return f"{_writer_slots(_glob_literal(instance_id))}*|{_glob_literal(contact_key)}}}:*"
+
+
 def ingest_claim_key(instance_id: str, event_id: str) -> str:
     return f"tandem:ingest:event:{instance_id}:{event_id}"
+
+
+def erasure_offsets_key(service: str) -> str:
+    return f"tandem:erasure:{service}:offsets"
 
 
 def _poller(instance_id: str) -> str:

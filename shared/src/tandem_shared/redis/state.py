@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -17,7 +17,7 @@ from redis.asyncio.client import Pipeline
 from tandem_shared.contracts import SyncCommand, System
 from tandem_shared.redis.client import connect_url, text
 from tandem_shared.redis.held import HeldStore, RedisHeldStore
-from tandem_shared.redis.keys import held_key, state_key, user_email_key
+from tandem_shared.redis.keys import held_key, legacy_state_key, state_key, user_email_key
 from tandem_shared.redis.scripts import LuaScript, ScriptCall
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
@@ -75,6 +75,15 @@ return 0
 
 _MOVE = LuaScript("""
 if KEYS[1] == KEYS[2] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+""")
+
+# A contact's state under its legacy name (`legacy_state_key`, before keyed hashes) moves to its current name, unless
+# that exists already (written since the upgrade): then the legacy copy is stale and goes.
+_ADOPT = LuaScript("""
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 return 1
 """)
@@ -274,16 +283,22 @@ class RedisStateStore:
         instances = list(dict.fromkeys(backlogs))
         if not keys and not users and not instances:
             return StateSnapshot({}, {}, {})
+        legacy = [legacy_state_key(*side) for side in wanted]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
+            for key in legacy:
+                pipe.exists(key)
             for instance_id, user_id in users:
                 pipe.hget(user_email_key(instance_id), user_id)
             for instance_id in instances:
                 pipe.xlen(held_key(instance_id))
             results = await pipe.execute()
         raw_sides, rest = results[: len(keys)], results[len(keys) :]
+        old_found, rest = rest[: len(legacy)], rest[len(legacy) :]
         raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
+        if any(old_found):
+            raw_sides = await self._adopt_legacy(keys, legacy, old_found, raw_sides)
         return StateSnapshot(
             sides={
                 side: parse_state({text(k): text(v) for k, v in raw.items()})
@@ -292,6 +307,23 @@ class RedisStateStore:
             user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
             backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},
         )
+
+    async def _adopt_legacy(
+        self, keys: list[str], legacy: list[str], found: list[int], raw_sides: list[Any]
+    ) -> list[Any]:
+        """The upgrade path to keyed-hash state keys, read old / write new: state found under its legacy name is
+        moved to its current one and read from there. Costs one EXISTS per side until the legacy keys are gone
+        (moved, or expired with the state TTL)."""
+        moving = [i for i, exists in enumerate(found) if exists]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for i in moving:
+                pipe.eval(_ADOPT.text, 2, legacy[i], keys[i])
+                pipe.hgetall(keys[i])
+            results = await pipe.execute()
+        adopted = list(raw_sides)
+        for n, i in enumerate(moving):
+            adopted[i] = results[2 * n + 1]
+        return adopted
 
     def transaction(self) -> RedisStateTransaction:
         return RedisStateTransaction(self, self._redis)

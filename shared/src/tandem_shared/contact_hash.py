@@ -1,0 +1,38 @@
+"""The one keyed hash of a contact's email address: what Redis key names and Kafka record keys carry instead of it.
+
+HMAC-SHA256 of the lower-cased address under a key that only Tandem holds. Unlike Mailchimp's subscriber hash (MD5
+of the address, which anyone can compute from a list of addresses), a key name or record key says nothing about
+the address without the key. The key is a secret reference (`env:NAME` or `file:/path`, see `tandem_shared.secrets`)
+in `TANDEM_CONTACT_HASH_KEY_REF`, by default `env:TANDEM_CONTACT_HASH_KEY`: every process of one deployment must
+resolve the same key (changing it is an upgrade: see docs/security.md). `make run` generates one per data
+directory; the test suite sets one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from functools import cache
+
+from tandem_shared.secrets import SecretUnavailable, resolve_secret
+
+KEY_REF_ENV = "TANDEM_CONTACT_HASH_KEY_REF"
+DEFAULT_KEY_REF = "env:TANDEM_CONTACT_HASH_KEY"
+MIN_KEY_LENGTH = 16
+
+
+@cache
+def configured_key() -> bytes:
+    """The deployment's key, resolved once per process; refuses a missing or short one."""
+    ref = os.environ.get(KEY_REF_ENV) or DEFAULT_KEY_REF
+    key = resolve_secret(ref)
+    if len(key) < MIN_KEY_LENGTH:
+        raise SecretUnavailable(f"the contact hash key ({KEY_REF_ENV}) must be at least {MIN_KEY_LENGTH} characters")
+    return key.encode("utf-8")
+
+
+def contact_hash(email: str, *, key: bytes | None = None) -> str:
+    """32 hex characters (128 bits) of HMAC-SHA256 over the trimmed, lower-cased address."""
+    mac = hmac.new(key if key is not None else configured_key(), email.strip().lower().encode("utf-8"), hashlib.sha256)
+    return mac.hexdigest()[:32]

@@ -1,0 +1,122 @@
+"""Erasing one contact from Tandem's Redis: sync state, the accessplanit user → address table, held changes and
+the writer's idempotency and newest-change markers. Applied for an `ErasureRequest` (`tandem contacts forget`).
+
+The writer's slots of an accessplanit contact are named by user id, which only the user → address table links to
+the address: they are found there first, so all of this is one applier's job (the mapper's, which owns that table).
+Writer claims (`:lock`) are left alone: they expire within the writer's in-flight TTL, and deleting one under a
+write in progress would let a second writer in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contracts import ChangeEvent, System, email_key
+from tandem_shared.redis.client import text
+from tandem_shared.redis.keys import (
+    contact_slot_pattern,
+    erasure_offsets_key,
+    held_key,
+    legacy_state_key,
+    state_key,
+    user_email_key,
+)
+
+
+@dataclass
+class Erased:
+    """What was removed; an acknowledgement reports these counts, never the address."""
+
+    state_keys: int = 0
+    writer_keys: int = 0
+    user_ids: int = 0
+    held_changes: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.state_keys} sync state key(s), {self.writer_keys} writer marker(s), "
+            f"{self.user_ids} accessplanit user link(s), {self.held_changes} held change(s)"
+        )
+
+
+def _about(fields: Mapping[bytes | str, bytes | str] | None, address: str, users: Collection[str]) -> bool:
+    """Whether a held change is about the contact: by address, or by an accessplanit user linked to it."""
+    raw = (fields or {}).get(b"event") or (fields or {}).get("event")
+    try:
+        event = ChangeEvent.model_validate_json(raw or "")
+    except ValidationError:
+        return False
+    identity = event.identity
+    if identity.accessplanit_user_id is not None and identity.accessplanit_user_id in users:
+        return True
+    return any(email_key(a) == address for a in (identity.email, identity.old_email) if a)
+
+
+async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -> Erased:
+    address = email_key(email)
+    erased = Erased()
+    for instance_id in instance_ids:
+        table = await redis.hgetall(user_email_key(instance_id))
+        users = [text(user) for user, value in table.items() if email_key(text(value)) == address]
+        contacts = [f"mc:{contact_hash(address)}", f"mc:{address}", *(f"ap:{user}" for user in users)]
+        writer_keys = [
+            text(key)
+            for contact in contacts
+            async for key in redis.scan_iter(match=contact_slot_pattern(instance_id, contact), count=1000)
+            if not text(key).endswith(":lock")
+        ]
+        state_keys = [key(instance_id, system, address) for system in System for key in (state_key, legacy_state_key)]
+        held = [
+            text(entry_id)
+            for entry_id, fields in await redis.xrange(held_key(instance_id)) or []
+            if entry_id is not None and _about(fields, address, users)
+        ]
+        # Not one transaction: the writer's keys live in other Redis Cluster slots than the instance's.
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.delete(*state_keys)
+            for key in writer_keys:  # one slot each
+                pipe.delete(key)
+            if users:
+                pipe.hdel(user_email_key(instance_id), *users)
+            if held:
+                pipe.xdel(held_key(instance_id), *held)
+            results = await pipe.execute()
+        erased.state_keys += int(results[0])
+        erased.writer_keys += len(writer_keys)
+        erased.user_ids += len(users)
+        erased.held_changes += len(held)
+    return erased
+
+
+class ContactEraser(Protocol):
+    """Erases contacts, and remembers how far into `tandem.erasure` it has applied requests."""
+
+    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased: ...
+
+    async def positions(self) -> dict[int, int]: ...
+
+    async def applied(self, partition: int, next_offset: int) -> None: ...
+
+
+class RedisContactEraser:
+    """`erase_contact` on the process's Redis client, and where the applier is in `tandem.erasure`."""
+
+    def __init__(self, redis: Redis, service: str) -> None:
+        self._redis = redis
+        self._offsets = erasure_offsets_key(service)
+
+    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased:
+        return await erase_contact(self._redis, instance_ids, email)
+
+    async def positions(self) -> dict[int, int]:
+        stored = await self._redis.hgetall(self._offsets)
+        return {int(partition): int(offset) for partition, offset in stored.items()}
+
+    async def applied(self, partition: int, next_offset: int) -> None:
+        await self._redis.hset(self._offsets, str(partition), str(next_offset))
