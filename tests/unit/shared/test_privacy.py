@@ -66,7 +66,7 @@ def test_an_event_is_dumped_with_its_fields_minimised() -> None:
         source=System.ACCESSPLANIT,
         kind=ChangeKind.UPDATED,
         identity=ContactIdentity(accessplanit_user_id="7", email="ann@example.com"),
-        fields={"ID": "7", "Forenames": "Ann", "Phone": "0123"},
+        fields={"ID": "7", "Forenames": "Ann", "DOB": "1990-03-28T00:00:00"},
         occurred_at=now,
         received_at=now,
         trigger=Trigger.WEBHOOK,
