@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from tandem_devstack import demo, infra, kafka_auth
@@ -164,7 +165,7 @@ Edit it as a marketer would in Mailchimp (a signed webhook reaches ingest, a cha
 """
 
 
-def secured(specs: list[ServiceSpec], mode: str | None) -> list[ServiceSpec]:
+def secured(specs: list[ServiceSpec], mode: str | None, env: Mapping[str, str]) -> list[ServiceSpec]:
     """With TANDEM_KAFKA_AUTH=mtls|scram, each service connects to the broker's SSL or SASL_SSL listener as its own
     Kafka user (k8s/base/kafka-users.yaml), under that user's ACLs; the simulators do not use Kafka."""
     if not mode:
@@ -173,7 +174,7 @@ def secured(specs: list[ServiceSpec], mode: str | None) -> list[ServiceSpec]:
     for spec in specs:
         user = kafka_auth.SERVICE_USERS.get(spec.name)
         if user is not None:
-            spec.env.update(creds.client_env(user, mode, listeners))
+            spec.env.update(creds.client_env(user, mode, listeners, {**env, **spec.env}))
     return specs
 
 
@@ -228,7 +229,7 @@ def cmd_run(_: argparse.Namespace) -> int:
     try:
         os.environ.update(stack.env)  # the demo instance takes the simulators' URLs from it
         instance = _publish_demo_instance(kafka.address)
-        for spec in secured(service_specs(ports), auth):
+        for spec in secured(service_specs(ports), auth, stack.env):
             print(f"starting {spec.name} on {spec.url}", flush=True)
             stack.start(spec)
         _register_demo_webhooks(

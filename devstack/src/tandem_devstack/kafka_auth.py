@@ -26,6 +26,7 @@ import yaml
 
 from tandem_devstack import certs
 from tandem_devstack.paths import REPO_ROOT
+from tandem_shared.secrets import SECRETS_DIRS_ENV
 
 KAFKA_USERS = REPO_ROOT / "k8s" / "base" / "kafka-users.yaml"
 ACL_BATCH = REPO_ROOT / "devstack" / "kafka" / "ToolBatch.java"
@@ -177,8 +178,12 @@ class Credentials:
     def password_file(self, user: str) -> Path:
         return self.directory / "scram" / f"{user}.password"
 
-    def client_env(self, user: str, mode: str, listeners: Listeners) -> dict[str, str]:
-        """The KAFKA_* settings that make a Tandem process connect as `user` ("mtls" or "scram")."""
+    def client_env(
+        self, user: str, mode: str, listeners: Listeners, env: Mapping[str, str] = os.environ
+    ) -> dict[str, str]:
+        """The KAFKA_* settings that make a Tandem process connect as `user` ("mtls" or "scram"); for SCRAM also
+        `TANDEM_SECRETS_DIRS`, the password's directory added to those `env` (the process's environment) allows:
+        `file:` references are read only there."""
         if mode == "mtls":
             cert = self.cert(user)
             return {
@@ -196,6 +201,9 @@ class Credentials:
                 "KAFKA_SASL_MECHANISM": SCRAM,
                 "KAFKA_SASL_USERNAME": user,
                 "KAFKA_SASL_PASSWORD": f"file:{self.password_file(user)}",
+                SECRETS_DIRS_ENV: os.pathsep.join(
+                    filter(None, [str(self.password_file(user).parent), env.get(SECRETS_DIRS_ENV)])
+                ),
             }
         raise ValueError(f"TANDEM_KAFKA_AUTH={mode!r}: use one of {', '.join(MODES)}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ def test_each_mode_points_a_process_at_its_listener_as_its_user(tmp_path: Path) 
     assert (scram["KAFKA_SECURITY_PROTOCOL"], scram["KAFKA_SASL_USERNAME"]) == ("SASL_SSL", "tandem-writer")
     # A reference to the password file, never the password itself, goes into the environment.
     assert scram["KAFKA_SASL_PASSWORD"] == f"file:{tmp_path / 'scram' / 'tandem-writer.password'}"
+    # ... readable only because its directory joins the secrets directories the process already has.
+    with_dirs = creds.client_env("tandem-writer", "scram", LISTENERS, {"TANDEM_SECRETS_DIRS": "/run/secrets"})
+    assert with_dirs["TANDEM_SECRETS_DIRS"] == f"{tmp_path / 'scram'}{os.pathsep}/run/secrets"
     with pytest.raises(ValueError, match="TANDEM_KAFKA_AUTH='kerberos'"):
         creds.client_env("tandem-writer", "kerberos", LISTENERS)
 
