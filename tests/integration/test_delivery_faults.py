@@ -32,6 +32,7 @@ from support.waiting import eventually
 from tandem_shared.contracts import FieldMapping, Headers, Stage, TraceRecord, TraceStatus, Trigger
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, TRACE
 from tandem_shared.instance_store import put_instance
+from tandem_shared.instances import demo_instance
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,11 @@ PHONE = 4  # the PHONE merge field of the simulator's audience
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     tmp: Path = tmp_path_factory.mktemp("faults")
-    with running_stack(kafka_bootstrap, redis_url, tmp, extra_env=FAST_DELIVERY_ENV) as running:
+    # PHONE is left unmapped: the audience requiring it is how these tests make Mailchimp refuse a write.
+    without_phone = [m for m in demo_instance().mappings if m.mailchimp != "PHONE"]
+    with running_stack(
+        kafka_bootstrap, redis_url, tmp, extra_env=FAST_DELIVERY_ENV, instance_changes={"mappings": without_phone}
+    ) as running:
         yield running
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from support.console_access import console_env
 from support.groups import start_at_end
@@ -42,10 +43,11 @@ async def start_groups_at_end(kafka: str, groups: Mapping[str, list[str]]) -> No
         await start_at_end(kafka, group_id, topics)
 
 
-def make_test_instance(ports: Ports, instance_id: str) -> InstanceConfig:
+def make_test_instance(ports: Ports, instance_id: str, **changes: Any) -> InstanceConfig:
     base = demo_instance()
     return base.model_copy(
         update={
+            **changes,
             "id": instance_id,
             "name": f"test {instance_id}",
             "mailchimp": base.mailchimp.model_copy(
@@ -66,11 +68,13 @@ def running_stack(
     services: list[str] | None = None,
     extra_env: Mapping[str, str] | None = None,
     service_env: Mapping[str, Mapping[str, str]] | None = None,
+    instance_changes: Mapping[str, Any] | None = None,
 ) -> Iterator[RunningStack]:
-    """`service_env`: settings of one service over the stack's, by service name (its Kafka user, say)."""
+    """`service_env`: settings of one service over the stack's, by service name (its Kafka user, say);
+    `instance_changes`: fields of the test instance other than the demo's (its mappings, say)."""
     ports = Ports(*(free_port() for _ in range(6)))
     suffix = uuid.uuid4().hex[:8]
-    instance = make_test_instance(ports, f"t-{suffix}")
+    instance = make_test_instance(ports, f"t-{suffix}", **(instance_changes or {}))
     asyncio.run(put_instance(connect(kafka), instance))
     mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
     # A new group would otherwise start at the beginning of topics shared with every earlier stack (and `make run`)
