@@ -10,11 +10,17 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from tandem_cli import instances, replay, report, webhooks
+from tandem_cli import instances, reconcile, replay, report, webhooks
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-REGISTRARS: tuple[Registrar, ...] = (instances.register, replay.register, report.register, webhooks.register)
+REGISTRARS: tuple[Registrar, ...] = (
+    instances.register,
+    reconcile.register,
+    replay.register,
+    report.register,
+    webhooks.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,16 @@ from pydantic_settings import BaseSettings
 
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.stack import Ports, stack_env
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, INSTANCES, TRACE, TopicSpec
+from tandem_shared.contracts.topics import (
+    CHANGES,
+    COMMANDS,
+    COMMANDS_DLQ,
+    INSTANCES,
+    RECONCILE_REQUESTS,
+    RECONCILE_RUNS,
+    TRACE,
+    TopicSpec,
+)
 
 # ---------------------------------------------------------------------------------------------------- packages
 
@@ -164,6 +173,12 @@ class Access:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     group: str | None = None
+    # Read by a consumer the service is not scaled on (the writer's reconciliation requests, a few a day).
+    unscaled_reads: tuple[str, ...] = ()
+
+    @property
+    def all_reads(self) -> tuple[str, ...]:
+        return (*self.reads, *self.unscaled_reads)
 
 
 def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Access]:
@@ -176,19 +191,25 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
         Access(
             "tandem-writer",
             reads=(COMMANDS, *retries, INSTANCES),
-            writes=(*retries, COMMANDS_DLQ, TRACE),
+            # Reconciliation runs publish repairs as changes and report on their runs; schedules request runs.
+            writes=(*retries, COMMANDS_DLQ, TRACE, CHANGES, RECONCILE_RUNS, RECONCILE_REQUESTS),
             group=groups.get("writer"),
+            unscaled_reads=(RECONCILE_REQUESTS,),
         ),
-        # Replays republish a change event and trace it; pause and resume put instance configurations.
+        # Replays republish a change event and trace it; pause and resume put instance configurations; the
+        # reconcile button requests a run and the instance page follows its progress.
         Access(
-            "tandem-console", reads=(TRACE, INSTANCES), writes=(CHANGES, TRACE, INSTANCES), group=groups.get("console")
+            "tandem-console",
+            reads=(TRACE, INSTANCES, RECONCILE_RUNS),
+            writes=(CHANGES, TRACE, INSTANCES, RECONCILE_REQUESTS),
+            group=groups.get("console"),
         ),
-        # People, `tandem replay` and instance registration: read anything, republish dead letters to the
-        # command path, put instance configurations.
+        # People, `tandem replay`, `tandem reconcile` and instance registration: read anything, republish dead
+        # letters to the command path, put instance configurations, request reconciliation runs.
         Access(
             "tandem-operator",
             reads=tuple(t.name for t in topics),
-            writes=(COMMANDS, *retries, INSTANCES),
+            writes=(COMMANDS, *retries, INSTANCES, RECONCILE_REQUESTS),
             group="tandem-operator",
         ),
     ]

@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from tandem_shared.contracts.commands import SyncCommand
 from tandem_shared.contracts.events import ChangeEvent
 from tandem_shared.contracts.instances import InstanceConfig
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, INSTANCES, TRACE, Headers, message_key
+from tandem_shared.contracts.reconcile import ReconcileRequest, ReconcileUpdate
+from tandem_shared.contracts.topics import (
+    CHANGES,
+    COMMANDS,
+    INSTANCES,
+    RECONCILE_REQUESTS,
+    RECONCILE_RUNS,
+    TRACE,
+    Headers,
+    message_key,
+)
 from tandem_shared.contracts.trace import TraceRecord
 
 
@@ -64,3 +74,16 @@ def instance_envelope(instance_id: str, config: InstanceConfig | None) -> Envelo
     """A configuration, or (None) the tombstone that deletes the instance."""
     value = config.model_dump_json().encode() if config is not None else None
     return Envelope(INSTANCES, instance_id.encode(), value, {})
+
+
+def reconcile_request_envelope(request: ReconcileRequest) -> Envelope:
+    """Keyed by instance: one instance's requests stay in order on one partition."""
+    headers = {Headers.INSTANCE_ID: request.instance_id}
+    return Envelope(RECONCILE_REQUESTS, request.instance_id.encode(), request.model_dump_json().encode(), headers)
+
+
+def reconcile_update_envelope(update: ReconcileUpdate) -> Envelope:
+    """Keyed by run: a follower reads one run's progress and rows in the order they were found."""
+    progress = update.progress
+    headers = {Headers.INSTANCE_ID: progress.instance_id}
+    return Envelope(RECONCILE_RUNS, progress.run_id.encode(), update.model_dump_json().encode(), headers)

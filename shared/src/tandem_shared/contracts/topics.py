@@ -15,6 +15,10 @@ COMMANDS_DLQ = "tandem.commands.dlq"
 COMMANDS_RETRY = tuple(f"tandem.commands.retry.{tier}" for tier in range(1, 6))
 TRACE = "tandem.trace"
 INSTANCES = "tandem.instances"
+# Reconciliation: run requests (CLI, console, schedule) for the writer to execute, and what each run reports back
+# (progress, report rows, outcome), keyed by run id so one run's records stay in order.
+RECONCILE_REQUESTS = "tandem.reconcile.requests"
+RECONCILE_RUNS = "tandem.reconcile.runs"
 
 # Per-contact ordering needs the same partition count on topics a record moves between (command → retry → DLQ),
 # so a record keeps its partition number when forwarded.
@@ -40,6 +44,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(COMMANDS_DLQ, DEFAULT_PARTITIONS, {"retention.ms": str(30 * DAY_MS)}, "commands that failed for good"),
     TopicSpec(TRACE, 3, {"retention.ms": str(14 * DAY_MS)}, "execution trace records from every stage"),
+    TopicSpec(
+        RECONCILE_REQUESTS, 3, {"retention.ms": str(7 * DAY_MS)}, "reconciliation run requests, keyed by instance"
+    ),
+    TopicSpec(
+        RECONCILE_RUNS, 3, {"retention.ms": str(7 * DAY_MS)}, "reconciliation progress, report rows and outcomes"
+    ),
     TopicSpec(
         INSTANCES,
         1,

@@ -134,6 +134,11 @@ class MailchimpTarget:
             return not_written(exc)
         return upserted(reply, email, note)
 
+    @property
+    def clients(self) -> MailchimpClients:
+        """Shared with reconciliation runs, so their reads and these writes share one limiter behind one gate."""
+        return self._clients
+
     async def close(self) -> None:
         await self._batcher.close()
         await self._clients.close()

@@ -1,0 +1,303 @@
+"""One reconciliation run: read both sides in full, compare them (`tandem_shared.reconcile.domain`), report every
+contact that is not equal and, on a repair run, publish each repair as a change onto `tandem.changes`.
+
+Reads are paid at the "reconciliation" priority of each vendor's shared budget, so live writes and authoritative
+reads go first; accessplanit reads are further held to a share of the module's hourly budget (the writer and the
+poller need the rest). Report rows and repairs go out in address order; after each batch Kafka acknowledged, the
+position is checkpointed in Redis, so a run interrupted part-way resumes after the last contact it published and
+publishes none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from tandem_shared.contracts import InstanceConfig, System, utcnow
+from tandem_shared.contracts.envelopes import change_envelope, reconcile_update_envelope
+from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, ReconcileUpdate, ReportRow, RunStatus
+from tandem_shared.kafka import Producer
+from tandem_shared.kafka.producer import send_envelope
+from tandem_shared.metrics import RECONCILE_CONTACTS, RECONCILE_REPAIRS
+from tandem_shared.reconcile.domain import (
+    Finding,
+    Policy,
+    Sides,
+    accessplanit_select,
+    ap_user,
+    classify,
+    field_pairs,
+    mailchimp_fields,
+    mc_member,
+    repair_event,
+    writes_eta_s,
+)
+from tandem_shared.vendors.accessplanit.client import API_PREFIX, AccessplanitClient, AccessplanitError
+from tandem_shared.vendors.budget import LocalRateBudget
+from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError
+from tandem_shared.vendors.priority import Priority
+
+PAGE = 1000  # Mailchimp's largest `count`; accessplanit's `$top` maximum as simulated (an assumption there)
+BATCH = 500  # report rows and repairs published between two checkpoints
+PROGRESS_EVERY_S = 1.0
+READ_ATTEMPTS = 8  # about four minutes of growing pauses before a page's read fails the run
+T = TypeVar("T")
+
+# Where a checkpoint is saved: (last key published, progress so far).
+SaveCheckpoint = Callable[[str, ReconcileProgress], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The vendor limits a run paces itself by and estimates the pipeline's writes with."""
+
+    ap_requests_per_window: int
+    ap_window_s: float
+    ap_share: float  # of accessplanit's budget, the most a run's reads may take
+    mailchimp_members_per_s: float
+
+
+class RunAborted(RuntimeError):
+    """The run lost its lease (another replica took over) or was stopped: it ends without finishing."""
+
+
+class ReconcileRun:
+    def __init__(
+        self,
+        request: ReconcileRequest,
+        instance: InstanceConfig,
+        *,
+        accessplanit: AccessplanitClient,
+        mailchimp: MailchimpClient,
+        producer: Producer,
+        policy: Policy,
+        limits: Limits,
+        after: str = "",
+        resumed: bool = False,
+        still_ours: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._request = request
+        self._instance = instance
+        self._ap = accessplanit
+        self._mc = mailchimp
+        self._producer = producer
+        self._policy = policy
+        self._limits = limits
+        self._after = after
+        self._still_ours = still_ours
+        self._pairs = field_pairs(instance, request.fields)
+        # The share of accessplanit's budget this run may take, on top of the shared budget's own priorities.
+        share = max(1, int(limits.ap_requests_per_window * limits.ap_share))
+        self._ap_pace = LocalRateBudget(limit=share, window_s=limits.ap_window_s)
+        started = utcnow()
+        self.progress = ReconcileProgress(
+            run_id=request.run_id,
+            instance_id=request.instance_id,
+            status=RunStatus.RUNNING,
+            phase="reading accessplanit",
+            dry_run=not policy.repair,
+            resumed=resumed,
+            started_at=started,
+            at=started,
+        )
+        self._last_sent = 0.0
+        self._rows: list[ReportRow] = []
+
+    # -- progress ------------------------------------------------------------------------------------------------
+
+    def _update(self, **changes: Any) -> None:
+        self.progress = self.progress.model_copy(update={**changes, "at": utcnow()})
+
+    async def _emit(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_sent < PROGRESS_EVERY_S and len(self._rows) < BATCH:
+            return
+        self._last_sent = now
+        rows, self._rows = self._rows, []
+        future = await send_envelope(
+            self._producer, reconcile_update_envelope(ReconcileUpdate(progress=self.progress, rows=rows))
+        )
+        await future
+
+    def _check(self) -> None:
+        if not self._still_ours():
+            raise RunAborted(f"run {self._request.run_id} lost its lease on instance {self._instance.id}")
+
+    def _requests(self, vendor: System) -> dict[str, int]:
+        spent = dict(self.progress.requests)
+        spent[vendor.value] = spent.get(vendor.value, 0) + 1
+        return spent
+
+    def _read_eta(self, started: float, read: int, total: int | None, other_left: int) -> float | None:
+        if not total or not read:
+            return None
+        per_record = (time.monotonic() - started) / read
+        return per_record * (max(0, total - read) + other_left)
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    async def _read_accessplanit(self, sides: Sides) -> None:
+        select = accessplanit_select(self._instance)
+        started, skip = time.monotonic(), 0
+        while True:
+            self._check()
+            await self._ap_pace.take("reads", max_wait_s=self._limits.ap_window_s)
+            params = {"$orderby": "ID", "$top": str(PAGE), "$skip": str(skip), "$select": select, "$count": "true"}
+            found = await _retrying(
+                functools.partial(
+                    self._ap.request_json,
+                    "GET",
+                    f"{API_PREFIX}/User",
+                    action="read users for a reconciliation",
+                    priority=Priority.RECONCILIATION,
+                    params=params,
+                )
+            )
+            results = found.get("results") if isinstance(found, dict) else None
+            page = [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+            for record in page:
+                user = ap_user(record)
+                if user is not None:
+                    sides.add_user(user)
+            skip += len(page)
+            total = found.get("count") if isinstance(found, dict) and isinstance(found.get("count"), int) else None
+            self._update(
+                read_accessplanit=skip,
+                total_accessplanit=total,
+                requests=self._requests(System.ACCESSPLANIT),
+                eta_s=self._read_eta(started, skip, total, 0),
+            )
+            await self._emit()
+            if len(page) < PAGE:
+                return
+
+    async def _read_mailchimp(self, sides: Sides) -> None:
+        path = f"/lists/{self._instance.mailchimp.audience_id}/members"
+        fields = mailchimp_fields(self._instance)
+        started, read = time.monotonic(), 0
+        for status in (None, "archived"):  # archived members are listed only when asked for by status
+            offset = 0
+            while True:
+                self._check()
+                params: dict[str, Any] = {"count": PAGE, "offset": offset, "fields": fields}
+                if status:
+                    params["status"] = status
+                reply = await _retrying(
+                    functools.partial(self._mc.request, "GET", path, priority=Priority.RECONCILIATION, params=params)
+                )
+                doc = reply.document if isinstance(reply.document, dict) else {}
+                members = [m for m in doc.get("members") or [] if isinstance(m, dict)]
+                for item in members:
+                    member = mc_member(item, archived=status == "archived")
+                    if member is not None:
+                        sides.add_member(member)
+                offset += len(members)
+                read += len(members)
+                total = doc.get("total_items") if status is None and isinstance(doc.get("total_items"), int) else None
+                self._update(
+                    read_mailchimp=read,
+                    total_mailchimp=total if total is not None else self.progress.total_mailchimp,
+                    requests=self._requests(System.MAILCHIMP),
+                    eta_s=self._read_eta(started, read, self.progress.total_mailchimp, 0),
+                )
+                await self._emit()
+                if len(members) < PAGE:
+                    break
+
+    # -- comparing and publishing --------------------------------------------------------------------------------
+
+    async def execute(self, save: SaveCheckpoint) -> ReconcileProgress:
+        sides = Sides()
+        await self._emit(force=True)
+        await self._read_accessplanit(sides)
+        self._update(phase="reading mailchimp", eta_s=None)
+        await self._read_mailchimp(sides)
+        self._update(phase="comparing", eta_s=None)
+        findings = list(classify(self._instance, sides, self._policy, self._pairs))
+        del sides
+        counts = Counter(f.category.value for f in findings)
+        pending = [f for f in findings if f.key > self._after and (f.row is not None)]
+        repairs = [f for f in pending if f.repair is not None and self._policy.repair]
+        targets = Counter(f.repair.source.other for f in repairs if f.repair is not None)
+        writes = writes_eta_s(
+            targets,
+            ap_requests_per_hour=self._limits.ap_requests_per_window * 3600 / self._limits.ap_window_s,
+            mailchimp_members_per_s=self._limits.mailchimp_members_per_s,
+        )
+        message = None
+        if repairs:
+            message = (
+                f"{targets.get(System.MAILCHIMP, 0)} repair(s) to Mailchimp, {targets.get(System.ACCESSPLANIT, 0)} to "
+                f"accessplanit; the pipeline needs about {_duration(writes)} to write them at the vendors' limits"
+            )
+        self._update(
+            phase="publishing" if self._policy.repair else "reporting",
+            compared=len(findings),
+            counts=dict(counts),
+            to_publish=len(repairs),
+            message=message,
+        )
+        await self._emit(force=True)
+        await self._publish(pending, save)
+        for category, count in counts.items():
+            RECONCILE_CONTACTS.labels(category).inc(count)
+        self._update(status=RunStatus.DONE, phase="finished", eta_s=0.0)
+        await self._emit(force=True)
+        return self.progress
+
+    async def _publish(self, pending: list[Finding], save: SaveCheckpoint) -> None:
+        received = utcnow()
+        started, done = time.monotonic(), 0
+        published = self.progress.published
+        for start in range(0, len(pending), BATCH):
+            self._check()
+            batch = pending[start : start + BATCH]
+            acks = []
+            for finding in batch:
+                if finding.row is not None:
+                    self._rows.append(finding.row)
+                if finding.repair is None or not self._policy.repair:
+                    continue
+                event = repair_event(
+                    self._instance, finding.repair, run_id=self._request.run_id, received_at=received, pairs=self._pairs
+                )
+                if event is None:
+                    continue
+                acks.append(await send_envelope(self._producer, change_envelope(event)))
+                RECONCILE_REPAIRS.labels(finding.repair.source.other.value).inc()
+                published += 1
+            for ack in acks:
+                await ack
+            done += len(batch)
+            rate = done / max(time.monotonic() - started, 1e-6)
+            self._update(published=published, eta_s=(len(pending) - done) / rate)
+            await self._emit(force=True)
+            await save(batch[-1].key, self.progress)
+
+
+async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
+    """A read that failed transiently (budget busy with live traffic, a timeout, a 5xx) is tried again after a
+    growing pause; a permanent failure, or the last attempt's, fails the run with its reason."""
+    pause = 1.0
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return await call()
+        except (AccessplanitError, MailchimpError) as exc:
+            if exc.error.permanent or attempt == READ_ATTEMPTS - 1:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 60.0)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
