@@ -1,0 +1,252 @@
+"""Reconciliation on the real broker: `tandem reconcile` requests a run, the writer executes it, the pipeline repairs.
+
+No ingest runs here: no webhook is registered and no poller runs, so every edit the tests make in a simulator is
+behind Tandem's back, and only a reconciliation can find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from support.stack import RunningStack, running_stack
+from support.waiting import eventually
+from tandem_cli.common import EXIT_OK
+from tandem_cli.main import main
+from tandem_cli.reconcile import follow_run
+from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
+from tandem_shared.contracts import System, subscriber_hash, utcnow
+from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, ReportRow, RunStatus
+from tandem_shared.kafka import KafkaConnection
+from tandem_shared.reconcile.tombstones import Tombstones
+from tandem_shared.redis.client import connect_url
+
+pytestmark = pytest.mark.integration
+
+N = 120  # contacts only in accessplanit, and as many only in Mailchimp
+TAG = uuid.uuid4().hex[:6]
+REPORTED_ONLY = {
+    "duplicate_accessplanit",
+    "mailchimp_unsubscribed",
+    "mailchimp_cleaned",
+    "mailchimp_archived",
+    "accessplanit_no_email",
+    "mailchimp_missing_names",
+    "tombstoned",
+}
+
+
+def ap_email(i: int) -> str:
+    return f"ap{i}.{TAG}@example.com"
+
+
+def mc_email(i: int) -> str:
+    return f"mc{i}.{TAG}@example.com"
+
+
+DUPLICATE = f"dup.{TAG}@example.com"
+QUIT = f"quit.{TAG}@example.com"
+NAMELESS = f"nameless.{TAG}@example.com"
+DELETED = f"deleted.{TAG}@example.com"
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    with running_stack(
+        kafka_bootstrap,
+        redis_url,
+        tmp_path_factory.mktemp("reconcile"),
+        services=["mailchimp-sim", "accessplanit-sim", "mapper", "writer"],
+        extra_env={"TANDEM_WRITER_RECONCILE_TICK_S": "0.5", "TANDEM_WRITER_CONTACT_WRITE_INTERVAL_S": "0"},
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def ap(stack: RunningStack) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
+    base = f"{stack.url('accessplanit_sim')}/api/v2"
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def mc(stack: RunningStack) -> AsyncIterator[httpx.AsyncClient]:
+    base = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}"
+    async with httpx.AsyncClient(base_url=base, auth=("any", DEMO_MAILCHIMP_API_KEY), timeout=30) as client:
+        yield client
+
+
+async def create_user(ap: httpx.AsyncClient, email: str | None, first: str, last: str) -> str:
+    body: dict[str, Any] = {"Forenames": first, "Surname": last, "MainCompanyID": "2"}
+    if email is not None:
+        body["Email"] = email
+    created = await ap.post("/User", json=body)
+    assert created.status_code in (200, 201), created.text
+    return str(created.json()["ID"])
+
+
+async def put_member(mc: httpx.AsyncClient, email: str, first: str, last: str, status: str = "subscribed") -> None:
+    body = {"email_address": email, "status_if_new": status, "merge_fields": {"FNAME": first, "LNAME": last}}
+    answer = await mc.put(f"/members/{subscriber_hash(email)}", json=body)
+    assert answer.status_code == 200, answer.text
+
+
+async def run(stack: RunningStack, **options: Any) -> tuple[ReconcileProgress, dict[str, ReportRow]]:
+    request = ReconcileRequest(
+        run_id=uuid.uuid4().hex[:16], instance_id=stack.instance.id, requested_at=utcnow(), **options
+    )
+    progress, rows = await follow_run(
+        KafkaConnection(stack.kafka), request, on_progress=lambda _: None, start_timeout_s=120
+    )
+    assert progress is not None and progress.status is RunStatus.DONE, progress
+    return progress, {f"{r.email or r.accessplanit_user_ids[0]}".lower(): r for r in rows}
+
+
+def drift(progress: ReconcileProgress) -> dict[str, int]:
+    return {k: v for k, v in progress.counts.items() if k not in REPORTED_ONLY and k != "equal" and v}
+
+
+@pytest.fixture(scope="module")
+async def seeded(stack: RunningStack, ap: httpx.AsyncClient, mc: httpx.AsyncClient, redis_url: str) -> None:
+    gate = asyncio.Semaphore(10)
+
+    async def bounded(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    await asyncio.gather(*(bounded(create_user(ap, ap_email(i), f"Ada{i}", "Lovelace")) for i in range(N)))
+    await asyncio.gather(*(bounded(put_member(mc, mc_email(i), f"Grace{i}", "Hopper")) for i in range(N)))
+    await create_user(ap, DUPLICATE, "One", "Dup")
+    await create_user(ap, DUPLICATE.upper(), "Two", "Dup")
+    await create_user(ap, None, "No", "Address")
+    await create_user(ap, QUIT, "Quit", "InAccessplanit")
+    await put_member(mc, QUIT, "Quit", "Changed")
+    (await mc.patch(f"/members/{subscriber_hash(QUIT)}", json={"status": "unsubscribed"})).raise_for_status()
+    await put_member(mc, NAMELESS, "", "")
+    await put_member(mc, DELETED, "Gone", "Away")
+    # Tandem saw this contact's accessplanit user deleted: the Mailchimp member must not bring it back.
+    redis = connect_url(redis_url)
+    try:
+        await Tombstones(redis).record(stack.instance.id, System.ACCESSPLANIT, DELETED)
+    finally:
+        await redis.aclose()
+
+
+async def users_with(ap: httpx.AsyncClient, email: str) -> list[dict[str, Any]]:
+    found = await ap.get("/User", params={"$filter": f"Email eq '{email}'"})
+    found.raise_for_status()
+    results: list[dict[str, Any]] = found.json()["results"]
+    return results
+
+
+async def member(mc: httpx.AsyncClient, email: str) -> dict[str, Any] | None:
+    found = await mc.get(f"/members/{subscriber_hash(email)}")
+    return found.json() if found.status_code == 200 else None
+
+
+async def test_a_dry_run_reports_every_case_and_writes_nothing(
+    stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient
+) -> None:
+    progress, rows = await run(stack)
+    assert rows[ap_email(0)].category == "only_accessplanit"
+    assert rows[ap_email(0)].action == "would repair: → Mailchimp"
+    assert rows[mc_email(0)].category == "only_mailchimp"
+    assert rows[DUPLICATE].category == "duplicate_accessplanit"
+    assert len(rows[DUPLICATE].accessplanit_user_ids) == 2
+    assert rows[QUIT].category == "mailchimp_unsubscribed"
+    assert rows[NAMELESS].category == "mailchimp_missing_names"
+    assert rows[DELETED].category == "tombstoned"
+    assert any(r.category == "accessplanit_no_email" for r in rows.values())
+    assert progress.counts["only_accessplanit"] >= N and progress.counts["only_mailchimp"] >= N
+    # Paged at 1000 with only the mapped fields: a handful of requests for a few hundred contacts.
+    assert progress.requests["accessplanit"] <= 2 and progress.requests["mailchimp"] <= 3
+    assert await member(mc, ap_email(0)) is None
+    assert await users_with(ap, mc_email(0)) == []
+
+
+async def test_a_repair_run_backfills_both_ways_and_a_second_run_finds_no_drift(
+    stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient
+) -> None:
+    progress, _ = await run(stack, repair=True)
+    assert progress.published >= 2 * N
+
+    async def backfilled() -> bool:
+        last_ap, last_mc = await member(mc, ap_email(N - 1)), await users_with(ap, mc_email(N - 1))
+        return last_ap is not None and len(last_mc) == 1
+
+    await eventually(backfilled, timeout=180, interval=1.0)
+
+    async def settled() -> ReconcileProgress | None:
+        again, _ = await run(stack)
+        return again if not drift(again) else None
+
+    again = await eventually(settled, timeout=180, interval=2.0)
+    assert again.counts["equal"] >= 2 * N
+    created = (await users_with(ap, mc_email(0)))[0]
+    assert (created["Forenames"], created["Surname"]) == ("Grace0", "Hopper")
+    assert (await member(mc, ap_email(0)) or {})["merge_fields"]["FNAME"] == "Ada0"
+    # Reported, never written: no user for the unsubscribed, nameless or deleted contacts; no resubscription.
+    assert await users_with(ap, NAMELESS) == [] and await users_with(ap, DELETED) == []
+    assert (await member(mc, QUIT) or {})["status"] == "unsubscribed"
+    assert await member(mc, DUPLICATE) is None
+
+
+async def test_drift_behind_tandems_back_is_reported_then_repaired(
+    stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    await eventually(lambda: member(mc, ap_email(1)), timeout=180, interval=1.0)
+    users = await eventually(lambda: users_with(ap, mc_email(1)), timeout=180, interval=1.0)
+    await asyncio.sleep(1.1)  # Mailchimp's last_changed has whole seconds: the edit must be later than the write
+    # A Mailchimp edit (no webhook reaches Tandem) and an accessplanit edit (no poller runs).
+    edited = await mc.patch(f"/members/{subscriber_hash(mc_email(1))}", json={"merge_fields": {"FNAME": "Edited"}})
+    edited.raise_for_status()
+    user_id = (await users_with(ap, ap_email(1)))[0]["ID"]
+    (await ap.put(f"/User/{user_id}", json={"Surname": "Byron"})).raise_for_status()
+    assert users  # the Mailchimp contact had been backfilled into accessplanit
+
+    report = tmp_path / "drift.jsonl"
+    argv = ["reconcile", stack.instance.id, "--dry-run", "--report", str(report)]
+    code = await asyncio.to_thread(main, [*argv, "--bootstrap-servers", stack.kafka, "--timeout", "120"])
+    assert code == EXIT_OK
+    rows = {r["email"]: r for r in map(json.loads, report.read_text().splitlines())}
+    assert rows[mc_email(1)]["category"] == "different"
+    assert rows[mc_email(1)]["differences"] == {"FNAME ⇄ Forenames": {"accessplanit": "Grace1", "mailchimp": "Edited"}}
+    assert rows[ap_email(1)]["differences"] == {"LNAME ⇄ Surname": {"accessplanit": "Byron", "mailchimp": "Lovelace"}}
+
+    await run(stack, repair=True)
+
+    async def repaired() -> bool:
+        moved = await users_with(ap, mc_email(1))
+        written = await member(mc, ap_email(1))
+        return bool(moved) and moved[0]["Forenames"] == "Edited" and (written or {})["merge_fields"]["LNAME"] == "Byron"
+
+    await eventually(repaired, timeout=120, interval=1.0)
+    again, rows_after = await run(stack)
+    assert drift(again) == {}
+    assert mc_email(1) not in rows_after and ap_email(1) not in rows_after
+
+
+async def test_a_second_request_while_a_run_holds_the_instance_is_refused(stack: RunningStack, seeded: None) -> None:
+    connection = KafkaConnection(stack.kafka)
+
+    def request() -> ReconcileRequest:
+        return ReconcileRequest(run_id=uuid.uuid4().hex[:16], instance_id=stack.instance.id, requested_at=utcnow())
+
+    first, second = request(), request()
+    outcomes = await asyncio.gather(
+        follow_run(connection, first, on_progress=lambda _: None, start_timeout_s=120),
+        follow_run(connection, second, on_progress=lambda _: None, start_timeout_s=120),
+    )
+    statuses = sorted(p.status.value for p, _ in outcomes if p is not None)
+    # Both requests may land after the first run ended (it is short): then both run, one after the other.
+    assert statuses in (["done", "refused"], ["done", "done"])
+    refused = [p for p, _ in outcomes if p is not None and p.status is RunStatus.REFUSED]
+    assert all("in progress" in (p.message or "") for p in refused)
