@@ -22,12 +22,22 @@ from tandem_cli.common import EXIT_OK
 from tandem_cli.main import main
 from tandem_cli.reconcile import follow_run
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import System, subscriber_hash, utcnow
+from tandem_shared.contracts import (
+    ChangeEvent,
+    ChangeKind,
+    ContactIdentity,
+    System,
+    Trigger,
+    subscriber_hash,
+    utcnow,
+)
+from tandem_shared.contracts.envelopes import change_envelope
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, ReportRow, RunStatus
-from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka import KafkaConnection, KafkaProducer
+from tandem_shared.kafka.producer import send_envelope
 from tandem_shared.reconcile.tombstones import Tombstones
 from tandem_shared.redis.client import connect_url
-from tandem_shared.redis.keys import reconcile_checkpoint_key
+from tandem_shared.redis.keys import reconcile_checkpoint_key, tombstones_key
 
 pytestmark = pytest.mark.integration
 
@@ -233,6 +243,46 @@ async def test_drift_behind_tandems_back_is_reported_then_repaired(
     again, rows_after = await run(stack)
     assert drift(again) == {}
     assert mc_email(1) not in rows_after and ap_email(1) not in rows_after
+
+
+async def test_a_deletion_tandem_sees_keeps_a_tombstone_that_stops_re_creation(
+    stack: RunningStack, seeded: None, mc: httpx.AsyncClient, redis_url: str
+) -> None:
+    # The member's accessplanit user is removed; its deletion reaches the mapper as ingest would publish it.
+    gone = f"removed.{TAG}@example.com"
+    await put_member(mc, gone, "Removed", "User")
+    event = ChangeEvent(
+        event_id=uuid.uuid4().hex,
+        execution_id=uuid.uuid4().hex,
+        instance_id=stack.instance.id,
+        source=System.ACCESSPLANIT,
+        kind=ChangeKind.DELETED,
+        identity=ContactIdentity(accessplanit_user_id="999999", email=gone),
+        fields={"ID": "999999", "Email": gone},
+        occurred_at=utcnow(),
+        received_at=utcnow(),
+        trigger=Trigger.WEBHOOK,
+    )
+    producer = KafkaProducer(KafkaConnection(stack.kafka))
+    await producer.start()
+    try:
+        await (await send_envelope(producer, change_envelope(event)))
+    finally:
+        await producer.stop()
+    redis = connect_url(redis_url)
+    try:
+        hasher = await Tombstones(redis).hasher()
+
+        async def tombstoned() -> bool:
+            kept = await redis.smembers(tombstones_key(stack.instance.id, System.ACCESSPLANIT))
+            return hasher(gone) in kept
+
+        await eventually(tombstoned, timeout=60)
+    finally:
+        await redis.aclose()
+    _, rows = await run(stack, repair=True)
+    assert rows[gone].category == "tombstoned"
+    assert rows[gone].action == "reported only: deleted in accessplanit, not created again"
 
 
 async def test_a_second_request_while_a_run_holds_the_instance_is_refused(

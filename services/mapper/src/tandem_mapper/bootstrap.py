@@ -15,6 +15,7 @@ from tandem_mapper.settings import MapperSettings
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.reconcile.tombstones import Tombstones
 from tandem_shared.redis.client import connect
 from tandem_shared.redis.state import RedisStateStore, StateStore
 
@@ -40,6 +41,12 @@ def bootstrap(
     kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
     producer = producer or KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
-    # The mapper's one Redis client, owned (and closed) by its state store.
-    state = state or RedisStateStore(connect(settings), ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
-    return Built(kafka.broker(), producer, Mapper(producer, settings, registry, state), registry, state)
+    tombstones: Tombstones | None = None
+    if state is None:
+        # The mapper's one Redis client, owned (and closed) by its state store; reconciliation's tombstones share it.
+        redis = connect(settings)
+        state = RedisStateStore(redis, ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
+        tombstones = Tombstones(redis)
+    deletions = tombstones.record_deletions if tombstones is not None else None
+    mapper = Mapper(producer, settings, registry, state, deletions=deletions)
+    return Built(kafka.broker(), producer, mapper, registry, state)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
-from tandem_shared.contracts import System, email_key
+from tandem_shared.contracts import ChangeEvent, ChangeKind, System, email_key
 from tandem_shared.redis.client import text
-from tandem_shared.redis.keys import TOMBSTONE_SECRET, tombstones_key
+from tandem_shared.redis.keys import TOMBSTONE_SECRET, tombstones_key, user_email_key
 
 
 def digest(secret: bytes, email: str) -> str:
@@ -44,6 +44,20 @@ class Tombstones:
     async def record(self, instance_id: str, system: System, email: str) -> None:
         """`email` was deleted on `system`: never create it there again."""
         await self._redis.sadd(tombstones_key(instance_id, system), digest(await self._key(), email))
+
+    async def record_deletions(self, events: Sequence[ChangeEvent]) -> None:
+        """Keep a tombstone for each deletion among `events` (the mapper calls this with every batch it reads). A
+        removed accessplanit user's event may carry only its ID: its last address is the one Tandem remembered."""
+        for event in events:
+            if event.kind is not ChangeKind.DELETED:
+                continue
+            email = event.identity.email
+            user_id = event.identity.accessplanit_user_id
+            if email is None and user_id:
+                remembered = await self._redis.hget(user_email_key(event.instance_id), user_id)
+                email = text(remembered) if remembered else None
+            if email:
+                await self.record(event.instance_id, event.source, email)
 
     async def load(self, instance_id: str) -> dict[System, frozenset[str]]:
         found: dict[System, frozenset[str]] = {}
