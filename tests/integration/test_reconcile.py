@@ -74,7 +74,7 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
         kafka_bootstrap,
         redis_url,
         tmp_path_factory.mktemp("reconcile"),
-        services=["mailchimp-sim", "accessplanit-sim", "mapper", "writer"],
+        services=["mailchimp-sim", "accessplanit-sim", "mapper", "writer", "console"],
         extra_env={"TANDEM_WRITER_RECONCILE_TICK_S": "0.5", "TANDEM_WRITER_CONTACT_WRITE_INTERVAL_S": "0"},
     ) as running:
         yield running
@@ -303,3 +303,24 @@ async def test_a_second_request_while_a_run_holds_the_instance_is_refused(
         await redis.aclose()
     assert progress is not None and progress.status is RunStatus.REFUSED
     assert progress.message == f"run running-one of instance {stack.instance.id} is in progress"
+
+
+async def test_the_console_button_requests_a_run_and_the_instance_page_shows_its_outcome(
+    stack: RunningStack, seeded: None
+) -> None:
+    console = stack.url("console")
+    async with httpx.AsyncClient(base_url=console, timeout=30) as client:
+        requested = await client.post(f"/api/instances/{stack.instance.id}/reconcile")
+        assert requested.status_code == 202, requested.text
+        run_id = requested.json()["run_id"]
+
+        async def finished() -> dict[str, Any] | None:
+            latest = (await client.get(f"/api/instances/{stack.instance.id}/reconcile")).json()
+            return latest if latest and latest["run_id"] == run_id and latest["status"] == "done" else None
+
+        latest = await eventually(finished, timeout=120, interval=0.5)
+        assert latest["dry_run"] is True and latest["counts"]["equal"] > 0
+        page = await client.get(f"/instances/{stack.instance.id}")
+        assert run_id in page.text and "Reconcile now" in page.text
+        missing = await client.post("/api/instances/no-such-instance/reconcile")
+        assert missing.status_code == 404

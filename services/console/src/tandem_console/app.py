@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tandem_console import api, ui
+from tandem_console import api, reconcile, ui
 from tandem_console.actions import ActionError
 from tandem_console.bootstrap import bootstrap
 from tandem_console.settings import ConsoleSettings
@@ -53,6 +53,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         await producer.start()
         await consumer.start()
         consumer.follow()
+        await built.reconcile.start()
         purge = asyncio.create_task(purge_periodically(store, settings), name="purge")
         try:
             yield
@@ -60,6 +61,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             purge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
+            await built.reconcile.stop()
             await consumer.stop()
             await producer.stop()
             await registry.stop()
@@ -73,6 +75,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.state.settings = settings
     app.state.console = built.console
     app.state.consumer = consumer
+    app.state.reconcile = built.reconcile
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError) -> Response:
@@ -98,5 +101,6 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
 
     app.router.routes.append(Route("/metrics", MetricsEndpoint()))
     app.include_router(api.router)
+    app.include_router(reconcile.router)
     app.include_router(ui.router)
     return app

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from tandem_console.actions import InstanceActions, Replayer
 from tandem_console.consumer import TraceConsumer
+from tandem_console.reconcile import ReconcileRuns
 from tandem_console.service import Console
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
@@ -40,6 +41,7 @@ class Built:
     producer: KafkaProducer
     registry: InstanceRegistry
     console: Console
+    reconcile: ReconcileRuns
 
 
 def bootstrap(
@@ -65,4 +67,5 @@ def bootstrap(
     console = Console(settings, store, registry, instance_actions, replayer)
     # Before the registry starts: the deletions it finds on the topic are stored as it reads them.
     registry.on_delete(console.instance_deleted)
-    return Built(settings, store, consumer, producer, registry, console)
+    reconcile = ReconcileRuns(kafka, producer, registry, publish_timeout_s=settings.publish_timeout_s)
+    return Built(settings, store, consumer, producer, registry, console, reconcile)
