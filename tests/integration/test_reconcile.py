@@ -7,6 +7,7 @@ behind Tandem's back, and only a reconciliation can find it.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,10 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from support.stack import RunningStack, running_stack
 from support.waiting import eventually
-from tandem_cli.common import EXIT_OK
+from tandem_cli.common import EXIT_OK, EXIT_USAGE
 from tandem_cli.main import main
 from tandem_cli.reconcile import follow_run
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
@@ -26,13 +28,16 @@ from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
     ContactIdentity,
+    FieldMapping,
     System,
     Trigger,
     subscriber_hash,
     utcnow,
 )
 from tandem_shared.contracts.envelopes import change_envelope
+from tandem_shared.contracts.instances import ReconcileSchedule
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, ReportRow, RunStatus
+from tandem_shared.instance_store import put_instance
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.kafka.producer import send_envelope
 from tandem_shared.reconcile.tombstones import Tombstones
@@ -163,6 +168,18 @@ async def member(mc: httpx.AsyncClient, email: str) -> dict[str, Any] | None:
     return found.json() if found.status_code == 200 else None
 
 
+@pytest.fixture
+async def backfilled(stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient) -> None:
+    """Both sides hold every contact (after the backfill test, or a repair run of its own when run alone)."""
+
+    async def done() -> bool:
+        return await member(mc, ap_email(N - 1)) is not None and len(await users_with(ap, mc_email(N - 1))) == 1
+
+    if not await done():
+        await run(stack, repair=True)
+        await eventually(done, timeout=180, interval=1.0)
+
+
 async def test_a_dry_run_reports_every_case_and_writes_nothing(
     stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient
 ) -> None:
@@ -211,10 +228,9 @@ async def test_a_repair_run_backfills_both_ways_and_a_second_run_finds_no_drift(
 
 
 async def test_drift_behind_tandems_back_is_reported_then_repaired(
-    stack: RunningStack, seeded: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient, tmp_path: Path
+    stack: RunningStack, backfilled: None, ap: httpx.AsyncClient, mc: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    await eventually(lambda: member(mc, ap_email(1)), timeout=180, interval=1.0)
-    users = await eventually(lambda: users_with(ap, mc_email(1)), timeout=180, interval=1.0)
+    users = await users_with(ap, mc_email(1))
     await asyncio.sleep(1.1)  # Mailchimp's last_changed has whole seconds: the edit must be later than the write
     # A Mailchimp edit (no webhook reaches Tandem) and an accessplanit edit (no poller runs).
     edited = await mc.patch(f"/members/{subscriber_hash(mc_email(1))}", json={"merge_fields": {"FNAME": "Edited"}})
@@ -324,3 +340,46 @@ async def test_the_console_button_requests_a_run_and_the_instance_page_shows_its
         assert run_id in page.text and "Reconcile now" in page.text
         missing = await client.post("/api/instances/no-such-instance/reconcile")
         assert missing.status_code == 404
+
+
+async def test_a_shadow_run_compares_under_a_candidate_configuration_and_never_repairs(
+    stack: RunningStack, backfilled: None, tmp_path: Path
+) -> None:
+    # A mistaken candidate: first names mapped to accessplanit's surnames. The operator sees what it would write.
+    mappings = [m for m in stack.instance.mappings if m.mailchimp != "FNAME"]
+    candidate = stack.instance.model_copy(
+        update={"mappings": [*mappings, FieldMapping(mailchimp="FNAME", accessplanit="Surname")]}
+    )
+    path = tmp_path / "candidate.yaml"
+    path.write_text(yaml.safe_dump(candidate.model_dump(mode="json")), encoding="utf-8")
+    report = tmp_path / "shadow.csv"
+    argv = ["reconcile", stack.instance.id, "--config", str(path), "--report", str(report)]
+    code = await asyncio.to_thread(main, [*argv, "--bootstrap-servers", stack.kafka, "--timeout", "120"])
+    assert code == EXIT_OK
+    rows = {r["email"]: r for r in csv.DictReader(report.open(encoding="utf-8"))}
+    assert rows[ap_email(3)]["category"] == "different"
+    assert json.loads(rows[ap_email(3)]["differences"]) == {
+        "FNAME ⇄ Surname": {"accessplanit": "Lovelace", "mailchimp": "Ada3"}
+    }
+    refused = await asyncio.to_thread(main, [*argv, "--repair", "--bootstrap-servers", stack.kafka])
+    assert refused == EXIT_USAGE
+
+
+async def test_an_instance_schedule_starts_runs_on_its_own(stack: RunningStack, seeded: None) -> None:
+    scheduled = stack.instance.model_copy(
+        update={"reconcile": ReconcileSchedule(every="1h"), "version": stack.instance.version + 1}
+    )
+    await put_instance(KafkaConnection(stack.kafka), scheduled)
+    try:
+        async with httpx.AsyncClient(base_url=stack.url("console"), timeout=30) as client:
+
+            async def scheduled_run() -> dict[str, Any] | None:
+                latest = (await client.get(f"/api/instances/{stack.instance.id}/reconcile")).json()
+                started = latest and latest["run_id"].startswith("sched-") and latest["status"] == "done"
+                return latest if started else None
+
+            latest = await eventually(scheduled_run, timeout=120, interval=0.5)
+        assert latest["dry_run"] is True
+    finally:
+        unscheduled = stack.instance.model_copy(update={"version": stack.instance.version + 2})
+        await put_instance(KafkaConnection(stack.kafka), unscheduled)
