@@ -22,7 +22,6 @@ from support.stack import RunningStack, running_stack
 from support.waiting import eventually
 from tandem_cli.common import EXIT_OK, EXIT_USAGE
 from tandem_cli.main import main
-from tandem_cli.reconcile import follow_run
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contracts import (
     ChangeEvent,
@@ -40,6 +39,7 @@ from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileReques
 from tandem_shared.instance_store import put_instance
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.kafka.producer import send_envelope
+from tandem_shared.reconcile.follow import follow_run
 from tandem_shared.reconcile.tombstones import Tombstones
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import reconcile_checkpoint_key, tombstones_key

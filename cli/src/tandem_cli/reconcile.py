@@ -14,11 +14,9 @@ import csv
 import json
 import sys
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
@@ -36,19 +34,14 @@ from tandem_cli.common import (
 )
 from tandem_cli.instances import ConfigFileError, load_config
 from tandem_shared.contracts import utcnow
-from tandem_shared.contracts.envelopes import reconcile_request_envelope
 from tandem_shared.contracts.reconcile import (
     ReconcileProgress,
     ReconcileRequest,
-    ReconcileUpdate,
     RepairSides,
     ReportRow,
     RunStatus,
 )
-from tandem_shared.contracts.topics import RECONCILE_RUNS
-from tandem_shared.kafka import KafkaConnection, KafkaProducer
-from tandem_shared.kafka.admin import partitions_of
-from tandem_shared.kafka.producer import send_envelope
+from tandem_shared.reconcile.follow import RunNotStarted, follow_run
 
 REPORT_COLUMNS = (
     "email",
@@ -108,63 +101,6 @@ class Display:
         counts = ", ".join(f"{name} {count}" for name, count in sorted(p.counts.items()))
         detail = f"ETA {_duration(p.eta_s)}" + (f"  {counts}" if counts else "")
         self._progress.update(self._task, description=p.phase, total=total, completed=done, detail=detail)
-
-
-async def _end_offsets(consumer: AIOKafkaConsumer, connection: KafkaConnection) -> None:
-    partitions = await partitions_of(connection, RECONCILE_RUNS)
-    consumer.assign(partitions)
-    await consumer.seek_to_end(*partitions)
-    for tp in partitions:  # resolve the positions now, before the request can be answered
-        await consumer.position(tp)
-
-
-async def follow_run(
-    connection: KafkaConnection,
-    request: ReconcileRequest,
-    *,
-    on_progress: Callable[[ReconcileProgress], None],
-    start_timeout_s: float,
-    detach: bool = False,
-) -> tuple[ReconcileProgress | None, list[ReportRow]]:
-    """Publishes the request and follows its run to its end: the last progress and every report row (each once)."""
-    consumer = connection.consumer(enable_auto_commit=False, auto_offset_reset="latest")
-    await consumer.start()
-    try:
-        await _end_offsets(consumer, connection)
-        producer = KafkaProducer(connection)
-        await producer.start()
-        try:
-            await (await send_envelope(producer, reconcile_request_envelope(request)))
-        finally:
-            await producer.stop()
-        if detach:
-            return None, []
-        rows: dict[str, ReportRow] = {}
-        last: ReconcileProgress | None = None
-        waited = 0.0
-        while True:
-            batches = await consumer.getmany(timeout_ms=1000)
-            got = False
-            for records in batches.values():
-                for record in records:
-                    if record.key != request.run_id.encode() or record.value is None:
-                        continue
-                    update = ReconcileUpdate.model_validate_json(record.value)
-                    got = True
-                    last = update.progress
-                    for row in update.rows:  # a resumed run may report a contact again
-                        rows[f"{row.category}|{row.email}|{','.join(row.accessplanit_user_ids)}"] = row
-                    on_progress(last)
-            if last is not None and last.status.finished:
-                return last, list(rows.values())
-            waited = 0.0 if got or last is not None else waited + 1.0
-            if last is None and waited >= start_timeout_s:
-                raise Unavailable(
-                    f"no writer started run {request.run_id} within {start_timeout_s:.0f}s; the request stays on "
-                    "tandem.reconcile.requests and runs when a writer reads it"
-                )
-    finally:
-        await consumer.stop()
 
 
 def write_report(path: Path, rows: list[ReportRow]) -> None:
@@ -233,7 +169,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                     detach=args.detach,
                 )
             )
-    except Unavailable as exc:
+    except (Unavailable, RunNotStarted) as exc:
         return fail(str(exc), EXIT_UNAVAILABLE)
     except OSError as exc:
         return fail(f"Kafka at {args.bootstrap_servers}: {exc}", EXIT_UNAVAILABLE)
