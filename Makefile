@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PACKAGES := shared services/ingest services/mapper services/writer services/console simulators/mailchimp simulators/accessplanit devstack cli bench
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
+.PHONY: install run test test-unit lint typecheck stack-up stack-down bench bench-reconcile clean asyncapi
 
 install: $(STAMP)
 
@@ -42,6 +42,12 @@ asyncapi: install
 bench: install
 	$(PY) -m tandem_devstack prerequisites
 	$(PY) -m tandem_bench $(BENCH_ARGS)
+
+# Not part of `make test` either: a backfill of 50,000 accessplanit users into an empty audience and a 50,000 ⇄
+# 50,000 dry-run comparison; writes bench/results/reconcile-latest.md (BENCH_RECONCILE_USERS=N for another size).
+bench-reconcile: install
+	$(PY) -m tandem_devstack prerequisites
+	$(PY) -m tandem_bench.reconcile --users $(or $(BENCH_RECONCILE_USERS),50000)
 
 stack-up: install
 	$(PY) -m tandem_devstack up
