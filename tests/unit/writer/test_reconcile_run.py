@@ -67,16 +67,24 @@ def users(n: int) -> list[dict[str, Any]]:
     ]
 
 
-def make_run(ap: FakeAccessplanit, producer: InMemoryProducer, *, repair: bool = True, after: str = "") -> ReconcileRun:
+def make_run(
+    ap: FakeAccessplanit,
+    producer: InMemoryProducer,
+    *,
+    repair: bool = True,
+    after: str = "",
+    mc: FakeMailchimp | None = None,
+    limits: Limits = LIMITS,
+) -> ReconcileRun:
     request = ReconcileRequest(run_id="r1", instance_id=INSTANCE.id, repair=repair, requested_at=utcnow())
     return ReconcileRun(
         request,
         INSTANCE,
         accessplanit=cast(AccessplanitClient, ap),
-        mailchimp=cast(MailchimpClient, FakeMailchimp([])),
+        mailchimp=cast(MailchimpClient, mc or FakeMailchimp([])),
         producer=producer,
         policy=Policy(repair=repair),
-        limits=LIMITS,
+        limits=limits,
         after=after,
         resumed=bool(after),
     )
@@ -132,6 +140,28 @@ async def test_a_run_killed_part_way_resumes_after_its_checkpoint_and_publishes_
         if e.event_id in repeated
     )
     assert {e.identity.email for e in first} | {e.identity.email for e in second} == {u["Email"] for u in ap.users}
+
+
+async def test_repairs_to_accessplanit_are_paced_to_the_runs_share_of_its_budget() -> None:
+    members = [
+        {"email_address": f"m{i:03d}@example.com", "status": "subscribed", "last_changed": AT}
+        | {"merge_fields": {"FNAME": "A", "LNAME": "B"}}
+        for i in range(5)
+    ]
+    # Four requests a second, all of it the run's: two users a second (a look-up and a write each).
+    limits = Limits(ap_requests_per_window=4, ap_window_s=1.0, ap_share=1.0, mailchimp_members_per_s=1000)
+    producer = InMemoryProducer()
+    checkpoints: list[str] = []
+
+    async def save(after: str, progress: ReconcileProgress) -> None:
+        checkpoints.append(after)
+
+    run = make_run(FakeAccessplanit([]), producer, mc=FakeMailchimp(members), limits=limits)
+    progress = await run.execute(save)
+    assert progress.published == 5 and len(changes(producer)) == 5
+    # Before each wait for the budget, what was published is checkpointed: a run killed while it waits loses none.
+    assert checkpoints == ["m001@example.com", "m003@example.com", "m004@example.com"]
+    assert "published at 2 users per 1 s" in (progress.message or "")
 
 
 async def _nothing() -> None:

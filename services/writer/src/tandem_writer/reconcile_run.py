@@ -45,6 +45,7 @@ from tandem_shared.vendors.priority import Priority
 PAGE = 1000  # Mailchimp's largest `count`; accessplanit's `$top` maximum as simulated (an assumption there)
 BATCH = 500  # report rows and repairs published between two checkpoints
 PROGRESS_EVERY_S = 1.0
+PACING_SLICE_S = 5.0  # a paced run wakes this often to report progress and check its lease
 READ_ATTEMPTS = 8  # about four minutes of growing pauses before a page's read fails the run
 T = TypeVar("T")
 
@@ -94,6 +95,9 @@ class ReconcileRun:
         # The share of accessplanit's budget this run may take, on top of the shared budget's own priorities.
         share = max(1, int(limits.ap_requests_per_window * limits.ap_share))
         self._ap_pace = LocalRateBudget(limit=share, window_s=limits.ap_window_s)
+        # Repairs to accessplanit: two requests each (look-up, then create or update) out of the same share.
+        self._ap_users_per_window = max(1, share // 2)
+        self._ap_writes = LocalRateBudget(limit=self._ap_users_per_window, window_s=limits.ap_window_s)
         started = utcnow()
         self.progress = ReconcileProgress(
             run_id=request.run_id,
@@ -231,10 +235,19 @@ class ReconcileRun:
         )
         message = None
         if repairs:
-            message = (
-                f"{targets.get(System.MAILCHIMP, 0)} repair(s) to Mailchimp, {targets.get(System.ACCESSPLANIT, 0)} to "
-                f"accessplanit; the pipeline needs about {_duration(writes)} to write them at the vendors' limits"
+            to_ap = targets.get(System.ACCESSPLANIT, 0)
+            paced = (
+                to_ap * self._limits.ap_window_s / self._ap_users_per_window if to_ap > self._ap_users_per_window else 0
             )
+            message = (
+                f"{targets.get(System.MAILCHIMP, 0)} repair(s) to Mailchimp, {to_ap} to accessplanit; the pipeline "
+                f"needs about {_duration(max(writes, paced))} to write them at the vendors' limits"
+            )
+            if paced:
+                message += (
+                    f" (repairs to accessplanit are published at {self._ap_users_per_window} users per "
+                    f"{_duration(self._limits.ap_window_s)}, the run's share of its request budget)"
+                )
         self._update(
             phase="publishing" if self._policy.repair else "reporting",
             compared=len(findings),
@@ -251,33 +264,66 @@ class ReconcileRun:
         return self.progress
 
     async def _publish(self, pending: list[Finding], save: SaveCheckpoint) -> None:
+        """Rows and repairs in address order, checkpointed after every `BATCH` contacts Kafka acknowledged.
+
+        Repairs to accessplanit are paced to the run's share of its budget (a user written there costs two
+        requests): published all at once, a large backfill would have the writer's writes wait on the budget until
+        they ran out of retries. The run then lasts as long as those writes need, which its ETA says."""
         received = utcnow()
-        started, done = time.monotonic(), 0
+        started, done, since_flush = time.monotonic(), 0, 0
         published = self.progress.published
-        for start in range(0, len(pending), BATCH):
-            self._check()
-            batch = pending[start : start + BATCH]
-            acks = []
-            for finding in batch:
-                if finding.row is not None:
-                    self._rows.append(finding.row)
-                if finding.repair is None or not self._policy.repair:
-                    continue
+        remaining_ap = sum(1 for f in pending if self._to_accessplanit(f))
+        acks: list[Any] = []
+
+        async def flush(position: str) -> None:
+            nonlocal acks, since_flush
+            for ack in acks:
+                await ack
+            acks, since_flush = [], 0
+            self._update(published=published, eta_s=self._publish_eta(started, done, len(pending), remaining_ap))
+            await self._emit(force=True)
+            await save(position, self.progress)
+
+        for finding in pending:
+            if since_flush == 0:
+                self._check()
+            if self._to_accessplanit(finding) and (wait_s := self._ap_writes.try_take("writes")) > 0:
+                if done:  # what was published so far is checkpointed before the run waits
+                    await flush(pending[done - 1].key)
+                while wait_s > 0:
+                    self._check()
+                    self._update(eta_s=self._publish_eta(started, done, len(pending), remaining_ap))
+                    await self._emit(force=True)
+                    await asyncio.sleep(min(wait_s, PACING_SLICE_S))
+                    wait_s = self._ap_writes.try_take("writes")
+            if self._to_accessplanit(finding):
+                remaining_ap -= 1
+            if finding.row is not None:
+                self._rows.append(finding.row)
+            if finding.repair is not None and self._policy.repair:
                 event = repair_event(
                     self._instance, finding.repair, run_id=self._request.run_id, received_at=received, pairs=self._pairs
                 )
-                if event is None:
-                    continue
-                acks.append(await send_envelope(self._producer, change_envelope(event)))
-                RECONCILE_REPAIRS.labels(finding.repair.source.other.value).inc()
-                published += 1
-            for ack in acks:
-                await ack
-            done += len(batch)
-            rate = done / max(time.monotonic() - started, 1e-6)
-            self._update(published=published, eta_s=(len(pending) - done) / rate)
-            await self._emit(force=True)
-            await save(batch[-1].key, self.progress)
+                if event is not None:
+                    acks.append(await send_envelope(self._producer, change_envelope(event)))
+                    RECONCILE_REPAIRS.labels(finding.repair.source.other.value).inc()
+                    published += 1
+            done += 1
+            since_flush += 1
+            if since_flush >= BATCH:
+                await flush(finding.key)
+        if since_flush:
+            await flush(pending[-1].key)
+
+    def _to_accessplanit(self, finding: Finding) -> bool:
+        repair = finding.repair
+        return self._policy.repair and repair is not None and repair.source is System.MAILCHIMP
+
+    def _publish_eta(self, started: float, done: int, total: int, remaining_ap: int) -> float:
+        """The paced accessplanit repairs still to come at the run's share, or the rest at the rate so far."""
+        rate = done / max(time.monotonic() - started, 1e-6) if done else 0.0
+        rest = (total - done) / rate if rate else 0.0
+        return max(rest, remaining_ap * self._limits.ap_window_s / self._ap_users_per_window)
 
 
 async def _retrying(call: Callable[[], Awaitable[T]]) -> T:
