@@ -379,7 +379,10 @@ async def test_an_instance_schedule_starts_runs_on_its_own(stack: RunningStack, 
                 return latest if started else None
 
             latest = await eventually(scheduled_run, timeout=120, interval=0.5)
+            metrics = (await client.get(f"{stack.url('writer')}/metrics")).text
         assert latest["dry_run"] is True
+        assert 'tandem_reconcile_runs_total{status="done"}' in metrics
+        assert 'tandem_reconcile_last_drift{category="different"}' in metrics
     finally:
         unscheduled = stack.instance.model_copy(update={"version": stack.instance.version + 2})
         await put_instance(KafkaConnection(stack.kafka), unscheduled)
