@@ -150,6 +150,8 @@ class ReconcileService:
                     committed = await self._consumer.committed(tp)
                     if committed is not None:
                         self._consumer.seek(tp, committed)
+                    else:
+                        await self._consumer.seek_to_beginning(tp)
 
     async def _accept_record(self, value: bytes | None) -> None:
         if value is None:
@@ -263,7 +265,9 @@ class ReconcileService:
             await self._redis.hset(key, "started", "1")
             instance = request.config or self._registry.get(instance_id)
             if instance is None:
-                await self._finish(request, _refusal(request, f"instance {instance_id} was deleted").progress)
+                refusal = _refusal(request, f"instance {instance_id} was deleted")
+                await (await send_envelope(self._producer, reconcile_update_envelope(refusal)))
+                await self._finish(request, refusal.progress)
                 return
             progress = await self._execute(request, instance, checkpoint.get("after", ""), resumed, held)
             await self._finish(request, progress)
