@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
+from rich.console import Console
+
 from tandem_cli.main import build_parser, main
-from tandem_cli.reconcile import write_report
-from tandem_shared.contracts.reconcile import ReportRow
+from tandem_cli.reconcile import Display, write_report
+from tandem_shared.contracts.reconcile import ReconcileProgress, ReportRow, RunStatus
 
 ROWS = [
     ReportRow(
@@ -50,3 +54,24 @@ def test_the_report_is_csv_or_json_lines_in_address_order(tmp_path: Path) -> Non
     write_report(tmp_path / "r.jsonl", ROWS)
     lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [line["category"] for line in lines] == ["only_mailchimp", "different", "accessplanit_no_email"]
+
+
+def test_the_progress_bar_follows_a_run_through_its_phases() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    base = ReconcileProgress(
+        run_id="r1",
+        instance_id="acme",
+        status=RunStatus.RUNNING,
+        phase="reading accessplanit",
+        dry_run=False,
+        started_at=now,
+        at=now,
+    )
+    with Display(console) as display:
+        display.show(base.model_copy(update={"read_accessplanit": 1000, "total_accessplanit": 5000}))
+        display.show(base.model_copy(update={"phase": "reading mailchimp", "total_mailchimp": 4000, "eta_s": 7200}))
+        display.show(base.model_copy(update={"phase": "publishing", "to_publish": 10, "published": 4}))
+        display.show(base.model_copy(update={"phase": "finished", "status": RunStatus.DONE, "counts": {"equal": 3}}))
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "finished" in shown and "1/1" in shown and "equal 3" in shown  # the last state is drawn
