@@ -386,3 +386,17 @@ async def test_an_instance_schedule_starts_runs_on_its_own(stack: RunningStack, 
     finally:
         unscheduled = stack.instance.model_copy(update={"version": stack.instance.version + 2})
         await put_instance(KafkaConnection(stack.kafka), unscheduled)
+
+
+async def test_an_incremental_run_compares_only_the_contacts_changed_since(
+    stack: RunningStack, backfilled: None, mc: httpx.AsyncClient
+) -> None:
+    since = utcnow()
+    await asyncio.sleep(1.1)  # Mailchimp's last_changed has whole seconds
+    edited = await mc.patch(f"/members/{subscriber_hash(mc_email(5))}", json={"merge_fields": {"FNAME": "Since"}})
+    edited.raise_for_status()
+    progress, rows = await run(stack, since=since)
+    assert rows[mc_email(5)].category == "different"
+    assert rows[mc_email(5)].differences["FNAME ⇄ Forenames"] == {"accessplanit": "Grace5", "mailchimp": "Since"}
+    # The changed member and its accessplanit user (read by address), not the whole audience.
+    assert progress.compared <= 3 and progress.read_mailchimp <= 3

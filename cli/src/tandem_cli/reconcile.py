@@ -14,6 +14,7 @@ import csv
 import json
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         only=RepairSides(args.only),
         fields=[f.strip() for f in (args.fields or "").split(",") if f.strip()],
         config=config,
+        since=args.since,
         requested_at=utcnow(),
     )
     console = Console(stderr=True)
@@ -191,6 +193,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_UNAVAILABLE
 
 
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "reconcile",
@@ -217,6 +227,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--report", type=Path, help="write every contact not equal here (.csv, else JSON lines)")
     parser.add_argument(
         "--config", type=Path, help="shadow run: compare under this candidate configuration instead of the applied one"
+    )
+    parser.add_argument(
+        "--since",
+        type=_moment,
+        help="incremental run: only contacts changed on either side since this ISO 8601 time (e.g. 2026-12-03T09:00Z)",
     )
     parser.add_argument("--detach", action="store_true", help="only request the run; do not follow it")
     add_broker_option(parser)

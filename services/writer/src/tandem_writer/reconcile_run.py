@@ -37,9 +37,9 @@ from tandem_shared.reconcile.domain import (
     repair_event,
     writes_eta_s,
 )
-from tandem_shared.vendors.accessplanit.client import API_PREFIX, AccessplanitClient, AccessplanitError
+from tandem_shared.vendors.accessplanit.client import API_PREFIX, AccessplanitClient, AccessplanitError, odata_string
 from tandem_shared.vendors.budget import LocalRateBudget
-from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError
+from tandem_shared.vendors.mailchimp.client import MailchimpClient, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
 
 PAGE = 1000  # Mailchimp's largest `count`; accessplanit's `$top` maximum as simulated (an assumption there)
@@ -152,6 +152,8 @@ class ReconcileRun:
             self._check()
             await self._ap_pace.take("reads", max_wait_s=self._limits.ap_window_s)
             params = {"$orderby": "ID", "$top": str(PAGE), "$skip": str(skip), "$select": select, "$count": "true"}
+            if self._request.since is not None:
+                params["$filter"] = f"DateUpdated ge {odata_string(self._request.since.isoformat())}"
             found = await _retrying(
                 functools.partial(
                     self._ap.request_json,
@@ -191,6 +193,8 @@ class ReconcileRun:
                 params: dict[str, Any] = {"count": PAGE, "offset": offset, "fields": fields}
                 if status:
                     params["status"] = status
+                if self._request.since is not None:
+                    params["since_last_changed"] = self._request.since.isoformat()
                 reply = await _retrying(
                     functools.partial(self._mc.request, "GET", path, priority=Priority.RECONCILIATION, params=params)
                 )
@@ -213,6 +217,48 @@ class ReconcileRun:
                 if len(members) < PAGE:
                     break
 
+    async def _read_counterparts(self, sides: Sides) -> None:
+        """Incremental run: a contact changed on one side only is compared with its record on the other, read by
+        address (one request each; accessplanit's at the run's share of its budget)."""
+        audience = self._instance.mailchimp.audience_id
+        paths = mailchimp_fields(self._instance).split(",")
+        fields = ",".join(p.removeprefix("members.") for p in paths if p.startswith("members."))
+        for key in sorted(sides.accessplanit.keys() - sides.mailchimp.keys()):
+            self._check()
+            email = sides.accessplanit[key][0].email or key
+            try:
+                reply = await _retrying(
+                    functools.partial(
+                        self._mc.request,
+                        "GET",
+                        member_path(audience, email),
+                        priority=Priority.RECONCILIATION,
+                        params={"fields": fields},
+                    )
+                )
+            except MailchimpError as exc:
+                if exc.status != 404:
+                    raise
+                continue
+            finally:
+                self._update(requests=self._requests(System.MAILCHIMP))
+            doc = reply.document if isinstance(reply.document, dict) else {}
+            member = mc_member(doc, archived=doc.get("status") == "archived")
+            if member is not None:
+                sides.add_member(member)
+        for key in sorted(sides.mailchimp.keys() - sides.accessplanit.keys()):
+            self._check()
+            await self._ap_pace.take("reads", max_wait_s=self._limits.ap_window_s)
+            found = await _retrying(
+                functools.partial(self._ap.users_by_email, sides.mailchimp[key].email, priority=Priority.RECONCILIATION)
+            )
+            self._update(requests=self._requests(System.ACCESSPLANIT))
+            for record in found:
+                user = ap_user(record)
+                if user is not None:
+                    sides.add_user(user)
+            await self._emit()
+
     # -- comparing and publishing --------------------------------------------------------------------------------
 
     async def execute(self, save: SaveCheckpoint) -> ReconcileProgress:
@@ -221,6 +267,9 @@ class ReconcileRun:
         await self._read_accessplanit(sides)
         self._update(phase="reading mailchimp", eta_s=None)
         await self._read_mailchimp(sides)
+        if self._request.since is not None:
+            self._update(phase="reading counterparts", eta_s=None)
+            await self._read_counterparts(sides)
         self._update(phase="comparing", eta_s=None)
         findings = list(classify(self._instance, sides, self._policy, self._pairs))
         del sides

@@ -42,6 +42,11 @@ class ReconcileRequest(Contract):
     config: InstanceConfig | None = Field(
         default=None, description="Shadow run: compare under this candidate configuration (never with repair)."
     )
+    since: datetime | None = Field(
+        default=None,
+        description="Incremental run: only contacts changed on either side since then (each compared with its "
+        "counterpart, read one by one); None: both sides in full.",
+    )
     requested_by: RequestedBy = RequestedBy.CLI
     requested_at: datetime
 
