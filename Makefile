@@ -7,7 +7,7 @@ PACKAGES := shared services/ingest services/mapper services/writer services/cons
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 
-.PHONY: install lock audit image-test run test test-unit lint typecheck stack-up stack-down bench clean asyncapi
+.PHONY: install lock audit image-test run test test-unit lint typecheck stack-up stack-down bench bench-reconcile clean asyncapi
 
 install: $(STAMP)
 
@@ -67,6 +67,12 @@ bench: install
 image-test: install
 	$(PY) -m tandem_devstack prerequisites
 	scripts/image-test
+
+# Not part of `make test` either: a backfill of 50,000 accessplanit users into an empty audience and a 50,000 ⇄
+# 50,000 dry-run comparison; writes bench/results/reconcile-latest.md (BENCH_RECONCILE_USERS=N for another size).
+bench-reconcile: install
+	$(PY) -m tandem_devstack prerequisites
+	$(PY) -m tandem_bench.reconcile --users $(or $(BENCH_RECONCILE_USERS),50000)
 
 stack-up: install
 	$(PY) -m tandem_devstack up

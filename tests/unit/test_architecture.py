@@ -22,6 +22,7 @@ PURE = (
     "shared/src/tandem_shared/vendors/accessplanit/classify.py",
     "shared/src/tandem_shared/instance_validation/rules.py",
     "shared/src/tandem_shared/instance_validation/compatibility.py",
+    "shared/src/tandem_shared/reconcile/domain.py",
     "services/ingest/src/tandem_ingest/domain",
     "services/mapper/src/tandem_mapper/domain",
     "services/writer/src/tandem_writer/domain",

@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from tandem_cli import contacts, instances, replay, report, webhooks
+from tandem_cli import contacts, instances, reconcile, replay, report, webhooks
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 REGISTRARS: tuple[Registrar, ...] = (
     instances.register,
+    reconcile.register,
     replay.register,
     report.register,
     webhooks.register,

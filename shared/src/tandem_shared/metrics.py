@@ -52,6 +52,19 @@ TRACE_RECORDS_STORED = Counter(
     "tandem_console_trace_records_stored_total", "Trace records the console added to its store (duplicates excluded)."
 )
 
+RECONCILE_RUNS = Counter("tandem_reconcile_runs_total", "Reconciliation runs that ended, by outcome.", ["status"])
+RECONCILE_CONTACTS = Counter(
+    "tandem_reconcile_contacts_total", "Contacts compared by reconciliation runs, by category.", ["category"]
+)
+RECONCILE_REPAIRS = Counter(
+    "tandem_reconcile_repairs_total", "Repairs reconciliation runs published, by the side they write to.", ["target"]
+)
+RECONCILE_LAST_DRIFT = Gauge(
+    "tandem_reconcile_last_drift",
+    "Contacts not equal on both sides in the last run that finished, by category.",
+    ["category"],
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -98,7 +98,7 @@ def check_acls(topics: Sequence[TopicSpec], flow: Sequence[Access], users: Seque
             problems.append(f"{access.user}: no KafkaUser")
             continue
         problems += [
-            f"{access.user}: may not read {t}" for t in access.reads if not _acl_allows(user, "topic", t, "Read")
+            f"{access.user}: may not read {t}" for t in access.all_reads if not _acl_allows(user, "topic", t, "Read")
         ]
         problems += [
             f"{access.user}: may not write {t}" for t in access.writes if not _acl_allows(user, "topic", t, "Write")
@@ -108,7 +108,7 @@ def check_acls(topics: Sequence[TopicSpec], flow: Sequence[Access], users: Seque
     for spec in topics:
         if not any(spec.name in a.writes for a in flow):
             problems.append(f"{spec.name}: no service writes it in the data flow (code.data_flow)")
-        if not any(spec.name in a.reads for a in flow):
+        if not any(spec.name in a.all_reads for a in flow):
             problems.append(f"{spec.name}: no service reads it in the data flow (code.data_flow)")
     return problems
 

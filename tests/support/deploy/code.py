@@ -25,7 +25,17 @@ from pydantic_settings import BaseSettings
 
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.stack import Ports, stack_env
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, ERASURE, INSTANCES, TRACE, TopicSpec
+from tandem_shared.contracts.topics import (
+    CHANGES,
+    COMMANDS,
+    COMMANDS_DLQ,
+    ERASURE,
+    INSTANCES,
+    RECONCILE_REQUESTS,
+    RECONCILE_RUNS,
+    TRACE,
+    TopicSpec,
+)
 
 # ---------------------------------------------------------------------------------------------------- packages
 
@@ -164,6 +174,12 @@ class Access:
     reads: tuple[str, ...]
     writes: tuple[str, ...]
     group: str | None = None
+    # Read by a consumer the service is not scaled on (the writer's reconciliation requests, a few a day).
+    unscaled_reads: tuple[str, ...] = ()
+
+    @property
+    def all_reads(self) -> tuple[str, ...]:
+        return (*self.reads, *self.unscaled_reads)
 
 
 def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Access]:
@@ -179,23 +195,26 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
         Access(
             "tandem-writer",
             reads=(COMMANDS, *retries, INSTANCES),
-            writes=(*retries, COMMANDS_DLQ, TRACE),
+            # Reconciliation runs publish repairs as changes and report on their runs; schedules request runs.
+            writes=(*retries, COMMANDS_DLQ, TRACE, CHANGES, RECONCILE_RUNS, RECONCILE_REQUESTS),
             group=groups.get("writer"),
+            unscaled_reads=(RECONCILE_REQUESTS,),
         ),
         # Replays republish a change event and trace it; pause and resume put instance configurations; "forget"
-        # publishes an erasure request, which the console applies to its own store too.
+        # publishes an erasure request, which the console applies to its own store too; the reconcile button
+        # requests a run and the instance page follows its progress.
         Access(
             "tandem-console",
-            reads=(TRACE, INSTANCES, ERASURE),
-            writes=(CHANGES, TRACE, INSTANCES, ERASURE),
+            reads=(TRACE, INSTANCES, ERASURE, RECONCILE_RUNS),
+            writes=(CHANGES, TRACE, INSTANCES, ERASURE, RECONCILE_REQUESTS),
             group=groups.get("console"),
         ),
-        # People, `tandem replay` and instance registration: read anything, republish dead letters to the
-        # command path, put instance configurations.
+        # People, `tandem replay`, `tandem reconcile` and instance registration: read anything, republish dead
+        # letters to the command path, put instance configurations, request reconciliation runs.
         Access(
             "tandem-operator",
             reads=tuple(t.name for t in topics),
-            writes=(COMMANDS, *retries, INSTANCES, ERASURE),
+            writes=(COMMANDS, *retries, INSTANCES, ERASURE, RECONCILE_REQUESTS),
             group="tandem-operator",
         ),
     ]

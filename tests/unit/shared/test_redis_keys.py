@@ -29,6 +29,16 @@ def test_held_change_keys() -> None:
     assert keys.held_lock_key("demo") == "tandem:{demo}:held:lock"
 
 
+def test_reconciliation_and_tombstone_keys() -> None:
+    assert keys.reconcile_lock_key("demo") == "tandem:{demo}:reconcile:lock"
+    assert keys.reconcile_checkpoint_key("demo") == "tandem:{demo}:reconcile:checkpoint"
+    assert keys.reconcile_last_key("demo") == "tandem:{demo}:reconcile:last"
+    assert keys.reconcile_scheduled_key("demo") == "tandem:{demo}:reconcile:scheduled"
+    assert keys.tombstones_key("demo", System.MAILCHIMP) == "tandem:{demo}:tombstones:mailchimp"
+    assert keys.RECONCILE_UNFINISHED == "tandem:reconcile:unfinished"
+    assert keys.TOMBSTONE_SECRET == "tandem:tombstone-secret"
+
+
 def test_the_writers_keys_share_the_contacts_slot() -> None:
     assert keys.idempotency_keys("demo", System.MAILCHIMP, "c0ffee", "k1") == (
         "{tandem|demo|mailchimp|c0ffee}:key:k1",

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from tandem_console import access_pages, api, ui
+from tandem_console import access_pages, api, reconcile, ui
 from tandem_console.access import VIEWER, Access, install, metrics_reader
 from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
@@ -61,6 +61,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
         await consumer.start()
         consumer.follow()
         await built.erasure.start()
+        await built.reconcile.start()
         purge = asyncio.create_task(purge_periodically(store, settings), name="purge")
         try:
             yield
@@ -69,6 +70,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
             with contextlib.suppress(asyncio.CancelledError):
                 await purge
             await built.erasure.stop()
+            await built.reconcile.stop()
             await consumer.stop()
             await producer.stop()
             await registry.stop()
@@ -86,6 +88,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.state.consumer = consumer
     app.state.oidc = oidc
     app.state.erasure_requests = built.erasure_requests
+    app.state.reconcile = built.reconcile
 
     @app.exception_handler(ActionError)
     async def action_error(request: Request, exc: ActionError) -> Response:
@@ -118,5 +121,6 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     app.include_router(access_pages.router)
     # Every page and API route needs at least the viewer role; state changes add `OPERATOR` route by route.
     app.include_router(api.router, dependencies=[VIEWER])
+    app.include_router(reconcile.router, dependencies=[VIEWER])
     app.include_router(ui.router, dependencies=[VIEWER])
     return app

@@ -13,6 +13,7 @@ from datetime import timedelta
 from tandem_console.actions import InstanceActions, Replayer
 from tandem_console.consumer import TraceConsumer
 from tandem_console.erasure import ErasureFollower, ErasureRequests
+from tandem_console.reconcile import ReconcileRuns
 from tandem_console.service import Console
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
@@ -43,6 +44,7 @@ class Built:
     console: Console
     erasure: ErasureFollower
     erasure_requests: ErasureRequests
+    reconcile: ReconcileRuns
 
 
 def bootstrap(
@@ -70,4 +72,5 @@ def bootstrap(
     registry.on_delete(console.instance_deleted)
     erasure = ErasureFollower(kafka, producer, store)
     erasure_requests = ErasureRequests(producer, settings.publish_timeout_s)
-    return Built(settings, store, consumer, producer, registry, console, erasure, erasure_requests)
+    reconcile = ReconcileRuns(kafka, producer, registry, publish_timeout_s=settings.publish_timeout_s)
+    return Built(settings, store, consumer, producer, registry, console, erasure, erasure_requests, reconcile)

@@ -158,7 +158,8 @@ async def instance_page(request: Request, instance_id: str, error: str | None = 
         summary = await console_of(request).instance(instance_id)
     except ActionError as exc:
         return error_page(request, exc)
-    return render(request, "instance.html", "instances", i=summary, error=error)
+    run = request.app.state.reconcile.latest(instance_id)
+    return render(request, "instance.html", "instances", i=summary, error=error, run=run)
 
 
 @router.post("/instances/{instance_id}/pause", dependencies=[OPERATOR])

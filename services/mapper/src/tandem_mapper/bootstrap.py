@@ -16,6 +16,7 @@ from tandem_mapper.settings import MapperSettings
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
+from tandem_shared.reconcile.tombstones import Tombstones
 from tandem_shared.redis.client import connect
 from tandem_shared.redis.erasure import ContactEraser, RedisContactEraser
 from tandem_shared.redis.state import RedisStateStore, StateStore
@@ -44,8 +45,12 @@ def bootstrap(
     kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
     producer = producer or KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
-    # The mapper's one Redis client (connected on first use), owned (and closed) by its state store.
+    # The mapper's one Redis client (connected on first use), owned (and closed) by its state store; erasure and
+    # reconciliation's tombstones share it. Tombstones are kept only with Redis's state (an injected store: a test).
     redis = connect(settings)
+    tombstones = Tombstones(redis) if state is None else None
     state = state or RedisStateStore(redis, ttl_s=settings.state_ttl_days * 24 * 3600, owns_client=True)
     erasure = ErasureApplier(kafka, producer, registry, eraser or RedisContactEraser(redis, "mapper"))
-    return Built(kafka.broker(), producer, Mapper(producer, settings, registry, state), registry, state, erasure)
+    deletions = tombstones.record_deletions if tombstones is not None else None
+    mapper = Mapper(producer, settings, registry, state, deletions=deletions)
+    return Built(kafka.broker(), producer, mapper, registry, state, erasure)

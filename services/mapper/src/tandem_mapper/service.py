@@ -7,7 +7,7 @@ they leave, in as few round trips as a batch allows. `entrypoint` feeds it batch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from tandem_mapper.domain import knowledge
@@ -33,9 +33,17 @@ Work = list[tuple[ChangeEvent, InstanceConfig]]
 
 class Mapper:
     def __init__(
-        self, producer: Producer, settings: MapperSettings, registry: InstanceRegistry, state: StateStore
+        self,
+        producer: Producer,
+        settings: MapperSettings,
+        registry: InstanceRegistry,
+        state: StateStore,
+        *,
+        deletions: Callable[[Sequence[ChangeEvent]], Awaitable[None]] | None = None,
     ) -> None:
+        """`deletions` sees every batch first: reconciliation's tombstones of the contacts deleted on a side."""
         self._producer = producer
+        self._deletions = deletions
         self._registry = registry
         self._state = state
         self._release = HeldRelease(HeldChanges(state.held), registry, self._release_one, sweep_s=settings.held_sweep_s)
@@ -68,6 +76,8 @@ class Mapper:
         the same way again (its command's idempotency key depends on its content only, so the writer applies it
         once); a change of an earlier round whose state was written finds nothing new and sends nothing twice.
         """
+        if self._deletions is not None:
+            await self._deletions(events)
         batch = _Batch(self._state.transaction())
         instances: dict[str, InstanceConfig | None] = {}
         candidates: Work = []

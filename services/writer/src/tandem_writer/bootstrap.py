@@ -24,6 +24,7 @@ from tandem_shared.redis.state import RedisStateStore, StateStore
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
+from tandem_writer.reconcile_service import ReconcileService, limits_from
 from tandem_writer.settings import WriterSettings
 from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
@@ -43,6 +44,8 @@ class Writer:
     targets: Mapping[System, Target]
     # What the composition opened itself (an injected port is closed by whoever made it), in closing order.
     owned: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Reconciliation runs (None in a writer composed with injected targets).
+    reconcile: ReconcileService | None = None
 
     async def connect(self) -> None:
         await self.registry.start()
@@ -51,10 +54,14 @@ class Writer:
     async def consume(self) -> None:
         """Once the producer is connected: every command handed to `delivery` can be traced and forwarded."""
         await self.consumer.start()
+        if self.reconcile is not None:
+            await self.reconcile.start()
 
     async def stop(self) -> None:
         # The consumer stops first: in-flight writes finish and are traced and committed while the producer is
         # still there.
+        if self.reconcile is not None:
+            await self.reconcile.stop()
         await self.consumer.stop()
         await self.producer.stop()
         for target in self.targets.values():
@@ -86,11 +93,23 @@ def bootstrap(
         return redis
 
     producer = producer or KafkaProducer(kafka)
-    targets = targets or {
-        System.MAILCHIMP: MailchimpTarget.from_settings(settings, shared_redis()),
-        System.ACCESSPLANIT: AccessplanitTarget.from_settings(shared_redis(), AccessplanitSettings()),
-    }
     registry = registry or TopicInstanceRegistry(kafka)
+    reconcile: ReconcileService | None = None
+    if targets is None:
+        ap_settings = AccessplanitSettings()
+        mailchimp = MailchimpTarget.from_settings(settings, shared_redis())
+        accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings)
+        targets = {System.MAILCHIMP: mailchimp, System.ACCESSPLANIT: accessplanit}
+        reconcile = ReconcileService(
+            kafka=kafka,
+            producer=producer,
+            registry=registry,
+            redis=shared_redis(),
+            accessplanit=accessplanit.clients,
+            mailchimp=mailchimp.clients,
+            settings=settings,
+            limits=limits_from(settings, ap_settings.requests_per_window, ap_settings.window_s),
+        )
     if idempotency is None:
         store = RedisIdempotencyStore(
             shared_redis(),
@@ -130,4 +149,4 @@ def bootstrap(
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
     )
-    return Writer(kafka, delivery, consumer, producer, registry, targets, owned)
+    return Writer(kafka, delivery, consumer, producer, registry, targets, owned, reconcile)

@@ -51,6 +51,22 @@ class WriterSettings(CommonSettings):
     contact_write_interval_s: float = 1.0
     # Records fetched ahead per partition; beyond it the partition is paused until its worker catches up.
     max_buffered_per_partition: int = 100
+    # Reconciliation runs (`tandem reconcile`), executed here because the writer holds the vendor credentials.
+    # Their request consumer's group; unset: "<group_id>-reconcile".
+    reconcile_group_id: str | None = None
+    # The lease one replica holds on an instance while it runs its reconciliation (renewed at a third of it): a
+    # replica that dies hands the run, from its checkpoint, to another after this long.
+    reconcile_lease_s: float = Field(default=30.0, gt=0)
+    # How often unfinished runs are looked for (a checkpoint left by a stopped replica) and schedules checked.
+    reconcile_tick_s: float = Field(default=5.0, gt=0)
+    # The share of an accessplanit module's request budget one run's reads may take: the writer's own writes and
+    # the poller need the rest (and go first at the shared budget anyway: reconciliation is its lowest class).
+    reconcile_accessplanit_share: float = Field(default=0.25, gt=0, le=1)
+    # A request older than this when it is read (e.g. left on the topic while no writer ran) is not started.
+    reconcile_request_expiry_s: float = Field(default=900.0, gt=0)
+    # Members a second the pipeline writes to Mailchimp, for the ETA of a repair run's writes: the batch endpoint's
+    # ideal (10 connections × 500 members ÷ ~5 s a batch under the simulator's per-member latency model).
+    reconcile_mailchimp_members_per_s: float = Field(default=1000.0, gt=0)
     max_poll_interval_ms: int = 300_000
     session_timeout_ms: int = 10_000
 

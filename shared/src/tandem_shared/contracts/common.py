@@ -50,6 +50,8 @@ class Trigger(StrEnum):
     POLL = "poll"
     BACKFILL = "backfill"
     REPLAY = "replay"
+    # A difference a reconciliation run found between the two sides, published so the pipeline repairs it.
+    RECONCILE = "reconcile"
 
 
 class Contract(BaseModel):

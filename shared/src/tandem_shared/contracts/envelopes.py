@@ -13,7 +13,18 @@ from tandem_shared.contracts.commands import SyncCommand
 from tandem_shared.contracts.erasure import ErasureRequest
 from tandem_shared.contracts.events import ChangeEvent
 from tandem_shared.contracts.instances import InstanceConfig
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, ERASURE, INSTANCES, TRACE, Headers, message_key
+from tandem_shared.contracts.reconcile import ReconcileRequest, ReconcileUpdate
+from tandem_shared.contracts.topics import (
+    CHANGES,
+    COMMANDS,
+    ERASURE,
+    INSTANCES,
+    RECONCILE_REQUESTS,
+    RECONCILE_RUNS,
+    TRACE,
+    Headers,
+    message_key,
+)
 from tandem_shared.contracts.trace import TraceRecord
 
 
@@ -71,3 +82,16 @@ def erasure_envelope(request: ErasureRequest) -> Envelope:
     """Keyed by the contact's keyed hash: the address is in the value only, which the topic's retention ends."""
     headers = {Headers.INSTANCE_ID: request.instance_id} if request.instance_id else {}
     return Envelope(ERASURE, request.contact.encode(), request.model_dump_json().encode(), headers)
+
+
+def reconcile_request_envelope(request: ReconcileRequest) -> Envelope:
+    """Keyed by instance: one instance's requests stay in order on one partition."""
+    headers = {Headers.INSTANCE_ID: request.instance_id}
+    return Envelope(RECONCILE_REQUESTS, request.instance_id.encode(), request.model_dump_json().encode(), headers)
+
+
+def reconcile_update_envelope(update: ReconcileUpdate) -> Envelope:
+    """Keyed by run: a follower reads one run's progress and rows in the order they were found."""
+    progress = update.progress
+    headers = {Headers.INSTANCE_ID: progress.instance_id}
+    return Envelope(RECONCILE_RUNS, progress.run_id.encode(), update.model_dump_json().encode(), headers)

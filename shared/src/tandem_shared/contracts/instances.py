@@ -157,6 +157,18 @@ class AccessplanitConnection(Contract):
     webhook_path_secret: SecretRef | None = None
 
 
+class ReconcileSchedule(Contract):
+    """An instance's scheduled runs (`reconcile: {every: 24h, repair: false}` in its configuration)."""
+
+    every: str = Field(pattern=r"^[1-9][0-9]*[mhd]$", description="Interval: minutes, hours or days, e.g. 24h.")
+    repair: bool = False
+
+    @property
+    def every_s(self) -> float:
+        unit = {"m": 60, "h": 3600, "d": 86400}[self.every[-1]]
+        return int(self.every[:-1]) * unit
+
+
 class InstanceConfig(Contract):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Stable id: lower case, digits, hyphens.")
     name: str = Field(min_length=1)
@@ -171,6 +183,9 @@ class InstanceConfig(Contract):
         default=False,
         description="Written with paused=false (`tandem instances resume --discard-buffered`, the console's enable): "
         "true drops the changes held while paused, each traced as discarded, instead of releasing them in order.",
+    )
+    reconcile: ReconcileSchedule | None = Field(
+        default=None, description="Scheduled reconciliation runs; none when absent (runs on demand only)."
     )
 
     def mappings_for(self, flow: Flow) -> list[FieldMapping]:

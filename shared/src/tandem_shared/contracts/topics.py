@@ -16,6 +16,10 @@ COMMANDS_RETRY = tuple(f"tandem.commands.retry.{tier}" for tier in range(1, 6))
 TRACE = "tandem.trace"
 INSTANCES = "tandem.instances"
 ERASURE = "tandem.erasure"
+# Reconciliation: run requests (CLI, console, schedule) for the writer to execute, and what each run reports back
+# (progress, report rows, outcome), keyed by run id so one run's records stay in order.
+RECONCILE_REQUESTS = "tandem.reconcile.requests"
+RECONCILE_RUNS = "tandem.reconcile.runs"
 
 # Per-contact ordering needs the same partition count on topics a record moves between (command → retry → DLQ),
 # so a record keeps its partition number when forwarded.
@@ -43,6 +47,12 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(TRACE, 3, {"retention.ms": str(14 * DAY_MS)}, "execution trace records from every stage"),
     # Holds addresses to forget: as short as a service may plausibly be down, no longer.
     TopicSpec(ERASURE, 1, {"retention.ms": str(7 * DAY_MS)}, "contact erasure requests (tandem contacts forget)"),
+    TopicSpec(
+        RECONCILE_REQUESTS, 3, {"retention.ms": str(7 * DAY_MS)}, "reconciliation run requests, keyed by instance"
+    ),
+    TopicSpec(
+        RECONCILE_RUNS, 3, {"retention.ms": str(7 * DAY_MS)}, "reconciliation progress, report rows and outcomes"
+    ),
     TopicSpec(
         INSTANCES,
         1,

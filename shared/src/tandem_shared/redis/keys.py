@@ -10,6 +10,13 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     {tandem|<instance>|<target>|<contact>}:key:<idempotency key>   STRING  a command in flight or applied (writer)
     {tandem|<instance>|<target>|<contact>}:lock                     STRING  the writer claim holding the contact
     {tandem|<instance>|<target>|<contact>}:applied-at               STRING  source time of the newest change applied
+    tandem:{<instance>}:reconcile:lock             STRING  lease of the writer replica running a reconciliation
+    tandem:{<instance>}:reconcile:checkpoint       HASH    a running or interrupted reconciliation: request, position
+    tandem:{<instance>}:reconcile:last             HASH    the last finished reconciliation: run id, status, counts
+    tandem:{<instance>}:reconcile:scheduled        STRING  a scheduled run was requested within the interval
+    tandem:{<instance>}:tombstones:<system>        SET     keyed hashes of addresses Tandem saw deleted on a side
+    tandem:reconcile:unfinished                    SET     instances with a reconciliation checkpoint to resume
+    tandem:tombstone-secret                        STRING  the key of the tombstones' keyed hash (made on first use)
     tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
     tandem:erasure:<service>:offsets               HASH    partition → next offset of tandem.erasure applied
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
@@ -64,6 +71,31 @@ def held_key(instance_id: str) -> str:
 
 def held_lock_key(instance_id: str) -> str:
     return f"{_instance(instance_id)}:held:lock"
+
+
+def reconcile_lock_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:reconcile:lock"
+
+
+def reconcile_checkpoint_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:reconcile:checkpoint"
+
+
+def reconcile_last_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:reconcile:last"
+
+
+def reconcile_scheduled_key(instance_id: str) -> str:
+    return f"{_instance(instance_id)}:reconcile:scheduled"
+
+
+def tombstones_key(instance_id: str, system: System) -> str:
+    """No address in it or in its members: each member is `tandem_shared.reconcile.tombstones.digest` of one."""
+    return f"{_instance(instance_id)}:tombstones:{system.value}"
+
+
+RECONCILE_UNFINISHED = "tandem:reconcile:unfinished"
+TOMBSTONE_SECRET = "tandem:tombstone-secret"
 
 
 class IdempotencyKeys(NamedTuple):
@@ -135,7 +167,7 @@ def instance_key_patterns(instance_id: str) -> tuple[str, ...]:
     drift apart."""
     instance = _glob_literal(instance_id)
     return (
-        f"{_instance(instance)}:*",  # sync state, user emails, held changes and their lease
+        f"{_instance(instance)}:*",  # sync state, user emails, held changes, reconciliation, tombstones
         f"{_writer_slots(instance)}*",  # the writer's keys of every target and contact
         ingest_claim_key(instance, "*"),
         f"{_poller(instance)}:*",  # the poller's cursor, lease, deferred users and re-read window

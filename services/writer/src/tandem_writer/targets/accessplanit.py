@@ -42,6 +42,11 @@ class AccessplanitTarget:
         """On the writer's Redis client (the request budget), which the writer closes itself."""
         return cls(AccessplanitClients(redis, settings))
 
+    @property
+    def clients(self) -> AccessplanitClients:
+        """Shared with reconciliation runs, so their reads and these writes pay from one budget behind one gate."""
+        return self._clients
+
     async def close(self) -> None:
         await self._clients.close()
 

@@ -1,0 +1,1 @@
+"""Reconciliation: compare both sides in full, report what differs, repair it through the pipeline."""
