@@ -14,8 +14,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 
+from tandem_console.access import OPERATOR
 from tandem_console.actions import ActionError
-from tandem_console.ui import error_page, forbidden, same_origin
+from tandem_console.ui import error_page
 from tandem_shared.contracts import utcnow
 from tandem_shared.contracts.envelopes import reconcile_request_envelope
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, ReconcileUpdate, RequestedBy
@@ -96,7 +97,13 @@ class RunRequested(BaseModel):
     repair: bool
 
 
-@router.post("/api/instances/{instance_id}/reconcile", response_model=RunRequested, status_code=202, tags=["instances"])
+@router.post(
+    "/api/instances/{instance_id}/reconcile",
+    response_model=RunRequested,
+    status_code=202,
+    tags=["instances"],
+    dependencies=[OPERATOR],
+)
 async def request_run(request: Request, instance_id: str, repair: bool = False) -> RunRequested:
     """Request a reconciliation run of the instance (dry run unless `repair`); follow it with the GET."""
     requested = await runs_of(request).request(instance_id, repair=repair)
@@ -109,12 +116,10 @@ async def latest_run(request: Request, instance_id: str) -> ReconcileProgress | 
     return runs_of(request).latest(instance_id)
 
 
-@router.post("/instances/{instance_id}/reconcile", include_in_schema=False)
+@router.post("/instances/{instance_id}/reconcile", include_in_schema=False, dependencies=[OPERATOR])
 async def reconcile_button(
     request: Request, instance_id: str, repair: Annotated[str | None, Form()] = None
 ) -> Response:
-    if not same_origin(request):
-        return forbidden(request)
     try:
         await runs_of(request).request(instance_id, repair=repair == "1")
     except ActionError as exc:
