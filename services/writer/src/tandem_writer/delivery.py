@@ -163,9 +163,9 @@ class Delivery:
         outcome = await self._write(target, command, instance)
         if outcome.ok:
             # Applied, and what the target now holds (the mapper's change detection and echo suppression read it).
-            await durably(
-                "mark applied", lambda: self._store.mark_done(command, token, state=self._state), self._backoff_s
-            )
+            written = outcome.written or command
+            state = self._state if outcome.wrote else None
+            await durably("mark applied", lambda: self._store.mark_done(written, token, state=state), self._backoff_s)
         else:
             await durably("release", lambda: self._store.release(command, token), self._backoff_s)
         return await self._conclude(

@@ -1,7 +1,9 @@
 """The contracts between Tandem's stages. Services import from here and never redefine them."""
 
 from tandem_shared.contracts.commands import (
+    CheckedField,
     Operation,
+    SourceCheck,
     SyncCommand,
     canonical_json,
     fingerprint,
@@ -42,6 +44,7 @@ __all__ = [
     "TOPICS",
     "AccessplanitConnection",
     "ChangeEvent",
+    "CheckedField",
     "ChangeKind",
     "ContactIdentity",
     "Contract",
@@ -55,6 +58,7 @@ __all__ = [
     "LogLine",
     "MailchimpConnection",
     "Operation",
+    "SourceCheck",
     "SecretRef",
     "Stage",
     "StepOutput",

@@ -32,6 +32,16 @@ DEFAULT_TTL_S = 180 * 24 * 3600
 DEFAULT_RECENT_WINDOW_MS = 15 * 60 * 1000
 
 
+# How coarse each vendor's change times are: Mailchimp's `fired_at` (and `last_changed`) has whole seconds, so a
+# change stamped second S happened somewhere in [S, S + 1 s). accessplanit's DateUpdated has milliseconds.
+CLOCK_UNCERTAINTY_MS = {System.MAILCHIMP: 1000, System.ACCESSPLANIT: 0}
+
+
+def proven_older(system: System, event_ts_ms: int, other_ts_ms: int) -> bool:
+    """Whether a change of `system` stamped `event_ts_ms` certainly happened before `other_ts_ms`."""
+    return event_ts_ms + max(CLOCK_UNCERTAINTY_MS[system], 1) <= other_ts_ms
+
+
 def ts_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 

@@ -41,6 +41,11 @@ class MailchimpTarget:
         self._clients = clients
         self._batcher = UpsertBatcher(max_connections=clients.max_connections, batch_max=batch_max)
 
+    @property
+    def clients(self) -> MailchimpClients:
+        """The account clients, shared with the authoritative reads (`tandem_writer.source_check`)."""
+        return self._clients
+
     @classmethod
     def from_settings(cls, settings: WriterSettings, redis: Redis) -> MailchimpTarget:
         """On the writer's Redis client (the connection limiter), which the writer closes itself."""

@@ -1,0 +1,57 @@
+"""Issue 15's first scenario as pure decisions: a Mailchimp edit stamped in the same whole second as the change
+Tandem just wrote there is not provably older, so it is sent with a source check instead of being dropped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T1, mc_event, run, side
+
+from tandem_mapper.domain.model import Knowledge, MergeSeen
+from tandem_shared.contracts import System, TraceStatus
+from tandem_shared.sync.rules import field_digest, proven_older, ts_ms
+
+# accessplanit's change (ms clock) that Tandem wrote to Mailchimp, 700 ms into a second.
+WRITTEN_AT = T1 + timedelta(milliseconds=700)
+
+
+def _known() -> Knowledge:
+    return Knowledge(source=side(MC_HOLDS, at=WRITTEN_AT, origin="written"), target=side(AP_HOLDS, at=WRITTEN_AT))
+
+
+def test_proven_older_allows_for_mailchimps_whole_seconds() -> None:
+    assert not proven_older(System.MAILCHIMP, ts_ms(T1), ts_ms(WRITTEN_AT))
+    assert proven_older(System.MAILCHIMP, ts_ms(T1 - timedelta(seconds=1)), ts_ms(WRITTEN_AT))
+    assert proven_older(System.ACCESSPLANIT, ts_ms(T1), ts_ms(T1) + 1)
+    assert not proven_older(System.ACCESSPLANIT, ts_ms(T1), ts_ms(T1))
+
+
+def test_a_same_second_mailchimp_edit_is_sent_with_a_source_check_not_skipped_as_an_echo() -> None:
+    decision = run(mc_event(at=T1, merges={"FNAME": "Grace"}), _known())
+
+    assert decision.status is TraceStatus.SUCCEEDED
+    assert decision.changes_detected is True
+    command = decision.command
+    assert command is not None and command.target is System.ACCESSPLANIT
+    assert command.payload["Forenames"] == "Grace"
+    check = command.source_check
+    assert check is not None and check.system is System.MAILCHIMP
+    assert check.fields["Forenames"].source_field == "FNAME"
+    assert check.fields["Forenames"].digest == field_digest("Grace")
+    # Ordered just after the write it raced: the field's time, and the state it leaves, say so.
+    assert check.ts_ms == ts_ms(WRITTEN_AT) + 1
+    assert ts_ms(command.source_occurred_at) == check.ts_ms
+    assert MergeSeen(System.MAILCHIMP, "ada@example.com", {"FNAME": field_digest("Grace")}, check.ts_ms) in (
+        decision.updates
+    )
+    assert decision.repair is None
+    assert any(line.startswith("FNAME: Mailchimp's change is stamped") and "re-read" in line for line in decision.logs)
+
+
+def test_a_mailchimp_edit_a_whole_second_before_tandems_write_is_proven_older() -> None:
+    decision = run(mc_event(at=T1 - timedelta(seconds=1), merges={"FNAME": "Grace"}), _known())
+
+    assert decision.command is None
+    assert decision.summary.startswith("Echo of Tandem's own write to Mailchimp")
+    assert "FNAME older than the values already applied" in decision.summary
+    assert any(line.startswith("FNAME not sent: older than the value already applied") for line in decision.logs)
