@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T1, mc_event, run, side
+from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, T1, ap_event, mc_event, run, side
 
 from tandem_mapper.domain.model import Knowledge, MergeSeen
 from tandem_shared.contracts import System, TraceStatus
@@ -55,3 +55,20 @@ def test_a_mailchimp_edit_a_whole_second_before_tandems_write_is_proven_older() 
     assert decision.summary.startswith("Echo of Tandem's own write to Mailchimp")
     assert "FNAME older than the values already applied" in decision.summary
     assert any(line.startswith("FNAME not sent: older than the value already applied") for line in decision.logs)
+
+
+def test_two_mailchimp_edits_stamped_the_same_second_are_settled_by_a_re_read() -> None:
+    # Delivered in either order, the second to arrive cannot be ordered by its stamp: the source decides.
+    known = Knowledge(source=side({**MC_HOLDS, "FNAME": "Grace"}, at=T1), target=side(AP_HOLDS, at=T1))
+    decision = run(mc_event(at=T1, merges={"FNAME": "Hedy"}), known)
+
+    command = decision.command
+    assert command is not None and command.source_check is not None
+    assert set(command.source_check.fields) == {"Forenames"}
+
+
+def test_an_accessplanit_change_with_the_same_millisecond_stamp_needs_no_re_read() -> None:
+    known = Knowledge(source=side({**AP_HOLDS, "Forenames": "Grace"}, at=T1), target=side(MC_HOLDS, at=T0))
+    decision = run(ap_event(at=T1, Forenames="Hedy"), known)
+
+    assert decision.command is not None and decision.command.source_check is None

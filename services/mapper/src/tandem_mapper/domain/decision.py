@@ -110,7 +110,11 @@ def _analyse_source(
                 f"{name} not sent: older than the value already applied ({source.label}'s change from "
                 f"{_when(event_ts)} is before the {_origin_text(known.origin)} from {_when_ms(known.ts_ms)})"
             )
-        elif known is not None and known.ts_ms > event_ts:
+        elif known is not None and (
+            known.ts_ms > event_ts or (known.ts_ms == event_ts and CLOCK_UNCERTAINTY_MS[source] > 0)
+        ):
+            # Later than this change's stamp, or the same coarse stamp (two edits in one second may be delivered in
+            # either order): only the source can say which value is its latest.
             result.changed.add(name)
             result.ambiguous.add(name)
             # Tandem received it after the value it raced: within the clock's uncertainty that order decides.
