@@ -9,7 +9,7 @@ from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, T1, ap_event, mc_eve
 
 from tandem_mapper.domain.model import Knowledge, MergeSeen
 from tandem_shared.contracts import System, TraceStatus
-from tandem_shared.sync.rules import field_digest, proven_older, ts_ms
+from tandem_shared.sync.rules import field_digest, parse_state, proven_older, ts_ms
 
 # accessplanit's change (ms clock) that Tandem wrote to Mailchimp, 700 ms into a second.
 WRITTEN_AT = T1 + timedelta(milliseconds=700)
@@ -72,3 +72,24 @@ def test_an_accessplanit_change_with_the_same_millisecond_stamp_needs_no_re_read
     decision = run(ap_event(at=T1, Forenames="Hedy"), known)
 
     assert decision.command is not None and decision.command.source_check is None
+
+
+def test_a_change_made_while_tandems_write_to_its_side_is_in_flight_is_written_back_after_that_write() -> None:
+    # Tandem decided (at T1 + 200 ms) to write Mailchimp's "Grace" to accessplanit; before it lands a person changes
+    # the first name in accessplanit. That write will land over the person's change: it is repaired after it.
+    pending = {f"p:Forenames|{field_digest('Grace')}": str(ts_ms(T1) + 200)}
+    raw = {
+        **{f"f:{k}": f"{field_digest(v)}|{ts_ms(T0)}|seen" for k, v in AP_HOLDS.items()},
+        **pending,
+        "_last": f"seen|{ts_ms(T0)}",
+    }
+    source = parse_state(raw)
+    known = Knowledge(source=source, target=side({**MC_HOLDS, "FNAME": "Grace"}, at=T1))
+    decision = run(ap_event(at=T1 + timedelta(milliseconds=100), Forenames="Hedy"), known)
+
+    assert decision.command is not None and decision.command.payload["merge_fields"] == {"FNAME": "Hedy"}
+    repair = decision.repair
+    assert repair is not None and repair.target is System.ACCESSPLANIT
+    assert repair.payload["Forenames"] == "Hedy"
+    assert repair.waits_for == {f"Forenames|{field_digest('Grace')}": ts_ms(T1) + 200}
+    assert any("while Tandem's write of another value to it was in flight" in line for line in decision.logs)

@@ -3,6 +3,8 @@ the change's value; otherwise it is left out and what the read found becomes the
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -83,3 +85,28 @@ async def test_a_command_without_a_check_is_written_without_a_read() -> None:
 
     assert outcome.ok and outcome.wrote and outcome.written is None
     assert inner.writes == [command] and reader.reads == 0
+
+
+async def test_a_repair_waits_until_the_write_it_follows_has_landed() -> None:
+    inner = ScriptedTarget(system=System.ACCESSPLANIT)
+    state = InMemoryStateStore(now_ms=int(time.time() * 1000))
+    in_flight = sync_command("demo", System.ACCESSPLANIT, {"Email": EMAIL, "Forenames": "Grace"}, email=EMAIL)
+    transaction = state.transaction()
+    transaction.expect_write(in_flight)
+    await transaction.execute()
+    noted = parse_state(state.raw("demo", System.ACCESSPLANIT, EMAIL))
+    assert noted is not None
+    repair = sync_command("demo", System.ACCESSPLANIT, {"Email": EMAIL, "Forenames": "Hedy"}, email=EMAIL, name="r")
+    repair = repair.model_copy(update={"waits_for": dict(noted.pending_writes)})
+    target = SourceCheckedTarget(inner, {}, state)
+
+    async def land() -> None:
+        await asyncio.sleep(0.2)
+        await state.record_written(in_flight)
+
+    landing = asyncio.create_task(land())
+    outcome = await target.write(repair, demo_instance())
+    await landing
+
+    assert outcome.ok and inner.writes == [repair]
+    assert parse_state(state.raw("demo", System.ACCESSPLANIT, EMAIL)).pending_writes == {}  # type: ignore[union-attr]

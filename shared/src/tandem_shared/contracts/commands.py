@@ -89,6 +89,11 @@ class SyncCommand(Contract):
     )
     created_at: datetime
     source_check: SourceCheck | None = None
+    waits_for: dict[str, int] = Field(
+        default_factory=dict,
+        description='Tandem\'s own writes to this target, still in flight when the mapper decided ("field|digest" '
+        "→ when each was decided): this write must land after them, since it repairs what they overwrite.",
+    )
 
     @property
     def flow(self) -> Flow:

@@ -81,6 +81,8 @@ class _SourceAnalysis:
     overwritten: set[str] = field(default_factory=set)
     # Changed fields not provably later than the value known (clock uncertainty): sent with a source check.
     ambiguous: set[str] = field(default_factory=set)
+    # Tandem's writes of other values to the source, in flight ("field|digest" → decided at): they land after it.
+    in_flight: dict[str, int] = field(default_factory=dict)
     effective_ts: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
 
@@ -131,7 +133,21 @@ def _analyse_source(
             write = state.written_recently(name, known.digest) if state and known else None
             if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
                 result.overwritten.add(name)
+            pending = state.in_flight(name, digest, event_ts - IN_FLIGHT_MS) if state else {}
+            if pending:
+                # Decided from the other side and not landed yet: it lands over this change.
+                result.overwritten.add(name)
+                result.in_flight.update(pending)
+                result.reasons.append(
+                    f"{name} changed in {source.label} while Tandem's write of another value to it was in flight "
+                    "(it lands after this change): this change is written back once that write has landed"
+                )
     return result
+
+
+# How long a write decided by the mapper and not recorded by the writer counts as in flight: writes land within a
+# second or two; a mark older than this is one whose write was folded into another, superseded or failed.
+IN_FLIGHT_MS = 10_000
 
 
 def _write_text(write: RecentWrite) -> str:
@@ -236,6 +252,7 @@ def decide(
     included: dict[str, Any] = {}
     to_check: dict[str, CheckedField] = {}
     conflicts: list[str] = []
+    lost: set[str] = set()  # source fields whose value lost a conflict: never written back
     for value in values:
         if value.source_field in analysis.stale or value.source_field in analysis.echoed:
             continue
@@ -258,6 +275,7 @@ def decide(
                 f"{source.label}'s {value.source_field} from {_when_ms(effective)} (value not sent): it is not "
                 "older; the later change wins, accessplanit's on a tie"
             )
+            lost.add(value.source_field)
             continue
         included[value.target_field] = value.value
         if value.source_field in analysis.ambiguous:
@@ -267,8 +285,8 @@ def decide(
     logs.extend(conflicts)
 
     repair = None
-    if analysis.overwritten and old is None:
-        repaired = {name: record[name] for name in sorted(analysis.overwritten)}
+    if analysis.overwritten - lost and old is None:
+        repaired = {name: record[name] for name in sorted(analysis.overwritten - lost)}
         logs.append(
             f"{', '.join(repaired)} changed in {source.label} before Tandem's write of an older value landed there; "
             f"the later value is written back to {source.label}"
@@ -283,6 +301,9 @@ def decide(
             command_id=f"{command_id}-repair",
             now=now,
         )
+        waits = {key: noted for key, noted in analysis.in_flight.items() if key.split("|", 1)[0] in repaired}
+        if waits:
+            repair = repair.model_copy(update={"waits_for": waits})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
