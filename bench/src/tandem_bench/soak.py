@@ -188,7 +188,9 @@ class Soak:
 
     async def run_rate(self, rate: float, seconds: float, rng: random.Random) -> dict[str, Any]:
         edits: list[Edit] = []
-        observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]] = {i: [] for i in self.contacts_ids}
+        observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]] = {
+            i: [] for i in range(len(self.contacts))
+        }
         stop = asyncio.Event()
 
         async def watch() -> None:
@@ -219,11 +221,7 @@ class Soak:
         stop.set()
         await watcher
         reads = await self.authoritative_reads() - reads_before
-        return self.figures(rate, seconds, edits, observed, reads, settle_s)
-
-    @property
-    def contacts_ids(self) -> range:
-        return range(len(self.contacts))
+        return figures(len(self.contacts), rate, seconds, edits, observed, reads, settle_s)
 
     async def authoritative_reads(self) -> int:
         """Writes preceded by a re-read of the source, as the writer's trace records them."""
@@ -251,53 +249,54 @@ class Soak:
         finally:
             await consumer.stop()
 
-    def figures(
-        self,
-        rate: float,
-        seconds: float,
-        edits: list[Edit],
-        observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
-        reads: int,
-        settle_s: float,
-    ) -> dict[str, Any]:
-        diverged, older, convergence = [], [], []
-        for index in self.contacts_ids:
-            ours = [e for e in edits if e.contact == index]
-            if not ours:
+
+def figures(
+    contacts: int,
+    rate: float,
+    seconds: float,
+    edits: list[Edit],
+    observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
+    reads: int,
+    settle_s: float,
+) -> dict[str, Any]:
+    diverged, older, convergence = [], [], []
+    for index in range(contacts):
+        ours = [e for e in edits if e.contact == index]
+        if not ours:
+            continue
+        final_mc, final_ap = observed[index][-1][1] if observed[index] else (None, None)
+        if final_mc != final_ap:
+            diverged.append(index)
+            continue
+        final = next((e for e in ours if e.value == final_ap), None)
+        if final is None or any(e.started > final.ended + UNCERTAINTY_S for e in ours):
+            older.append(index)
+        last = max(e.ended for e in ours)
+        settled_at = None
+        for at, pair in observed[index]:
+            if at < last:
                 continue
-            final_mc, final_ap = observed[index][-1][1] if observed[index] else (None, None)
-            if final_mc != final_ap:
-                diverged.append(index)
-                continue
-            final = next((e for e in ours if e.value == final_ap), None)
-            if final is None or any(e.started > final.ended + UNCERTAINTY_S for e in ours):
-                older.append(index)
-            last = max(e.ended for e in ours)
-            settled_at = None
-            for at, pair in observed[index]:
-                if at < last:
-                    continue
-                if pair == (final_ap, final_ap):
-                    settled_at = settled_at or at
-                else:
-                    settled_at = None
-            if settled_at is not None:
-                convergence.append(settled_at - last)
-        return {
-            "rate_per_s": rate,
-            "seconds": seconds,
-            "contacts": len(self.contacts),
-            "edits": len(edits),
-            "edits_accessplanit": sum(e.side == "ap" for e in edits),
-            "edits_mailchimp": sum(e.side == "mc" for e in edits),
-            "diverged": len(diverged),
-            "ended_on_older_edit": len(older),
-            "convergence_p50_s": round(percentile(convergence, 50), 2) if convergence else None,
-            "convergence_p99_s": round(percentile(convergence, 99), 2) if convergence else None,
-            "authoritative_reads": reads,
-            "authoritative_reads_per_edit": round(reads / len(edits), 3) if edits else 0.0,
-            "quiescent_after_s": round(settle_s, 1),
-        }
+            if pair == (final_ap, final_ap):
+                settled_at = settled_at or at
+            else:
+                settled_at = None
+        if settled_at is not None:
+            convergence.append(settled_at - last)
+    return {
+        "rate_per_s": rate,
+        "seconds": seconds,
+        "contacts": contacts,
+        "edits": len(edits),
+        "edits_accessplanit": sum(e.side == "ap" for e in edits),
+        "edits_mailchimp": sum(e.side == "mc" for e in edits),
+        "diverged": len(diverged),
+        "ended_on_older_edit": len(older),
+        "convergence_p50_s": round(percentile(convergence, 50), 2) if convergence else None,
+        "convergence_p99_s": round(percentile(convergence, 99), 2) if convergence else None,
+        "authoritative_reads": reads,
+        "authoritative_reads_per_edit": round(reads / len(edits), 3) if edits else 0.0,
+        "quiescent_after_s": round(settle_s, 1),
+    }
 
 
 def render(results: dict[str, Any]) -> str:
@@ -337,10 +336,10 @@ async def run(stack: SoakStack, *, contacts: int, rates: tuple[float, ...], seco
 
 def main(quick: bool) -> int:
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seconds = 30.0 if quick else 90.0
+    seconds = 30.0 if quick else 60.0
     work = Path(tempfile.mkdtemp(prefix="tandem-soak-"))
     with soak_stack(work) as stack:
-        figures = asyncio.run(run(stack, contacts=12, rates=(1.0, 4.0), seconds=seconds))
+        figures = asyncio.run(run(stack, contacts=12, rates=(2.0, 5.0), seconds=seconds))
     results = {"started_at": started, "mode": "quick" if quick else "full", **figures}
     stamp = started.replace(":", "").replace("-", "")
     RESULTS.mkdir(parents=True, exist_ok=True)
