@@ -187,6 +187,9 @@ class InMemoryStateStore:
             for name in [n for n, v in state.items() if n.startswith("r:")]:
                 if int(state[name].rsplit("|", 1)[1]) <= now - self._recent_window_ms:
                     del state[name]
+            for name in [n for n, v in state.items() if n.startswith("p:")]:
+                if int(state[name]) <= now - self._recent_window_ms:
+                    del state[name]
         changed = False
         for name, digest in digests.items():
             current = state.get(f"f:{name}")
@@ -199,6 +202,7 @@ class InMemoryStateStore:
                 changed = True
             if origin == "written":
                 state[f"r:{name}|{digest}"] = f"{ts}|{now}"
+                state.pop(f"p:{name}|{digest}", None)
         if origin == "written" or changed or "_last" not in state:
             state["_last"] = f"{origin}|{ts}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tandem_bench import soak
 from tandem_bench.run import PHASE_GROUPS, main
 
 parser = argparse.ArgumentParser(prog="tandem_bench", description="Tandem's benchmark: make bench")
@@ -14,7 +15,10 @@ parser.add_argument(
     "--only",
     help=f"comma-separated phase groups ({', '.join(PHASE_GROUPS)}); the report goes to bench/results/partial.md",
 )
+parser.add_argument("--soak", action="store_true", help="only the soak phase (issue 15): bench/results/<stamp>-soak.md")
 args = parser.parse_args()
+if args.soak:
+    raise SystemExit(soak.main(quick=args.quick))
 groups = tuple(g.strip() for g in args.only.split(",")) if args.only else PHASE_GROUPS
 unknown = set(groups) - set(PHASE_GROUPS)
 if unknown:

@@ -132,7 +132,15 @@ async def test_several_changes_of_one_contact_in_a_batch_end_as_if_decided_one_b
     assert traces[7][0][1].endswith("1 field(s) kept from Mailchimp's later change")
     assert [p["merge_fields"]["LNAME"] for _, _, p, _ in commands["ap:8"]] == ["Hopper", "Murray Hopper"]
     assert commands[f"mc:{contact_hash('ada@new.example')}"] == [
-        (System.ACCESSPLANIT, Operation.UPSERT, {"Email": "ada@new.example", "Forenames": "Augusta"}, None)
+        (System.ACCESSPLANIT, Operation.UPSERT, {"Email": "ada@new.example", "Forenames": "Augusta"}, None),
+        # Tandem's writes of the batch's first names to Mailchimp are still in flight (no writer records them
+        # here): they would land over this change, so it is written back after them (docs/convergence.md).
+        (
+            System.MAILCHIMP,
+            Operation.UPSERT,
+            {"email_address": "ada@new.example", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Augusta"}},
+            None,
+        ),
     ]
     assert by_batch.awaited_one_by_one == 0
 

@@ -132,7 +132,17 @@ def test_an_expected_write_notes_each_value_as_a_recent_write() -> None:
     assert noted.fields == {
         f"r:Surname|{field_digest('King')}": f"{ts_ms(T0)}|42",
         f"r:custom:Tier|{field_digest('Gold')}": f"{ts_ms(T0)}|42",
+        # In flight until the writer records it.
+        f"p:Surname|{field_digest('King')}": "42",
+        f"p:custom:Tier|{field_digest('Gold')}": "42",
     }
+    known = parse_state(noted.fields)
+    assert known is not None
+    assert known.in_flight("Surname", other_than=field_digest("Byron"), since_ms=0) == {
+        f"Surname|{field_digest('King')}": 42
+    }
+    assert known.in_flight("Surname", other_than=field_digest("King"), since_ms=0) == {}
+    assert known.in_flight("Surname", other_than=field_digest("Byron"), since_ms=43) == {}
     only_address = sync_command("demo", System.ACCESSPLANIT, {"Email": "ada@x.io"}, email="ada@x.io")
     assert expected_write(only_address, now_ms=42) is None
 

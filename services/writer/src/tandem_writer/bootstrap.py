@@ -26,6 +26,7 @@ from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.reconcile_service import ReconcileService, limits_from
 from tandem_writer.settings import WriterSettings
+from tandem_writer.source_check import MailchimpMemberReader, SourceCheckedTarget, SourceReader
 from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
@@ -69,6 +70,15 @@ class Writer:
         await self.registry.stop()
         for close in self.owned:
             await close()
+
+
+def with_source_checks(targets: Mapping[System, Target], state: StateStore | None) -> dict[System, Target]:
+    """Every target behind the authoritative reads of the sources the writer can read (the Mailchimp target's
+    clients read members): a command with a source check is written only as far as its source confirms it."""
+    readers: dict[System, SourceReader] = {
+        t.system: MailchimpMemberReader(t.clients) for t in targets.values() if isinstance(t, MailchimpTarget)
+    }
+    return {system: SourceCheckedTarget(t, readers, state) for system, t in targets.items()}
 
 
 def bootstrap(
@@ -124,6 +134,7 @@ def bootstrap(
     if redis is not None:
         owned.append(redis.aclose)
 
+    targets = with_source_checks(targets, state)
     delivery = Delivery(
         registry=registry,
         targets=targets,

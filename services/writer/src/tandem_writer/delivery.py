@@ -180,7 +180,9 @@ class Delivery:
         outcome = await self._write(target, command, instance)
         if outcome.ok:
             # Applied, and what the target now holds (the mapper's change detection and echo suppression read it).
-            await self._step("mark applied", lambda: self._store.mark_done(command, token, state=self._state))
+            written = outcome.written or command
+            state = self._state if outcome.wrote else None
+            await self._step("mark applied", lambda: self._store.mark_done(written, token, state=state))
         else:
             await self._step("release", lambda: self._store.release(command, token))
         return decisions.after_write(command, outcome, self._policy, self._clock())

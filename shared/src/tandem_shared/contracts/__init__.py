@@ -1,7 +1,9 @@
 """The contracts between Tandem's stages. Services import from here and never redefine them."""
 
 from tandem_shared.contracts.commands import (
+    CheckedField,
     Operation,
+    SourceCheck,
     SyncCommand,
     canonical_json,
     fingerprint,
@@ -44,6 +46,7 @@ __all__ = [
     "AccessplanitConnection",
     "ChangeEvent",
     "ErasureRequest",
+    "CheckedField",
     "ChangeKind",
     "ContactIdentity",
     "Contract",
@@ -57,6 +60,7 @@ __all__ = [
     "LogLine",
     "MailchimpConnection",
     "Operation",
+    "SourceCheck",
     "SecretRef",
     "Stage",
     "StepOutput",

@@ -22,6 +22,24 @@ class Operation(StrEnum):
     CHANGE_EMAIL = "change_email"
 
 
+class CheckedField(Contract):
+    """One payload field whose value must still be the source's current one when the command is written."""
+
+    source_field: str = Field(description="The field's name in the source system (merge tag or User field).")
+    digest: str = Field(description="`tandem_shared.sync.rules.field_digest` of the value the change carried.")
+
+
+class SourceCheck(Contract):
+    """The mapper could not prove the change later than Tandem's own write (timestamps coarser than the gap, see
+    docs/convergence.md): before writing, the writer reads the contact from `system` (priority
+    AUTHORITATIVE_READ) and writes a field only while the source still holds the change's value for it."""
+
+    system: System
+    email: str
+    fields: dict[str, CheckedField] = Field(description="Payload field (target name) → what the source must hold.")
+    ts_ms: int = Field(description="The time a value found by the read is recorded at in the source's state.")
+
+
 class SyncCommand(Contract):
     """One write for one contact on one target, decided by the mapper; the writer's contract.
 
@@ -70,6 +88,12 @@ class SyncCommand(Contract):
         "change wins). The mapper decides them; a writer writes what it is given."
     )
     created_at: datetime
+    source_check: SourceCheck | None = None
+    waits_for: dict[str, int] = Field(
+        default_factory=dict,
+        description='Tandem\'s own writes to this target, still in flight when the mapper decided ("field|digest" '
+        "→ when each was decided): this write must land after them, since it repairs what they overwrite.",
+    )
 
     @property
     def flow(self) -> Flow:

@@ -45,6 +45,9 @@ if origin == 'written' then
     if string.sub(all[j], 1, 2) == 'r:' then
       local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
       if recorded <= now - window then redis.call('HDEL', key, all[j]) end
+    elseif string.sub(all[j], 1, 2) == 'p:' then
+      local noted = tonumber(all[j + 1])
+      if noted == nil or noted <= now - window then redis.call('HDEL', key, all[j]) end
     end
   end
 end
@@ -63,6 +66,7 @@ for i = 6, #ARGV, 2 do
   end
   if origin == 'written' then
     redis.call('HSET', key, 'r:' .. name .. '|' .. digest, ARGV[1] .. '|' .. ARGV[4])
+    redis.call('HDEL', key, 'p:' .. name .. '|' .. digest)
   end
 end
 if origin == 'written' or changed or redis.call('HEXISTS', key, '_last') == 0 then

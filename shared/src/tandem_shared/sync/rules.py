@@ -8,6 +8,7 @@ One contact's side is stored as a hash (see `tandem_shared.redis.keys.state_key`
 
     f:<field>          "<digest>|<source ts ms>|<seen|written>"  the value the side holds, as a digest
     r:<field>|<digest> "<source ts ms>|<recorded ms>"            a recent write by Tandem (echoes, late ones too)
+    p:<field>|<digest> "<noted ms>"                              a write Tandem decided and has not recorded yet
     _last              "<seen|written>|<source ts ms>"           who changed the contact last
 
 <field> is the name in the instance's mappings: a merge tag, an accessplanit field or 'custom:<name>'. Values are
@@ -30,6 +31,16 @@ Origin = Literal["seen", "written"]
 DEFAULT_TTL_S = 180 * 24 * 3600
 # How long a write by Tandem is remembered individually: long enough for the target's webhook to come back.
 DEFAULT_RECENT_WINDOW_MS = 15 * 60 * 1000
+
+
+# How coarse each vendor's change times are: Mailchimp's `fired_at` (and `last_changed`) has whole seconds, so a
+# change stamped second S happened somewhere in [S, S + 1 s). accessplanit's DateUpdated has milliseconds.
+CLOCK_UNCERTAINTY_MS = {System.MAILCHIMP: 1000, System.ACCESSPLANIT: 0}
+
+
+def proven_older(system: System, event_ts_ms: int, other_ts_ms: int) -> bool:
+    """Whether a change of `system` stamped `event_ts_ms` certainly happened before `other_ts_ms`."""
+    return event_ts_ms + max(CLOCK_UNCERTAINTY_MS[system], 1) <= other_ts_ms
 
 
 def ts_ms(moment: datetime) -> int:
@@ -107,9 +118,20 @@ class SideState:
     last_ts_ms: int
     # "field|digest" → a recent write by Tandem of that value.
     recent_writes: Mapping[str, RecentWrite] = field(default_factory=dict)
+    # "field|digest" → when the mapper decided a write of that value the writer has not recorded yet (in flight).
+    pending_writes: Mapping[str, int] = field(default_factory=dict)
 
     def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
+
+    def in_flight(self, name: str, other_than: str, since_ms: int) -> dict[str, int]:
+        """Tandem's writes of another value of `name` decided after `since_ms` and not recorded yet."""
+        prefix = f"{name}|"
+        return {
+            key: noted
+            for key, noted in self.pending_writes.items()
+            if key.startswith(prefix) and key != f"{name}|{other_than}" and noted >= since_ms
+        }
 
 
 def parse_state(raw: Mapping[str, str]) -> SideState | None:
@@ -118,6 +140,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
         return None
     fields: dict[str, FieldState] = {}
     recent: dict[str, RecentWrite] = {}
+    pending: dict[str, int] = {}
     last_origin: Origin = "seen"
     last_ts = 0
     for name, value in raw.items():
@@ -127,11 +150,13 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
         elif name.startswith("r:"):
             source_ts, _, recorded = value.partition("|")
             recent[name[2:]] = RecentWrite(int(source_ts), int(recorded or 0))
+        elif name.startswith("p:"):
+            pending[name[2:]] = int(value or 0)
         elif name == "_last":
             origin, _, ts = value.partition("|")
             last_origin = "written" if origin == "written" else "seen"
             last_ts = int(ts or 0)
-    return SideState(fields, last_origin, last_ts, recent)
+    return SideState(fields, last_origin, last_ts, recent, pending)
 
 
 # One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.
@@ -222,4 +247,7 @@ def expected_write(command: SyncCommand, now_ms: int) -> ExpectedWrite | None:
         return None
     noted = f"{ts_ms(command.source_occurred_at)}|{now_ms}"
     fields = {f"r:{name}|{field_digest(value)}": noted for name, value in content.items()}
+    # Until the writer records it (`_MERGE` deletes these): a change of the target decided meanwhile may be
+    # overwritten by this write when it lands.
+    fields.update({f"p:{name}|{field_digest(value)}": str(now_ms) for name, value in content.items()})
     return ExpectedWrite(command.instance_id, command.target, email, fields)

@@ -6,7 +6,11 @@ The decision rests on what is known about the contact on both sides (`Knowledge`
 - Echo suppression: a change that only repeats what Tandem wrote to its source stops here (accessplanit: also
   made by the integration user).
 - Conflicts: per field, a change made on the target side since wins when it is later; on a tie accessplanit's wins
-  (a value the target holds because Tandem wrote it there from the source is simply replaced). When a
+  (a value the target holds because Tandem wrote it there from the source is simply replaced).
+- Ambiguity: a value that differs from everything Tandem wrote is dropped as older only when it is *proven* older
+  (`tandem_shared.sync.rules.proven_older`: Mailchimp's clock has whole seconds). Within the clock's uncertainty it
+  is sent, ordered after the change it raced (Tandem received it later), with a `SourceCheck`: the writer re-reads
+  the source and writes it only while the source still holds it (docs/convergence.md). When a
   later change on one side arrives after Tandem wrote an older value over it there, the later value is written
   back to that side too (a repair), so the outcome does not depend on the order in which changes arrive.
 - Email changes: the contact keeps its identity on the other side (`Operation.CHANGE_EMAIL`), unless the instance
@@ -33,16 +37,27 @@ from tandem_mapper.domain.model import (
 from tandem_shared.contracts import (
     ChangeEvent,
     ChangeKind,
+    CheckedField,
     EmailChangePolicy,
     ErrorInfo,
     InstanceConfig,
     Operation,
+    SourceCheck,
     SyncCommand,
     System,
     TraceStatus,
     idempotency_key,
 )
-from tandem_shared.sync.rules import EMPTY_DIGEST, SideState, content_fingerprint, field_digest, ts_ms
+from tandem_shared.sync.rules import (
+    CLOCK_UNCERTAINTY_MS,
+    EMPTY_DIGEST,
+    RecentWrite,
+    SideState,
+    content_fingerprint,
+    field_digest,
+    proven_older,
+    ts_ms,
+)
 
 
 def _a(system: System) -> str:
@@ -53,6 +68,10 @@ def _when(moment_ms: int) -> str:
     return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _when_ms(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
 @dataclass
 class _SourceAnalysis:
     changed: set[str] = field(default_factory=set)
@@ -60,11 +79,16 @@ class _SourceAnalysis:
     echoed: set[str] = field(default_factory=set)
     # Changed fields whose previous value Tandem wrote after this change happened: the write may have replaced it.
     overwritten: set[str] = field(default_factory=set)
+    # Changed fields not provably later than the value known (clock uncertainty): sent with a source check.
+    ambiguous: set[str] = field(default_factory=set)
+    # Tandem's writes of other values to the source, in flight ("field|digest" → decided at): they land after it.
+    in_flight: dict[str, int] = field(default_factory=dict)
     effective_ts: dict[str, int] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
 
 
 def _analyse_source(
-    digests: dict[str, str], state: SideState | None, event_ts: int, by_tandem_possible: bool
+    source: System, digests: dict[str, str], state: SideState | None, event_ts: int, by_tandem_possible: bool
 ) -> _SourceAnalysis:
     """Which of the source's fields carry something new, relative to what Tandem knows the source held."""
     result = _SourceAnalysis()
@@ -81,15 +105,57 @@ def _analyse_source(
         elif recent is not None:
             result.echoed.add(name)
             result.effective_ts[name] = recent.source_ts_ms
-        elif known is not None and known.ts_ms > event_ts:
+            result.reasons.append(f"{name}: echo of Tandem's write {_write_text(recent)}")
+        elif known is not None and proven_older(source, event_ts, known.ts_ms):
             result.stale.add(name)
+            result.reasons.append(
+                f"{name} not sent: older than the value already applied ({source.label}'s change from "
+                f"{_when(event_ts)} is before the {_origin_text(known.origin)} from {_when_ms(known.ts_ms)})"
+            )
+        elif known is not None and (
+            known.ts_ms > event_ts or (known.ts_ms == event_ts and CLOCK_UNCERTAINTY_MS[source] > 0)
+        ):
+            # Later than this change's stamp, or the same coarse stamp (two edits in one second may be delivered in
+            # either order): only the source can say which value is its latest.
+            result.changed.add(name)
+            result.ambiguous.add(name)
+            # Tandem received it after the value it raced: within the clock's uncertainty that order decides.
+            result.effective_ts[name] = known.ts_ms + 1
+            result.reasons.append(
+                f"{name}: {source.label}'s change is stamped {_when(event_ts)} (its clock has "
+                f"{CLOCK_UNCERTAINTY_MS[source]} ms resolution), within that of the {_origin_text(known.origin)} "
+                f"from {_when_ms(known.ts_ms)}, and its value differs from everything Tandem wrote: not provably "
+                f"older, so it is re-read from {source.label} before it is written"
+            )
         else:
             result.changed.add(name)
             result.effective_ts[name] = event_ts
             write = state.written_recently(name, known.digest) if state and known else None
             if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
                 result.overwritten.add(name)
+            pending = state.in_flight(name, digest, event_ts - IN_FLIGHT_MS) if state else {}
+            if pending:
+                # Decided from the other side and not landed yet: it lands over this change.
+                result.overwritten.add(name)
+                result.in_flight.update(pending)
+                result.reasons.append(
+                    f"{name} changed in {source.label} while Tandem's write of another value to it was in flight "
+                    "(it lands after this change): this change is written back once that write has landed"
+                )
     return result
+
+
+# How long a write decided by the mapper and not recorded by the writer counts as in flight: writes land within a
+# second or two; a mark older than this is one whose write was folded into another, superseded or failed.
+IN_FLIGHT_MS = 10_000
+
+
+def _write_text(write: RecentWrite) -> str:
+    return f"recorded at {_when_ms(write.recorded_ms)} (of the change from {_when_ms(write.source_ts_ms)})"
+
+
+def _origin_text(origin: str) -> str:
+    return "value Tandem wrote" if origin == "written" else "change already seen"
 
 
 def _skip(summary: str, logs: list[str], updates: list[StateUpdate]) -> Decision:
@@ -149,22 +215,26 @@ def decide(
     by_tandem_possible = source is System.MAILCHIMP or (
         integration_user is not None and event.updated_by_id == integration_user
     )
-    analysis = _analyse_source(digests, source_state, event_ts, by_tandem_possible)
+    analysis = _analyse_source(source, digests, source_state, event_ts, by_tandem_possible)
 
     updates: list[StateUpdate] = []
     if email_is_news and old is not None:
         updates.append(MoveState(source, old, email))
-    seen = digests if source_state is None else {n: digests[n] for n in analysis.changed}
+    seen = digests if source_state is None else {n: digests[n] for n in analysis.changed - analysis.ambiguous}
     if seen or source_state is None:
         updates.append(MergeSeen(source, email, seen, event_ts))
+    for name in sorted(analysis.ambiguous):
+        updates.append(MergeSeen(source, email, {name: digests[name]}, analysis.effective_ts[name]))
     updates.extend(remember)
-    for name in sorted(analysis.stale):
-        logs.append(f"{name} not sent: {source.label} already reported a later value")
+    logs.extend(analysis.reasons)
 
     nothing_new = source_state is not None and not analysis.changed and not email_is_news
     tandems = source_state is not None and (source_state.last_origin == "written" or bool(analysis.echoed))
     if nothing_new and by_tandem_possible and tandems:
-        return _skip(f"Echo of Tandem's own write to {source.label}: not sent back", logs, updates)
+        summary = f"Echo of Tandem's own write to {source.label}: not sent back"
+        if analysis.stale:
+            summary += f" ({', '.join(sorted(analysis.stale))} older than the values already applied)"
+        return _skip(summary, logs, updates)
 
     operation = Operation.UPSERT
     target_state = known.target
@@ -180,7 +250,9 @@ def decide(
     values, notes = map_record(instance, flow, record)
     logs.extend(notes)
     included: dict[str, Any] = {}
+    to_check: dict[str, CheckedField] = {}
     conflicts: list[str] = []
+    lost: set[str] = set()  # source fields whose value lost a conflict: never written back
     for value in values:
         if value.source_field in analysis.stale or value.source_field in analysis.echoed:
             continue
@@ -200,17 +272,22 @@ def decide(
                 continue
         elif held is not None and (held.ts_ms > effective or (held.ts_ms == effective and source is System.MAILCHIMP)):
             conflicts.append(
-                f"Conflict on {value.target_field}: {target.label}'s change from {_when(held.ts_ms)} is not older "
-                f"than {source.label}'s {value.source_field} from {_when(effective)}; the later change wins, "
-                "accessplanit's on a tie"
+                f"Conflict on {value.target_field}: {target.label}'s change from {_when(held.ts_ms)} wins over "
+                f"{source.label}'s {value.source_field} from {_when_ms(effective)} (value not sent): it is not "
+                "older; the later change wins, accessplanit's on a tie"
             )
+            lost.add(value.source_field)
             continue
         included[value.target_field] = value.value
+        if value.source_field in analysis.ambiguous:
+            to_check[value.target_field] = CheckedField(
+                source_field=value.source_field, digest=digests[value.source_field]
+            )
     logs.extend(conflicts)
 
     repair = None
-    if analysis.overwritten and old is None:
-        repaired = {name: record[name] for name in sorted(analysis.overwritten)}
+    if analysis.overwritten - lost and old is None:
+        repaired = {name: record[name] for name in sorted(analysis.overwritten - lost)}
         logs.append(
             f"{', '.join(repaired)} changed in {source.label} before Tandem's write of an older value landed there; "
             f"the later value is written back to {source.label}"
@@ -225,6 +302,9 @@ def decide(
             command_id=f"{command_id}-repair",
             now=now,
         )
+        waits = {key: noted for key, noted in analysis.in_flight.items() if key.split("|", 1)[0] in repaired}
+        if waits:
+            repair = repair.model_copy(update={"waits_for": waits})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
@@ -257,6 +337,15 @@ def decide(
 
     payload = build_payload(instance, target, email, included)
     command = _command(event, target, operation, email, old, payload, command_id=command_id, now=now)
+    if to_check:
+        # The change is ordered just after the value it raced (see `_analyse_source`).
+        check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())
+        command = command.model_copy(
+            update={
+                "source_check": SourceCheck(system=source, email=email, fields=to_check, ts_ms=check_ts),
+                "source_occurred_at": datetime.fromtimestamp(check_ts / 1000, UTC),
+            }
+        )
     fields_text = ", ".join(included) or "no other fields"
     if operation is Operation.CHANGE_EMAIL:
         summary = f"Mapped to {_a(target)} email change {old} → {email} ({fields_text})"

@@ -51,8 +51,14 @@ def fold_payloads(payloads: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _foldable(first: SyncCommand, other: SyncCommand) -> bool:
+    # A command with a source check is written only as far as its source confirms it, and one that waits for an
+    # in-flight write only after it: never folded.
     return (
-        other.operation is Operation.UPSERT
+        first.source_check is None
+        and other.source_check is None
+        and not first.waits_for
+        and not other.waits_for
+        and other.operation is Operation.UPSERT
         and other.target is first.target
         and other.instance_id == first.instance_id
         and other.identity.contact_key == first.identity.contact_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tandem_shared.contracts import ErrorInfo
+from tandem_shared.contracts import ErrorInfo, SyncCommand
 
 
 @dataclass(frozen=True)
@@ -14,6 +14,10 @@ class WriteOutcome:
     summary: str
     response: dict[str, Any] | None = None
     error: ErrorInfo | None = None
+    # What was written when it is less than the command (a source check left fields out); None: the command.
+    written: SyncCommand | None = None
+    # False: the attempt succeeded without writing anything (a source check left nothing to write).
+    wrote: bool = True
 
     @property
     def transient(self) -> bool:

@@ -1,0 +1,354 @@
+"""The soak phase (issue 15): N contacts edited at random on both sides, through the simulators' APIs as people and
+API clients do, at several rates; once the stack is quiescent, both sides must agree on every contact.
+
+`make bench BENCH_ARGS="--soak"` (`--quick`: shorter). Figures per rate: edits made, contacts diverged (target 0),
+contacts ending on an edit provably older than another of theirs (target 0; "provably": more than Mailchimp's one
+second of clock uncertainty earlier, docs/convergence.md), time from a contact's last edit until both sides held its
+final value for good (p50/p99), and the writer's authoritative reads per edit (bound 0.2). Written to
+bench/results/<stamp>-soak.{md,json}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tandem_bench.stack import bench_infra, lag, start_groups_at_end
+from tandem_bench.stats import percentile
+from tandem_devstack import demo
+from tandem_devstack.processes import free_port
+from tandem_devstack.stack import (
+    DEMO_ACCESSPLANIT_ADMIN_KEY,
+    DEMO_MAILCHIMP_API_KEY,
+    DEMO_MAILCHIMP_AUDIENCE,
+    Ports,
+    Stack,
+    service_specs,
+    stack_env,
+)
+from tandem_shared.contracts import InstanceConfig, subscriber_hash
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, TRACE
+from tandem_shared.instance_store import put_instance, remove_instance
+from tandem_shared.instances import demo_instance
+from tandem_shared.kafka import KafkaConnection, caught_up, partitions_of
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+UNCERTAINTY_S = 1.0
+ADMIN = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
+MC_AUTH = ("any", DEMO_MAILCHIMP_API_KEY)
+
+
+@dataclass
+class SoakStack:
+    stack: Stack
+    ports: Ports
+    instance: InstanceConfig
+    kafka: str
+    groups: dict[str, str]
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
+
+@contextmanager
+def soak_stack(data_dir: Path) -> Iterator[SoakStack]:
+    """Tandem with both simulators' webhooks registered (the default, unsigned accessplanit path)."""
+    with bench_infra() as own:
+        ports = Ports(**{f.name: free_port() for f in fields(Ports)})
+        suffix = uuid.uuid4().hex[:8]
+        base = demo_instance()
+        instance = base.model_copy(
+            update={
+                "id": f"soak-{suffix}",
+                "name": f"soak {suffix}",
+                "mailchimp": base.mailchimp.model_copy(
+                    update={"api_base_url": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0"}
+                ),
+                "accessplanit": base.accessplanit.model_copy(
+                    update={"base_url": f"http://127.0.0.1:{ports.accessplanit_sim}"}
+                ),
+            }
+        )
+        connection = KafkaConnection(bootstrap_servers=own.kafka, client_id="tandem-soak")
+        asyncio.run(put_instance(connection, instance))
+        mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
+        groups = {mapper_group: CHANGES, writer_group: COMMANDS}
+        asyncio.run(start_groups_at_end(own.kafka, groups))
+        env = stack_env(
+            kafka=own.kafka,
+            redis=own.redis,
+            ports=ports,
+            data_dir=data_dir,
+            extra={
+                "TANDEM_MAPPER_GROUP_ID": mapper_group,
+                "TANDEM_WRITER_GROUP_ID": writer_group,
+                "TANDEM_MAPPER_PORT": str(ports.mapper),
+                "TANDEM_WRITER_PORT": str(ports.writer),
+                # The soak's own observer reads every contact on both sides several times a second: on the
+                # documented 5,000 requests an hour it would spend the tenant's budget Tandem reads back with.
+                # The soak measures convergence, not the accessplanit budget (the budget phase does that).
+                "ACCESSPLANIT_SIM_RATE_LIMIT_PER_WINDOW": "100000000",
+            },
+        )
+        stack = Stack(env=env, log_dir=data_dir / "logs")
+        try:
+            for spec in service_specs(ports):
+                if spec.name != "console":
+                    stack.start(spec)
+            endpoints = demo.Endpoints.from_env(env)
+            demo.register_accessplanit_webhook(endpoints, instance.id)
+            instance = demo.register_mailchimp_webhook(endpoints, own.kafka, data_dir / "secrets", instance)
+            yield SoakStack(stack, ports, instance, own.kafka, groups)
+        finally:
+            stack.stop()
+            asyncio.run(remove_instance(connection, own.redis, instance.id))
+
+
+@dataclass
+class Contact:
+    email: str
+    user_id: str
+
+
+@dataclass
+class Edit:
+    contact: int
+    side: str
+    value: str
+    started: float
+    ended: float
+
+
+class Soak:
+    def __init__(self, stack: SoakStack, client: httpx.AsyncClient) -> None:
+        self.stack = stack
+        self.client = client
+        self.contacts: list[Contact] = []
+
+    def member_url(self, contact: Contact) -> str:
+        return (
+            f"{self.stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/"
+            f"{subscriber_hash(contact.email)}"
+        )
+
+    def user_url(self, contact: Contact) -> str:
+        return f"{self.stack.url('accessplanit_sim')}/api/v2/User/{contact.user_id}"
+
+    async def sides(self, contact: Contact) -> tuple[str | None, str | None]:
+        member = await self.client.get(self.member_url(contact), auth=MC_AUTH)
+        user = await self.client.get(self.user_url(contact), headers=ADMIN)
+        in_mc = member.json()["merge_fields"].get("FNAME") if member.status_code == 200 else None
+        in_ap = user.json().get("Forenames") if user.status_code == 200 else None
+        return in_mc, in_ap
+
+    async def create(self, count: int) -> None:
+        for n in range(count):
+            email = f"soak{n}.{uuid.uuid4().hex[:8]}@example.com"
+            created = await self.client.post(
+                f"{self.stack.url('accessplanit_sim')}/api/v2/User",
+                headers=ADMIN,
+                json={"Forenames": "Start", "Surname": f"Soak{n}", "Email": email, "MainCompanyID": "2"},
+            )
+            created.raise_for_status()
+            self.contacts.append(Contact(email, str(created.json()["ID"])))
+        await self.quiescent()
+
+    async def trace_end(self) -> dict[Any, int]:
+        connection = KafkaConnection(bootstrap_servers=self.stack.kafka, client_id="tandem-soak")
+        consumer = connection.consumer(enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return dict(await consumer.end_offsets(await partitions_of(connection, TRACE)))
+        finally:
+            await consumer.stop()
+
+    async def quiescent(self, cap_s: float = 300) -> float:
+        """Seconds until lag is zero everywhere (retry tiers included) and nothing was traced for a second."""
+        t0 = time.monotonic()
+        writer_group = next(g for g, t in self.stack.groups.items() if t == COMMANDS)
+        previous = None
+        while time.monotonic() - t0 < cap_s:
+            behind = await lag(self.stack.kafka, self.stack.groups)
+            for topic in COMMANDS_RETRY:
+                behind += await lag(self.stack.kafka, {writer_group: topic})
+            traced = await self.trace_end()
+            if behind == 0 and traced == previous:
+                return time.monotonic() - t0
+            previous = traced if behind == 0 else None
+            await asyncio.sleep(1)
+        raise RuntimeError(f"not quiescent within {cap_s:.0f} s")
+
+    async def run_rate(self, rate: float, seconds: float, rng: random.Random) -> dict[str, Any]:
+        edits: list[Edit] = []
+        observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]] = {
+            i: [] for i in range(len(self.contacts))
+        }
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            while not stop.is_set():
+                for index, contact in enumerate(self.contacts):
+                    observed[index].append((time.time(), await self.sides(contact)))
+                await asyncio.sleep(0.5)
+
+        reads_before = await self.authoritative_reads()
+        watcher = asyncio.create_task(watch())
+        tag = uuid.uuid4().hex[:5]
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await asyncio.sleep(rng.expovariate(rate))
+            index = rng.randrange(len(self.contacts))
+            contact, side = self.contacts[index], rng.choice(("ap", "mc"))
+            value = f"S{tag}{len(edits)}"
+            started = time.time()
+            if side == "ap":
+                response = await self.client.put(self.user_url(contact), headers=ADMIN, json={"Forenames": value})
+            else:
+                response = await self.client.patch(
+                    self.member_url(contact), auth=MC_AUTH, json={"merge_fields": {"FNAME": value}}
+                )
+            response.raise_for_status()
+            edits.append(Edit(index, side, value, started, time.time()))
+        settle_s = await self.quiescent()
+        stop.set()
+        await watcher
+        reads = await self.authoritative_reads() - reads_before
+        return figures(len(self.contacts), rate, seconds, edits, observed, reads, settle_s)
+
+    async def authoritative_reads(self) -> int:
+        """Writes preceded by a re-read of the source, as the writer's trace records them."""
+        connection = KafkaConnection(bootstrap_servers=self.stack.kafka, client_id="tandem-soak")
+        consumer = connection.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            partitions = await partitions_of(connection, TRACE)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            count = 0
+            while not await caught_up(consumer, end):
+                batch = await consumer.getmany(*partitions, timeout_ms=500)
+                for records in batch.values():
+                    for record in records:
+                        trace = orjson.loads(record.value)
+                        if (
+                            trace.get("instance_id") == self.stack.instance.id
+                            and trace.get("stage") in ("writer", "retry")
+                            and "Re-read from" in (trace.get("summary") or "")
+                        ):
+                            count += 1
+            return count
+        finally:
+            await consumer.stop()
+
+
+def figures(
+    contacts: int,
+    rate: float,
+    seconds: float,
+    edits: list[Edit],
+    observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
+    reads: int,
+    settle_s: float,
+) -> dict[str, Any]:
+    diverged, older, convergence = [], [], []
+    for index in range(contacts):
+        ours = [e for e in edits if e.contact == index]
+        if not ours:
+            continue
+        final_mc, final_ap = observed[index][-1][1] if observed[index] else (None, None)
+        if final_mc != final_ap:
+            diverged.append(index)
+            continue
+        final = next((e for e in ours if e.value == final_ap), None)
+        if final is None or any(e.started > final.ended + UNCERTAINTY_S for e in ours):
+            older.append(index)
+        last = max(e.ended for e in ours)
+        settled_at = None
+        for at, pair in observed[index]:
+            if at < last:
+                continue
+            if pair == (final_ap, final_ap):
+                settled_at = settled_at or at
+            else:
+                settled_at = None
+        if settled_at is not None:
+            convergence.append(settled_at - last)
+    return {
+        "rate_per_s": rate,
+        "seconds": seconds,
+        "contacts": contacts,
+        "edits": len(edits),
+        "edits_accessplanit": sum(e.side == "ap" for e in edits),
+        "edits_mailchimp": sum(e.side == "mc" for e in edits),
+        "diverged": len(diverged),
+        "ended_on_older_edit": len(older),
+        "convergence_p50_s": round(percentile(convergence, 50), 2) if convergence else None,
+        "convergence_p99_s": round(percentile(convergence, 99), 2) if convergence else None,
+        "authoritative_reads": reads,
+        "authoritative_reads_per_edit": round(reads / len(edits), 3) if edits else 0.0,
+        "quiescent_after_s": round(settle_s, 1),
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = [
+        f"# Soak {results['started_at']} ({results['mode']})",
+        "",
+        f"{results['contacts']} contacts, random first-name edits on both sides through the simulators' APIs "
+        "(exponential gaps at each rate); figures after the stack was quiescent (lag zero, retry tiers included, "
+        "nothing traced for a second). Targets: 0 diverged, 0 ended on an older edit, at most 0.2 authoritative "
+        "reads per edit.",
+        "",
+        "| rate /s | seconds | edits (ap/mc) | diverged | ended on older edit | convergence p50 / p99 s "
+        "| authoritative reads (per edit) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rates"]:
+        lines.append(
+            f"| {row['rate_per_s']} | {row['seconds']} | {row['edits']} ({row['edits_accessplanit']}/"
+            f"{row['edits_mailchimp']}) | {row['diverged']} | {row['ended_on_older_edit']} | "
+            f"{row['convergence_p50_s']} / {row['convergence_p99_s']} | {row['authoritative_reads']} "
+            f"({row['authoritative_reads_per_edit']}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+async def run(stack: SoakStack, *, contacts: int, rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
+    rng = random.Random(15)
+    async with httpx.AsyncClient(timeout=30) as client:
+        soak = Soak(stack, client)
+        await soak.create(contacts)
+        rows = []
+        for rate in rates:
+            print(f"soak: {rate}/s for {seconds:.0f} s", flush=True)
+            rows.append(await soak.run_rate(rate, seconds, rng))
+        return {"contacts": contacts, "rates": rows}
+
+
+def main(quick: bool) -> int:
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seconds = 30.0 if quick else 60.0
+    work = Path(tempfile.mkdtemp(prefix="tandem-soak-"))
+    with soak_stack(work) as stack:
+        figures = asyncio.run(run(stack, contacts=12, rates=(2.0, 5.0), seconds=seconds))
+    results = {"started_at": started, "mode": "quick" if quick else "full", **figures}
+    stamp = started.replace(":", "").replace("-", "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stamp}-soak.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    markdown = render(results)
+    (RESULTS / f"{stamp}-soak.md").write_text(markdown)
+    print(markdown)
+    return 0

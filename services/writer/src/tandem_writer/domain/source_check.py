@@ -1,0 +1,85 @@
+"""A command's source check (pure): which of its fields the source still holds, by an authoritative read.
+
+The mapper attaches a `SourceCheck` when it cannot prove a change later than Tandem's own write it raced (a clock
+coarser than the gap between them, docs/convergence.md). The writer reads the contact from the source and writes a
+checked field only while the source still holds the change's value: then the change is the source's latest. When
+the source holds something else, the change was overwritten there (by Tandem's write, which then both sides hold)
+or followed by a later change (whose own event carries it): the field is left out, and what was read is recorded
+as the source's value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tandem_shared.contracts import SyncCommand, System
+from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
+from tandem_shared.sync.rules import canonical_value, field_digest
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    command: SyncCommand | None  # what to write (None: nothing left to write)
+    confirmed: list[str] = field(default_factory=list)  # payload fields the source still holds
+    # Source field → digest of the value the read found, for fields the source no longer holds as the change had it.
+    read_digests: dict[str, str] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+
+
+def _without(command: SyncCommand, names: set[str]) -> dict[str, Any]:
+    payload = dict(command.payload)
+    if command.target is System.MAILCHIMP:
+        payload["merge_fields"] = {k: v for k, v in (payload.get("merge_fields") or {}).items() if k not in names}
+        return payload
+    custom = {k: v for k, v in (payload.get("CustomFields") or {}).items() if f"{CUSTOM_FIELD_PREFIX}{k}" not in names}
+    payload = {k: v for k, v in payload.items() if k not in names and k != "CustomFields"}
+    if custom:
+        payload["CustomFields"] = custom
+    return payload
+
+
+def _mapped_fields_left(command: SyncCommand, payload: Mapping[str, Any]) -> bool:
+    if command.target is System.MAILCHIMP:
+        return bool(payload.get("merge_fields"))
+    return any(k != "Email" for k in payload)
+
+
+def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> CheckResult:
+    """`source_values`: the contact's fields as the source's read returned them, by source field name (None: the
+    source has no such contact any more)."""
+    spec = command.source_check
+    if spec is None:
+        return CheckResult(command)
+    label = spec.system.label
+    if source_values is None:
+        return CheckResult(
+            None, logs=[f"Re-read from {label}: {spec.email} is not there any more; the change is not written"]
+        )
+    confirmed: list[str] = []
+    dropped: set[str] = set()
+    read_digests: dict[str, str] = {}
+    logs: list[str] = []
+    for target_field, checked in sorted(spec.fields.items()):
+        value = source_values.get(checked.source_field)
+        digest = field_digest(value)
+        if digest == checked.digest:
+            confirmed.append(target_field)
+            logs.append(
+                f"Re-read from {label}: {checked.source_field} still holds this change's value "
+                f"{canonical_value(value)!r}, so it is the latest there and is written"
+            )
+        else:
+            dropped.add(target_field)
+            read_digests[checked.source_field] = digest
+            logs.append(
+                f"Re-read from {label}: {checked.source_field} now holds {canonical_value(value)!r}, not this "
+                "change's value: the change was overwritten there or followed by a later one, so it is not written"
+            )
+    if not dropped:
+        return CheckResult(command, confirmed, read_digests, logs)
+    payload = _without(command, dropped)
+    if not _mapped_fields_left(command, payload):
+        return CheckResult(None, confirmed, read_digests, logs)
+    return CheckResult(command.model_copy(update={"payload": payload}), confirmed, read_digests, logs)

@@ -1,0 +1,139 @@
+"""Authoritative reads before a checked write: the writer holds the vendor credentials, so it reads the source.
+
+`SourceCheckedTarget` stands in front of a target. A command without a `source_check` passes straight through; one
+with it first reads the contact from the source (Mailchimp member GET, priority AUTHORITATIVE_READ: after live
+writes, before reconciliation) and writes only the fields the source still holds (`domain.source_check`). What the
+read found for the others is recorded as the source's value, so the mapper's knowledge matches the source.
+
+It also keeps a repair in order: a command whose `waits_for` names Tandem's own writes to the same target still in
+flight when the mapper decided (made from the other side, on another partition) is written only once those have
+landed (the writer records them: their pending marks go), since it repairs the change they overwrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, SyncCommand, System
+from tandem_shared.redis.state import StateStore
+from tandem_shared.sync.rules import payload_email
+from tandem_shared.vendors.mailchimp.client import MailchimpClients, MailchimpError, member_path
+from tandem_shared.vendors.priority import Priority
+from tandem_writer.domain.outcome import WriteOutcome
+from tandem_writer.domain.source_check import check
+from tandem_writer.targets.base import Target
+
+# How long a repair waits in place for the write it follows to land (usually well under a second). A mark still
+# pending after that belongs to a write that was folded into another, superseded or failed: the repair goes ahead.
+LAND_WAIT_S = 5.0
+IN_FLIGHT_MS = 10_000
+
+
+class SourceReadFailed(Exception):
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class SourceReader(Protocol):
+    system: System
+
+    async def read(self, instance: InstanceConfig, email: str) -> Mapping[str, Any] | None:
+        """The contact's fields by source field name (None: no such contact); SourceReadFailed otherwise."""
+        ...
+
+
+class MailchimpMemberReader:
+    system = System.MAILCHIMP
+
+    def __init__(self, clients: MailchimpClients) -> None:
+        self._clients = clients
+
+    async def read(self, instance: InstanceConfig, email: str) -> Mapping[str, Any] | None:
+        try:
+            client = self._clients.for_instance(instance)
+            reply = await client.request(
+                "GET",
+                member_path(instance.mailchimp.audience_id, email),
+                priority=Priority.AUTHORITATIVE_READ,
+                params={"fields": "email_address,status,merge_fields"},
+            )
+        except MailchimpError as exc:
+            if exc.status == 404:
+                return None
+            raise SourceReadFailed(exc.error) from exc
+        document = reply.document if isinstance(reply.document, dict) else {}
+        merges = document.get("merge_fields") or {}
+        return {str(tag).upper(): value for tag, value in merges.items()}
+
+
+class SourceCheckedTarget:
+    def __init__(self, inner: Target, readers: Mapping[System, SourceReader], state: StateStore | None) -> None:
+        self.system = inner.system
+        self._inner = inner
+        self._readers = readers
+        self._state = state
+        # Authoritative reads made, by source system: the soak reports them per edit.
+        self.reads: Counter[System] = Counter()
+
+    async def _in_flight(self, command: SyncCommand) -> list[str]:
+        """Which of the writes `command` waits for are still pending (decided, not recorded)."""
+        email = payload_email(command.target, command.payload) or command.identity.email
+        if self._state is None or email is None:
+            return []
+        snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
+        side = snapshot.side(command.instance_id, command.target, email)
+        pending = side.pending_writes if side is not None else {}
+        now_ms = int(time.time() * 1000)
+        return [
+            key
+            for key, noted in command.waits_for.items()
+            if pending.get(key) == noted and noted > now_ms - IN_FLIGHT_MS
+        ]
+
+    async def _after_landing(self, command: SyncCommand) -> None:
+        # Polls the state the other write's record changes (Redis): there is nothing in this process to wait on.
+        deadline = time.monotonic() + LAND_WAIT_S
+        while time.monotonic() < deadline:
+            if not await self._in_flight(command):
+                return
+            await asyncio.sleep(0.05)
+
+    async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        if command.waits_for:
+            await self._after_landing(command)
+        spec = command.source_check
+        reader = self._readers.get(spec.system) if spec is not None else None
+        if spec is None or reader is None:
+            return await self._inner.write(command, instance)
+        try:
+            self.reads[spec.system] += 1
+            values = await reader.read(instance, spec.email)
+        except SourceReadFailed as exc:
+            summary = f"Not written yet: the re-read from {spec.system.label} failed ({exc.error.message})"
+            return WriteOutcome(False, summary, error=exc.error)
+        result = check(command, values)
+        if result.read_digests and self._state is not None:
+            transaction = self._state.transaction()
+            transaction.merge(
+                command.instance_id,
+                spec.system,
+                spec.email,
+                result.read_digests,
+                source_ts_ms=spec.ts_ms,
+                origin="seen",
+            )
+            await transaction.execute()
+        notes = "; ".join(result.logs)
+        if result.command is None:
+            return WriteOutcome(True, f"Not written to {self.system.label}: {notes}", written=None, wrote=False)
+        outcome = await self._inner.write(result.command, instance)
+        summary = f"{outcome.summary} ({notes})"
+        return WriteOutcome(outcome.ok, summary, outcome.response, outcome.error, written=result.command)
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -1,0 +1,51 @@
+"""Quiescence, measured: every consumer group of a test stack has consumed everything (lag zero on the changes, the
+commands and every retry tier, so nothing waits on a retry tier), and nothing new was traced between two probes
+(no webhook reached ingest, no decision or write was made)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from support.groups import committed_offsets
+from support.kafka import connect
+from support.stack import RunningStack
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, TRACE
+from tandem_shared.kafka import partitions_of
+
+
+async def _ends(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    partitions = [tp for topic in topics for tp in await partitions_of(connect(bootstrap), topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
+
+
+async def lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
+    ends = await _ends(bootstrap, topics)
+    committed = await committed_offsets(bootstrap, group_id)
+    return sum(end - committed.get(tp, 0) for tp, end in ends.items() if end > 0)
+
+
+async def wait_quiescent(stack: RunningStack, *, timeout: float = 120.0, interval: float = 1.0) -> None:
+    """Returns once two probes `interval` apart both saw zero lag and the trace topic did not grow between them."""
+    mapper_group = stack.stack.env["TANDEM_MAPPER_GROUP_ID"]
+    writer_group = stack.stack.env["TANDEM_WRITER_GROUP_ID"]
+    deadline = time.monotonic() + timeout
+    previous: dict[TopicPartition, int] | None = None
+    while time.monotonic() < deadline:
+        idle = (
+            await lag(stack.kafka, mapper_group, [CHANGES]) == 0
+            and await lag(stack.kafka, writer_group, [COMMANDS, *COMMANDS_RETRY]) == 0
+        )
+        traced = await _ends(stack.kafka, [TRACE])
+        if idle and traced == previous:
+            return
+        previous = traced if idle else None
+        await asyncio.sleep(interval)
+    raise AssertionError(f"the stack did not become quiescent within {timeout:.0f}s")

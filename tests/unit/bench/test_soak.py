@@ -1,0 +1,27 @@
+"""The soak's figures (pure): diverged contacts, contacts ending on a provably older edit, convergence time."""
+
+from __future__ import annotations
+
+from tandem_bench.soak import Edit, figures
+
+
+def test_figures_judge_each_contact_on_its_final_values() -> None:
+    edits = [
+        Edit(0, "ap", "A", 10.0, 10.1),
+        Edit(0, "mc", "B", 10.5, 10.6),  # within a second of A: either may win
+        Edit(1, "ap", "C", 10.0, 10.1),
+        Edit(1, "mc", "D", 12.0, 12.1),  # provably later than C
+        Edit(2, "mc", "E", 11.0, 11.1),
+    ]
+    observed = {
+        0: [(10.7, ("B", "A")), (11.0, ("A", "A")), (13.0, ("A", "A"))],
+        1: [(12.5, ("C", "C")), (13.0, ("C", "C"))],
+        2: [(13.0, ("E", "F"))],
+    }
+    row = figures(3, 2.0, 60.0, edits, observed, reads=1, settle_s=3.0)
+
+    assert row["edits"] == 5 and (row["edits_accessplanit"], row["edits_mailchimp"]) == (2, 3)
+    assert row["diverged"] == 1
+    assert row["ended_on_older_edit"] == 1
+    assert row["convergence_p50_s"] == row["convergence_p99_s"] == 0.4  # from the last edit to settled for good
+    assert row["authoritative_reads_per_edit"] == 0.2
