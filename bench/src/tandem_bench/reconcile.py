@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import time
 import uuid
 from dataclasses import fields
@@ -286,7 +287,10 @@ def main() -> int:
     work = Path(f"/tmp/tandem-bench-reconcile-{uuid.uuid4().hex[:6]}")
     work.mkdir(parents=True)
     results: dict[str, Any] = {"started_at": started, "load_before": uptime_line(), "loadavg": load_average()}
-    results.update(run(args.users, work))
+    try:
+        results.update(run(args.users, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = uptime_line()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = started.replace(":", "").replace("-", "")

@@ -308,8 +308,8 @@ class ReconcileRun:
         await self._publish(pending, save)
         for category, count in counts.items():
             RECONCILE_CONTACTS.labels(category).inc(count)
+        # Reported by the service once the run's checkpoint is cleared: whoever sees "done" may start the next run.
         self._update(status=RunStatus.DONE, phase="finished", eta_s=0.0)
-        await self._emit(force=True)
         return self.progress
 
     async def _publish(self, pending: list[Finding], save: SaveCheckpoint) -> None:

@@ -266,11 +266,17 @@ class ReconcileService:
             instance = request.config or self._registry.get(instance_id)
             if instance is None:
                 refusal = _refusal(request, f"instance {instance_id} was deleted")
-                await (await send_envelope(self._producer, reconcile_update_envelope(refusal)))
                 await self._finish(request, refusal.progress)
+                await (await send_envelope(self._producer, reconcile_update_envelope(refusal)))
                 return
             progress = await self._execute(request, instance, checkpoint.get("after", ""), resumed, held)
             await self._finish(request, progress)
+            # Only now, with the checkpoint gone: a client that sees the outcome may request the next run at once.
+            try:
+                outcome = reconcile_update_envelope(ReconcileUpdate(progress=progress))
+                await (await send_envelope(self._producer, outcome))
+            except Exception as exc:  # the outcome is in Redis (reconcile:last) and the metrics all the same
+                log.warning("reconciliation outcome not published", run_id=request.run_id, error=str(exc))
         except RunAborted:
             log.info("reconciliation run lost its lease; its checkpoint stays for a resume", instance_id=instance_id)
         finally:
@@ -318,10 +324,7 @@ class ReconcileService:
             log.exception("reconciliation run failed", instance_id=instance.id)
             message = f"{type(exc).__name__}: {exc}"
         base = run.progress if run is not None else _refusal(request, message).progress
-        failed = base.model_copy(update={"status": RunStatus.FAILED, "phase": "failed", "message": message})
-        with contextlib.suppress(Exception):
-            await (await send_envelope(self._producer, reconcile_update_envelope(ReconcileUpdate(progress=failed))))
-        return failed
+        return base.model_copy(update={"status": RunStatus.FAILED, "phase": "failed", "message": message})
 
     async def _finish(self, request: ReconcileRequest, progress: ReconcileProgress) -> None:
         instance_id = request.instance_id
