@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from support.traces import MISSING_EMAIL, trace
 from tandem_console.domain import ExecutionStatus, ExecutionSummary
@@ -33,6 +33,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore
     s = TraceStore(url)
     s.create()
     s.reset()
+    # A reset keeps the erasure tombstones (a rebuild must not bring erased contacts back); the Postgres database
+    # outlives a test, so each test starts without the last one's.
+    with s.engine.begin() as conn:
+        conn.execute(delete(forgotten_contacts))
     yield s
     s.close()
 

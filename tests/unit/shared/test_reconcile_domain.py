@@ -177,7 +177,7 @@ def test_only_mapped_fields_are_read() -> None:
     instance = INSTANCE.model_copy(
         update={"mappings": [*INSTANCE.mappings, FieldMapping(mailchimp="DEPT", accessplanit="custom:Department")]}
     )
-    assert accessplanit_select(instance).split(",")[-3:] == ["Forenames", "Surname", "CustomFields"]
+    assert accessplanit_select(instance).split(",")[-4:] == ["Forenames", "Surname", "Phone", "CustomFields"]
     assert "members.merge_fields.DEPT" in mailchimp_fields(instance).split(",")
     assert "members.merge_fields.EMAIL" not in mailchimp_fields(instance)
 
