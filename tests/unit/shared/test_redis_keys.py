@@ -36,7 +36,6 @@ def test_reconciliation_and_tombstone_keys() -> None:
     assert keys.reconcile_scheduled_key("demo") == "tandem:{demo}:reconcile:scheduled"
     assert keys.tombstones_key("demo", System.MAILCHIMP) == "tandem:{demo}:tombstones:mailchimp"
     assert keys.RECONCILE_UNFINISHED == "tandem:reconcile:unfinished"
-    assert keys.TOMBSTONE_SECRET == "tandem:tombstone-secret"
 
 
 def test_the_writers_keys_share_the_contacts_slot() -> None:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import InstanceConfig, utcnow
 from tandem_shared.contracts.envelopes import reconcile_request_envelope, reconcile_update_envelope
 from tandem_shared.contracts.reconcile import (
@@ -301,7 +302,7 @@ class ReconcileService:
                 repair=request.repair and request.config is None,
                 only=request.only,
                 tombstones=tombstones,
-                tombstone_digest=await self._tombstones.hasher(),
+                tombstone_digest=contact_hash,
             )
             run = ReconcileRun(
                 request,

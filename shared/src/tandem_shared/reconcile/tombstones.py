@@ -1,49 +1,30 @@
 """Tombstones: the addresses Tandem saw deleted on a side, so a reconciliation never creates them there again.
 
-Each is kept as a keyed hash (HMAC-SHA256 under a secret of the installation, made once and kept in Redis): the set
-holds no address and no unkeyed hash of one (an MD5 of an address is reversed with a list of addresses), so it can
-outlive the erasure of a contact's data and still stop its re-creation.
+Each is kept as the address's keyed hash (`tandem_shared.contact_hash`, the one keyed hash of an address, under the
+deployment's key): the set holds no address and no unkeyed hash of one (an MD5 of an address is reversed with a list
+of addresses), so it outlives the erasure of a contact's data (`tandem contacts forget`) and still stops its
+re-creation.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from redis.asyncio import Redis
 
-from tandem_shared.contracts import ChangeEvent, ChangeKind, System, email_key
+from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contracts import ChangeEvent, ChangeKind, System
 from tandem_shared.redis.client import text
-from tandem_shared.redis.keys import TOMBSTONE_SECRET, tombstones_key, user_email_key
-
-
-def digest(secret: bytes, email: str) -> str:
-    return hmac.new(secret, email_key(email).encode("utf-8"), hashlib.sha256).hexdigest()[:40]
+from tandem_shared.redis.keys import tombstones_key, user_email_key
 
 
 class Tombstones:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._secret: bytes | None = None
-
-    async def _key(self) -> bytes:
-        if self._secret is None:
-            await self._redis.set(TOMBSTONE_SECRET, secrets.token_hex(32), nx=True)
-            stored = await self._redis.get(TOMBSTONE_SECRET)
-            if stored is None:
-                raise RuntimeError("the tombstone secret vanished from Redis just after it was written")
-            self._secret = text(stored).encode("utf-8")
-        return self._secret
-
-    async def hasher(self) -> Callable[[str], str]:
-        key = await self._key()
-        return lambda email: digest(key, email)
 
     async def record(self, instance_id: str, system: System, email: str) -> None:
         """`email` was deleted on `system`: never create it there again."""
-        await self._redis.sadd(tombstones_key(instance_id, system), digest(await self._key(), email))
+        await self._redis.sadd(tombstones_key(instance_id, system), contact_hash(email))
 
     async def record_deletions(self, events: Sequence[ChangeEvent]) -> None:
         """Keep a tombstone for each deletion among `events` (the mapper calls this with every batch it reads). A

@@ -16,7 +16,6 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:{<instance>}:reconcile:scheduled        STRING  a scheduled run was requested within the interval
     tandem:{<instance>}:tombstones:<system>        SET     keyed hashes of addresses Tandem saw deleted on a side
     tandem:reconcile:unfinished                    SET     instances with a reconciliation checkpoint to resume
-    tandem:tombstone-secret                        STRING  the key of the tombstones' keyed hash (made on first use)
     tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
     tandem:erasure:<service>:offsets               HASH    partition → next offset of tandem.erasure applied
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
@@ -90,12 +89,11 @@ def reconcile_scheduled_key(instance_id: str) -> str:
 
 
 def tombstones_key(instance_id: str, system: System) -> str:
-    """No address in it or in its members: each member is `tandem_shared.reconcile.tombstones.digest` of one."""
+    """No address in it or in its members: each member is the `tandem_shared.contact_hash` of one."""
     return f"{_instance(instance_id)}:tombstones:{system.value}"
 
 
 RECONCILE_UNFINISHED = "tandem:reconcile:unfinished"
-TOMBSTONE_SECRET = "tandem:tombstone-secret"
 
 
 class IdempotencyKeys(NamedTuple):
