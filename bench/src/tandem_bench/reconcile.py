@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from tandem_bench.resources import ResourceSampler, load_average, uptime_line
-from tandem_bench.stack import bench_infra, start_groups_at_end
+from tandem_bench.stack import bench_infra, bench_instance, pipeline_env
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import (
@@ -37,13 +37,10 @@ from tandem_devstack.stack import (
     Ports,
     Stack,
     service_specs,
-    stack_env,
 )
 from tandem_shared.contracts import utcnow
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, RunStatus
-from tandem_shared.contracts.topics import CHANGES, COMMANDS
 from tandem_shared.instance_store import put_instance, remove_instance
-from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaConnection
 from tandem_shared.reconcile.follow import follow_run
 
@@ -203,36 +200,10 @@ def run(n: int, data_dir: Path) -> dict[str, Any]:
     with bench_infra() as own:
         ports = Ports(**{f.name: free_port() for f in fields(Ports)})
         suffix = uuid.uuid4().hex[:8]
-        base = demo_instance()
-        instance = base.model_copy(
-            update={
-                "id": f"bench-rec-{suffix}",
-                "name": f"reconcile benchmark {suffix}",
-                "mailchimp": base.mailchimp.model_copy(
-                    update={"api_base_url": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0"}
-                ),
-                "accessplanit": base.accessplanit.model_copy(
-                    update={"base_url": f"http://127.0.0.1:{ports.accessplanit_sim}"}
-                ),
-            }
-        )
+        instance = bench_instance(ports, f"bench-rec-{suffix}", signed=False)
         connection = KafkaConnection(own.kafka, "tandem-bench")
         asyncio.run(put_instance(connection, instance))
-        mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
-        asyncio.run(start_groups_at_end(own.kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
-        env = stack_env(
-            kafka=own.kafka,
-            redis=own.redis,
-            ports=ports,
-            data_dir=data_dir,
-            extra={
-                "TANDEM_MAPPER_GROUP_ID": mapper_group,
-                "TANDEM_WRITER_GROUP_ID": writer_group,
-                "TANDEM_MAPPER_PORT": str(ports.mapper),
-                "TANDEM_WRITER_PORT": str(ports.writer),
-                "TANDEM_WRITER_RECONCILE_TICK_S": "0.5",
-            },
-        )
+        env, _ = pipeline_env(own.kafka, own.redis, ports, data_dir, suffix, {"TANDEM_WRITER_RECONCILE_TICK_S": "0.5"})
         stack = Stack(env=env, log_dir=data_dir / "logs")
         try:
             for spec in service_specs(ports):

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
-from tandem_bench.stack import bench_infra, lag, start_groups_at_end
+from tandem_bench.stack import bench_infra, bench_instance, lag, pipeline_env
 from tandem_bench.stats import percentile
 from tandem_devstack import demo
 from tandem_devstack.processes import free_port
@@ -36,12 +36,10 @@ from tandem_devstack.stack import (
     Ports,
     Stack,
     service_specs,
-    stack_env,
 )
 from tandem_shared.contracts import InstanceConfig, subscriber_hash
-from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, TRACE
+from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY, TRACE
 from tandem_shared.instance_store import put_instance, remove_instance
-from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaConnection, caught_up, partitions_of
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -68,39 +66,14 @@ def soak_stack(data_dir: Path) -> Iterator[SoakStack]:
     with bench_infra() as own:
         ports = Ports(**{f.name: free_port() for f in fields(Ports)})
         suffix = uuid.uuid4().hex[:8]
-        base = demo_instance()
-        instance = base.model_copy(
-            update={
-                "id": f"soak-{suffix}",
-                "name": f"soak {suffix}",
-                "mailchimp": base.mailchimp.model_copy(
-                    update={"api_base_url": f"http://127.0.0.1:{ports.mailchimp_sim}/3.0"}
-                ),
-                "accessplanit": base.accessplanit.model_copy(
-                    update={"base_url": f"http://127.0.0.1:{ports.accessplanit_sim}"}
-                ),
-            }
-        )
+        instance = bench_instance(ports, f"soak-{suffix}", signed=False)
         connection = KafkaConnection(bootstrap_servers=own.kafka, client_id="tandem-soak")
         asyncio.run(put_instance(connection, instance))
-        mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
-        groups = {mapper_group: CHANGES, writer_group: COMMANDS}
-        asyncio.run(start_groups_at_end(own.kafka, groups))
-        env = stack_env(
-            kafka=own.kafka,
-            redis=own.redis,
-            ports=ports,
-            data_dir=data_dir,
-            extra={
-                "TANDEM_MAPPER_GROUP_ID": mapper_group,
-                "TANDEM_WRITER_GROUP_ID": writer_group,
-                "TANDEM_MAPPER_PORT": str(ports.mapper),
-                "TANDEM_WRITER_PORT": str(ports.writer),
-                # The soak's own observer reads every contact on both sides several times a second: on the
-                # documented 5,000 requests an hour it would spend the tenant's budget Tandem reads back with.
-                # The soak measures convergence, not the accessplanit budget (the budget phase does that).
-                "ACCESSPLANIT_SIM_RATE_LIMIT_PER_WINDOW": "100000000",
-            },
+        # The soak's own observer reads every contact on both sides several times a second: on the documented 5,000
+        # requests an hour it would spend the tenant's budget Tandem reads back with. The soak measures convergence,
+        # not the accessplanit budget (the budget phase does that).
+        env, groups = pipeline_env(
+            own.kafka, own.redis, ports, data_dir, suffix, {"ACCESSPLANIT_SIM_RATE_LIMIT_PER_WINDOW": "100000000"}
         )
         stack = Stack(env=env, log_dir=data_dir / "logs")
         try:

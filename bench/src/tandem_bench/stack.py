@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -71,6 +71,31 @@ def bench_instance(ports: Ports, instance_id: str, *, signed: bool = True) -> In
             ),
         }
     )
+
+
+def pipeline_env(
+    kafka: str, redis: str, ports: Ports, data_dir: Path, suffix: str, extra: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The services' environment for a bench stack of its own: mapper and writer in consumer groups named by
+    `suffix`, started at the end of their topics (`start_groups_at_end`). Returns the environment and the groups
+    (group → the topic it consumes)."""
+    mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
+    groups = {mapper_group: CHANGES, writer_group: COMMANDS}
+    asyncio.run(start_groups_at_end(kafka, groups))
+    env = stack_env(
+        kafka=kafka,
+        redis=redis,
+        ports=ports,
+        data_dir=data_dir,
+        extra={
+            "TANDEM_MAPPER_GROUP_ID": mapper_group,
+            "TANDEM_WRITER_GROUP_ID": writer_group,
+            "TANDEM_MAPPER_PORT": str(ports.mapper),
+            "TANDEM_WRITER_PORT": str(ports.writer),
+            **(extra or {}),
+        },
+    )
+    return env, groups
 
 
 async def start_groups_at_end(bootstrap: str, groups: dict[str, str]) -> None:
@@ -139,6 +164,9 @@ def bench_infra() -> Iterator[Infra]:
     """Kafka and Redis for one run. What this starts it stops again, however the run ends (a broker of its own
     also starts and ends empty); a broker or Redis that was running already is left running."""
     broker_dir = tandem_home() / "kafka" / f"broker-{infra.kafka_port()}"
+    # The bench process itself talks to the simulators on loopback (webhook registration, its observers): they are
+    # development vendor hosts, as for the services it starts (stack_env).
+    os.environ.setdefault("TANDEM_DEVELOPMENT_VENDOR_HOSTS", "127.0.0.1,localhost")
     with contextlib.ExitStack() as started:
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and not port_open(infra.HOST, infra.kafka_port()):
             # A broker of our own starts empty: earlier runs' records would slow every new consumer group (the
@@ -171,21 +199,7 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
     import_instance = bench_instance(ports, f"bench-{suffix}-import", signed=False)
     for each in (instance, import_instance):
         asyncio.run(put_instance(_connection(kafka), each))
-    mapper_group, writer_group = f"tandem-mapper-{suffix}", f"tandem-writer-{suffix}"
-    asyncio.run(start_groups_at_end(kafka, {mapper_group: CHANGES, writer_group: COMMANDS}))
-    env = stack_env(
-        kafka=kafka,
-        redis=redis,
-        ports=ports,
-        data_dir=data_dir,
-        extra={
-            "TANDEM_MAPPER_GROUP_ID": mapper_group,
-            "TANDEM_WRITER_GROUP_ID": writer_group,
-            "TANDEM_MAPPER_PORT": str(ports.mapper),
-            "TANDEM_WRITER_PORT": str(ports.writer),
-            **(services_env or {}),
-        },
-    )
+    env, groups = pipeline_env(kafka, redis, ports, data_dir, suffix, services_env)
     stack = Stack(env=env, log_dir=data_dir / "logs")
     try:
         # The console reads tandem.trace from its beginning into its own store: off the sync path, and on a broker
@@ -199,7 +213,6 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
             if pid:
                 pids[name] = pid
         print(f"bench: stack up (instance {instance.id}, python {sys.version.split()[0]})", flush=True)
-        groups = {mapper_group: CHANGES, writer_group: COMMANDS}
         yield BenchStack(stack, ports, naive_port, instance, import_instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
