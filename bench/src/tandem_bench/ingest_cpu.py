@@ -1,6 +1,6 @@
 """Ingest's CPU per accepted accessplanit webhook: a real uvicorn process against the devstack's Kafka and Redis.
 
-    TANDEM_KAFKA_PORT=... TANDEM_REDIS_PORT=... .venv/bin/python services/ingest/scripts/cpu_per_webhook.py -n 4000
+    TANDEM_KAFKA_PORT=... TANDEM_REDIS_PORT=... .venv/bin/python -m tandem_bench.ingest_cpu -n 4000
 
 Registers a fresh instance, starts ingest (poller off), warms it up, then fires N signed webhooks for distinct users
 at the given concurrency and reports the process's CPU (user+system, psutil) per 2xx answered.
@@ -64,19 +64,16 @@ async def fire(base: str, instance_id: str, first_user: int, n: int, concurrency
     return statuses
 
 
-async def wait_ready(base: str, instance_id: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(base + "/health/ready") as resp:
-                    if resp.status == 200:
-                        # The instance must also be materialized: an unknown one answers 404.
-                        async with session.post(base + f"/webhooks/accessplanit/{instance_id}", data=b"{}") as r:
-                            if r.status != 404:
-                                return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
+async def wait_ready(base: str, instance_id: str, first_user: int) -> None:
+    """Until the instance is materialized: a signed delivery is answered 2xx (an unknown instance's is refused)."""
+    for _ in range(300):
+        try:
+            statuses = await fire(base, instance_id, first_user, 1, 1)
+            if any(200 <= status < 300 for status in statuses):
+                return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
     raise RuntimeError("ingest did not become ready")
 
 
@@ -114,7 +111,8 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     first = 10_000_000 + int(time.time()) % 1_000_000 * 100
     try:
-        asyncio.run(wait_ready(base, instance_id))
+        asyncio.run(wait_ready(base, instance_id, first))
+        first += 1
         asyncio.run(fire(base, instance_id, first, args.warmup, args.concurrency))
         first += args.warmup
         ps = psutil.Process(proc.pid)
