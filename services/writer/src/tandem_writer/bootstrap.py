@@ -157,6 +157,7 @@ def bootstrap(
             concurrency=settings.partition_concurrency,
             contact_interval_s=settings.contact_write_interval_s,
         ),
+        service=kafka.service,
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
     )

@@ -15,6 +15,7 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faststream.kafka import KafkaBroker
 
+from tandem_shared.kafka.counting import receipt_middleware, service_of
 from tandem_shared.kafka.security import KafkaSecurity
 from tandem_shared.settings import CommonSettings
 
@@ -54,6 +55,11 @@ class KafkaConnection:
             return cls(bootstrap_servers, client_id, connection.security)
         return connection
 
+    @property
+    def service(self) -> str:
+        """The `service` label of the metrics this connection's clients count (`tandem-mapper` → `mapper`)."""
+        return service_of(self.client_id)
+
     def _client(self, client_id: str | None) -> dict[str, Any]:
         """What every aiokafka client takes to connect."""
         return {
@@ -78,7 +84,8 @@ class KafkaConnection:
         return AIOKafkaAdminClient(**self._client(client_id))
 
     def broker(self, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
-        """A FastStream broker (subscribers, AsyncAPI, health); Tandem's own records go through `KafkaProducer`."""
+        """A FastStream broker (subscribers, AsyncAPI, health); Tandem's own records go through `KafkaProducer`.
+        Its subscribers count what they receive (`tandem_events_in_total`)."""
         client_id = client_id or self.client_id
         return KafkaBroker(
             self.bootstrap_servers,
@@ -87,6 +94,7 @@ class KafkaConnection:
             acks="all",
             enable_idempotence=True,
             logger=logging.getLogger(f"tandem.{client_id}.kafka"),
+            middlewares=[receipt_middleware(service_of(client_id)), *kwargs.pop("middlewares", ())],
             **kwargs,
         )
 
