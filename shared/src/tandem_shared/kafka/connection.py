@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faststream.kafka import KafkaBroker
 
 from tandem_shared.kafka.counting import receipt_middleware, service_of
-from tandem_shared.kafka.security import KafkaSecurity
+from tandem_shared.kafka.security import KafkaSecurity, KafkaSecurityError
 from tandem_shared.settings import CommonSettings
 
 EXPLAIN_TIMEOUT_S = 15.0
@@ -102,39 +102,56 @@ class KafkaConnection:
         """Why a client could not connect, found by one direct connection to the first bootstrap server (aiokafka's
         own "Unable to bootstrap" names no cause). Returned for the caller to raise: a service's startup fails with
         it (its log's last error), the CLI prints it."""
+        reason = await self.refusal()
+        if reason is None:
+            reason = f"{self._where()} accepts this client ({self.security.protocol}), but: {error}"
+        return KafkaUnavailable(reason)
+
+    def _where(self) -> str:
         host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
-        where, security = f"Kafka at {host}:{port}", self.security
+        return f"Kafka at {host}:{port}"
+
+    async def refusal(self) -> str | None:
+        """None when the first bootstrap server accepts this client (TLS handshake, SASL login, a first request);
+        else why not, naming the settings to check and the principal (the SASL user, the certificate file) — never
+        a secret. A service waits on this before it starts (`tandem_shared.kafka.gate`)."""
+        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
+        where, security = self._where(), self.security
+        try:
+            options = security.client_kwargs()
+        except KafkaSecurityError as exc:
+            return f"{where}: {exc}"
         try:
             async with asyncio.timeout(EXPLAIN_TIMEOUT_S):
-                conn = await create_conn(host, int(port), **security.client_kwargs())
+                conn = await create_conn(host, int(port), **options)
             conn.close()
-            reason = f"{where} accepts this client ({security.protocol}), but: {error}"
+            return None
         except ssl.SSLCertVerificationError as exc:
-            reason = (
+            return (
                 f"{where}: the broker's certificate is not trusted with KAFKA_SSL_CA_FILE={security.ca_file}"
                 f" ({exc.verify_message})"
             )
         except SaslAuthenticationFailed as exc:
-            reason = (
-                f"{where} refused the SASL {security.sasl_mechanism} login (KAFKA_SASL_USERNAME /"
+            return (
+                f"{where} refused the SASL {security.sasl_mechanism} login of user"
+                f" {options['sasl_plain_username']!r} (authentication refused: check KAFKA_SASL_USERNAME /"
                 f" KAFKA_SASL_PASSWORD): {exc}"
             )
         except (TimeoutError, OSError) as exc:
-            reason = f"{where} does not answer ({exc or type(exc).__name__})"
+            return f"{where} does not answer ({exc or type(exc).__name__})"
         except Exception as exc:  # the broker hung up: on a TLS listener, that is how a client certificate is refused
             if security.tls and security.cert_file:
-                reason = (
+                return (
                     f"{where} closed the TLS connection: the broker does not accept the client certificate"
-                    f" KAFKA_SSL_CERT_FILE={security.cert_file} (not issued by a CA it trusts, or expired) ({exc})"
+                    f" KAFKA_SSL_CERT_FILE={security.cert_file} (authentication refused: not issued by a CA it"
+                    f" trusts, or expired) ({exc})"
                 )
-            elif security.tls:
-                reason = (
+            if security.tls:
+                return (
                     f"{where} closed the TLS connection: the listener may require a client certificate"
                     f" (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE) ({exc})"
                 )
-            else:
-                reason = (
-                    f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
-                    f" listener's protocol? ({exc})"
-                )
-        return KafkaUnavailable(reason)
+            return (
+                f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
+                f" listener's protocol? ({exc})"
+            )
