@@ -20,7 +20,8 @@
 # the project's packages are then installed without dependencies, and `pip check` proves the lock covers them.
 
 # The base is pinned by digest. Where no registry can be reached, a locally built Debian bookworm with Python 3.11
-# is passed in here instead (scripts/image-test: --build-arg PYTHON_IMAGE=…).
+# is passed in here instead (scripts/image-test: --build-arg PYTHON_IMAGE=…). Where the digest comes from, and how far
+# it could be checked without a registry: docs/operations.md, "The base image".
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS base

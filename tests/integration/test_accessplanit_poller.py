@@ -17,6 +17,7 @@ from support.waiting import eventually
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_ACCESSPLANIT_API_KEY, service_specs
 from tandem_shared.contracts import ChangeEvent, Stage, TraceRecord, Trigger
 from tandem_shared.contracts.topics import CHANGES, TRACE
+from tandem_shared.redis.client import connect_url
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +34,7 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
 async def test_users_created_while_tandem_was_down_are_published_once_each(stack: RunningStack) -> None:
     sim = stack.url("accessplanit_sim")
     instance_id = stack.instance.id
-    redis = Redis.from_url(stack.redis)
+    redis = connect_url(stack.redis)
     try:
         # Tandem has run before: its poller has a cursor.
         await eventually(lambda: redis.exists(f"tandem:poller:{instance_id}:cursor"))
@@ -100,4 +101,4 @@ async def test_users_created_while_tandem_was_down_are_published_once_each(stack
 
 async def poller_passed(redis: Redis, instance_id: str, user_id: str) -> bool:
     raw = await redis.get(f"tandem:poller:{instance_id}:cursor")
-    return raw is not None and f'"user_id":"{user_id}"'.encode() in raw
+    return raw is not None and f'"user_id":"{user_id}"' in raw

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
-from redis.asyncio import Redis
 
 from support.commands import sync_command
 from support.kafka import connect
@@ -28,6 +27,7 @@ from tandem_shared.contracts import (
 from tandem_shared.contracts.envelopes import command_envelope
 from tandem_shared.contracts.topics import COMMANDS, TRACE
 from tandem_shared.kafka import KafkaProducer, send_envelope
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.idempotency import redis_keys
 
 pytestmark = pytest.mark.integration
@@ -122,7 +122,7 @@ async def test_a_create_redelivered_after_a_crash_before_the_commit_does_not_dup
     [writer] = [s for s in service_specs(stack.ports) if s.name == "writer"]
     stack.stack.stop("writer")
     applied_key, _, applied_at = redis_keys(create)
-    redis = Redis.from_url(stack.redis)
+    redis = connect_url(stack.redis)
     try:
         assert await redis.delete(applied_key, applied_at) == 2
     finally:

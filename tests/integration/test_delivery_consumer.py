@@ -93,6 +93,7 @@ def consumer(
         ),
         topics=[topic],
         strategy=one_at_a_time,
+        service="test-delivery",
         max_buffered=max_buffered,
         shutdown_grace_s=shutdown_grace_s,
     )

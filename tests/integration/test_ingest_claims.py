@@ -15,6 +15,7 @@ from tandem_ingest.dedupe import Claim, ClaimsUnavailable, RedisEventClaims
 from tandem_ingest.intake import Intake
 from tandem_ingest.publishing import KafkaUnavailable
 from tandem_shared.contracts import ChangeEvent, Stage, utcnow
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import ingest_claim_key
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+    client = connect_url(redis_url)
     yield client
     await client.aclose()
 
@@ -99,7 +100,7 @@ async def test_failed_publishes_release_their_claims_under_concurrency(claims: R
 
 
 async def test_an_unreachable_redis_fails_every_command_of_the_batch() -> None:
-    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    unreachable = connect_url("redis://127.0.0.1:1/0", timeout_s=1)
     try:
         claims = RedisEventClaims(unreachable, pending_ttl_s=30, done_ttl_s=600)
         results = await asyncio.gather(*(claims.claim("i", f"e{n}") for n in range(5)), return_exceptions=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,12 @@ from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
 from tandem_devstack import certs, infra, kafka_auth
+from tandem_devstack.processes import wait_until
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.kafka import KafkaConnection, partitions_of
+from tandem_shared.secrets import SECRETS_DIRS_ENV
 from tandem_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
@@ -192,10 +195,10 @@ def foreign_certificate(tmp: Path) -> certs.Issued:
     [
         ("mtls", "closed the TLS connection: the broker does not accept the client certificate KAFKA_SSL_CERT_FILE="),
         ("mtls-ca", "the broker's certificate is not trusted with KAFKA_SSL_CA_FILE="),
-        ("scram", "refused the SASL SCRAM-SHA-512 login (KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD)"),
+        ("scram", "refused the SASL SCRAM-SHA-512 login of user 'tandem-mapper' (authentication refused"),
     ],
 )
-def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
+def test_refused_credentials_keep_the_service_up_not_ready_saying_why_until_they_work(
     secured: tuple[kafka_auth.Credentials, kafka_auth.Listeners],
     kafka_bootstrap: str,
     redis_url: str,
@@ -206,21 +209,49 @@ def test_credentials_the_broker_refuses_keep_the_service_from_ready_and_say_why(
     creds, listeners = secured
     env = creds.client_env("tandem-mapper", mode.removesuffix("-ca"), listeners)
     foreign = foreign_certificate(tmp_path / "foreign")
+    # The files the mapper is given hold refused credentials first, as a mounted secret not yet right would; the
+    # test then writes the right ones there (as the secret's update would), without restarting the mapper.
+    given = tmp_path / "given"
+    given.mkdir()
+    right: dict[Path, Path | str] = {}
     if mode == "mtls":
-        env.update(KAFKA_SSL_CERT_FILE=str(foreign.cert), KAFKA_SSL_KEY_FILE=str(foreign.key))
+        cert, key = Path(env["KAFKA_SSL_CERT_FILE"]), Path(env["KAFKA_SSL_KEY_FILE"])
+        shutil.copy(foreign.cert, given / "user.crt")
+        shutil.copy(foreign.key, given / "user.key")
+        env.update(KAFKA_SSL_CERT_FILE=str(given / "user.crt"), KAFKA_SSL_KEY_FILE=str(given / "user.key"))
+        right = {given / "user.crt": cert, given / "user.key": key}
     elif mode == "mtls-ca":  # the mapper's own certificate, but another CA file: the broker is not trusted
-        env.update(KAFKA_SSL_CA_FILE=str(tmp_path / "foreign" / "ca" / "ca.crt"))
+        ca = Path(env["KAFKA_SSL_CA_FILE"])
+        shutil.copy(tmp_path / "foreign" / "ca" / "ca.crt", given / "ca.crt")
+        env.update(KAFKA_SSL_CA_FILE=str(given / "ca.crt"))
+        right = {given / "ca.crt": ca}
     else:
-        (tmp_path / "password").write_text("not-the-password")
-        env["KAFKA_SASL_PASSWORD"] = f"file:{tmp_path / 'password'}"
-    # The mapper exits before it is ready (Stack.start raises with its log), its log naming the setting to check.
-    with (
-        pytest.raises(RuntimeError, match="mapper exited") as refused,
-        running_stack(kafka_bootstrap, redis_url, tmp_path, services=["mapper"], service_env={"mapper": env}),
-    ):
-        pass
-    assert f"KafkaUnavailable: Kafka at 127.0.0.1:{listeners.sasl_ssl if mode == 'scram' else listeners.ssl}" in str(
-        refused.value
-    )
-    assert reason in str(refused.value)
-    assert "not-the-password" not in str(refused.value)
+        password = env["KAFKA_SASL_PASSWORD"].removeprefix("file:")
+        (given / "password").write_text("not-the-password")
+        env["KAFKA_SASL_PASSWORD"] = f"file:{given / 'password'}"
+        env[SECRETS_DIRS_ENV] = os.pathsep.join([str(given), env[SECRETS_DIRS_ENV]])
+        right = {given / "password": Path(password)}
+    env["TANDEM_KAFKA_RETRY_S"] = "1"
+    with running_stack(kafka_bootstrap, redis_url, tmp_path, services=["mapper"], service_env={"mapper": env}) as stack:
+        where = f"Kafka at 127.0.0.1:{listeners.sasl_ssl if mode == 'scram' else listeners.ssl}"
+        with httpx.Client(base_url=stack.url("mapper"), timeout=10) as client:
+            # Up, and saying so once per retry period.
+            wait_until(
+                lambda: stack.stack.logs("mapper").count("kafka does not accept this service") >= 2,
+                timeout=30,
+                what="two refusals logged",
+            )
+            logged = stack.stack.logs("mapper")
+            ready, live = client.get("/health/ready"), client.get("/health/live")
+            assert ready.status_code == 503
+            assert ready.text.startswith(f"not ready: {where}")
+            assert reason in ready.text
+            assert live.status_code == 200
+            assert reason in logged
+            assert "not-the-password" not in logged + ready.text
+            assert [r.spec.name for r in stack.stack.running] == ["mapper"]  # still running: no exit, no loop
+
+            for target, source in right.items():
+                shutil.copy(source, target)
+            wait_until(lambda: client.get("/health/ready").status_code < 300, timeout=60, what="the mapper ready")
+        assert "kafka accepts this service now; starting" in stack.stack.logs("mapper")

@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, SimServer, sim_settings
-from redis.asyncio import Redis
 
 from support.commands import sync_command
 from tandem_devstack.processes import free_port
 from tandem_shared.concurrency import LimiterUnavailable, RedisConcurrencyLimiter
 from tandem_shared.contracts import InstanceConfig, SyncCommand, System, Trigger
 from tandem_shared.instances import demo_instance
+from tandem_shared.redis.client import connect_url
 from tandem_shared.vendors.mailchimp.client import MailchimpClients
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
@@ -55,7 +55,7 @@ def instance(sim_server: SimServer, monkeypatch: pytest.MonkeyPatch) -> Instance
 
 
 def limiter(redis_url: str, prefix: str, *, limit: int = 10, lease_s: float = 10.0) -> RedisConcurrencyLimiter:
-    redis = Redis.from_url(redis_url)
+    redis = connect_url(redis_url)
     return RedisConcurrencyLimiter(redis, limit=limit, lease_s=lease_s, max_wait_s=60, prefix=prefix, owns_client=True)
 
 

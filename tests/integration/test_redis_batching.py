@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.pipeline import AutoPipeline
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect_url(redis_url)
     yield client
     await client.aclose()
 
@@ -181,6 +182,8 @@ async def test_a_lost_connection_fails_only_that_pipelines_callers_and_their_ret
     redis_url: str, redis: Redis, prefix: str
 ) -> None:
     parts = urlsplit(redis_url)
+    if parts.scheme == "rediss":
+        pytest.skip("the proxy cuts the connection that carries a command it reads: under TLS it reads none")
     proxy = CuttingProxy((parts.hostname or "127.0.0.1", parts.port or 6379), poison=f"{prefix}:poison".encode())
     port = await proxy.start()
     # No retries inside redis-py: the caller (the writer's `_durably`) decides when to try again.

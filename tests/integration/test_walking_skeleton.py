@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from support.kafka import connect
 from support.stack import RunningStack, running_stack
@@ -19,6 +18,7 @@ from tandem_shared.contracts import Stage, System, TraceRecord, TraceStatus, sub
 from tandem_shared.contracts.topics import TRACE
 from tandem_shared.erasure import erasure_request, request_erasure
 from tandem_shared.kafka import KafkaProducer
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import state_key, user_email_key
 
 pytestmark = pytest.mark.integration
@@ -138,7 +138,7 @@ async def test_a_forgotten_contact_leaves_redis_and_the_mapper_acknowledges(stac
             json={"Forenames": "Grace", "Surname": "Hopper", "Email": email, "MainCompanyID": "2"},
         )
         assert created.status_code in (200, 201), created.text
-    redis = Redis.from_url(stack.redis, decode_responses=True)
+    redis = connect_url(stack.redis)
     try:
         synced = [state_key(stack.instance.id, system, email) for system in System]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tandem_devstack import infra
 from tandem_devstack.paths import kafka_libs_dir, tandem_home, test_home
+from tandem_shared.secrets import SECRETS_DIRS_ENV
 
 # Not `make run`'s 9092/6379: a `make run` going on meanwhile is never joined, nor a test stack kept running
 # (TANDEM_KEEP_STACK=1) taken for `make run`'s own.
@@ -67,9 +68,12 @@ def redis() -> Iterator[str]:
         with RedisContainer() as container:
             yield f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
         return
-    service = infra.ensure_redis()
     # TANDEM_REDIS_AUTH=tls-acl: every client the suite makes, in-process or in a started service, reads the
-    # ACL user and CA from the environment (tandem_shared.redis.client.RedisAccess).
+    # ACL user and CA from the environment (tandem_shared.redis.client.RedisAccess), and the user's password from a
+    # file in the test Redis' home, which its `file:` reference may name only inside the secrets directories.
+    secrets_dirs = [str(infra.redis_secrets_dir(infra.redis_port())), os.environ.get(SECRETS_DIRS_ENV, "")]
+    os.environ[SECRETS_DIRS_ENV] = os.pathsep.join(filter(None, secrets_dirs))
+    service = infra.ensure_redis()
     os.environ.update(service.env)
     try:
         yield service.address

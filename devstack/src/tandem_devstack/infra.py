@@ -346,6 +346,15 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=cwd)
 
 
+def redis_home(port: int) -> Path:
+    return tandem_home() / "redis" / f"redis-{port}"
+
+
+def redis_secrets_dir(port: int) -> Path:
+    """Where `tls-acl` keeps the ACL user's password: a directory its clients must allow (TANDEM_SECRETS_DIRS)."""
+    return redis_home(port) / "secrets"
+
+
 def _redis_tls_acl_files(home: Path) -> tuple[dict[str, str], list[str]]:
     """Client settings and redis-server arguments for `tls-acl`, made once per Redis home: a CA, a server
     certificate for 127.0.0.1 signed by it, and an ACL file with the user's password as a SHA-256 (the
@@ -394,7 +403,7 @@ def ensure_redis(timeout: float = 30.0, *, port: int | None = None, auth: str | 
         return Service("redis", external, started_here=False)
     port = port if port is not None else redis_port()
     auth = auth if auth is not None else redis_auth()
-    home = tandem_home() / "redis" / f"redis-{port}"
+    home = redis_home(port)
     pidfile = home / "redis.pid"
     if auth == "tls-acl":
         env, listen = _redis_tls_acl_files(home)

@@ -26,6 +26,9 @@ class CommonSettings(BaseSettings):
     # A value, or a secret reference (file:/path, env:NAME) resolved when a client is built.
     kafka_sasl_username: str | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SASL_USERNAME"))
     kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias=AliasChoices("KAFKA_SASL_PASSWORD"))
+    # While Kafka refuses a service's credentials (or does not answer) at start: how often it asks again, and logs
+    # why it is not ready (tandem_shared.kafka.gate).
+    kafka_retry_s: float = Field(default=15.0, gt=0, validation_alias=AliasChoices("TANDEM_KAFKA_RETRY_S"))
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "TANDEM_REDIS_URL"),

@@ -10,6 +10,8 @@ from component.accessplanit.accessplanit_fixtures import KEY_ENV, SECRET_ENV, WE
 from component.simulators.accessplanit.accessplanit_testkit import ADMIN_KEY, INTEGRATION_KEY, SimServer, sim_settings
 from redis.asyncio import Redis
 
+from tandem_shared.redis.client import connect_url
+
 # These tests flush this database before each test; nothing else in the suite uses it.
 REDIS_DB = 9
 
@@ -45,7 +47,7 @@ def redis_db_url(redis_url: str) -> str:
 
 @pytest.fixture
 async def redis(redis_db_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_db_url)
+    client = connect_url(redis_db_url)
     await client.flushdb()
     yield client
     await client.aclose()

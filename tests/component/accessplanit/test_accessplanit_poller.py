@@ -292,9 +292,7 @@ async def test_a_deleted_instance_ends_its_round_at_once_and_is_polled_no_more(
     # Nothing of the instance is written back after the purge (a re-created id starts clean) but the claim of the
     # change being published at that moment, which expires.
     [in_flight] = publisher.published
-    left = [
-        key.decode() for pattern in instance_key_patterns(tenant.id) async for key in redis.scan_iter(match=pattern)
-    ]
+    left = [key for pattern in instance_key_patterns(tenant.id) async for key in redis.scan_iter(match=pattern)]
     assert left == [ingest_claim_key(tenant.id, in_flight.event.event_id)]
     assert await redis.ttl(left[0]) > 0
 

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from support.mapper import accessplanit_change, mailchimp_change
 from tandem_shared.contracts import ContactIdentity, System
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.erasure import erase_contact
 from tandem_shared.redis.keys import (
     held_key,
@@ -27,7 +28,7 @@ T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, decode_responses=True)
+    client = connect_url(redis_url)
     yield client
     await client.aclose()
 

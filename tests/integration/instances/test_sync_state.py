@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
 
 from support.commands import sync_command
 from support.state import side, user_email
 from tandem_shared.contracts import Operation, SyncCommand, System
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import legacy_state_key, state_key
 from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
 from tandem_shared.sync.rules import field_digest, ts_ms
@@ -136,7 +136,7 @@ async def test_state_under_its_legacy_name_is_adopted_on_first_read(
     current = state_key(instance_id, System.MAILCHIMP, "ada@example.com")
     legacy = legacy_state_key(instance_id, System.MAILCHIMP, "ada@example.com")
     stale = legacy_state_key(instance_id, System.MAILCHIMP, "bob@example.com")
-    redis = Redis.from_url(redis_url)
+    redis = connect_url(redis_url)
     try:
         await redis.rename(current, legacy)  # what a version before keyed hashes left
         await redis.hset(stale, "_last", "seen|1")
@@ -216,7 +216,7 @@ async def test_a_batch_of_writes_runs_its_scripts_after_redis_forgot_them(
 ) -> None:
     # After a restart Redis knows no script: an EVALSHA would fail on its own inside the transaction while the
     # commands around it apply.
-    admin = Redis.from_url(redis_url)
+    admin = connect_url(redis_url)
     try:
         await admin.script_flush()
     finally:

@@ -33,6 +33,7 @@ from tandem_shared.contracts import (
     canonical_json,
 )
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
+from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.held import HeldStore
 from tandem_shared.redis.state import RedisStateStore, RedisStateTransaction, StateStore, StateTransaction
 from tandem_shared.sync.rules import StateSnapshot, ts_ms
@@ -265,7 +266,7 @@ async def test_a_batch_that_redis_fails_part_way_is_decided_again_to_the_same_co
     redis_url: str, fail_at: int, applied: bool
 ) -> None:
     clean = RedisStateStore.from_url(redis_url, clock=lambda: ts_ms(T0))
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = connect_url(redis_url)
     flaky = FlakyStore(redis, fail_at=fail_at, applied_before_failing=applied, clock=lambda: ts_ms(T0))
     reference, failing = instance("clean"), instance("flaky")
     try:
@@ -314,13 +315,16 @@ class CountingConnection(Connection):
     sends = 0
 
     async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        type(self).sends += 1
+        CountingConnection.sends += 1  # on this class: the test counts through a subclass made for the URL
         await super().send_packed_command(command, check_health)
 
 
 async def round_trips(redis_url: str, batch: Callable[[str], list[ChangeEvent]]) -> int:
     config = instance("trips")
-    redis = Redis.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
+    redis = connect_url(redis_url)
+    # Counting on whichever connection the URL asks for (plain, or TLS for rediss://), before the first is made.
+    pool = redis.connection_pool
+    pool.connection_class = type("Counting", (CountingConnection, pool.connection_class), {})
     store = RedisStateStore(redis, clock=lambda: ts_ms(T0), owns_client=True)
     try:
         await redis.ping()  # connect first: the handshake is not the batch's
@@ -352,7 +356,7 @@ async def test_redis_round_trips_per_batch_do_not_grow_with_the_batch(redis_url:
 
 
 async def test_on_the_broker_a_batch_is_committed_only_once_redis_took_it(kafka_bootstrap: str, redis_url: str) -> None:
-    flaky = FlakyStore(Redis.from_url(redis_url, decode_responses=True))
+    flaky = FlakyStore(connect_url(redis_url))
     async with running_mapper(kafka_bootstrap, redis_url, state=flaky, failure_pause_s=0.2) as harness:
         config = await harness.put(instance("broker"))
         committed_before = await harness.committed()

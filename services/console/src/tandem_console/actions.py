@@ -17,7 +17,6 @@ from tandem_shared.contracts import InstanceConfig
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, Producer
-from tandem_shared.metrics import EVENTS_OUT
 from tandem_shared.replay import Note, Replays, find_changes
 
 PutInstance = Callable[[InstanceConfig], Awaitable[None]]
@@ -112,5 +111,4 @@ class Replayer:
         event = await self._replays.change(
             original, original_execution_id=execution_id, replayed_from=execution_id, note=note
         )
-        EVENTS_OUT.labels(service="console", topic=CHANGES).inc()
         return Replayed(execution_id, event.execution_id, event.event_id)

@@ -16,12 +16,13 @@ from tandem_console import access_pages, api, reconcile, ui
 from tandem_console.access import VIEWER, Access, install, metrics_reader
 from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
-from tandem_console.bootstrap import bootstrap
+from tandem_console.bootstrap import bootstrap, kafka_connection
 from tandem_console.oidc import OidcConfig, OidcLogin
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import utcnow
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka.gate import KafkaGate
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import render as render_metrics
 
@@ -39,9 +40,24 @@ async def purge_periodically(store: TraceStore, settings: ConsoleSettings) -> No
         await asyncio.sleep(settings.purge_interval_s)
 
 
-def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None) -> FastAPI:
-    settings = settings or ConsoleSettings()
+def create_app(
+    settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None
+) -> FastAPI | KafkaGate:
+    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
+    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
+    if settings is None:
+        process_settings = ConsoleSettings()
+        configure_logging("console", process_settings.log_level, process_settings.log_json)
+        return KafkaGate(
+            kafka_connection(process_settings),
+            lambda: app(process_settings, registry),
+            retry_s=process_settings.kafka_retry_s,
+        )
     configure_logging("console", settings.log_level, settings.log_json)
+    return app(settings, registry)
+
+
+def app(settings: ConsoleSettings, registry: InstanceRegistry | None = None) -> FastAPI:
     built = bootstrap(settings, registry=registry)
     store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
     audit = AuditLog(store.engine)

@@ -22,9 +22,12 @@ from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
 
+# The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
+CLIENT_ID = "tandem-console"
+
 
 def kafka_connection(settings: ConsoleSettings) -> KafkaConnection:
-    return KafkaConnection.from_settings(settings, "tandem-console")
+    return KafkaConnection.from_settings(settings, CLIENT_ID)
 
 
 def trace_consumer(settings: ConsoleSettings, kafka: KafkaConnection, store: TraceStore) -> TraceConsumer:

@@ -18,7 +18,7 @@ from tandem_shared.contracts.topics import TRACE
 from tandem_shared.kafka import KafkaConnection, TopicFollower
 from tandem_shared.kafka.follower import Record
 from tandem_shared.logging import get_logger
-from tandem_shared.metrics import CONSUMER_LAG, END_TO_END_LATENCY, ERRORS, EVENTS_IN, TRACE_RECORDS_STORED
+from tandem_shared.metrics import CONSUMER_LAG, END_TO_END_LATENCY, ERRORS, TRACE_RECORDS_STORED
 
 log = get_logger("tandem.console.consumer")
 
@@ -69,7 +69,6 @@ class TraceConsumer:
         cutoff = utcnow() - self._retention if self._retention is not None else None
         for message in messages:
             next_offsets[message.partition] = message.offset + 1
-            EVENTS_IN.labels(service=SERVICE, topic=self._topic).inc()
             try:
                 record = TraceRecord.model_validate_json(message.value or b"")
             except ValidationError as exc:

@@ -40,6 +40,9 @@ from tandem_shared.tracing import publish_trace
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 
+# The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
+CLIENT_ID = "tandem-ingest"
+
 
 class ServiceProducer(Producer, Protocol):
     async def ping(self, timeout: float) -> bool:  # noqa: ASYNC109 (the readiness probe's budget)
@@ -77,7 +80,7 @@ def bootstrap(
     deferred: DeferredUsers | None = None,
     allowance: RereadAllowance | None = None,
 ) -> Ingest:
-    kafka = KafkaConnection.from_settings(settings, "tandem-ingest")
+    kafka = KafkaConnection.from_settings(settings, CLIENT_ID)
     registry = registry or TopicInstanceRegistry(kafka)
     producer = producer or KafkaProducer(kafka)
     redis = connect(settings)  # connects on first use: nothing is opened for what the caller injected

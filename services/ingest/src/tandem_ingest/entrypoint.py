@@ -15,13 +15,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tandem_ingest.accessplanit_changes import UserReader
-from tandem_ingest.bootstrap import Ingest, ServiceProducer, bootstrap
+from tandem_ingest.bootstrap import CLIENT_ID, Ingest, ServiceProducer, bootstrap
 from tandem_ingest.dedupe import EventClaims
 from tandem_ingest.hot_routes import IngestApp
 from tandem_ingest.intake import EventPublisher
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.concurrency import Backoff
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka.gate import KafkaGate
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 
@@ -49,9 +51,20 @@ def create_app(
     publisher: EventPublisher | None = None,
     claims: EventClaims | None = None,
     reader: UserReader | None = None,
-) -> FastAPI:
-    """The ingest app. `publisher`, `claims` and `reader` replace Kafka, Redis and the accessplanit API in tests."""
-    settings = settings or IngestSettings()
+) -> FastAPI | KafkaGate:
+    """The ingest app. `publisher`, `claims` and `reader` replace Kafka, Redis and the accessplanit API in tests.
+
+    Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
+    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
+    if settings is None:
+        process_settings = IngestSettings()
+        configure_logging("ingest", process_settings.log_level, process_settings.log_json)
+        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
+        return KafkaGate(
+            connection,
+            lambda: serve(bootstrap(process_settings, registry=registry)),
+            retry_s=process_settings.kafka_retry_s,
+        )
     configure_logging("ingest", settings.log_level, settings.log_json)
     return serve(bootstrap(settings, registry=registry, publisher=publisher, claims=claims, reader=reader))
 

@@ -21,6 +21,9 @@ from tandem_shared.redis.client import connect
 from tandem_shared.redis.erasure import ContactEraser, RedisContactEraser
 from tandem_shared.redis.state import RedisStateStore, StateStore
 
+# The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
+CLIENT_ID = "tandem-mapper"
+
 
 @dataclass(frozen=True)
 class Built:
@@ -42,7 +45,7 @@ def bootstrap(
     registry: InstanceRegistry | None = None,
     eraser: ContactEraser | None = None,
 ) -> Built:
-    kafka = KafkaConnection.from_settings(settings, "tandem-mapper")
+    kafka = KafkaConnection.from_settings(settings, CLIENT_ID)
     producer = producer or KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
     # The mapper's one Redis client (connected on first use), owned (and closed) by its state store; erasure and

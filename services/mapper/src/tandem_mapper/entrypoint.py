@@ -13,12 +13,14 @@ from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
-from tandem_mapper.bootstrap import bootstrap
+from tandem_mapper.bootstrap import CLIENT_ID, bootstrap
 from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import ChangeEvent
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka.gate import KafkaGate
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MetricsEndpoint
 
@@ -100,9 +102,21 @@ async def live(_: object) -> AsgiResponse:
     return AsgiResponse(b"", status_code=204)
 
 
-def create_app(settings: MapperSettings | None = None, registry: InstanceRegistry | None = None) -> AsgiFastStream:
-    settings = settings or MapperSettings()
+def create_app(
+    settings: MapperSettings | None = None, registry: InstanceRegistry | None = None
+) -> AsgiFastStream | KafkaGate:
+    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
+    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
+    if settings is None:
+        process_settings = MapperSettings()
+        configure_logging("mapper", process_settings.log_level, process_settings.log_json)
+        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
+        return KafkaGate(connection, lambda: app(process_settings, registry), retry_s=process_settings.kafka_retry_s)
     configure_logging("mapper", settings.log_level, settings.log_json)
+    return app(settings, registry)
+
+
+def app(settings: MapperSettings, registry: InstanceRegistry | None = None) -> AsgiFastStream:
     built = bootstrap(settings, registry=registry)
     subscribe(built.broker, settings, built.mapper)
     return AsgiFastStream(

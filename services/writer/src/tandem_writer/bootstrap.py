@@ -32,6 +32,9 @@ from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
+# The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
+CLIENT_ID = "tandem-writer"
+
 
 @dataclass
 class Writer:
@@ -92,7 +95,7 @@ def bootstrap(
     consumer_factory: Callable[[], ConsumerClient] | None = None,
 ) -> Writer:
     settings = settings or WriterSettings()
-    kafka = KafkaConnection.from_settings(settings, "tandem-writer")
+    kafka = KafkaConnection.from_settings(settings, CLIENT_ID)
     owned: list[Callable[[], Awaitable[None]]] = []
     redis: Redis | None = None
 
@@ -157,6 +160,7 @@ def bootstrap(
             concurrency=settings.partition_concurrency,
             contact_interval_s=settings.contact_write_interval_s,
         ),
+        service=kafka.service,
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
     )

@@ -14,10 +14,12 @@ from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts import System
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka import KafkaConnection
+from tandem_shared.kafka.gate import KafkaGate
 from tandem_shared.kafka.partitioned import PartitionedConsumer
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
-from tandem_writer.bootstrap import bootstrap
+from tandem_writer.bootstrap import CLIENT_ID, bootstrap
 from tandem_writer.settings import WriterSettings
 from tandem_writer.targets.base import Target
 
@@ -40,9 +42,25 @@ def create_app(
     settings: WriterSettings | None = None,
     registry: InstanceRegistry | None = None,
     targets: dict[System, Target] | None = None,
-) -> AsgiFastStream:
-    settings = settings or WriterSettings()
+) -> AsgiFastStream | KafkaGate:
+    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
+    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
+    if settings is None:
+        process_settings = WriterSettings()
+        configure_logging("writer", process_settings.log_level, process_settings.log_json)
+        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
+        return KafkaGate(
+            connection, lambda: app(process_settings, registry, targets), retry_s=process_settings.kafka_retry_s
+        )
     configure_logging("writer", settings.log_level, settings.log_json)
+    return app(settings, registry, targets)
+
+
+def app(
+    settings: WriterSettings,
+    registry: InstanceRegistry | None = None,
+    targets: dict[System, Target] | None = None,
+) -> AsgiFastStream:
     writer = bootstrap(settings, registry=registry, targets=targets)
     broker = writer.kafka.broker()
     return AsgiFastStream(

@@ -36,6 +36,7 @@ from tandem_shared.contracts.reconcile import (
 from tandem_shared.contracts.topics import RECONCILE_REQUESTS
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, Producer
+from tandem_shared.kafka.counting import received
 from tandem_shared.kafka.producer import send_envelope
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import RECONCILE_LAST_DRIFT, RECONCILE_RUNS
@@ -88,6 +89,7 @@ class ReconcileService:
         consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
     ) -> None:
         self._producer = producer
+        self._service = kafka.service
         self._registry = registry
         self._redis = redis
         self._ap = accessplanit
@@ -138,6 +140,7 @@ class ReconcileService:
             try:
                 batches = await self._consumer.getmany(timeout_ms=1000)
                 for records in batches.values():
+                    received(self._service, records)
                     for record in records:
                         await self._accept_record(record.value)
                 if batches:

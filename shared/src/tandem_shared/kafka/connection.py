@@ -15,7 +15,8 @@ from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from faststream.kafka import KafkaBroker
 
-from tandem_shared.kafka.security import KafkaSecurity
+from tandem_shared.kafka.counting import receipt_middleware, service_of
+from tandem_shared.kafka.security import KafkaSecurity, KafkaSecurityError
 from tandem_shared.settings import CommonSettings
 
 EXPLAIN_TIMEOUT_S = 15.0
@@ -54,6 +55,11 @@ class KafkaConnection:
             return cls(bootstrap_servers, client_id, connection.security)
         return connection
 
+    @property
+    def service(self) -> str:
+        """The `service` label of the metrics this connection's clients count (`tandem-mapper` → `mapper`)."""
+        return service_of(self.client_id)
+
     def _client(self, client_id: str | None) -> dict[str, Any]:
         """What every aiokafka client takes to connect."""
         return {
@@ -78,7 +84,8 @@ class KafkaConnection:
         return AIOKafkaAdminClient(**self._client(client_id))
 
     def broker(self, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
-        """A FastStream broker (subscribers, AsyncAPI, health); Tandem's own records go through `KafkaProducer`."""
+        """A FastStream broker (subscribers, AsyncAPI, health); Tandem's own records go through `KafkaProducer`.
+        Its subscribers count what they receive (`tandem_events_in_total`)."""
         client_id = client_id or self.client_id
         return KafkaBroker(
             self.bootstrap_servers,
@@ -87,6 +94,7 @@ class KafkaConnection:
             acks="all",
             enable_idempotence=True,
             logger=logging.getLogger(f"tandem.{client_id}.kafka"),
+            middlewares=[receipt_middleware(service_of(client_id)), *kwargs.pop("middlewares", ())],
             **kwargs,
         )
 
@@ -94,39 +102,56 @@ class KafkaConnection:
         """Why a client could not connect, found by one direct connection to the first bootstrap server (aiokafka's
         own "Unable to bootstrap" names no cause). Returned for the caller to raise: a service's startup fails with
         it (its log's last error), the CLI prints it."""
+        reason = await self.refusal()
+        if reason is None:
+            reason = f"{self._where()} accepts this client ({self.security.protocol}), but: {error}"
+        return KafkaUnavailable(reason)
+
+    def _where(self) -> str:
         host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
-        where, security = f"Kafka at {host}:{port}", self.security
+        return f"Kafka at {host}:{port}"
+
+    async def refusal(self) -> str | None:
+        """None when the first bootstrap server accepts this client (TLS handshake, SASL login, a first request);
+        else why not, naming the settings to check and the principal (the SASL user, the certificate file) — never
+        a secret. A service waits on this before it starts (`tandem_shared.kafka.gate`)."""
+        host, _, port = self.bootstrap_servers.split(",")[0].strip().rpartition(":")
+        where, security = self._where(), self.security
+        try:
+            options = security.client_kwargs()
+        except KafkaSecurityError as exc:
+            return f"{where}: {exc}"
         try:
             async with asyncio.timeout(EXPLAIN_TIMEOUT_S):
-                conn = await create_conn(host, int(port), **security.client_kwargs())
+                conn = await create_conn(host, int(port), **options)
             conn.close()
-            reason = f"{where} accepts this client ({security.protocol}), but: {error}"
+            return None
         except ssl.SSLCertVerificationError as exc:
-            reason = (
+            return (
                 f"{where}: the broker's certificate is not trusted with KAFKA_SSL_CA_FILE={security.ca_file}"
                 f" ({exc.verify_message})"
             )
         except SaslAuthenticationFailed as exc:
-            reason = (
-                f"{where} refused the SASL {security.sasl_mechanism} login (KAFKA_SASL_USERNAME /"
+            return (
+                f"{where} refused the SASL {security.sasl_mechanism} login of user"
+                f" {options['sasl_plain_username']!r} (authentication refused: check KAFKA_SASL_USERNAME /"
                 f" KAFKA_SASL_PASSWORD): {exc}"
             )
         except (TimeoutError, OSError) as exc:
-            reason = f"{where} does not answer ({exc or type(exc).__name__})"
+            return f"{where} does not answer ({exc or type(exc).__name__})"
         except Exception as exc:  # the broker hung up: on a TLS listener, that is how a client certificate is refused
             if security.tls and security.cert_file:
-                reason = (
+                return (
                     f"{where} closed the TLS connection: the broker does not accept the client certificate"
-                    f" KAFKA_SSL_CERT_FILE={security.cert_file} (not issued by a CA it trusts, or expired) ({exc})"
+                    f" KAFKA_SSL_CERT_FILE={security.cert_file} (authentication refused: not issued by a CA it"
+                    f" trusts, or expired) ({exc})"
                 )
-            elif security.tls:
-                reason = (
+            if security.tls:
+                return (
                     f"{where} closed the TLS connection: the listener may require a client certificate"
                     f" (KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE) ({exc})"
                 )
-            else:
-                reason = (
-                    f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
-                    f" listener's protocol? ({exc})"
-                )
-        return KafkaUnavailable(reason)
+            return (
+                f"{where} closed the connection: is KAFKA_SECURITY_PROTOCOL={security.protocol} the"
+                f" listener's protocol? ({exc})"
+            )

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from tandem_shared.kafka.admin import caught_up, partitions_of
 from tandem_shared.kafka.connection import KafkaConnection
+from tandem_shared.kafka.counting import received
 from tandem_shared.logging import get_logger
 
 log = get_logger("tandem.kafka.follower")
@@ -78,6 +79,7 @@ class TopicFollower:
     async def poll(self, handle: Handle, timeout_ms: int = 500) -> None:
         batches = await self._running().getmany(timeout_ms=timeout_ms, max_records=self._max_records)
         records = [record for partition in batches.values() for record in partition]
+        received(self._connection.service, records)
         await handle(records)
 
     async def read_to_end(self, handle: Handle) -> None:

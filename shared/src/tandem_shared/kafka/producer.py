@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from tandem_shared.contracts.envelopes import Envelope
 from tandem_shared.ids import new_id
 from tandem_shared.kafka.connection import KafkaConnection
+from tandem_shared.kafka.counting import count_when_acknowledged
 
 _JSON = b"application/json"
 
@@ -46,7 +47,8 @@ class KafkaProducer:
 
     Each record carries FastStream's `content-type` and `correlation_id` headers ahead of Tandem's, as FastStream's
     own publish writes them, so a FastStream subscriber (the mapper) reads it like one of its own. `start` may be
-    called again after a failed start (Kafka unreachable): each attempt builds a fresh client.
+    called again after a failed start (Kafka unreachable): each attempt builds a fresh client. Each record Kafka
+    acknowledged counts in `tandem_events_out_total` under the connection's service.
     """
 
     def __init__(self, connection: KafkaConnection, **overrides: Any) -> None:
@@ -89,6 +91,7 @@ class KafkaProducer:
         future: asyncio.Future[Any] = await self._producer.send(
             topic, value=value, key=key, partition=partition, headers=record_headers
         )
+        count_when_acknowledged(self._connection.service, topic, future)
         return future
 
     async def ping(self, timeout: float) -> bool:  # noqa: ASYNC109 (the probe's budget, as FastStream's ping)

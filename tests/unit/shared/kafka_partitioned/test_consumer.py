@@ -21,10 +21,12 @@ from tandem_shared.kafka.partitioned import (
     StrategyFactory,
 )
 from tandem_shared.kafka.partitioned import consumer as consumer_module
+from tandem_shared.metrics import EVENTS_IN
 
 TOPIC = "test.partitioned"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
 GROUP = "test-group"
+SERVICE = "test-partitioned"
 
 
 class Handler:
@@ -75,6 +77,7 @@ async def started(
         lambda: client,
         topics=[TOPIC],
         strategy=keyed(handler),
+        service=SERVICE,
         max_buffered=max_buffered,
         shutdown_grace_s=shutdown_grace_s,
     )
@@ -108,6 +111,20 @@ async def test_each_partition_commits_exactly_what_it_has_finished(broker: FakeB
     assert handler.seen == {0: ["p0-0", "p0-1", "p0-2"], 1: ["p1-0", "p1-1", "p1-2", "p1-3"]}
 
 
+async def test_the_records_it_takes_count_as_events_in_under_its_service_and_topic(broker: FakeBroker) -> None:
+    counted = EVENTS_IN.labels(service=SERVICE, topic=TOPIC)
+    before = counted._value.get()
+    produce(broker, P0, "a", "b")
+    produce(broker, P1, "c")
+    handler = Handler()
+    consumer, _ = await started(broker, handler, {P0, P1})
+    try:
+        await eventually(lambda: _true(committed(broker) == {P0: 2, P1: 1}), timeout=5, interval=0.01)
+    finally:
+        await consumer.stop()
+    assert counted._value.get() - before == 3
+
+
 async def test_a_full_partition_is_paused_while_the_others_go_on_and_resumed_once_half_is_taken(
     broker: FakeBroker,
 ) -> None:
@@ -139,7 +156,7 @@ async def test_a_failed_commit_is_made_again_and_a_failed_poll_polled_again(
     client = broker.consumer(GROUP)
     client.fail_polls = 2
     client.fail_commits = 1
-    consumer = PartitionedConsumer(lambda: client, topics=[TOPIC], strategy=keyed(handler))
+    consumer = PartitionedConsumer(lambda: client, topics=[TOPIC], strategy=keyed(handler), service=SERVICE)
     await consumer.start()
     try:
         await client.rebalance({P0})

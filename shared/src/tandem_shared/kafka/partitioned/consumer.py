@@ -23,6 +23,7 @@ from typing import Protocol, TypedDict
 from aiokafka import ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
+from tandem_shared.kafka.counting import received
 from tandem_shared.kafka.partitioned.records import inbound
 from tandem_shared.kafka.partitioned.strategy import ProcessingStrategy, StrategyFactory
 from tandem_shared.logging import get_logger
@@ -87,12 +88,14 @@ class PartitionedConsumer:
         *,
         topics: Sequence[str],
         strategy: StrategyFactory,
+        service: str,
         max_buffered: int = 100,
         shutdown_grace_s: float = 35.0,
     ) -> None:
         """`client` builds the group consumer when the consumer starts (aiokafka's needs the running event loop);
-        build it with `consumer_options`."""
+        build it with `consumer_options`. `service` labels the records it counts (`tandem_events_in_total`)."""
         self._make_client = client
+        self._service = service
         self._client: ConsumerClient | None = None
         self._topics = list(topics)
         self._strategy = strategy
@@ -149,6 +152,7 @@ class PartitionedConsumer:
                 strategy = self._strategies.get(tp)
                 if strategy is None:
                     strategy = self._strategies[tp] = self._strategy(tp, functools.partial(self._resume_if_room, tp))
+                received(self._service, records)
                 for record in records:
                     strategy.submit(inbound(record))
                 if strategy.buffered >= self._max_buffered:
