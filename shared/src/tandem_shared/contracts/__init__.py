@@ -19,7 +19,7 @@ from tandem_shared.contracts.common import (
     subscriber_hash,
     utcnow,
 )
-from tandem_shared.contracts.erasure import ErasureRequest
+from tandem_shared.contracts.erasure import ERASURE_SERVICES, ErasureAcknowledgement, ErasureRequest
 from tandem_shared.contracts.events import ChangeEvent, ChangeKind, deterministic_event_id
 from tandem_shared.contracts.instances import (
     AccessplanitConnection,
@@ -45,6 +45,8 @@ __all__ = [
     "TOPICS",
     "AccessplanitConnection",
     "ChangeEvent",
+    "ERASURE_SERVICES",
+    "ErasureAcknowledgement",
     "ErasureRequest",
     "CheckedField",
     "ChangeKind",
