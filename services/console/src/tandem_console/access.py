@@ -24,7 +24,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from tandem_console.audit import AuditEntry, AuditLog
 from tandem_console.credentials import Accounts, LoginThrottle, Principal, Role, Session, SessionCodec
 from tandem_console.settings import ConsoleSettings
-from tandem_shared.contracts import utcnow
+from tandem_shared.audit import audit_trace
+from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.logging import get_logger
 
 log = get_logger("tandem.console.access")
@@ -71,6 +72,10 @@ def is_loopback(address: str | None) -> bool:
         return False
 
 
+# Publishes a trace record (an audit entry) and returns once Kafka has it.
+Publish = Callable[[TraceRecord], Awaitable[None]]
+
+
 @dataclass
 class Access:
     settings: ConsoleSettings
@@ -79,9 +84,10 @@ class Access:
     audit: AuditLog
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    publish: Publish | None = None
 
     @classmethod
-    def build(cls, settings: ConsoleSettings, audit: AuditLog) -> Access:
+    def build(cls, settings: ConsoleSettings, audit: AuditLog, publish: Publish | None = None) -> Access:
         if settings.session_secret is not None:
             secret = settings.session_secret.get_secret_value().encode()
         else:
@@ -90,7 +96,7 @@ class Access:
         accounts = Accounts.load(settings.accounts_file) if settings.accounts_file else Accounts()
         if not (accounts.users or accounts.tokens or settings.login_disabled):
             log.warning("no operator accounts or tokens configured: nobody can log in", see="docs/security.md")
-        return cls(settings, accounts, SessionCodec(secret), audit)
+        return cls(settings, accounts, SessionCodec(secret), audit, publish=publish)
 
     def host_allowed(self, host: str | None) -> bool:
         if not host:
@@ -218,7 +224,7 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
         # Every state change by someone known is an operator action (login and logout aside), refused ones too.
         who: Principal | None = getattr(request.state, "principal", None)
         if who is not None and request.method not in SAFE_METHODS and path not in LOGIN_PATHS:
-            await record(request, access.audit, who, response.status_code)
+            await record(request, access, who.name, who.via, response.status_code)
         return response
 
     @app.exception_handler(NotLoggedIn)
@@ -244,17 +250,28 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
         return error_page(request, exc.status, exc.message)
 
 
-async def record(request: Request, audit: AuditLog, who: Principal, outcome: int) -> None:
+async def record(
+    request: Request, access: Access, who: str, via: str, outcome: int, *, action: str | None = None
+) -> None:
+    """The audit entry of an action: in the console's store, as a log line, and on `tandem.trace` (an
+    `AuditRecord`, for dashboards and the other replicas; the store keeps each audit id once)."""
     route: Any = request.scope.get("route")
-    action = getattr(route, "name", None) or request.url.path
+    action = action or getattr(route, "name", None) or request.url.path
     query = [(k, "(not kept)" if k in PERSONAL_PARAMS else v) for k, v in request.query_params.multi_items()]
     target = request.url.path + (f"?{urlencode(query)}" if query else "")
-    entry = AuditEntry(utcnow(), who.name, who.via, action, target, outcome)
-    log.info("operator action", who=who.name, via=who.via, action=action, target=target, outcome=outcome)
+    entry = AuditEntry(utcnow(), who, via, action, target, outcome)
+    log.info("operator action", who=who, via=via, action=action, target=target, outcome=outcome)
     try:
-        await asyncio.to_thread(audit.record, entry)
+        await asyncio.to_thread(access.audit.record, entry)
     except Exception as exc:  # the action is done already; the log line above still says who did it
-        log.error("audit entry not stored", action=action, who=who.name, error=str(exc))
+        log.error("audit entry not stored", action=action, who=who, error=str(exc))
+    if access.publish is None:
+        return
+    instance_id = request.path_params.get("instance_id")
+    try:
+        await access.publish(audit_trace(entry.as_record(), instance_id if isinstance(instance_id, str) else None))
+    except Exception as exc:  # kept in the store and the log line; the trace misses it, and says so here
+        log.error("audit entry not published to the trace", action=action, who=who, error=str(exc))
 
 
 def safe_next(target: str | None) -> str:

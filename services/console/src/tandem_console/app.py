@@ -20,10 +20,11 @@ from tandem_console.bootstrap import bootstrap
 from tandem_console.oidc import OidcConfig, OidcLogin
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
-from tandem_shared.contracts import utcnow
+from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import render as render_metrics
+from tandem_shared.tracing import publish_trace
 
 log = get_logger("tandem.console")
 
@@ -45,7 +46,11 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     built = bootstrap(settings, registry=registry)
     store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
     audit = AuditLog(store.engine)
-    access = Access.build(settings, audit)
+
+    async def publish(record: TraceRecord) -> None:
+        await asyncio.wait_for(publish_trace(producer, record), timeout=settings.publish_timeout_s)
+
+    access = Access.build(settings, audit, publish)
     oidc_config = OidcConfig.of(settings)
     oidc = OidcLogin(oidc_config) if oidc_config else None
 

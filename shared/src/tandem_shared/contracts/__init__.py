@@ -1,5 +1,6 @@
 """The contracts between Tandem's stages. Services import from here and never redefine them."""
 
+from tandem_shared.contracts.audit import AuditRecord
 from tandem_shared.contracts.commands import (
     CheckedField,
     Operation,
@@ -42,6 +43,7 @@ from tandem_shared.contracts.trace import (
 )
 
 __all__ = [
+    "AuditRecord",
     "TOPICS",
     "AccessplanitConnection",
     "ChangeEvent",
