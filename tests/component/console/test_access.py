@@ -365,3 +365,22 @@ async def test_every_audit_entry_is_published_on_the_trace_logins_and_logouts_to
     stored = (await console.client.get("/api/audit", headers=bearer("viewer"))).json()
     assert [e["audit_id"] for e in stored] == [a.audit_id for a in reversed(audits) if a]
     assert all("wrong" not in r.model_dump_json() for r in console.traced)
+
+
+async def test_a_logged_out_session_cookie_is_worth_nothing_afterwards(console: Console) -> None:
+    operator = await log_in(console.client, OPERATOR, PASSWORDS[OPERATOR])
+    other = await log_in(console.client, OPERATOR, PASSWORDS[OPERATOR])
+    stolen = {"Cookie": f"{COOKIE}={operator.cookie}", "Origin": BASE}
+    assert (await console.client.get("/api/instances", headers=stolen)).status_code == 200
+
+    out = await console.client.post("/logout", data={"csrf_token": operator.csrf}, headers=operator.headers)
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+
+    assert (await console.client.get("/api/instances", headers=stolen)).status_code == 401
+    page = await console.client.get("/instances/demo", headers=stolen)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    pause = await console.client.post("/instances/demo/pause", data={"csrf_token": operator.csrf}, headers=stolen)
+    assert pause.status_code == 401
+    assert console.registry.get("demo").paused is False  # type: ignore[union-attr]
+    # Only that session: the same account's other session goes on.
+    assert (await console.client.get("/api/instances", headers=other.headers)).status_code == 200

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 
 from tandem_console.audit import AuditEntry, AuditLog
 from tandem_console.credentials import Accounts, LoginThrottle, Principal, Role, Session, SessionCodec
+from tandem_console.sessions import RevokedSessions
 from tandem_console.settings import ConsoleSettings
 from tandem_shared.audit import audit_trace
 from tandem_shared.contracts import TraceRecord, utcnow
@@ -85,9 +86,17 @@ class Access:
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     publish: Publish | None = None
+    # Sessions ended by a logout (None: a logout only replaces the browser's cookie).
+    revoked: RevokedSessions | None = None
 
     @classmethod
-    def build(cls, settings: ConsoleSettings, audit: AuditLog, publish: Publish | None = None) -> Access:
+    def build(
+        cls,
+        settings: ConsoleSettings,
+        audit: AuditLog,
+        publish: Publish | None = None,
+        revoked: RevokedSessions | None = None,
+    ) -> Access:
         if settings.session_secret is not None:
             secret = settings.session_secret.get_secret_value().encode()
         else:
@@ -96,7 +105,7 @@ class Access:
         accounts = Accounts.load(settings.accounts_file) if settings.accounts_file else Accounts()
         if not (accounts.users or accounts.tokens or settings.login_disabled):
             log.warning("no operator accounts or tokens configured: nobody can log in", see="docs/security.md")
-        return cls(settings, accounts, SessionCodec(secret), audit, publish=publish)
+        return cls(settings, accounts, SessionCodec(secret), audit, publish=publish, revoked=revoked)
 
     def host_allowed(self, host: str | None) -> bool:
         if not host:
@@ -153,8 +162,22 @@ class Access:
         request.state.session = self.session_of(request).logged_in(who, self.clock(), self.settings.session_ttl_s)
         log.info("logged in", who=who.name, role=who.role.label, via=who.via)
 
-    def log_out(self, request: Request) -> None:
+    async def log_out(self, request: Request) -> None:
+        """A new, anonymous session for this browser, and the old one revoked for whoever else holds its cookie."""
+        ended = self.session_of(request)
         request.state.session = Session.anonymous(self.clock(), self.settings.session_ttl_s)
+        if self.revoked is not None and ended.principal is not None:
+            await asyncio.to_thread(self.revoked.revoke, ended.sid, ended.expires, self.clock())
+
+    async def arrived(self, cookie: str | None) -> Session | None:
+        """The session a request's cookie carries: None if there is none, it is forged or expired, or it was
+        logged out."""
+        session = self.codec.decode(cookie, self.clock())
+        if session is None or session.principal is None or self.revoked is None:
+            return session
+        if await asyncio.to_thread(self.revoked.is_revoked, session.sid):
+            return None
+        return session
 
     def set_pending(self, request: Request, pending: dict[str, str]) -> None:
         old = self.session_of(request)
@@ -200,8 +223,7 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
             response: Response = PlainTextResponse("host not allowed", status_code=400)
             response.headers.update(SECURITY_HEADERS)
             return response
-        cookie = request.cookies.get(COOKIE)
-        arrived = access.codec.decode(cookie, access.clock())
+        arrived = await access.arrived(request.cookies.get(COOKIE))
         request.state.session = arrived or Session.anonymous(access.clock(), access.settings.session_ttl_s)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():

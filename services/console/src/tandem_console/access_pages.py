@@ -128,7 +128,7 @@ async def log_out(request: Request) -> Response:
     access = access_of(request)
     await access.check_csrf(request, None)
     who = access.session_of(request).principal
-    access.log_out(request)
+    await access.log_out(request)
     if who is not None:
         await record(request, access, who.name, who.via, 303, action="log_out")
     return RedirectResponse("/login", status_code=303)

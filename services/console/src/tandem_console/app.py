@@ -18,6 +18,7 @@ from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
 from tandem_console.bootstrap import bootstrap
 from tandem_console.oidc import OidcConfig, OidcLogin
+from tandem_console.sessions import RevokedSessions
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import TraceRecord, utcnow
@@ -50,7 +51,7 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     async def publish(record: TraceRecord) -> None:
         await asyncio.wait_for(publish_trace(producer, record), timeout=settings.publish_timeout_s)
 
-    access = Access.build(settings, audit, publish)
+    access = Access.build(settings, audit, publish, RevokedSessions(store.engine))
     oidc_config = OidcConfig.of(settings)
     oidc = OidcLogin(oidc_config) if oidc_config else None
 
