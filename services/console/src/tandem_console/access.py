@@ -66,6 +66,21 @@ class Refused(Exception):
         self.message = message
 
 
+def _host_of(url: str) -> str | None:
+    """The host name of a URL; None for one that does not parse (`[]`, `[::1`: urlsplit raises)."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _netloc_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         return address is not None and ipaddress.ip_address(address).is_loopback
@@ -110,7 +125,7 @@ class Access:
     def host_allowed(self, host: str | None) -> bool:
         if not host:
             return False
-        name = urlsplit(f"//{host}").hostname
+        name = _host_of(f"//{host}")
         return name is not None and name.lower() in self.settings.host_names
 
     def session_of(self, request: Request) -> Session:
@@ -143,7 +158,7 @@ class Access:
     async def check_csrf(self, request: Request, who: Principal | None) -> None:
         """A state change from a browser carries the CSRF token of its session, and no foreign Origin."""
         origin = request.headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        if origin is not None and _netloc_of(origin) != request.headers.get("host", ""):
             raise Refused(403, "cross-site request refused")
         if who is not None and who.via == "token":
             return

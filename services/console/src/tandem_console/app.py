@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -84,10 +85,15 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
                 await oidc.close()
             store.close()
 
+    # No /docs, /redoc or /openapi.json open to anyone: the API's description is for people who may use it
+    # (`/api/openapi.json`, viewers), and the interactive pages' scripts come from a CDN the CSP refuses anyway.
     app = FastAPI(
         title="Tandem console",
         description="Executions rebuilt from tandem.trace: filter them, read their steps, pause instances, replay.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.console = built.console
@@ -117,6 +123,10 @@ def create_app(settings: ConsoleSettings | None = None, registry: InstanceRegist
     async def ready() -> Response:
         ok = await producer.ping(timeout=3.0)
         return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[VIEWER])
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     async def metrics() -> Response:
