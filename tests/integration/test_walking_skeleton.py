@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,17 +10,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support.kafka import connect
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
+from tandem_cli.common import EXIT_OK
+from tandem_cli.main import main
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import Stage, System, TraceRecord, TraceStatus, subscriber_hash
+from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contracts import ERASURE_SERVICES, Stage, System, TraceRecord, TraceStatus, subscriber_hash
 from tandem_shared.contracts.topics import TRACE
-from tandem_shared.erasure import erasure_request, request_erasure
-from tandem_shared.kafka import KafkaProducer
 from tandem_shared.redis.client import connect_url
-from tandem_shared.redis.keys import state_key, user_email_key
+from tandem_shared.redis.keys import contact_slot_pattern, state_key, user_email_key
 
 pytestmark = pytest.mark.integration
 
@@ -129,7 +130,9 @@ async def test_an_accessplanit_edit_of_an_api_unsubscribed_contact_leaves_it_uns
     assert found["status"] == "unsubscribed"
 
 
-async def test_a_forgotten_contact_leaves_redis_and_the_mapper_acknowledges(stack: RunningStack) -> None:
+async def test_a_forgotten_contact_leaves_every_store_and_every_service_acknowledges(
+    stack: RunningStack, capsys: pytest.CaptureFixture[str]
+) -> None:
     email = f"grace.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient(timeout=10) as client:
         created = await client.post(
@@ -138,33 +141,31 @@ async def test_a_forgotten_contact_leaves_redis_and_the_mapper_acknowledges(stac
             json={"Forenames": "Grace", "Surname": "Hopper", "Email": email, "MainCompanyID": "2"},
         )
         assert created.status_code in (200, 201), created.text
+        user_id = str(created.json()["ID"])
     redis = connect_url(stack.redis)
+    instance_id = stack.instance.id
     try:
-        synced = [state_key(stack.instance.id, system, email) for system in System]
+        synced = [state_key(instance_id, system, email) for system in System]
 
         async def written() -> bool:
             return all([await redis.exists(key) for key in synced])
 
-        await eventually(written, timeout=30)
-        producer = KafkaProducer(connect(stack.kafka))
-        await producer.start()
-        try:
-            request = erasure_request(email, instance_id=stack.instance.id, requested_by="test")
-            await request_erasure(producer, request)
-        finally:
-            await producer.stop()
+        async def contact_keys() -> list[str]:
+            """Every Redis key that names the contact: by keyed hash, or by its accessplanit user id."""
+            patterns = [f"*{contact_hash(email)}*", contact_slot_pattern(instance_id, f"ap:{user_id}")]
+            return [key for pattern in patterns async for key in redis.scan_iter(match=pattern, count=1000)]
 
-        acks = await wait_for_records(
-            stack.kafka,
-            TRACE,
-            TraceRecord,
-            where=lambda r: r.execution_id == request.request_id and r.stage is Stage.ERASURE,
-            until=lambda found: {(r.output.data_out or {}).get("service") for r in found} >= {"mapper", "console"},
-        )
-        assert len(acks) == 2
-        [ack] = [r for r in acks if (r.output.data_out or {}).get("service") == "mapper"]
-        assert ack.summary.startswith(f"Contact erased by the mapper ({stack.instance.id}): 2 sync state key(s)")
-        assert [await redis.exists(key) for key in synced] == [0, 0]
-        assert email not in (await redis.hgetall(user_email_key(stack.instance.id))).values()
+        await eventually(written, timeout=30)
+        assert await contact_keys()  # sync state, and the writer's markers of the Mailchimp write
+
+        args = ["contacts", "forget", email, "--instance", instance_id, "--bootstrap-servers", stack.kafka]
+        code = await asyncio.to_thread(main, [*args, "--wait", "60"])
+
+        out = capsys.readouterr().out
+        assert code == EXIT_OK, out
+        assert all(f"  {service}: acknowledged" in out for service in ERASURE_SERVICES), out
+        assert "every service acknowledged" in out
+        assert [key for key in await contact_keys() if not key.endswith(":lock")] == []
+        assert email not in (await redis.hgetall(user_email_key(instance_id))).values()
     finally:
         await redis.aclose()

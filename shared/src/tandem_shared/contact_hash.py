@@ -34,5 +34,12 @@ def configured_key() -> bytes:
 
 def contact_hash(email: str, *, key: bytes | None = None) -> str:
     """32 hex characters (128 bits) of HMAC-SHA256 over the trimmed, lower-cased address."""
-    mac = hmac.new(key if key is not None else configured_key(), email.strip().lower().encode("utf-8"), hashlib.sha256)
+    return keyed_hash(email.strip().lower(), key=key)
+
+
+def keyed_hash(value: str, *, key: bytes | None = None) -> str:
+    """HMAC-SHA256 of `value` as it is, under the same key: for a key name derived from data that holds an address
+    (ingest's event ids are plain SHA-256 digests over the delivery, address included, so anyone holding the
+    delivery's fields could confirm a guess from the digest; without the key nobody can)."""
+    mac = hmac.new(key if key is not None else configured_key(), value.encode("utf-8"), hashlib.sha256)
     return mac.hexdigest()[:32]

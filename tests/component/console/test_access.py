@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -20,6 +21,7 @@ from support.console_access import OPERATOR, PASSWORDS, TOKENS, VIEWER, bearer, 
 from tandem_console.access import COOKIE, SAFE_METHODS
 from tandem_console.app import create_app
 from tandem_console.settings import ConsoleSettings
+from tandem_shared.contracts import AuditRecord, Stage, TraceRecord
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 
 BASE = "http://console.test"
@@ -30,6 +32,8 @@ class Console:
     app: FastAPI
     client: httpx.AsyncClient
     registry: StaticInstanceRegistry
+    # What the console published on tandem.trace (its audit records).
+    traced: list[TraceRecord]
 
 
 def build(tmp_path: Path, client: tuple[str, int] = ("127.0.0.1", 50000), **overrides: object) -> Console:
@@ -48,8 +52,20 @@ def build(tmp_path: Path, client: tuple[str, int] = ("127.0.0.1", 50000), **over
     app.state.console.store.create()
     app.state.access.audit.create()
     app.state.console._instance_actions._put = registry.put
+    traced: list[TraceRecord] = []
+
+    async def publish(record: TraceRecord) -> None:
+        traced.append(record)
+
+    app.state.access.publish = publish
     transport = httpx.ASGITransport(app=app, client=client)
-    return Console(app, httpx.AsyncClient(transport=transport, base_url=BASE), registry)
+    return Console(app, httpx.AsyncClient(transport=transport, base_url=BASE), registry, traced)
+
+
+async def actions(console: Console, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """The audit log's operator actions (its logins and logouts left out), newest first."""
+    entries = (await console.client.get("/api/audit", headers=headers)).json()
+    return [e for e in entries if e["action"] not in ("log_in", "log_out")]
 
 
 @pytest.fixture
@@ -182,7 +198,7 @@ async def test_an_operator_pauses_with_the_pages_csrf_token_and_the_audit_log_sa
     )
     assert resumed.status_code == 200
 
-    entries = (await console.client.get("/api/audit", headers=operator.headers)).json()
+    entries = await actions(console, operator.headers)
     assert [(e["who"], e["via"], e["action"], e["target"], e["outcome"]) for e in entries] == [
         (OPERATOR, "password", "resume_instance", "/api/instances/demo/resume", 200),
         (OPERATOR, "password", "pause", "/instances/demo/pause", 303),
@@ -204,7 +220,7 @@ async def test_a_state_change_without_the_csrf_token_or_from_another_origin_is_r
         answer = await console.client.post("/instances/demo/pause", data=data, headers=headers)
         assert answer.status_code == 403, (data, headers)
     assert console.registry.get("demo").paused is False  # type: ignore[union-attr]
-    refused = (await console.client.get("/api/audit", headers=operator.headers)).json()
+    refused = await actions(console, operator.headers)
     assert [e["outcome"] for e in refused] == [403] * len(cases)
 
 
@@ -322,3 +338,49 @@ async def test_the_audit_log_keeps_no_email_address_from_a_replay_filter(console
     (entry, *_) = (await console.client.get("/api/audit", headers=bearer("viewer"))).json()
     assert entry["action"] == "replay_filtered"
     assert "ada@example.com" not in entry["target"] and "instance=demo" in entry["target"]
+
+
+async def test_every_audit_entry_is_published_on_the_trace_logins_and_logouts_too(console: Console) -> None:
+    refused = await console.client.get("/login")
+    await console.client.post(
+        "/login",
+        data={"name": OPERATOR, "password": "wrong", "csrf_token": csrf_in(refused.text)},
+        headers={"Cookie": f"{COOKIE}={cookie_of(refused)}", "Origin": BASE},
+    )
+    operator = await log_in(console.client, OPERATOR, PASSWORDS[OPERATOR])
+    await console.client.post("/api/instances/demo/pause", headers=bearer("operator"))
+    out = await console.client.post("/logout", data={"csrf_token": operator.csrf}, headers=operator.headers)
+    assert out.status_code == 303
+
+    audits = [AuditRecord.from_data_out(r.output.data_out) for r in console.traced]
+    assert [r.stage for r in console.traced] == [Stage.AUDIT] * 4
+    assert [(a.who, a.via, a.action, a.outcome) for a in audits if a] == [
+        ("(not named)", "password", "log_in", 401),  # the name typed is not kept: people type passwords into it
+        (OPERATOR, "password", "log_in", 303),
+        ("operator-token", "token", "pause_instance", 200),
+        (OPERATOR, "password", "log_out", 303),
+    ]
+    assert console.traced[2].instance_id == "demo"
+    assert [r.execution_id for r in console.traced] == [a.audit_id for a in audits if a]
+    stored = (await console.client.get("/api/audit", headers=bearer("viewer"))).json()
+    assert [e["audit_id"] for e in stored] == [a.audit_id for a in reversed(audits) if a]
+    assert all("wrong" not in r.model_dump_json() for r in console.traced)
+
+
+async def test_a_logged_out_session_cookie_is_worth_nothing_afterwards(console: Console) -> None:
+    operator = await log_in(console.client, OPERATOR, PASSWORDS[OPERATOR])
+    other = await log_in(console.client, OPERATOR, PASSWORDS[OPERATOR])
+    stolen = {"Cookie": f"{COOKIE}={operator.cookie}", "Origin": BASE}
+    assert (await console.client.get("/api/instances", headers=stolen)).status_code == 200
+
+    out = await console.client.post("/logout", data={"csrf_token": operator.csrf}, headers=operator.headers)
+    assert (out.status_code, out.headers["location"]) == (303, "/login")
+
+    assert (await console.client.get("/api/instances", headers=stolen)).status_code == 401
+    page = await console.client.get("/instances/demo", headers=stolen)
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    pause = await console.client.post("/instances/demo/pause", data={"csrf_token": operator.csrf}, headers=stolen)
+    assert pause.status_code == 401
+    assert console.registry.get("demo").paused is False  # type: ignore[union-attr]
+    # Only that session: the same account's other session goes on.
+    assert (await console.client.get("/api/instances", headers=other.headers)).status_code == 200

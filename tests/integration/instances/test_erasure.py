@@ -1,4 +1,5 @@
-"""`erase_contact` removes one contact from Redis (state, user link, held changes, writer markers) and no other."""
+"""`erase_contact` removes one contact from Redis (state, user link, held changes, writer markers) and no other;
+`erase_writer_markers` the writer's markers only."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from redis.asyncio import Redis
 from support.mapper import accessplanit_change, mailchimp_change
 from tandem_shared.contracts import ContactIdentity, System
 from tandem_shared.redis.client import connect_url
-from tandem_shared.redis.erasure import erase_contact
+from tandem_shared.redis.erasure import erase_contact, erase_writer_markers
 from tandem_shared.redis.keys import (
     held_key,
     idempotency_keys,
@@ -80,3 +81,22 @@ async def test_one_contact_is_erased_and_the_others_stay(redis: Redis) -> None:
     assert remaining == [held[2].model_dump_json()]  # user 7's change too: the user is linked to the address
     assert await redis.get(lock) == "token"  # a claim under a write in progress expires on its own
     assert (erased.state_keys, erased.writer_keys, erased.user_ids, erased.held_changes) == (3, 5, 1, 2)
+
+
+async def test_the_writer_erases_its_own_markers_and_nothing_else(redis: Redis) -> None:
+    instance_id = f"erase-{uuid.uuid4().hex[:8]}"
+    ada = await seed(redis, instance_id, "ada@example.com", "7")
+    bob = await seed(redis, instance_id, "bob@example.com", "8")
+    lock = idempotency_keys(instance_id, System.MAILCHIMP, "ap:7", "k1").lock
+    await redis.set(lock, "token")
+
+    removed = await erase_writer_markers(redis, [instance_id], "Ada@Example.com")
+
+    # seed: 3 state keys, then 2 markers per target, then the legacy `mc:<address>` slot
+    markers, others = ada[3:], ada[:3]
+    assert removed == len(markers) == 5
+    assert [await redis.exists(k) for k in markers] == [0] * len(markers)
+    assert [await redis.exists(k) for k in others + bob] == [1] * len(others + bob)  # the mapper's to erase
+    assert await redis.hget(user_email_key(instance_id), "7") == "ada@example.com"
+    assert await redis.get(lock) == "token"
+    assert await erase_writer_markers(redis, [instance_id], "ada@example.com") == 0  # the second finds nothing

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from tandem_shared.contracts import System
+from tandem_shared.contracts import System, deterministic_event_id
 from tandem_shared.redis import keys
 
 # HMAC-SHA256("ada@example.com") under the suite's key (tests/support/infra.py), first 32 hex characters.
 ADA = "c952095b468c8bfcd042eee8bbe27d4b"
 ADA_MD5 = "3e3417d7ef77d5932a6734b916515ed5"  # md5("ada@example.com"): Mailchimp's member id, the legacy name
+EV_1 = "c5961a39fffda7d3ea535b90ba546902"  # keyed_hash("ev-1") under the suite's key
 
 
 def test_sync_state_keys_share_the_instance_slot_and_carry_no_address() -> None:
@@ -56,11 +57,22 @@ def test_erasure_keys() -> None:
 
 
 def test_ingest_claim_and_poller_keys() -> None:
-    assert keys.ingest_claim_key("demo", "ev-1") == "tandem:ingest:event:demo:ev-1"
+    assert keys.ingest_claim_key("demo", "ev-1") == f"tandem:ingest:event:demo:{EV_1}"
     assert keys.poller_cursor_key("demo") == "tandem:poller:demo:cursor"
     assert keys.poller_lock_key("demo") == "tandem:poller:demo:lock"
     assert keys.poller_deferred_key("demo") == "tandem:poller:demo:deferred"
     assert keys.reread_window_key("demo") == "tandem:poller:demo:rereads"
+
+
+def test_an_ingest_claim_names_no_event_id_and_no_address() -> None:
+    """A Mailchimp event id is a plain SHA-256 over the delivery, address included: the claim carries its keyed
+    hash, so the key confirms no guess without the deployment's key."""
+    # As tandem_ingest.domain.normalize.mailchimp names a delivery without a member id.
+    event_id = deterministic_event_id("mailchimp", "demo", "l1", "profile", "ada@example.com", "2026-12-03", "d")
+    key = keys.ingest_claim_key("demo", event_id)
+    assert event_id not in key
+    assert "ada" not in key and ADA not in key and ADA_MD5 not in key
+    assert key == keys.ingest_claim_key("demo", event_id)  # the same delivery, the same claim
 
 
 def test_vendor_limit_keys() -> None:

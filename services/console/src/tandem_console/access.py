@@ -23,8 +23,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 
 from tandem_console.audit import AuditEntry, AuditLog
 from tandem_console.credentials import Accounts, LoginThrottle, Principal, Role, Session, SessionCodec
+from tandem_console.sessions import RevokedSessions
 from tandem_console.settings import ConsoleSettings
-from tandem_shared.contracts import utcnow
+from tandem_shared.audit import audit_trace
+from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.logging import get_logger
 
 log = get_logger("tandem.console.access")
@@ -64,11 +66,30 @@ class Refused(Exception):
         self.message = message
 
 
+def _host_of(url: str) -> str | None:
+    """The host name of a URL; None for one that does not parse (`[]`, `[::1`: urlsplit raises)."""
+    try:
+        return urlsplit(url).hostname
+    except ValueError:
+        return None
+
+
+def _netloc_of(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
+
+
 def is_loopback(address: str | None) -> bool:
     try:
         return address is not None and ipaddress.ip_address(address).is_loopback
     except ValueError:
         return False
+
+
+# Publishes a trace record (an audit entry) and returns once Kafka has it.
+Publish = Callable[[TraceRecord], Awaitable[None]]
 
 
 @dataclass
@@ -79,9 +100,18 @@ class Access:
     audit: AuditLog
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    publish: Publish | None = None
+    # Sessions ended by a logout (None: a logout only replaces the browser's cookie).
+    revoked: RevokedSessions | None = None
 
     @classmethod
-    def build(cls, settings: ConsoleSettings, audit: AuditLog) -> Access:
+    def build(
+        cls,
+        settings: ConsoleSettings,
+        audit: AuditLog,
+        publish: Publish | None = None,
+        revoked: RevokedSessions | None = None,
+    ) -> Access:
         if settings.session_secret is not None:
             secret = settings.session_secret.get_secret_value().encode()
         else:
@@ -90,12 +120,12 @@ class Access:
         accounts = Accounts.load(settings.accounts_file) if settings.accounts_file else Accounts()
         if not (accounts.users or accounts.tokens or settings.login_disabled):
             log.warning("no operator accounts or tokens configured: nobody can log in", see="docs/security.md")
-        return cls(settings, accounts, SessionCodec(secret), audit)
+        return cls(settings, accounts, SessionCodec(secret), audit, publish=publish, revoked=revoked)
 
     def host_allowed(self, host: str | None) -> bool:
         if not host:
             return False
-        name = urlsplit(f"//{host}").hostname
+        name = _host_of(f"//{host}")
         return name is not None and name.lower() in self.settings.host_names
 
     def session_of(self, request: Request) -> Session:
@@ -128,7 +158,7 @@ class Access:
     async def check_csrf(self, request: Request, who: Principal | None) -> None:
         """A state change from a browser carries the CSRF token of its session, and no foreign Origin."""
         origin = request.headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+        if origin is not None and _netloc_of(origin) != request.headers.get("host", ""):
             raise Refused(403, "cross-site request refused")
         if who is not None and who.via == "token":
             return
@@ -147,8 +177,22 @@ class Access:
         request.state.session = self.session_of(request).logged_in(who, self.clock(), self.settings.session_ttl_s)
         log.info("logged in", who=who.name, role=who.role.label, via=who.via)
 
-    def log_out(self, request: Request) -> None:
+    async def log_out(self, request: Request) -> None:
+        """A new, anonymous session for this browser, and the old one revoked for whoever else holds its cookie."""
+        ended = self.session_of(request)
         request.state.session = Session.anonymous(self.clock(), self.settings.session_ttl_s)
+        if self.revoked is not None and ended.principal is not None:
+            await asyncio.to_thread(self.revoked.revoke, ended.sid, ended.expires, self.clock())
+
+    async def arrived(self, cookie: str | None) -> Session | None:
+        """The session a request's cookie carries: None if there is none, it is forged or expired, or it was
+        logged out."""
+        session = self.codec.decode(cookie, self.clock())
+        if session is None or session.principal is None or self.revoked is None:
+            return session
+        if await asyncio.to_thread(self.revoked.is_revoked, session.sid):
+            return None
+        return session
 
     def set_pending(self, request: Request, pending: dict[str, str]) -> None:
         old = self.session_of(request)
@@ -194,8 +238,7 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
             response: Response = PlainTextResponse("host not allowed", status_code=400)
             response.headers.update(SECURITY_HEADERS)
             return response
-        cookie = request.cookies.get(COOKIE)
-        arrived = access.codec.decode(cookie, access.clock())
+        arrived = await access.arrived(request.cookies.get(COOKIE))
         request.state.session = arrived or Session.anonymous(access.clock(), access.settings.session_ttl_s)
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
@@ -218,7 +261,7 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
         # Every state change by someone known is an operator action (login and logout aside), refused ones too.
         who: Principal | None = getattr(request.state, "principal", None)
         if who is not None and request.method not in SAFE_METHODS and path not in LOGIN_PATHS:
-            await record(request, access.audit, who, response.status_code)
+            await record(request, access, who.name, who.via, response.status_code)
         return response
 
     @app.exception_handler(NotLoggedIn)
@@ -244,17 +287,28 @@ def install(app: FastAPI, access: Access, error_page: Callable[[Request, int, st
         return error_page(request, exc.status, exc.message)
 
 
-async def record(request: Request, audit: AuditLog, who: Principal, outcome: int) -> None:
+async def record(
+    request: Request, access: Access, who: str, via: str, outcome: int, *, action: str | None = None
+) -> None:
+    """The audit entry of an action: in the console's store, as a log line, and on `tandem.trace` (an
+    `AuditRecord`, for dashboards and the other replicas; the store keeps each audit id once)."""
     route: Any = request.scope.get("route")
-    action = getattr(route, "name", None) or request.url.path
+    action = action or getattr(route, "name", None) or request.url.path
     query = [(k, "(not kept)" if k in PERSONAL_PARAMS else v) for k, v in request.query_params.multi_items()]
     target = request.url.path + (f"?{urlencode(query)}" if query else "")
-    entry = AuditEntry(utcnow(), who.name, who.via, action, target, outcome)
-    log.info("operator action", who=who.name, via=who.via, action=action, target=target, outcome=outcome)
+    entry = AuditEntry(utcnow(), who, via, action, target, outcome)
+    log.info("operator action", who=who, via=via, action=action, target=target, outcome=outcome)
     try:
-        await asyncio.to_thread(audit.record, entry)
+        await asyncio.to_thread(access.audit.record, entry)
     except Exception as exc:  # the action is done already; the log line above still says who did it
-        log.error("audit entry not stored", action=action, who=who.name, error=str(exc))
+        log.error("audit entry not stored", action=action, who=who, error=str(exc))
+    if access.publish is None:
+        return
+    instance_id = request.path_params.get("instance_id")
+    try:
+        await access.publish(audit_trace(entry.as_record(), instance_id if isinstance(instance_id, str) else None))
+    except Exception as exc:  # kept in the store and the log line; the trace misses it, and says so here
+        log.error("audit entry not published to the trace", action=action, who=who, error=str(exc))
 
 
 def safe_next(target: str | None) -> str:

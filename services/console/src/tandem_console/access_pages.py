@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tandem_console.access import VIEWER, Refused, access_of, safe_next
+from tandem_console.access import VIEWER, Refused, access_of, record, safe_next
 from tandem_console.audit import AuditEntry
 from tandem_console.oidc import OidcError, OidcLogin
 from tandem_console.ui import render
@@ -17,6 +17,8 @@ from tandem_shared.logging import get_logger
 log = get_logger("tandem.console.access")
 
 AUDIT_PAGE = 200
+# Who a refused login is audited as: people type their password into the name field.
+NOT_NAMED = "(not named)"
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,15 +62,18 @@ async def log_in(
     if wait_s > 0:
         log.warning("login refused: too many wrong passwords for one name")
         message = f"too many wrong passwords: try again in {max(1, round(wait_s / 60))} min"
+        await record(request, access, NOT_NAMED, "password", 429, action="log_in")
         return login_page(request, next, error=message, status_code=429)
     who = await asyncio.to_thread(access.accounts.login, name, password)
     if who is None:
         access.throttle.failed(name, access.clock())
         # Not the name: people type their password into it.
         log.warning("login refused")
+        await record(request, access, NOT_NAMED, "password", 401, action="log_in")
         return login_page(request, next, error="wrong name or password", status_code=401)
     access.throttle.succeeded(name)
     access.log_in(request, who)
+    await record(request, access, who.name, who.via, 303, action="log_in")
     return RedirectResponse(safe_next(next), status_code=303)
 
 
@@ -111,8 +116,10 @@ async def oidc_callback(
     except OidcError as exc:
         log.warning("OpenID Connect login refused", reason=str(exc))
         access.set_pending(request, {})
+        await record(request, access, NOT_NAMED, "oidc", 403, action="log_in")
         return login_page(request, next_, error=str(exc), status_code=403)
     access.log_in(request, who)
+    await record(request, access, who.name, who.via, 303, action="log_in")
     return RedirectResponse(safe_next(next_), status_code=303)
 
 
@@ -120,7 +127,10 @@ async def oidc_callback(
 async def log_out(request: Request) -> Response:
     access = access_of(request)
     await access.check_csrf(request, None)
-    access.log_out(request)
+    who = access.session_of(request).principal
+    await access.log_out(request)
+    if who is not None:
+        await record(request, access, who.name, who.via, 303, action="log_out")
     return RedirectResponse("/login", status_code=303)
 
 

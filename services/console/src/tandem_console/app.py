@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,13 +19,15 @@ from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
 from tandem_console.bootstrap import bootstrap, kafka_connection
 from tandem_console.oidc import OidcConfig, OidcLogin
+from tandem_console.sessions import RevokedSessions
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
-from tandem_shared.contracts import utcnow
+from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka.gate import KafkaGate
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import render as render_metrics
+from tandem_shared.tracing import publish_trace
 
 log = get_logger("tandem.console")
 
@@ -61,7 +64,11 @@ def app(settings: ConsoleSettings, registry: InstanceRegistry | None = None) -> 
     built = bootstrap(settings, registry=registry)
     store, consumer, producer, registry = built.store, built.consumer, built.producer, built.registry
     audit = AuditLog(store.engine)
-    access = Access.build(settings, audit)
+
+    async def publish(record: TraceRecord) -> None:
+        await asyncio.wait_for(publish_trace(producer, record), timeout=settings.publish_timeout_s)
+
+    access = Access.build(settings, audit, publish, RevokedSessions(store.engine))
     oidc_config = OidcConfig.of(settings)
     oidc = OidcLogin(oidc_config) if oidc_config else None
 
@@ -94,10 +101,15 @@ def app(settings: ConsoleSettings, registry: InstanceRegistry | None = None) -> 
                 await oidc.close()
             store.close()
 
+    # No /docs, /redoc or /openapi.json open to anyone: the API's description is for people who may use it
+    # (`/api/openapi.json`, viewers), and the interactive pages' scripts come from a CDN the CSP refuses anyway.
     app = FastAPI(
         title="Tandem console",
         description="Executions rebuilt from tandem.trace: filter them, read their steps, pause instances, replay.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.console = built.console
@@ -127,6 +139,10 @@ def app(settings: ConsoleSettings, registry: InstanceRegistry | None = None) -> 
     async def ready() -> Response:
         ok = await producer.ping(timeout=3.0)
         return JSONResponse({"kafka": "ok" if ok else "unreachable"}, status_code=200 if ok else 503)
+
+    @app.get("/api/openapi.json", include_in_schema=False, dependencies=[VIEWER])
+    async def openapi() -> dict[str, Any]:
+        return app.openapi()
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_reader)])
     async def metrics() -> Response:

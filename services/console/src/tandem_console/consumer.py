@@ -1,7 +1,8 @@
 """Reads `tandem.trace` into the store, in batches, resuming from the offsets the store keeps.
 
 No consumer group: every console (and every rebuild) reads the whole topic for itself, since the store is a
-complete copy of it, not a share of the work.
+complete copy of it, not a share of the work. Records of stage `audit` (operator actions) go to the audit log, not
+to the executions.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from datetime import timedelta
 
 from pydantic import ValidationError
 
+from tandem_console.audit import AuditEntry, AuditLog
 from tandem_console.domain import end_to_end_seconds
 from tandem_console.store import Added, TraceStore
-from tandem_shared.contracts import TraceRecord, utcnow
+from tandem_shared.contracts import AuditRecord, Stage, TraceRecord, utcnow
 from tandem_shared.contracts.topics import TRACE
 from tandem_shared.kafka import KafkaConnection, TopicFollower
 from tandem_shared.kafka.follower import Record
@@ -36,6 +38,7 @@ class TraceConsumer:
         topic: str = TRACE,
     ) -> None:
         self._store = store
+        self._audit = AuditLog(store.engine)
         self._retention = retention
         self._topic = topic
         # Resumes from the offsets the store keeps with the records; a batch that was not stored is read again.
@@ -65,6 +68,7 @@ class TraceConsumer:
 
     async def _add(self, messages: list[Record]) -> None:
         records: list[TraceRecord] = []
+        audits: list[AuditEntry] = []
         next_offsets: dict[int, int] = {}
         cutoff = utcnow() - self._retention if self._retention is not None else None
         for message in messages:
@@ -81,9 +85,17 @@ class TraceConsumer:
                     error=str(exc.errors()[:3]),
                 )
                 continue
+            if record.stage is Stage.AUDIT:
+                # Kept as long as the audit log is, whatever the executions' retention.
+                audit = AuditRecord.from_data_out(record.output.data_out)
+                if audit is not None:
+                    audits.append(AuditEntry.of(audit))
+                continue
             if cutoff is not None and record.finished_at < cutoff:
                 continue
             records.append(record)
+        for entry in audits:  # before the offsets move on (in `add`): a batch read again finds them stored
+            await asyncio.to_thread(self._audit.record, entry)
         if next_offsets:
             added = await asyncio.to_thread(self._store.add, records, topic=self._topic, next_offsets=next_offsets)
             self._stored += len(added.records)

@@ -184,7 +184,7 @@ class SessionCodec:
             return None
         payload, signature = cookie.split(".")
         expected = _b64(hmac.new(self._key, payload.encode(), "sha256").digest())
-        if not hmac.compare_digest(signature, expected):
+        if not hmac.compare_digest(signature.encode("utf-8", "replace"), expected.encode()):
             return None
         try:
             body = json.loads(_unb64(payload))
@@ -204,7 +204,9 @@ class SessionCodec:
         return _b64(hmac.new(self._csrf_key, session.sid.encode(), "sha256").digest())
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(str(token), self.csrf_token(session))
+        # As bytes: compare_digest refuses a str with anything but ASCII in it (a hostile token: 500).
+        given = str(token or "").encode("utf-8", "replace")
+        return bool(given) and hmac.compare_digest(given, self.csrf_token(session).encode())
 
 
 @dataclass

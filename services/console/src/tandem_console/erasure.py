@@ -49,7 +49,7 @@ class ErasureFollower:
                 await asyncio.to_thread(self._store.add, [], topic=ERASURE, next_offsets=offsets)
                 continue
             erased = await asyncio.to_thread(self._store.forget, request, topic=ERASURE, next_offsets=offsets)
-            await publish_trace(self._producer, acknowledgement(request, "console", f"{erased} execution(s)"))
+            await publish_trace(self._producer, acknowledgement(request, "console", {"execution(s)": erased}))
 
 
 class ErasureRequests:

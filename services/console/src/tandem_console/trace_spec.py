@@ -9,7 +9,7 @@ from __future__ import annotations
 from faststream import FastStream
 from faststream.specification import AsyncAPI
 
-from tandem_shared.contracts import TraceRecord
+from tandem_shared.contracts import AuditRecord, ErasureAcknowledgement, TraceRecord
 from tandem_shared.contracts.topics import TRACE, topic_spec
 from tandem_shared.kafka import KafkaConnection
 
@@ -36,6 +36,26 @@ broker.publisher(
     title=f"{TRACE}:publish",
     description="Published by every stage: one record per step of an execution.",
     schema=TraceRecord,
+)
+
+broker.publisher(
+    TRACE,
+    title=f"{TRACE}:erasure-acknowledgement",
+    description=(
+        "What `output.data_out` holds in a record of stage `erasure`: a service's acknowledgement of an erasure "
+        "request (the record's execution id is the request id). Names the contact by its keyed hash only."
+    ),
+    schema=ErasureAcknowledgement,
+)
+
+broker.publisher(
+    TRACE,
+    title=f"{TRACE}:audit",
+    description=(
+        "What `output.data_out` holds in a record of stage `audit`: one operator action (who, what, when, the "
+        "status it was answered with), published by the console; the record's execution id is the audit id."
+    ),
+    schema=AuditRecord,
 )
 
 

@@ -17,6 +17,8 @@ from tandem_ingest.accessplanit_changes import ApiChangedUsers, ApiUserReader, C
 from tandem_ingest.accessplanit_webhook import AccessplanitWebhook
 from tandem_ingest.catch_up import CatchUp, RedisRereadAllowance, RereadAllowance
 from tandem_ingest.dedupe import EventClaims, RedisEventClaims
+from tandem_ingest.erasure import KEPT as ERASURE_KEPT
+from tandem_ingest.erasure import IngestEraser
 from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
 from tandem_ingest.mailchimp_webhook import MailchimpWebhook
 from tandem_ingest.poll_state import PollerLocks, RedisCursorStore, RedisDeferredUsers
@@ -31,6 +33,7 @@ from tandem_ingest.poller import (
 from tandem_ingest.publishing import ChangePublisher
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.contracts import TraceRecord
+from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
@@ -63,6 +66,8 @@ class Ingest:
     mailchimp_webhook: MailchimpWebhook
     poller: AccessplanitPoller
     locks: InstanceLocks
+    # Applies erasure requests (None when the producer is injected: a test without Kafka).
+    erasure: ErasureApplier | None = None
 
 
 def bootstrap(
@@ -82,8 +87,11 @@ def bootstrap(
 ) -> Ingest:
     kafka = KafkaConnection.from_settings(settings, CLIENT_ID)
     registry = registry or TopicInstanceRegistry(kafka)
-    producer = producer or KafkaProducer(kafka)
     redis = connect(settings)  # connects on first use: nothing is opened for what the caller injected
+    erasure = None
+    if producer is None:
+        producer = KafkaProducer(kafka)
+        erasure = ErasureApplier(kafka, producer, "ingest", IngestEraser(redis, "ingest"), kept=ERASURE_KEPT)
     clients = clients or AccessplanitClients(redis, AccessplanitSettings())
     publisher = publisher or ChangePublisher(producer, settings.publish_timeout_s, registry)
     claims = claims or RedisEventClaims(
@@ -137,4 +145,5 @@ def bootstrap(
         mailchimp_webhook=MailchimpWebhook(settings, registry, DedupedSink(intake)),
         poller=poller,
         locks=locks,
+        erasure=erasure,
     )

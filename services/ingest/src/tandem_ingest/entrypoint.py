@@ -21,6 +21,7 @@ from tandem_ingest.hot_routes import IngestApp
 from tandem_ingest.intake import EventPublisher
 from tandem_ingest.settings import IngestSettings
 from tandem_shared.concurrency import Backoff
+from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection
 from tandem_shared.kafka.gate import KafkaGate
@@ -41,6 +42,20 @@ async def keep_connecting(producer: ServiceProducer) -> None:
             log.warning("kafka still unreachable", error=str(exc) or type(exc).__name__)
         else:
             log.info("kafka connected")
+            return
+
+
+async def follow_erasure(erasure: ErasureApplier) -> None:
+    """Starts applying erasure requests once Kafka answers (ingest serves without it: see `keep_connecting`)."""
+    backoff = Backoff(1.0, 30.0, jitter=False)
+    while True:
+        try:
+            await erasure.start()
+        except Exception as exc:
+            await erasure.stop()
+            log.warning("erasure requests not followed yet: kafka unreachable", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(backoff.next_delay())
+        else:
             return
 
 
@@ -84,12 +99,16 @@ def serve(ingest: Ingest) -> FastAPI:
             tasks.append(asyncio.create_task(keep_connecting(producer), name="kafka-connect"))
         if settings.poller_enabled:
             tasks.append(asyncio.create_task(ingest.poller.run(), name="accessplanit-poller"))
+        if ingest.erasure is not None:
+            tasks.append(asyncio.create_task(follow_erasure(ingest.erasure), name="erasure-start"))
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if ingest.erasure is not None:
+                await ingest.erasure.stop()
             await ingest.locks.release_all()
             await producer.stop()
             await ingest.clients.close()

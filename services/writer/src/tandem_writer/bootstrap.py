@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from tandem_shared.contracts import System
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_RETRY
+from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instance_store import TopicInstanceRegistry
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
@@ -24,6 +25,7 @@ from tandem_shared.redis.state import RedisStateStore, StateStore
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
+from tandem_writer.erasure import writer_erasure
 from tandem_writer.reconcile_service import ReconcileService, limits_from
 from tandem_writer.settings import WriterSettings
 from tandem_writer.source_check import MailchimpMemberReader, SourceCheckedTarget, SourceReader
@@ -50,6 +52,8 @@ class Writer:
     owned: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Reconciliation runs (None in a writer composed with injected targets).
     reconcile: ReconcileService | None = None
+    # Applies erasure requests to the writer's markers (None with an injected idempotency store).
+    erasure: ErasureApplier | None = None
 
     async def connect(self) -> None:
         await self.registry.start()
@@ -60,10 +64,14 @@ class Writer:
         await self.consumer.start()
         if self.reconcile is not None:
             await self.reconcile.start()
+        if self.erasure is not None:
+            await self.erasure.start()
 
     async def stop(self) -> None:
         # The consumer stops first: in-flight writes finish and are traced and committed while the producer is
         # still there.
+        if self.erasure is not None:
+            await self.erasure.stop()
         if self.reconcile is not None:
             await self.reconcile.stop()
         await self.consumer.stop()
@@ -123,7 +131,9 @@ def bootstrap(
             settings=settings,
             limits=limits_from(settings, ap_settings.requests_per_window, ap_settings.window_s),
         )
+    erasure: ErasureApplier | None = None
     if idempotency is None:
+        erasure = writer_erasure(kafka, producer, shared_redis(), registry)
         store = RedisIdempotencyStore(
             shared_redis(),
             inflight_ttl_s=settings.inflight_ttl_s,
@@ -164,4 +174,4 @@ def bootstrap(
         max_buffered=settings.max_buffered_per_partition,
         shutdown_grace_s=settings.shutdown_grace_s,
     )
-    return Writer(kafka, delivery, consumer, producer, registry, targets, owned, reconcile)
+    return Writer(kafka, delivery, consumer, producer, registry, targets, owned, reconcile, erasure)

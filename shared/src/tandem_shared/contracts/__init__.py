@@ -1,5 +1,6 @@
 """The contracts between Tandem's stages. Services import from here and never redefine them."""
 
+from tandem_shared.contracts.audit import AuditRecord
 from tandem_shared.contracts.commands import (
     CheckedField,
     Operation,
@@ -19,7 +20,7 @@ from tandem_shared.contracts.common import (
     subscriber_hash,
     utcnow,
 )
-from tandem_shared.contracts.erasure import ErasureRequest
+from tandem_shared.contracts.erasure import ERASURE_SERVICES, ErasureAcknowledgement, ErasureRequest
 from tandem_shared.contracts.events import ChangeEvent, ChangeKind, deterministic_event_id
 from tandem_shared.contracts.instances import (
     AccessplanitConnection,
@@ -42,9 +43,12 @@ from tandem_shared.contracts.trace import (
 )
 
 __all__ = [
+    "AuditRecord",
     "TOPICS",
     "AccessplanitConnection",
     "ChangeEvent",
+    "ERASURE_SERVICES",
+    "ErasureAcknowledgement",
     "ErasureRequest",
     "CheckedField",
     "ChangeKind",

@@ -1,12 +1,15 @@
 """ErasureRequest: `tandem contacts forget` (or the console's operator action) asks every service to remove one
-contact from its own stores. Each service applies it and acknowledges with a trace record that names the request,
-never the address."""
+contact from its own stores. Each service in `ERASURE_SERVICES` applies it and acknowledges it with an
+`ErasureAcknowledgement`, carried on `tandem.trace` (topics.TRACE) as the `data_out` of a record of stage `erasure`
+whose execution id is the request id: the console and dashboards see it like any step, and `tandem contacts forget
+--wait` waits for one from each service. An acknowledgement names the contact by its keyed hash, never the address."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts.common import Contract, email_key
@@ -31,3 +34,25 @@ class ErasureRequest(Contract):
     @property
     def scope(self) -> str:
         return self.instance_id or "every instance"
+
+
+# Every service that holds a contact's data, each of which acknowledges every request.
+ERASURE_SERVICES = ("ingest", "mapper", "writer", "console")
+
+
+class ErasureAcknowledgement(Contract):
+    request_id: str
+    service: str = Field(description="One of ERASURE_SERVICES.")
+    contact: str = Field(description="The contact's keyed hash (`tandem_shared.contact_hash`), never the address.")
+    instance_id: str | None = Field(default=None, description="As in the request: None for every instance.")
+    removed: dict[str, int] = Field(default_factory=dict, description="What the service removed, in counts.")
+    kept: str = Field(default="", description="What the service keeps by design, and why (no personal data).")
+    acknowledged_at: datetime
+
+    @classmethod
+    def from_data_out(cls, data_out: dict[str, Any] | None) -> ErasureAcknowledgement | None:
+        """The acknowledgement a trace record of stage `erasure` carries; None if it carries none."""
+        try:
+            return cls.model_validate(data_out or {})
+        except ValidationError:
+            return None

@@ -24,6 +24,8 @@ class Stage(StrEnum):
     REPLAY = "replay"
     # A service's acknowledgement of an erasure request (`ErasureRequest`): what it removed, never the address.
     ERASURE = "erasure"
+    # An operator action (`AuditRecord`): who did what, when, and how it was answered.
+    AUDIT = "audit"
 
 
 class TraceStatus(StrEnum):

@@ -2,7 +2,10 @@
 the writer's idempotency and newest-change markers. Applied for an `ErasureRequest` (`tandem contacts forget`).
 
 The writer's slots of an accessplanit contact are named by user id, which only the user → address table links to
-the address: they are found there first, so all of this is one applier's job (the mapper's, which owns that table).
+the address. The writer erases its own slots (`erase_writer_markers`, the links read first); the mapper, which owns
+that table and deletes the links, erases the same slots before it does (`erase_contact`), so that whichever of the
+two applies the request first, no slot is left that nothing links to the address any more. Deleting is idempotent:
+the second finds nothing.
 Writer claims (`:lock`) are left alone: they expire within the writer's in-flight TTL, and deleting one under a
 write in progress would let a second writer in.
 """
@@ -38,11 +41,13 @@ class Erased:
     user_ids: int = 0
     held_changes: int = 0
 
-    def summary(self) -> str:
-        return (
-            f"{self.state_keys} sync state key(s), {self.writer_keys} writer marker(s), "
-            f"{self.user_ids} accessplanit user link(s), {self.held_changes} held change(s)"
-        )
+    def counts(self) -> dict[str, int]:
+        return {
+            "sync state key(s)": self.state_keys,
+            "writer marker(s)": self.writer_keys,
+            "accessplanit user link(s)": self.user_ids,
+            "held change(s)": self.held_changes,
+        }
 
 
 def _about(fields: Mapping[bytes | str, bytes | str] | None, address: str, users: Collection[str]) -> bool:
@@ -58,19 +63,40 @@ def _about(fields: Mapping[bytes | str, bytes | str] | None, address: str, users
     return any(email_key(a) == address for a in (identity.email, identity.old_email) if a)
 
 
+async def _linked_users(redis: Redis, instance_id: str, address: str) -> list[str]:
+    table = await redis.hgetall(user_email_key(instance_id))
+    return [text(user) for user, value in table.items() if email_key(text(value)) == address]
+
+
+async def _writer_keys(redis: Redis, instance_id: str, address: str, users: Iterable[str]) -> list[str]:
+    contacts = [f"mc:{contact_hash(address)}", f"mc:{address}", *(f"ap:{user}" for user in users)]
+    return [
+        text(key)
+        for contact in contacts
+        async for key in redis.scan_iter(match=contact_slot_pattern(instance_id, contact), count=1000)
+        if not text(key).endswith(":lock")
+    ]
+
+
+async def erase_writer_markers(redis: Redis, instance_ids: Iterable[str], email: str) -> int:
+    """The writer's part: its idempotency and newest-change markers of the contact's slots; how many went."""
+    address = email_key(email)
+    removed = 0
+    for instance_id in instance_ids:
+        keys = await _writer_keys(redis, instance_id, address, await _linked_users(redis, instance_id, address))
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:  # one slot each
+                pipe.delete(key)
+            removed += sum(int(n) for n in await pipe.execute())
+    return removed
+
+
 async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -> Erased:
     address = email_key(email)
     erased = Erased()
     for instance_id in instance_ids:
-        table = await redis.hgetall(user_email_key(instance_id))
-        users = [text(user) for user, value in table.items() if email_key(text(value)) == address]
-        contacts = [f"mc:{contact_hash(address)}", f"mc:{address}", *(f"ap:{user}" for user in users)]
-        writer_keys = [
-            text(key)
-            for contact in contacts
-            async for key in redis.scan_iter(match=contact_slot_pattern(instance_id, contact), count=1000)
-            if not text(key).endswith(":lock")
-        ]
+        users = await _linked_users(redis, instance_id, address)
+        writer_keys = await _writer_keys(redis, instance_id, address, users)
         state_keys = [key(instance_id, system, address) for system in System for key in (state_key, legacy_state_key)]
         held = [
             text(entry_id)
@@ -104,15 +130,12 @@ class ContactEraser(Protocol):
     async def applied(self, partition: int, next_offset: int) -> None: ...
 
 
-class RedisContactEraser:
-    """`erase_contact` on the process's Redis client, and where the applier is in `tandem.erasure`."""
+class RedisErasureOffsets:
+    """Where one service's applier is in `tandem.erasure` (partition → next offset), kept in Redis."""
 
     def __init__(self, redis: Redis, service: str) -> None:
         self._redis = redis
         self._offsets = erasure_offsets_key(service)
-
-    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased:
-        return await erase_contact(self._redis, instance_ids, email)
 
     async def positions(self) -> dict[int, int]:
         stored = await self._redis.hgetall(self._offsets)
@@ -120,3 +143,10 @@ class RedisContactEraser:
 
     async def applied(self, partition: int, next_offset: int) -> None:
         await self._redis.hset(self._offsets, str(partition), str(next_offset))
+
+
+class RedisContactEraser(RedisErasureOffsets):
+    """`erase_contact` on the process's Redis client, and where the applier is in `tandem.erasure`."""
+
+    async def erase(self, instance_ids: Iterable[str], email: str) -> Erased:
+        return await erase_contact(self._redis, instance_ids, email)

@@ -16,7 +16,7 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
     tandem:{<instance>}:reconcile:scheduled        STRING  a scheduled run was requested within the interval
     tandem:{<instance>}:tombstones:<system>        SET     keyed hashes of addresses Tandem saw deleted on a side
     tandem:reconcile:unfinished                    SET     instances with a reconciliation checkpoint to resume
-    tandem:ingest:event:<instance>:<event id>      STRING  ingest's claim on publishing one change
+    tandem:ingest:event:<instance>:<event>         STRING  ingest's claim on publishing one change
     tandem:erasure:<service>:offsets               HASH    partition → next offset of tandem.erasure applied
     tandem:poller:<instance>:cursor                STRING  the catch-up poller's position
     tandem:poller:<instance>:lock                  STRING  lease of the ingest replica polling the instance
@@ -30,7 +30,8 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
 contact's `<contact>` in the writer's slots is `mc:<contact_hash(email)>`: no address appears in a key, and none can
 be recovered from one without the deployment's key. Earlier versions named state keys by `subscriber_hash(email)`
 (unkeyed MD5) and writer slots by `mc:<address>`: `legacy_state_key` names the former, which `redis.state` adopts
-lazily (read old, write new).
+lazily (read old, write new). `<event>` in ingest's claims is `keyed_hash(event id)`: an event id is a plain SHA-256
+over the delivery, a Mailchimp one over the address among the rest.
 Every scheme above the vendor limits carries the instance: `instance_key_patterns` finds them all (deleting an
 instance removes its state at once).
 """
@@ -41,7 +42,7 @@ import hashlib
 import re
 from typing import NamedTuple
 
-from tandem_shared.contact_hash import contact_hash
+from tandem_shared.contact_hash import contact_hash, keyed_hash
 from tandem_shared.contracts import System, subscriber_hash
 
 CONCURRENCY_PREFIX = "tandem:concurrency:"
@@ -119,8 +120,14 @@ def contact_slot_pattern(instance_id: str, contact_key: str) -> str:
     return f"{_writer_slots(_glob_literal(instance_id))}*|{_glob_literal(contact_key)}}}:*"
 
 
+def _ingest_claims(instance_id: str) -> str:
+    return f"tandem:ingest:event:{instance_id}"
+
+
 def ingest_claim_key(instance_id: str, event_id: str) -> str:
-    return f"tandem:ingest:event:{instance_id}:{event_id}"
+    """Named by the keyed hash of the event id. Claims named by the event id itself (earlier versions) are left to
+    expire (`TANDEM_INGEST_DEDUPE_DONE_TTL_S`): a delivery repeated across the upgrade is published once more."""
+    return f"{_ingest_claims(instance_id)}:{keyed_hash(event_id)}"
 
 
 def erasure_offsets_key(service: str) -> str:
@@ -167,7 +174,7 @@ def instance_key_patterns(instance_id: str) -> tuple[str, ...]:
     return (
         f"{_instance(instance)}:*",  # sync state, user emails, held changes, reconciliation, tombstones
         f"{_writer_slots(instance)}*",  # the writer's keys of every target and contact
-        ingest_claim_key(instance, "*"),
+        f"{_ingest_claims(instance)}:*",
         f"{_poller(instance)}:*",  # the poller's cursor, lease, deferred users and re-read window
     )
 
