@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tandem_bench.reconcile import rows as reconcile_rows
 from tandem_bench.stats import ratio
 
 THROUGHPUT_TARGET = 2000.0
@@ -12,6 +13,7 @@ CEILING_SHARE_TARGET = 0.5
 P99_TARGET_MS = 250.0
 BUDGET_TARGET = 0.9
 BURST_WRITES_TARGET = 2.0
+RECONCILE_RATIO_TARGET = 0.8
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,21 @@ def judge(results: dict[str, Any]) -> list[Target]:
             None if writes is None else writes <= BURST_WRITES_TARGET and bool(final_ok) and within_a_second,
         )
     )
+    rec = results.get("reconcile")
+    if rec:
+        ratio_to_bound = rec["backfill"].get("ratio_to_bound")
+        rate, bound = (
+            rec["backfill"]["members_per_s"],
+            min(rec["backfill"]["ideal_members_per_s"], rec["ceiling"]["members_per_s"]),
+        )
+        targets.append(
+            Target(
+                f"Backfill of {rec['backfill']['users']:,} users: members/s ÷ min(batch ideal, writer's ceiling)",
+                f"≥ {RECONCILE_RATIO_TARGET:.0%}",
+                f"{rate:,} / {bound:,} members/s = {ratio_to_bound:.0%}",
+                None if ratio_to_bound is None else ratio_to_bound >= RECONCILE_RATIO_TARGET,
+            )
+        )
     return targets
 
 
@@ -372,6 +389,18 @@ def render(results: dict[str, Any], history: list[dict[str, Any]]) -> str:
         for service, frames in sorted(profile.items()):
             own = ", ".join(f"`{f}` {p}%" for f, p in frames.get("self", [])[:8])
             lines.append(f"- **{service}** (self): {own}")
+    rec = r.get("reconcile")
+    lines += ["", "## Reconciliation: backfill, comparison, the writer's ceiling", ""]
+    if rec:
+        lines += [
+            f"{rec['backfill']['users']:,} accessplanit users backfilled into an empty audience (Mailchimp at 150 ms a "
+            "request plus its per-member cost), then compared; the writer's ceiling measured in the same run "
+            "(`tandem_bench.reconcile`; `make bench-reconcile` runs 50,000).",
+            "",
+            *reconcile_rows(rec),
+        ]
+    else:
+        lines.append("(not measured)")
     notes = r.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import orjson
 
-from tandem_bench import report
+from tandem_bench import reconcile, report
 from tandem_bench.loadgen import Spec
 from tandem_bench.payloads import AUDIENCE_ID, Clock, accessplanit_update, email_of
 from tandem_bench.profile import Profiler
 from tandem_bench.resources import ResourceSampler, load_average, machine, uptime_line
-from tandem_bench.stack import NAIVE, BenchStack, bench_stack, lag
+from tandem_bench.stack import NAIVE, BenchStack, Infra, bench_stack, lag
 from tandem_bench.stats import budget_use, cpu_percent, summarize_latencies, throughput
 from tandem_bench.traces import TraceCollector
 from tandem_devstack.demo import accessplanit_webhook_url
@@ -64,6 +64,9 @@ class Plan:
     mailchimp_seconds: float
     wait_cap_s: float  # the longest any phase waits for Tandem to finish what it accepted
     import_users: int = 500
+    # The reconciliation phase (`tandem_bench.reconcile`): a backfill of this many users, the comparison and the
+    # writer's ceiling; `make bench-reconcile` runs it at 50,000.
+    reconcile_users: int = 10_000
     profile_seconds: int = 10
     # The naive sync falls over at 1,000/s and needs a minute or two to recover; --quick leaves that rate out.
     naive_rates: tuple[int, ...] = RATES
@@ -71,7 +74,18 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         return cls(
-            "quick", 2000, 10000, {50: 3, 200: 3, 1000: 3}, 1000, 20, 10, 3, 20, import_users=300, naive_rates=(50, 200)
+            "quick",
+            2000,
+            10000,
+            {50: 3, 200: 3, 1000: 3},
+            1000,
+            20,
+            10,
+            3,
+            20,
+            import_users=300,
+            naive_rates=(50, 200),
+            reconcile_users=2000,
         )
 
     @classmethod
@@ -664,7 +678,7 @@ def _pop_resources(row: dict[str, Any]) -> dict[str, Any] | None:
     return value
 
 
-PHASE_GROUPS = ("references", "throughput", "latency", "budget", "burst", "mailchimp", "import")
+PHASE_GROUPS = ("references", "throughput", "latency", "budget", "burst", "mailchimp", "import", "reconcile")
 
 
 async def _references(bench: Bench, plan: Plan, step: Any, results: dict[str, Any], sizes: dict[str, int]) -> None:
@@ -805,6 +819,12 @@ def main(quick: bool, keep_work: bool = False, profile: bool = False, groups: tu
             profile_dir = RESULTS / "profiles" / results["started_at"].replace(":", "") if profile else None
             try:
                 asyncio.run(run_phases(stack, plan, work, results, profile_dir, groups))
+                if "reconcile" in groups:
+                    # On the same Kafka and Redis, with a stack of its own: the services above are stopped first.
+                    stack.stack.stop()
+                    print(f"bench [{plan.mode}] reconciliation: {plan.reconcile_users:,} users", flush=True)
+                    infra = Infra(stack.kafka, stack.redis, kafka_started_here=False)
+                    results["reconcile"] = reconcile.run_on(infra, plan.reconcile_users, work / "reconcile")
             except Exception as exc:  # a phase that broke still leaves the figures of the phases before it
                 results.setdefault("notes", []).append(f"Run aborted in a phase: {type(exc).__name__}: {exc}")
                 results["aborted"] = True

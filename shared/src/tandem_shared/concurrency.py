@@ -88,6 +88,9 @@ return 1
 """
 
 
+_JITTER = random.Random()
+
+
 class Backoff:
     """Capped exponential backoff, with jitter by default: waiters spread out instead of polling Redis in lockstep.
 
@@ -99,7 +102,9 @@ class Backoff:
     ) -> None:
         self._initial = initial_s
         self._max = max_s
-        self._rng = rng or random.Random()
+        # One generator for all: a `random.Random()` each seeds itself from os.urandom, and the writer builds a
+        # Backoff for every step of every command (most never retry).
+        self._rng = rng or _JITTER
         self._jitter = jitter
         self._attempt = 0
 

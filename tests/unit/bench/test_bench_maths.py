@@ -133,3 +133,55 @@ def test_the_cpu_bound_is_cores_over_the_cpu_every_process_spends_per_event() ->
     resources = {"events": 1000, "usage": {"ingest": {"cpu_s": 2.0}, "kafka": {"cpu_s": 3.0}, "redis": {"cpu_s": 5.0}}}
     assert report.cpu_bound(resources, 2) == (10.0, 200.0)  # 10 ms per event → 200 events/s on 2 cores
     assert report.cpu_bound(None, 2) is None
+
+
+def _reconcile(backfill_rate: float, ceiling_rate: float) -> dict[str, object]:
+    cpu = {"writer": {"cpu_s": 10.0, "ms_per_member": 1.0}}
+    ceiling = {"commands": 1000, "members_per_s": ceiling_rate, "cpu": cpu, "machine_busy_percent": 50.0}
+    return {
+        "started_at": "2026-01-01T00:00:00Z",
+        "load_before": "up",
+        "seed_s": 1.0,
+        "executor_rss_idle_mb": 70.0,
+        "backfill": {
+            "users": 1000,
+            "members_written": 1000,
+            "audience_size": 1000,
+            "members_per_s": backfill_rate,
+            "ideal_members_per_s": 4347.8,
+            "ratio_to_ideal": round(backfill_rate / 4347.8, 3),
+            "modelled_batch_latency_s": 1.15,
+            "ratio_to_bound": round(backfill_rate / min(4347.8, ceiling_rate), 3),
+            "ratio_to_pipeline_bound": round(backfill_rate / min(4347.8, ceiling_rate), 3),
+            "first_write_s": 1.0,
+            "request_to_last_write_s": 5.0,
+            "run_phases_s": {"reading accessplanit": 0.1, "publishing": 0.5, "finished": 2.0},
+            "accessplanit_requests": 2,
+            "accessplanit_requests_per_500_users": 1.0,
+            "executor": "reconciler",
+            "executor_rss_peak_mb": 90.0,
+            "cpu": cpu,
+            "machine_busy_percent": 60.0,
+        },
+        "comparison": {
+            "contacts_accessplanit": 1000,
+            "contacts_mailchimp": 1000,
+            "wall_s": 1.0,
+            "requests": {"accessplanit": 2, "mailchimp": 2},
+            "counts": {"equal": 1000},
+            "executor_rss_peak_mb": 80.0,
+        },
+        "ceiling": {**ceiling, "mapper_changes_per_s": 600.0, "mapper_cpu_ms_per_change": 0.7},
+        "pipeline_ceiling": ceiling,
+    }
+
+
+def test_the_backfill_is_judged_against_the_lower_of_the_ideal_and_the_writers_ceiling() -> None:
+    met = {t.name: t for t in report.judge({**_results(), "reconcile": _reconcile(400.0, 450.0)})}
+    target = met["Backfill of 1,000 users: members/s ÷ min(batch ideal, writer's ceiling)"]
+    assert target.met is True
+    assert target.measured == "400.0 / 450.0 members/s = 89%"
+    missed = {t.name: t.met for t in report.judge({**_results(), "reconcile": _reconcile(300.0, 450.0)})}
+    assert missed["Backfill of 1,000 users: members/s ÷ min(batch ideal, writer's ceiling)"] is False
+    markdown = report.render({**_results(), "reconcile": _reconcile(300.0, 450.0)}, [])
+    assert "| … ratio of the backfill to min(ideal, ceiling) = 450.0/s | 67% | ≥ 80% (**not met**) |" in markdown

@@ -22,7 +22,9 @@ from tandem_shared.kafka.partitioned import ConsumerClient, PartitionedConsumer,
 from tandem_shared.redis.client import connect
 from tandem_shared.redis.idempotency import IdempotencyStore, RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore, StateStore
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_shared.vendors.mailchimp.client import MailchimpClients
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.erasure import writer_erasure
@@ -32,7 +34,7 @@ from tandem_writer.source_check import MailchimpMemberReader, SourceCheckedTarge
 from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
-from tandem_writer.targets.mailchimp import MailchimpTarget
+from tandem_writer.targets.mailchimp import MailchimpTarget, mailchimp_clients
 
 # The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
 CLIENT_ID = "tandem-writer"
@@ -92,6 +94,71 @@ def with_source_checks(targets: Mapping[System, Target], state: StateStore | Non
     return {system: SourceCheckedTarget(t, readers, state) for system, t in targets.items()}
 
 
+def _reconcile_service(
+    settings: WriterSettings,
+    ap_settings: AccessplanitSettings,
+    kafka: KafkaConnection,
+    producer: Producer,
+    registry: InstanceRegistry,
+    redis: Redis,
+    accessplanit: AccessplanitClients,
+    mailchimp: MailchimpClients,
+) -> ReconcileService:
+    return ReconcileService(
+        kafka=kafka,
+        producer=producer,
+        registry=registry,
+        redis=redis,
+        accessplanit=accessplanit,
+        mailchimp=mailchimp,
+        settings=settings,
+        limits=limits_from(settings, ap_settings.requests_per_window, ap_settings.window_s),
+    )
+
+
+@dataclass
+class Reconciler:
+    """The reconciler role: reconciliation runs in a process of their own, with the writer's settings and vendor
+    credentials (the same request budgets and Mailchimp connection slots, shared through Redis)."""
+
+    kafka: KafkaConnection
+    producer: Producer
+    registry: InstanceRegistry
+    service: ReconcileService
+    # Closed in this order once the service and the producer stopped.
+    owned: list[Callable[[], Awaitable[None]]]
+
+    async def start(self) -> None:
+        await self.registry.start()
+        await self.producer.start()
+        await self.service.start()
+
+    async def stop(self) -> None:
+        await self.service.stop()
+        await self.producer.stop()
+        await self.registry.stop()
+        for close in self.owned:
+            await close()
+
+
+def bootstrap_reconciler(
+    settings: WriterSettings | None = None,
+    *,
+    producer: Producer | None = None,
+    registry: InstanceRegistry | None = None,
+) -> Reconciler:
+    settings = settings or WriterSettings()
+    kafka = KafkaConnection.from_settings(settings, "tandem-reconciler")
+    redis = connect(settings)
+    ap_settings = AccessplanitSettings()
+    accessplanit = AccessplanitClients(redis, ap_settings)
+    mailchimp = mailchimp_clients(settings, redis)
+    producer = producer or KafkaProducer(kafka)
+    registry = registry or TopicInstanceRegistry(kafka)
+    service = _reconcile_service(settings, ap_settings, kafka, producer, registry, redis, accessplanit, mailchimp)
+    return Reconciler(kafka, producer, registry, service, [accessplanit.close, mailchimp.close, redis.aclose])
+
+
 def bootstrap(
     settings: WriterSettings | None = None,
     *,
@@ -121,16 +188,9 @@ def bootstrap(
         mailchimp = MailchimpTarget.from_settings(settings, shared_redis())
         accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings)
         targets = {System.MAILCHIMP: mailchimp, System.ACCESSPLANIT: accessplanit}
-        reconcile = ReconcileService(
-            kafka=kafka,
-            producer=producer,
-            registry=registry,
-            redis=shared_redis(),
-            accessplanit=accessplanit.clients,
-            mailchimp=mailchimp.clients,
-            settings=settings,
-            limits=limits_from(settings, ap_settings.requests_per_window, ap_settings.window_s),
-        )
+        if settings.reconcile_runs:
+            clients = (accessplanit.clients, mailchimp.clients)
+            reconcile = _reconcile_service(settings, ap_settings, kafka, producer, registry, shared_redis(), *clients)
     erasure: ErasureApplier | None = None
     if idempotency is None:
         erasure = writer_erasure(kafka, producer, shared_redis(), registry)

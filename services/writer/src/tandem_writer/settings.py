@@ -52,6 +52,10 @@ class WriterSettings(CommonSettings):
     # Records fetched ahead per partition; beyond it the partition is paused until its worker catches up.
     max_buffered_per_partition: int = 100
     # Reconciliation runs (`tandem reconcile`), executed here because the writer holds the vendor credentials.
+    # False: this writer leaves them to the reconciler role of this package (`tandem_writer.reconciler`, the same
+    # settings and credentials in a process of its own), so a run's reading, comparing and publishing never takes
+    # the live writer's CPU.
+    reconcile_runs: bool = True
     # Their request consumer's group; unset: "<group_id>-reconcile".
     reconcile_group_id: str | None = None
     # The lease one replica holds on an instance while it runs its reconciliation (renewed at a third of it): a

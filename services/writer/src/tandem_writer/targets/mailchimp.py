@@ -32,6 +32,24 @@ from tandem_writer.targets.mailchimp_outcomes import (
 )
 
 
+def mailchimp_clients(settings: WriterSettings, redis: Redis) -> MailchimpClients:
+    """The account clients behind the connection limiter in Redis: every process that holds them (writer replicas,
+    the reconciler) shares each account's 10 connections."""
+    limiter = RedisConcurrencyLimiter(
+        redis,
+        limit=settings.mailchimp_max_connections,
+        lease_s=settings.mailchimp_lease_s,
+        max_wait_s=settings.mailchimp_slot_wait_s,
+    )
+    return MailchimpClients(
+        limiter=limiter,
+        timeout_s=settings.http_timeout_s,
+        max_connections=settings.mailchimp_max_connections,
+        server_timeout_s=settings.mailchimp_timed_out_slot_hold_s,
+        slot_wait_s=settings.mailchimp_slot_wait_s,
+    )
+
+
 class MailchimpTarget:
     system = System.MAILCHIMP
 
@@ -49,20 +67,7 @@ class MailchimpTarget:
     @classmethod
     def from_settings(cls, settings: WriterSettings, redis: Redis) -> MailchimpTarget:
         """On the writer's Redis client (the connection limiter), which the writer closes itself."""
-        limiter = RedisConcurrencyLimiter(
-            redis,
-            limit=settings.mailchimp_max_connections,
-            lease_s=settings.mailchimp_lease_s,
-            max_wait_s=settings.mailchimp_slot_wait_s,
-        )
-        clients = MailchimpClients(
-            limiter=limiter,
-            timeout_s=settings.http_timeout_s,
-            max_connections=settings.mailchimp_max_connections,
-            server_timeout_s=settings.mailchimp_timed_out_slot_hold_s,
-            slot_wait_s=settings.mailchimp_slot_wait_s,
-        )
-        return cls(clients, batch_max=settings.mailchimp_batch_max)
+        return cls(mailchimp_clients(settings, redis), batch_max=settings.mailchimp_batch_max)
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         body = upsert_body(command.payload, instance.mailchimp.status_if_new)
