@@ -83,6 +83,8 @@ class _SourceAnalysis:
     ambiguous: set[str] = field(default_factory=set)
     # Tandem's writes of other values to the source, in flight ("field|digest" → decided at): they land after it.
     in_flight: dict[str, int] = field(default_factory=dict)
+    # Overwritten field → digests of Tandem's writes that may have landed over the change (what a repair checks).
+    raced: dict[str, set[str]] = field(default_factory=dict)
     effective_ts: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
 
@@ -133,11 +135,13 @@ def _analyse_source(
             write = state.written_recently(name, known.digest) if state and known else None
             if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
                 result.overwritten.add(name)
+                result.raced.setdefault(name, set()).add(known.digest)
             pending = state.in_flight(name, digest, event_ts - IN_FLIGHT_MS) if state else {}
             if pending:
                 # Decided from the other side and not landed yet: it lands over this change.
                 result.overwritten.add(name)
                 result.in_flight.update(pending)
+                result.raced.setdefault(name, set()).update(key.split("|", 1)[1] for key in pending)
                 result.reasons.append(
                     f"{name} changed in {source.label} while Tandem's write of another value to it was in flight "
                     "(it lands after this change): this change is written back once that write has landed"
@@ -303,8 +307,14 @@ def decide(
             now=now,
         )
         waits = {key: noted for key, noted in analysis.in_flight.items() if key.split("|", 1)[0] in repaired}
-        if waits:
-            repair = repair.model_copy(update={"waits_for": waits})
+        # Whether Tandem's write landed over the change (or before it) only the side itself can say: the writer
+        # reads it once that write has landed and writes back only what it overwrote (docs/convergence.md).
+        raced = {
+            name: CheckedField(source_field=name, digest=digests[name], raced=sorted(analysis.raced.get(name, ())))
+            for name in repaired
+        }
+        check = SourceCheck(system=source, email=email, fields=raced, ts_ms=event_ts)
+        repair = repair.model_copy(update={"waits_for": waits, "source_check": check})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
