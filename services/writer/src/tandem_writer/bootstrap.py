@@ -25,6 +25,7 @@ from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.reconcile_service import ReconcileService, limits_from
+from tandem_writer.refused_moves import RefusedMoves
 from tandem_writer.settings import WriterSettings
 from tandem_writer.source_check import (
     AccessplanitUserReader,
@@ -90,6 +91,11 @@ def with_source_checks(targets: Mapping[System, Target], state: StateStore | Non
     return {system: SourceCheckedTarget(t, readers, state) for system, t in targets.items()}
 
 
+def with_refused_moves(targets: Mapping[System, Target], state: StateStore | None) -> dict[System, Target]:
+    """Every target behind the record of refused email changes: where each side keeps such a contact."""
+    return {system: RefusedMoves(t, state) for system, t in targets.items()}
+
+
 def bootstrap(
     settings: WriterSettings | None = None,
     *,
@@ -143,7 +149,7 @@ def bootstrap(
     if redis is not None:
         owned.append(redis.aclose)
 
-    targets = with_source_checks(targets, state)
+    targets = with_refused_moves(with_source_checks(targets, state), state)
     delivery = Delivery(
         registry=registry,
         targets=targets,

@@ -242,7 +242,15 @@ def decide(
 
     operation = Operation.UPSERT
     target_state = known.target
-    if old is not None:
+    # The target's own address for the contact: the change's, unless the target refused to move it there.
+    target_email, moved_from = email, old
+    if known.target_at is not None:
+        target_email = known.target_at
+        logs.append(
+            f"{target.label} holds this contact at {target_email} and {source.label} at {email}: Mailchimp refused "
+            f"to change its address (the refused change's trace says why), so {target_email} is written"
+        )
+    elif old is not None:
         if known.target is not None and known.target_old is None:
             logs.append(f"{target.label} already has the new address {email}")
         elif known.target is not None and known.target_old is not None:
@@ -250,6 +258,12 @@ def decide(
         else:
             operation = Operation.CHANGE_EMAIL
             target_state = known.target_old
+            if known.target_old_at is not None:
+                moved_from = known.target_old_at
+                logs.append(
+                    f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
+                    f"change to {email} is asked of {moved_from}"
+                )
 
     values, notes = map_record(instance, flow, record)
     logs.extend(notes)
@@ -345,8 +359,8 @@ def decide(
             updates=updates,
         )
 
-    payload = build_payload(instance, target, email, included)
-    command = _command(event, target, operation, email, old, payload, command_id=command_id, now=now)
+    payload = build_payload(instance, target, target_email, included)
+    command = _command(event, target, operation, target_email, moved_from, payload, command_id=command_id, now=now)
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
         check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())
@@ -358,9 +372,9 @@ def decide(
         )
     fields_text = ", ".join(included) or "no other fields"
     if operation is Operation.CHANGE_EMAIL:
-        summary = f"Mapped to {_a(target)} email change {old} → {email} ({fields_text})"
+        summary = f"Mapped to {_a(target)} email change {moved_from} → {email} ({fields_text})"
     else:
-        summary = f"Mapped to {_a(target)} upsert of {email} ({fields_text})"
+        summary = f"Mapped to {_a(target)} upsert of {target_email} ({fields_text})"
     if conflicts:
         summary += f"; {len(conflicts)} field(s) kept from {target.label}'s later change"
     if repair is not None:
