@@ -68,7 +68,8 @@ async def test_a_refused_email_change_is_traced_once_and_later_edits_converge(st
         )
         assert unsubscribed.json()["status"] == "unsubscribed"
 
-        moved = await client.put(f"{ap}/{user_id}", headers=admin, json={"Email": new})
+        # The address and the surname change in one edit: the surname still reaches the member Mailchimp kept.
+        moved = await client.put(f"{ap}/{user_id}", headers=admin, json={"Email": new, "Surname": "Moved"})
         assert moved.status_code == 200, moved.text
         await wait_quiescent(stack)
 
@@ -91,7 +92,10 @@ async def test_a_refused_email_change_is_traced_once_and_later_edits_converge(st
             f"refused the address change ({old} was not changed to {new}:"
         )
         assert 'status is "unsubscribed."' in refusal.summary
+        assert refusal.error.message.endswith(f"; LNAME written to the member at {old}")
         assert await member(new) is None
+        kept = await member(old)
+        assert kept is not None and kept["merge_fields"]["LNAME"] == "Moved" and kept["status"] == "unsubscribed"
 
         # Later edits, on either side, go between the two addresses.
         edited = await client.put(f"{ap}/{user_id}", headers=admin, json={"Forenames": "Augusta"})

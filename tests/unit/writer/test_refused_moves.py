@@ -62,6 +62,28 @@ async def test_a_refused_move_is_recorded_on_both_sides_and_stays_a_permanent_fa
     accessplanit = parse_state(state.raw("demo", System.ACCESSPLANIT, OLD))
     assert mailchimp is not None and mailchimp.held_at == OLD
     assert accessplanit is not None and accessplanit.held_at == NEW
+    # The fields the change carried go to the member where Mailchimp kept the contact, and are recorded there.
+    [_, kept] = inner.writes
+    assert kept.operation is Operation.UPSERT and kept.identity.email == OLD
+    assert kept.payload == {"email_address": OLD, "merge_fields": {"FNAME": "Ada"}}
+    assert outcome.summary.endswith(f"; FNAME written to the member at {OLD}")
+    member = parse_state(state.raw("demo", System.MAILCHIMP, OLD))
+    assert member is not None and member.fields["FNAME"].origin == "written"
+
+
+async def test_fields_the_kept_member_did_not_take_are_said_so() -> None:
+    error = email_change_refused(OLD, NEW, REASON)
+    slow = ErrorInfo(error_class="Timeout", message="Mailchimp did not answer", permanent=False)
+    inner = ScriptedTarget(refused(error), WriteOutcome(False, "Mailchimp write failed: no answer", error=slow))
+    state = InMemoryStateStore()
+
+    outcome = await RefusedMoves(inner, state).write(change(), demo_instance())
+
+    assert not outcome.ok and outcome.error is not None and outcome.error.permanent
+    assert outcome.summary.endswith(
+        f"; FNAME not written to the member at {OLD} either (Mailchimp write failed: no answer)"
+    )
+    assert state.raw("demo", System.MAILCHIMP, OLD) == {}
 
 
 async def test_any_other_outcome_passes_through_and_records_nothing() -> None:
