@@ -18,6 +18,7 @@ from tandem_shared.redis.keys import state_key, user_email_key
 from tandem_shared.redis.state import Side
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
+    HELD_AT_FIELD,
     Origin,
     StateSnapshot,
     expected_write,
@@ -102,6 +103,10 @@ class InMemoryStateTransaction:
             self._store.hashes.setdefault(user_email_key(instance_id), {})[user_id] = email
 
         self._changes.append(change)
+
+    def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
+        key = state_key(instance_id, system, email)
+        self._changes.append(lambda: self._store.hashes.setdefault(key, {}).update({HELD_AT_FIELD: held_at}))
 
     def expect_write(self, command: SyncCommand) -> None:
         expected = expected_write(command, self._store.now_ms())

@@ -15,7 +15,8 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -198,10 +199,13 @@ class Soak:
         stop.set()
         await watcher
         reads = await self.authoritative_reads() - reads_before
-        return figures(len(self.contacts), rate, seconds, edits, observed, reads, settle_s)
+        return figures(
+            len(self.contacts), rate, seconds, edits, observed, reads.total(), settle_s, reads_by_vendor=reads
+        )
 
-    async def authoritative_reads(self) -> int:
-        """Writes preceded by a re-read of the source, as the writer's trace records them."""
+    async def authoritative_reads(self) -> Counter[str]:
+        """Writes preceded by a re-read of a vendor (Mailchimp or accessplanit), as the writer's trace records them,
+        by vendor."""
         connection = KafkaConnection(bootstrap_servers=self.stack.kafka, client_id="tandem-soak")
         consumer = connection.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
@@ -210,21 +214,29 @@ class Soak:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            count = 0
+            count: Counter[str] = Counter()
             while not await caught_up(consumer, end):
                 batch = await consumer.getmany(*partitions, timeout_ms=500)
                 for records in batch.values():
                     for record in records:
                         trace = orjson.loads(record.value)
+                        vendor = read_vendor(trace.get("summary") or "")
                         if (
                             trace.get("instance_id") == self.stack.instance.id
                             and trace.get("stage") in ("writer", "retry")
-                            and "Re-read from" in (trace.get("summary") or "")
+                            and vendor is not None
                         ):
-                            count += 1
+                            count[vendor] += 1
             return count
         finally:
             await consumer.stop()
+
+
+def read_vendor(summary: str) -> str | None:
+    """Which vendor a writer's trace says it re-read before the write (one read per command), if any: the wording of
+    `tandem_writer.domain.source_check`, or of a read that failed (it spent a request too)."""
+    lowered = summary.lower()
+    return next((vendor for vendor in ("accessplanit", "mailchimp") if f"re-read from {vendor}" in lowered), None)
 
 
 def figures(
@@ -235,6 +247,8 @@ def figures(
     observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
     reads: int,
     settle_s: float,
+    *,
+    reads_by_vendor: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     diverged, older, convergence = [], [], []
     for index in range(contacts):
@@ -272,6 +286,8 @@ def figures(
         "convergence_p99_s": round(percentile(convergence, 99), 2) if convergence else None,
         "authoritative_reads": reads,
         "authoritative_reads_per_edit": round(reads / len(edits), 3) if edits else 0.0,
+        "authoritative_reads_accessplanit": (reads_by_vendor or {}).get("accessplanit", 0),
+        "authoritative_reads_mailchimp": (reads_by_vendor or {}).get("mailchimp", 0),
         "quiescent_after_s": round(settle_s, 1),
     }
 
@@ -286,7 +302,7 @@ def render(results: dict[str, Any]) -> str:
         "reads per edit.",
         "",
         "| rate /s | seconds | edits (ap/mc) | diverged | ended on older edit | convergence p50 / p99 s "
-        "| authoritative reads (per edit) |",
+        "| authoritative reads (per edit; accessplanit/Mailchimp) |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["rates"]:
@@ -294,7 +310,8 @@ def render(results: dict[str, Any]) -> str:
             f"| {row['rate_per_s']} | {row['seconds']} | {row['edits']} ({row['edits_accessplanit']}/"
             f"{row['edits_mailchimp']}) | {row['diverged']} | {row['ended_on_older_edit']} | "
             f"{row['convergence_p50_s']} / {row['convergence_p99_s']} | {row['authoritative_reads']} "
-            f"({row['authoritative_reads_per_edit']}) |"
+            f"({row['authoritative_reads_per_edit']}; {row.get('authoritative_reads_accessplanit', 0)}/"
+            f"{row.get('authoritative_reads_mailchimp', 0)}) |"
         )
     return "\n".join(lines) + "\n"
 

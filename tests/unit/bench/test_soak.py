@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tandem_bench.soak import Edit, figures
+from tandem_bench.soak import Edit, figures, read_vendor
 
 
 def test_figures_judge_each_contact_on_its_final_values() -> None:
@@ -25,3 +25,28 @@ def test_figures_judge_each_contact_on_its_final_values() -> None:
     assert row["ended_on_older_edit"] == 1
     assert row["convergence_p50_s"] == row["convergence_p99_s"] == 0.4  # from the last edit to settled for good
     assert row["authoritative_reads_per_edit"] == 0.2
+
+
+def test_reads_of_either_vendor_are_counted_and_reported_apart() -> None:
+    assert read_vendor(
+        "Updated accessplanit user 7 (…): Forenames (Re-read from Mailchimp: FNAME still holds 'A'…)"
+    ) == ("mailchimp")
+    assert read_vendor("Not written to accessplanit: Re-read from accessplanit: Forenames already holds …") == (
+        "accessplanit"
+    )
+    assert read_vendor("Not written yet: the re-read from accessplanit failed (timeout)") == "accessplanit"
+    assert read_vendor("Mailchimp member a@example.com is subscribed") is None
+
+    edits = [Edit(0, "ap", "A", 10.0, 10.1), Edit(0, "mc", "B", 12.0, 12.1)]
+    row = figures(
+        1, 2.0, 60.0, edits, {0: [(13.0, ("B", "B"))]}, 2, 3.0, reads_by_vendor={"accessplanit": 1, "mailchimp": 1}
+    )
+    assert (
+        row["authoritative_reads"],
+        row["authoritative_reads_accessplanit"],
+        row["authoritative_reads_mailchimp"],
+    ) == (
+        2,
+        1,
+        1,
+    )

@@ -38,7 +38,7 @@ class Reader:
         self.values = values
         self.reads = 0
 
-    async def read(self, instance: InstanceConfig, email: str) -> Mapping[str, Any] | None:
+    async def read(self, instance: InstanceConfig, spec: SourceCheck, user_id: str | None) -> Mapping[str, Any] | None:
         self.reads += 1
         return self.values
 

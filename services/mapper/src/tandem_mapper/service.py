@@ -167,9 +167,12 @@ class Mapper:
         return await self._state.load_many(reads.sides, user_ids=reads.user_ids, backlogs=backlogs)
 
     async def _complete(self, work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
-        """What `decide` needs for each change: a second read for the old addresses of email changes, if any."""
-        missing = knowledge.missing(work, loaded)
-        if missing:
+        """What `decide` needs for each change: further reads for the old addresses of email changes and for where
+        a target holds a contact it refused to move, if any (an old address's state may name where, hence two)."""
+        for _ in range(2):
+            missing = knowledge.missing(work, loaded)
+            if not missing:
+                break
             loaded = loaded.extend(await self._state.load_many(missing))
         return knowledge.knowledge(work, loaded)
 

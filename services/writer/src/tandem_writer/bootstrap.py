@@ -29,8 +29,14 @@ from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.erasure import writer_erasure
 from tandem_writer.reconcile_service import ReconcileService, limits_from
+from tandem_writer.refused_moves import RefusedMoves
 from tandem_writer.settings import WriterSettings
-from tandem_writer.source_check import MailchimpMemberReader, SourceCheckedTarget, SourceReader
+from tandem_writer.source_check import (
+    AccessplanitUserReader,
+    MailchimpMemberReader,
+    SourceCheckedTarget,
+    SourceReader,
+)
 from tandem_writer.strategy import delivery_strategy
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 from tandem_writer.targets.base import Target
@@ -86,11 +92,15 @@ class Writer:
 
 
 def with_source_checks(targets: Mapping[System, Target], state: StateStore | None) -> dict[System, Target]:
-    """Every target behind the authoritative reads of the sources the writer can read (the Mailchimp target's
-    clients read members): a command with a source check is written only as far as its source confirms it."""
-    readers: dict[System, SourceReader] = {
-        t.system: MailchimpMemberReader(t.clients) for t in targets.values() if isinstance(t, MailchimpTarget)
-    }
+    """Every target behind the authoritative reads of the sources the writer can read (each vendor's target
+    clients read its contacts, from the same budget): a command with a source check is written only as far as its
+    source confirms it."""
+    readers: dict[System, SourceReader] = {}
+    for t in targets.values():
+        if isinstance(t, MailchimpTarget):
+            readers[t.system] = MailchimpMemberReader(t.clients)
+        elif isinstance(t, AccessplanitTarget):
+            readers[t.system] = AccessplanitUserReader(t.clients)
     return {system: SourceCheckedTarget(t, readers, state) for system, t in targets.items()}
 
 
@@ -159,6 +169,11 @@ def bootstrap_reconciler(
     return Reconciler(kafka, producer, registry, service, [accessplanit.close, mailchimp.close, redis.aclose])
 
 
+def with_refused_moves(targets: Mapping[System, Target], state: StateStore | None) -> dict[System, Target]:
+    """Every target behind the record of refused email changes: where each side keeps such a contact."""
+    return {system: RefusedMoves(t, state) for system, t in targets.items()}
+
+
 def bootstrap(
     settings: WriterSettings | None = None,
     *,
@@ -207,7 +222,7 @@ def bootstrap(
     if redis is not None:
         owned.append(redis.aclose)
 
-    targets = with_source_checks(targets, state)
+    targets = with_refused_moves(with_source_checks(targets, state), state)
     delivery = Delivery(
         registry=registry,
         targets=targets,

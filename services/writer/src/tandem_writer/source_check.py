@@ -1,9 +1,11 @@
 """Authoritative reads before a checked write: the writer holds the vendor credentials, so it reads the source.
 
 `SourceCheckedTarget` stands in front of a target. A command without a `source_check` passes straight through; one
-with it first reads the contact from the source (Mailchimp member GET, priority AUTHORITATIVE_READ: after live
-writes, before reconciliation) and writes only the fields the source still holds (`domain.source_check`). What the
-read found for the others is recorded as the source's value, so the mapper's knowledge matches the source.
+with it first reads the contact from the source (a Mailchimp member or an accessplanit user, priority
+AUTHORITATIVE_READ of that vendor's budget: after live writes, before reconciliation) and writes only the fields the
+source still holds (`domain.source_check`). What the read found for the others is recorded as the source's value, so
+the mapper's knowledge matches the source. A repair is read from its own target, once the write it raced has
+landed, and written back only where that write landed over the change.
 
 It also keeps a repair in order: a command whose `waits_for` names Tandem's own writes to the same target still in
 flight when the mapper decided (made from the other side, on another partition) is written only once those have
@@ -18,11 +20,14 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from tandem_shared.contracts import ErrorInfo, InstanceConfig, SyncCommand, System
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, SourceCheck, SyncCommand, System
+from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
 from tandem_shared.redis.state import StateStore
 from tandem_shared.sync.rules import payload_email
+from tandem_shared.vendors.accessplanit.client import AccessplanitClients, AccessplanitError
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
+from tandem_writer.domain.accessplanit_plan import choose_user
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.domain.source_check import check
 from tandem_writer.targets.base import Target
@@ -42,8 +47,9 @@ class SourceReadFailed(Exception):
 class SourceReader(Protocol):
     system: System
 
-    async def read(self, instance: InstanceConfig, email: str) -> Mapping[str, Any] | None:
-        """The contact's fields by source field name (None: no such contact); SourceReadFailed otherwise."""
+    async def read(self, instance: InstanceConfig, spec: SourceCheck, user_id: str | None) -> Mapping[str, Any] | None:
+        """The fields of the contact `spec` names (`user_id`: the accessplanit user the change is about, when
+        known), by source field name (None: no such contact); SourceReadFailed otherwise."""
         ...
 
 
@@ -53,7 +59,8 @@ class MailchimpMemberReader:
     def __init__(self, clients: MailchimpClients) -> None:
         self._clients = clients
 
-    async def read(self, instance: InstanceConfig, email: str) -> Mapping[str, Any] | None:
+    async def read(self, instance: InstanceConfig, spec: SourceCheck, user_id: str | None) -> Mapping[str, Any] | None:
+        email = spec.email
         try:
             client = self._clients.for_instance(instance)
             reply = await client.request(
@@ -69,6 +76,37 @@ class MailchimpMemberReader:
         document = reply.document if isinstance(reply.document, dict) else {}
         merges = document.get("merge_fields") or {}
         return {str(tag).upper(): value for tag, value in merges.items()}
+
+
+class AccessplanitUserReader:
+    """The user the change came from (its ID, read as accessplanit's demo client reads one record), or, without
+    one, the user the accessplanit target would write for the address (the most recently updated active one)."""
+
+    system = System.ACCESSPLANIT
+
+    def __init__(self, clients: AccessplanitClients) -> None:
+        self._clients = clients
+
+    async def read(self, instance: InstanceConfig, spec: SourceCheck, user_id: str | None) -> Mapping[str, Any] | None:
+        priority = Priority.AUTHORITATIVE_READ
+        try:
+            client = self._clients.for_instance(instance)
+            if user_id:
+                user = await client.get_user(user_id, priority=priority)
+            else:
+                user = choose_user(await client.users_by_email(spec.email, priority=priority)).user
+        except AccessplanitError as exc:
+            raise SourceReadFailed(exc.error) from exc
+        return None if user is None else user_fields(user)
+
+
+def user_fields(user: Mapping[str, Any]) -> dict[str, Any]:
+    """A user record by the names mappings use: custom fields as `custom:<Name>` beside the User fields."""
+    custom = user.get("CustomFields")
+    fields = {name: value for name, value in user.items() if name != "CustomFields"}
+    if isinstance(custom, Mapping):
+        fields.update({f"{CUSTOM_FIELD_PREFIX}{name}": value for name, value in custom.items()})
+    return fields
 
 
 class SourceCheckedTarget:
@@ -112,7 +150,7 @@ class SourceCheckedTarget:
             return await self._inner.write(command, instance)
         try:
             self.reads[spec.system] += 1
-            values = await reader.read(instance, spec.email)
+            values = await reader.read(instance, spec, command.identity.accessplanit_user_id)
         except SourceReadFailed as exc:
             summary = f"Not written yet: the re-read from {spec.system.label} failed ({exc.error.message})"
             return WriteOutcome(False, summary, error=exc.error)

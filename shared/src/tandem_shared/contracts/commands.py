@@ -27,12 +27,21 @@ class CheckedField(Contract):
 
     source_field: str = Field(description="The field's name in the source system (merge tag or User field).")
     digest: str = Field(description="`tandem_shared.sync.rules.field_digest` of the value the change carried.")
+    raced: list[str] = Field(
+        default_factory=list,
+        description="A repair (the command writes a change back to its own side): digests of Tandem's writes that "
+        "may have landed over the change there. The field is written only while the side holds one of them.",
+    )
 
 
 class SourceCheck(Contract):
     """The mapper could not prove the change later than Tandem's own write (timestamps coarser than the gap, see
     docs/convergence.md): before writing, the writer reads the contact from `system` (priority
-    AUTHORITATIVE_READ) and writes a field only while the source still holds the change's value for it."""
+    AUTHORITATIVE_READ) and writes a field only while the source still holds the change's value for it.
+
+    On a repair (`system` is the command's own target, its fields name what they `raced`), the read decides whether
+    Tandem's write really landed over the change: the field is written back only while the side holds that write's
+    value."""
 
     system: System
     email: str

@@ -22,6 +22,7 @@ from tandem_shared.redis.scripts import LuaScript, ScriptCall
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     DEFAULT_TTL_S,
+    HELD_AT_FIELD,
     Origin,
     StateSnapshot,
     expected_write,
@@ -119,6 +120,10 @@ class StateTransaction(Protocol):
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None: ...
 
+    def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
+        """`system` holds the contact it would hold at `email` at `held_at` instead (it refused the move)."""
+        ...
+
     def expect_write(self, command: SyncCommand) -> None:
         """The mapper's note, before a command leaves it, that Tandem is about to write these values: the target's
         webhook for the write may come back before the writer recorded it. What the target holds changes only
@@ -202,6 +207,12 @@ class RedisStateTransaction:
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         self._pipe.hset(user_email_key(instance_id), user_id, email)
+        self._count += 1
+
+    def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
+        key = state_key(instance_id, system, email)
+        self._pipe.hset(key, HELD_AT_FIELD, held_at)
+        self._pipe.expire(key, self._store.ttl_s)
         self._count += 1
 
     def expect_write(self, command: SyncCommand) -> None:

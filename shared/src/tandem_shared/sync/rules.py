@@ -120,6 +120,9 @@ class SideState:
     recent_writes: Mapping[str, RecentWrite] = field(default_factory=dict)
     # "field|digest" → when the mapper decided a write of that value the writer has not recorded yet (in flight).
     pending_writes: Mapping[str, int] = field(default_factory=dict)
+    # Set on a side's state at an address this side does *not* hold the contact at, because it refused to move it
+    # there (Mailchimp refuses email changes of members who are not subscribed): the address it holds it at instead.
+    held_at: str | None = None
 
     def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
@@ -134,6 +137,10 @@ class SideState:
         }
 
 
+# The state hash's field for `SideState.held_at`.
+HELD_AT_FIELD = "_at"
+
+
 def parse_state(raw: Mapping[str, str]) -> SideState | None:
     """A side from its stored hash (None when nothing is known)."""
     if not raw:
@@ -143,6 +150,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     pending: dict[str, int] = {}
     last_origin: Origin = "seen"
     last_ts = 0
+    held_at: str | None = None
     for name, value in raw.items():
         if name.startswith("f:"):
             digest, ts, origin = value.split("|", 2)
@@ -156,7 +164,9 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             origin, _, ts = value.partition("|")
             last_origin = "written" if origin == "written" else "seen"
             last_ts = int(ts or 0)
-    return SideState(fields, last_origin, last_ts, recent, pending)
+        elif name == HELD_AT_FIELD:
+            held_at = value or None
+    return SideState(fields, last_origin, last_ts, recent, pending, held_at)
 
 
 # One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.

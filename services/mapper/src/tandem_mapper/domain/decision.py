@@ -83,6 +83,8 @@ class _SourceAnalysis:
     ambiguous: set[str] = field(default_factory=set)
     # Tandem's writes of other values to the source, in flight ("field|digest" → decided at): they land after it.
     in_flight: dict[str, int] = field(default_factory=dict)
+    # Overwritten field → digests of Tandem's writes that may have landed over the change (what a repair checks).
+    raced: dict[str, set[str]] = field(default_factory=dict)
     effective_ts: dict[str, int] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
 
@@ -133,11 +135,13 @@ def _analyse_source(
             write = state.written_recently(name, known.digest) if state and known else None
             if known is not None and known.origin == "written" and write and write.recorded_ms > event_ts:
                 result.overwritten.add(name)
+                result.raced.setdefault(name, set()).add(known.digest)
             pending = state.in_flight(name, digest, event_ts - IN_FLIGHT_MS) if state else {}
             if pending:
                 # Decided from the other side and not landed yet: it lands over this change.
                 result.overwritten.add(name)
                 result.in_flight.update(pending)
+                result.raced.setdefault(name, set()).update(key.split("|", 1)[1] for key in pending)
                 result.reasons.append(
                     f"{name} changed in {source.label} while Tandem's write of another value to it was in flight "
                     "(it lands after this change): this change is written back once that write has landed"
@@ -238,7 +242,15 @@ def decide(
 
     operation = Operation.UPSERT
     target_state = known.target
-    if old is not None:
+    # The target's own address for the contact: the change's, unless the target refused to move it there.
+    target_email, moved_from = email, old
+    if known.target_at is not None:
+        target_email = known.target_at
+        logs.append(
+            f"{target.label} holds this contact at {target_email} and {source.label} at {email}: Mailchimp refused "
+            f"to change its address (the refused change's trace says why), so {target_email} is written"
+        )
+    elif old is not None:
         if known.target is not None and known.target_old is None:
             logs.append(f"{target.label} already has the new address {email}")
         elif known.target is not None and known.target_old is not None:
@@ -246,6 +258,12 @@ def decide(
         else:
             operation = Operation.CHANGE_EMAIL
             target_state = known.target_old
+            if known.target_old_at is not None:
+                moved_from = known.target_old_at
+                logs.append(
+                    f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
+                    f"change to {email} is asked of {moved_from}"
+                )
 
     values, notes = map_record(instance, flow, record)
     logs.extend(notes)
@@ -303,8 +321,14 @@ def decide(
             now=now,
         )
         waits = {key: noted for key, noted in analysis.in_flight.items() if key.split("|", 1)[0] in repaired}
-        if waits:
-            repair = repair.model_copy(update={"waits_for": waits})
+        # Whether Tandem's write landed over the change (or before it) only the side itself can say: the writer
+        # reads it once that write has landed and writes back only what it overwrote (docs/convergence.md).
+        raced = {
+            name: CheckedField(source_field=name, digest=digests[name], raced=sorted(analysis.raced.get(name, ())))
+            for name in repaired
+        }
+        check = SourceCheck(system=source, email=email, fields=raced, ts_ms=event_ts)
+        repair = repair.model_copy(update={"waits_for": waits, "source_check": check})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
@@ -335,8 +359,8 @@ def decide(
             updates=updates,
         )
 
-    payload = build_payload(instance, target, email, included)
-    command = _command(event, target, operation, email, old, payload, command_id=command_id, now=now)
+    payload = build_payload(instance, target, target_email, included)
+    command = _command(event, target, operation, target_email, moved_from, payload, command_id=command_id, now=now)
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
         check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())
@@ -348,9 +372,9 @@ def decide(
         )
     fields_text = ", ".join(included) or "no other fields"
     if operation is Operation.CHANGE_EMAIL:
-        summary = f"Mapped to {_a(target)} email change {old} → {email} ({fields_text})"
+        summary = f"Mapped to {_a(target)} email change {moved_from} → {email} ({fields_text})"
     else:
-        summary = f"Mapped to {_a(target)} upsert of {email} ({fields_text})"
+        summary = f"Mapped to {_a(target)} upsert of {target_email} ({fields_text})"
     if conflicts:
         summary += f"; {len(conflicts)} field(s) kept from {target.label}'s later change"
     if repair is not None:

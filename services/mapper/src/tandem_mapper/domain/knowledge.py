@@ -65,14 +65,37 @@ def reads(work: Work) -> Reads:
     return Reads(wanted, users)
 
 
+def _held_at(loaded: StateSnapshot, side: Side) -> str | None:
+    """Where the side holds the contact instead, when it refused to move it to this address (one hop)."""
+    if not loaded.has(*side):
+        return None
+    state = loaded.side(*side)
+    return state.held_at if state is not None else None
+
+
+def _resolved(loaded: StateSnapshot, side: Side) -> str | None:
+    """`_held_at`, once that address's state is read too."""
+    held_at = _held_at(loaded, side)
+    return held_at if held_at and loaded.has(side[0], side[1], held_at) else None
+
+
 def missing(work: Work, loaded: StateSnapshot) -> list[Side]:
-    """The old addresses' sides the first read could not know to ask for (accessplanit email changes)."""
+    """What the first read could not know to ask for: the old addresses' sides (accessplanit email changes), and
+    the target's state where it holds the contact instead of an address it refused to move it to."""
     wanted: list[Side] = []
     for event, instance in work:
+        email = synced_email(event, instance)
+        if email is None:
+            continue
         previous = previous_email(event, instance, loaded)
-        old = old_address(event, previous) if synced_email(event, instance) else None
+        old = old_address(event, previous)
         if old:
             wanted.extend(s for s in sides(instance.id, event.source, old) if not loaded.has(*s))
+        target = event.source.other
+        for address in (email, old):
+            held_at = _held_at(loaded, (instance.id, target, address)) if address else None
+            if held_at and not loaded.has(instance.id, target, held_at):
+                wanted.append((instance.id, target, held_at))
     return wanted
 
 
@@ -87,11 +110,15 @@ def knowledge(work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
         source, target = event.source, event.source.other
         previous = previous_email(event, instance, loaded)
         old = old_address(event, previous)
+        target_at = _resolved(loaded, (instance.id, target, email))
+        target_old_at = _resolved(loaded, (instance.id, target, old)) if old else None
         known[event.event_id] = Knowledge(
             source=loaded.side(instance.id, source, email),
-            target=loaded.side(instance.id, target, email),
+            target=loaded.side(instance.id, target, target_at or email),
             source_old=loaded.side(instance.id, source, old) if old else None,
-            target_old=loaded.side(instance.id, target, old) if old else None,
+            target_old=loaded.side(instance.id, target, target_old_at or old) if old else None,
             previous_email=previous,
+            target_at=target_at,
+            target_old_at=target_old_at,
         )
     return known

@@ -19,6 +19,10 @@ class Knowledge:
     target_old: SideState | None = None
     # accessplanit: the address last seen for this user id.
     previous_email: str | None = None
+    # Where the target holds the contact instead of the change's address (old address), when it refused to move it
+    # there: `target` (`target_old`) is then the state at that address.
+    target_at: str | None = None
+    target_old_at: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,12 @@ checked field only while the source still holds the change's value: then the cha
 the source holds something else, the change was overwritten there (by Tandem's write, which then both sides hold)
 or followed by a later change (whose own event carries it): the field is left out, and what was read is recorded
 as the source's value.
+
+A repair (a change written back to its own side, over which Tandem's write of another value may have landed) is
+checked the other way round: a field is written back only while the side holds the value of Tandem's write it
+raced. Holding the change's own value, the write landed before the change (or the repair is done already);
+holding anything else, the side changed again and that change's own event carries it. Nothing read is recorded
+then: the mapper already knows the change, and a later value must still arrive as news with its own event.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tandem_shared.contracts import SyncCommand, System
+from tandem_shared.contracts import CheckedField, SyncCommand, System
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
 from tandem_shared.sync.rules import canonical_value, field_digest
 
@@ -46,6 +52,25 @@ def _mapped_fields_left(command: SyncCommand, payload: Mapping[str, Any]) -> boo
     return any(k != "Email" for k in payload)
 
 
+def _repair_note(label: str, checked: CheckedField, value: Any) -> str:
+    name, held = checked.source_field, repr(canonical_value(value))
+    digest = field_digest(value)
+    if digest in checked.raced:
+        return (
+            f"Re-read from {label}: {name} holds {held}, the value of Tandem's write that landed over this change, "
+            "so the change is written back"
+        )
+    if digest == checked.digest:
+        return (
+            f"Re-read from {label}: {name} already holds this change's value {held} (Tandem's write landed before "
+            "it), so nothing is written back"
+        )
+    return (
+        f"Re-read from {label}: {name} now holds {held}, neither this change's value nor Tandem's write it raced: "
+        "it changed again since, and that change's own event carries it, so nothing is written back"
+    )
+
+
 def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> CheckResult:
     """`source_values`: the contact's fields as the source's read returned them, by source field name (None: the
     source has no such contact any more)."""
@@ -64,6 +89,13 @@ def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> Chec
     for target_field, checked in sorted(spec.fields.items()):
         value = source_values.get(checked.source_field)
         digest = field_digest(value)
+        if checked.raced:
+            if digest in checked.raced:
+                confirmed.append(target_field)
+            else:
+                dropped.add(target_field)
+            logs.append(_repair_note(label, checked, value))
+            continue
         if digest == checked.digest:
             confirmed.append(target_field)
             logs.append(
