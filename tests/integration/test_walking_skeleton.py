@@ -18,7 +18,7 @@ from tandem_cli.main import main
 from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
 from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import ERASURE_SERVICES, Stage, System, TraceRecord, TraceStatus, subscriber_hash
-from tandem_shared.contracts.topics import TRACE
+from tandem_shared.contracts.topics import CHANGES, COMMANDS, TRACE
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import contact_slot_pattern, state_key, user_email_key
 
@@ -73,6 +73,23 @@ async def test_user_created_in_accessplanit_appears_in_mailchimp(stack: RunningS
     assert all(r.status is TraceStatus.SUCCEEDED for r in records), [(r.stage, r.summary) for r in records]
     assert by_stage[Stage.WRITER].output.data_out is not None
     assert by_stage[Stage.WRITER].output.data_out["email_address"] == email
+    # Every stage counts what it consumed and published (the dashboard's events in/out, by stage and topic).
+    counted = {
+        ("ingest", "tandem_events_out_total", CHANGES),
+        ("mapper", "tandem_events_in_total", CHANGES),
+        ("mapper", "tandem_events_out_total", COMMANDS),
+        ("writer", "tandem_events_in_total", COMMANDS),
+        ("writer", "tandem_events_out_total", TRACE),
+    }
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service, metric, topic in counted:
+            exported = (await client.get(f"{stack.url(service)}/metrics")).text
+            assert counter_value(exported, metric, service, topic) >= 1, (service, metric, topic)
+
+
+def counter_value(exported: str, metric: str, service: str, topic: str) -> float:
+    wanted = f'{metric}{{service="{service}",topic="{topic}"}} '
+    return sum(float(line.removeprefix(wanted)) for line in exported.splitlines() if line.startswith(wanted))
 
 
 async def test_user_without_email_fails_with_the_reason_in_the_trace(stack: RunningStack) -> None:
