@@ -230,13 +230,13 @@ async def test_the_accessplanit_webhook_refuses_hostile_input_cleanly(
 
 
 @pytest.mark.parametrize("zeros", [400, 4000, 5000])
-async def test_an_absurd_signature_timestamp_is_401_not_500(ingest: Ingest, zeros: int) -> None:
+async def test_an_absurd_signature_timestamp_is_refused_not_500(ingest: Ingest, zeros: int) -> None:
     body = json_bytes({"Module": "User", "Data": {"ID": "1001", "DateUpdated": EXTREME_DATES[-1]}})
     header = f"t=1{'0' * zeros},v1={'0' * 64}"
     response = await check(
         ingest, "PUT", f"/webhooks/accessplanit/{SIGNED}", content=body, headers={"X-Accessplanit-Signature": header}
     )
-    assert response.status_code == 401
+    assert response.status_code == 404  # refused as an unknown instance is, at the URL without a path secret
 
 
 def signed_ap(body: bytes) -> dict[str, str]:
@@ -272,7 +272,8 @@ async def test_nesting_is_either_refused_or_carried_and_readable(ingest: Ingest,
     data = f'{{"ID": "1001", "DateUpdated": "{EXTREME_DATES[-1]}", "F": {deep}}}'
     body = f'{{"Module": "User", "Data": {data}}}'.encode()
     response = await check(ingest, "PUT", f"/webhooks/accessplanit/{SIGNED}", content=body, headers=signed_ap(body))
-    assert response.status_code in (202, 400, 413)
+    # Over the body limit at the URL without a path secret: answered as an unknown instance (404, not 413).
+    assert response.status_code in (202, 400, 404)
     assert (response.status_code == 202) == (depth <= 30), response.text
 
 

@@ -4,7 +4,9 @@ The URL's secret is the instance's `webhook_path_secret` (as Mailchimp's); a wro
 reference that cannot be resolved are answered alike (404), before anything is read or published. The URL without
 a secret, `/webhooks/accessplanit/{instance_id}`, serves instances that have no path secret: signed ones (the
 signature authenticates the sender) and, for existing set-ups, unsigned ones (which cost any sender a read of the
-named user; `instance_validation` warns about them).
+named user; `instance_validation` warns about them). There a missing or wrong signature, an oversized body and a
+signing secret that cannot be resolved are answered as an unknown instance is (404, the reason logged), so the
+URL tells no prober which instance ids exist.
 
 A delivery is answered 202 once Kafka has the event (200 when an earlier delivery of the same change already
 stored it) and 503 when it cannot be stored now, so accessplanit retries. Signed deliveries are believed; unsigned
@@ -49,6 +51,11 @@ SIGNATURE_HEADER = "X-Accessplanit-Signature"
 PATH = "/webhooks/accessplanit/{instance_id}"
 PATH_WITH_SECRET = "/webhooks/accessplanit/{instance_id}/{secret}"
 METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def no_such_webhook() -> Response:
+    """The answer to an unknown instance, a wrong path secret, and what the URL without one refuses: alike."""
+    return problem(404, "Not Found", "no such webhook")
 
 
 def _reason(exc: InvalidPayload | ValidationError) -> str:
@@ -118,10 +125,23 @@ class AccessplanitWebhook:
     async def deliver(self, request: Request, instance_id: str, secret: str | None = None) -> Response:
         instance = self._instance(instance_id, secret)
         if instance is None:
-            return problem(404, "Not Found", "no such webhook")
+            return no_such_webhook()
         try:
-            raw = await self._body(request)
-            trusted = self._authenticate(instance, request, raw)
+            try:
+                raw = await self._body(request)
+                trusted = self._authenticate(instance, request, raw)
+            except Refused as refused:
+                if secret is not None:
+                    raise
+                # The URL without a path secret names no secret: a body or signature refused there would tell
+                # an instance that exists from one that does not. Answered like an unknown instance; the reason
+                # is logged.
+                log.warning(
+                    "accessplanit webhook without a path secret refused",
+                    instance_id=instance_id,
+                    reason=refused.response.status_code,
+                )
+                return no_such_webhook()
             delivery = self._parse(request.method, raw)
             if not (trusted and delivery.record is not None):
                 deferred = await self._defer(instance, delivery)
