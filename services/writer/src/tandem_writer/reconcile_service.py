@@ -16,10 +16,9 @@ import asyncio
 import contextlib
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -36,7 +35,13 @@ from tandem_shared.contracts.reconcile import (
 from tandem_shared.contracts.topics import RECONCILE_REQUESTS
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, Producer
-from tandem_shared.kafka.counting import received
+from tandem_shared.kafka.partitioned import (
+    ConsumerClient,
+    InboundRecord,
+    KeyedStrategy,
+    PartitionedConsumer,
+    consumer_options,
+)
 from tandem_shared.kafka.producer import send_envelope
 from tandem_shared.logging import get_logger
 from tandem_shared.metrics import RECONCILE_LAST_DRIFT, RECONCILE_RUNS
@@ -86,10 +91,9 @@ class ReconcileService:
         mailchimp: MailchimpClients,
         settings: WriterSettings,
         limits: Limits,
-        consumer_factory: Callable[[], AIOKafkaConsumer] | None = None,
+        consumer_factory: Callable[[], ConsumerClient] | None = None,
     ) -> None:
         self._producer = producer
-        self._service = kafka.service
         self._registry = registry
         self._redis = redis
         self._ap = accessplanit
@@ -97,10 +101,19 @@ class ReconcileService:
         self._settings = settings
         self._limits = limits
         group = settings.reconcile_group_id or f"{settings.group_id}-reconcile"
-        self._consumer_factory = consumer_factory or (
-            lambda: kafka.consumer(
-                RECONCILE_REQUESTS, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
-            )
+        options = consumer_options(
+            group_id=group,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+        )
+        # The services' consumer kit, as for commands: a request's offset is committed once it is accepted (its
+        # checkpoint written) or refused; one that fails on Redis or Kafka is tried again, never skipped.
+        self._consumer = PartitionedConsumer(
+            consumer_factory or (lambda: kafka.consumer(**options)),
+            topics=[RECONCILE_REQUESTS],
+            strategy=lambda partition, progress: KeyedStrategy(partition, self._handle, progress=progress),
+            service=kafka.service,
+            shutdown_grace_s=settings.shutdown_grace_s,
         )
         self._leases = Leases(redis, settings.reconcile_lease_s)
         self._tombstones = Tombstones(redis)
@@ -108,15 +121,10 @@ class ReconcileService:
         self._runs: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
-        self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._consumer = self._consumer_factory()
         await self._consumer.start()
-        self._tasks = [
-            asyncio.create_task(self._consume(), name="reconcile-requests"),
-            asyncio.create_task(self._tick(), name="reconcile-runs"),
-        ]
+        self._tasks = [asyncio.create_task(self._tick(), name="reconcile-runs")]
 
     async def stop(self) -> None:
         """Running runs stop where they are: their checkpoints stay, their leases are released for another replica."""
@@ -129,33 +137,12 @@ class ReconcileService:
             with contextlib.suppress(Exception):
                 await self._leases.release(reconcile_lock_key(instance_id), self._owner)
         self._runs.clear()
-        if self._consumer is not None:
-            await self._consumer.stop()
+        await self._consumer.stop()
 
     # -- requests ------------------------------------------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=1000)
-                for records in batches.values():
-                    received(self._service, records)
-                    for record in records:
-                        await self._accept_record(record.value)
-                if batches:
-                    await self._consumer.commit()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a broker or Redis hiccup: the uncommitted requests are read again
-                log.warning("reconciliation request intake failed; retrying", error=str(exc))
-                await asyncio.sleep(1.0)
-                for tp in self._consumer.assignment():
-                    committed = await self._consumer.committed(tp)
-                    if committed is not None:
-                        self._consumer.seek(tp, committed)
-                    else:
-                        await self._consumer.seek_to_beginning(tp)
+    async def _handle(self, record: InboundRecord, _absorbed: Sequence[InboundRecord]) -> None:
+        await self._accept_record(record.value)
 
     async def _accept_record(self, value: bytes | None) -> None:
         if value is None:
