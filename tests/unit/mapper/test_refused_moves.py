@@ -10,7 +10,7 @@ from __future__ import annotations
 from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, ap_event, instance, mc_event, run, side
 
 from tandem_mapper.domain import knowledge
-from tandem_mapper.domain.model import Knowledge
+from tandem_mapper.domain.model import HoldAt, Knowledge
 from tandem_shared.contracts import Operation, System
 from tandem_shared.sync.rules import HELD_AT_FIELD, SideState, StateSnapshot, parse_state, side_key
 
@@ -33,6 +33,8 @@ def test_an_accessplanit_change_is_written_to_the_member_at_the_address_mailchim
     assert command.identity.email == OLD and command.payload["email_address"] == OLD
     assert command.payload["merge_fields"] == {"FNAME": "Hedy"}
     assert decision.summary == f"Mapped to a Mailchimp upsert of {OLD} (FNAME)"
+    assert HoldAt(System.MAILCHIMP, NEW, OLD) in decision.updates
+    assert HoldAt(System.ACCESSPLANIT, OLD, NEW) in decision.updates
     assert (
         f"Mailchimp holds this contact at {OLD} and accessplanit at {NEW}: Mailchimp refused to change its address"
         in decision.logs[0]
