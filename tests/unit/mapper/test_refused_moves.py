@@ -89,3 +89,33 @@ def test_the_state_where_a_side_holds_the_contact_instead_is_read_and_handed_to_
     assert knowledge.missing(work, loaded) == []
     known = knowledge.knowledge(work, loaded)["e-ap"]
     assert known.target == kept and known.target_at == OLD
+
+
+def test_a_further_address_change_reads_where_mailchimp_kept_the_contact_in_a_second_further_read() -> None:
+    config = instance()
+    work = [(ap_event(Email=NEWER), config)]
+    first = StateSnapshot(
+        sides={
+            side_key("demo", System.ACCESSPLANIT, NEWER): None,
+            side_key("demo", System.MAILCHIMP, NEWER): None,
+        },
+        user_emails={("demo", "7"): NEW},
+        backlogs={},
+    )
+    assert knowledge.missing(work, first) == [("demo", System.ACCESSPLANIT, NEW), ("demo", System.MAILCHIMP, NEW)]
+
+    old_address = StateSnapshot(
+        {
+            side_key("demo", System.ACCESSPLANIT, NEW): side({**AP_HOLDS, "Email": NEW}, at=T0),
+            side_key("demo", System.MAILCHIMP, NEW): held_at(OLD),
+        },
+        {},
+        {},
+    )
+    second = first.extend(old_address)
+    assert knowledge.missing(work, second) == [("demo", System.MAILCHIMP, OLD)]
+
+    kept = side(MC_HOLDS, at=T0)
+    loaded = second.extend(StateSnapshot({side_key("demo", System.MAILCHIMP, OLD): kept}, {}, {}))
+    known = knowledge.knowledge(work, loaded)["e-ap"]
+    assert known.target_old == kept and known.target_old_at == OLD and known.target_at is None
