@@ -10,7 +10,7 @@ from __future__ import annotations
 from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, ap_event, instance, mc_event, run, side
 
 from tandem_mapper.domain import knowledge
-from tandem_mapper.domain.model import Knowledge
+from tandem_mapper.domain.model import HoldAt, Knowledge
 from tandem_shared.contracts import Operation, System
 from tandem_shared.sync.rules import HELD_AT_FIELD, SideState, StateSnapshot, parse_state, side_key
 
@@ -33,6 +33,8 @@ def test_an_accessplanit_change_is_written_to_the_member_at_the_address_mailchim
     assert command.identity.email == OLD and command.payload["email_address"] == OLD
     assert command.payload["merge_fields"] == {"FNAME": "Hedy"}
     assert decision.summary == f"Mapped to a Mailchimp upsert of {OLD} (FNAME)"
+    assert HoldAt(System.MAILCHIMP, NEW, OLD) in decision.updates
+    assert HoldAt(System.ACCESSPLANIT, OLD, NEW) in decision.updates
     assert (
         f"Mailchimp holds this contact at {OLD} and accessplanit at {NEW}: Mailchimp refused to change its address"
         in decision.logs[0]
@@ -87,3 +89,33 @@ def test_the_state_where_a_side_holds_the_contact_instead_is_read_and_handed_to_
     assert knowledge.missing(work, loaded) == []
     known = knowledge.knowledge(work, loaded)["e-ap"]
     assert known.target == kept and known.target_at == OLD
+
+
+def test_a_further_address_change_reads_where_mailchimp_kept_the_contact_in_a_second_further_read() -> None:
+    config = instance()
+    work = [(ap_event(Email=NEWER), config)]
+    first = StateSnapshot(
+        sides={
+            side_key("demo", System.ACCESSPLANIT, NEWER): None,
+            side_key("demo", System.MAILCHIMP, NEWER): None,
+        },
+        user_emails={("demo", "7"): NEW},
+        backlogs={},
+    )
+    assert knowledge.missing(work, first) == [("demo", System.ACCESSPLANIT, NEW), ("demo", System.MAILCHIMP, NEW)]
+
+    old_address = StateSnapshot(
+        {
+            side_key("demo", System.ACCESSPLANIT, NEW): side({**AP_HOLDS, "Email": NEW}, at=T0),
+            side_key("demo", System.MAILCHIMP, NEW): held_at(OLD),
+        },
+        {},
+        {},
+    )
+    second = first.extend(old_address)
+    assert knowledge.missing(work, second) == [("demo", System.MAILCHIMP, OLD)]
+
+    kept = side(MC_HOLDS, at=T0)
+    loaded = second.extend(StateSnapshot({side_key("demo", System.MAILCHIMP, OLD): kept}, {}, {}))
+    known = knowledge.knowledge(work, loaded)["e-ap"]
+    assert known.target_old == kept and known.target_old_at == OLD and known.target_at is None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from tandem_mapper.domain import knowledge
 from tandem_mapper.domain.batching import rounds
 from tandem_mapper.domain.decision import decide
-from tandem_mapper.domain.model import Knowledge, MergeSeen, MoveState, RememberUserEmail, StateUpdate
+from tandem_mapper.domain.model import HoldAt, Knowledge, MergeSeen, MoveState, RememberUserEmail, StateUpdate
 from tandem_mapper.held import HeldChange, HeldChanges
 from tandem_mapper.release import HeldRelease
 from tandem_mapper.settings import MapperSettings
@@ -221,3 +221,5 @@ def _apply(writes: StateTransaction, instance_id: str, updates: list[StateUpdate
             )
         elif isinstance(update, RememberUserEmail):
             writes.set_user_email(instance_id, update.user_id, update.email)
+        elif isinstance(update, HoldAt):
+            writes.hold_at(instance_id, update.system, update.email, update.held_at)

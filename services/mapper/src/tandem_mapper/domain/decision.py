@@ -26,6 +26,7 @@ from typing import Any
 from tandem_mapper.domain.mapping import accessplanit_problem, build_payload, map_record, read_record, source_names
 from tandem_mapper.domain.model import (
     Decision,
+    HoldAt,
     Knowledge,
     MergeSeen,
     MoveState,
@@ -246,6 +247,9 @@ def decide(
     target_email, moved_from = email, old
     if known.target_at is not None:
         target_email = known.target_at
+        # Both sides' records of where the other holds the contact live on while it is synced through them.
+        updates.append(HoldAt(target, email, target_email))
+        updates.append(HoldAt(source, target_email, email))
         logs.append(
             f"{target.label} holds this contact at {target_email} and {source.label} at {email}: Mailchimp refused "
             f"to change its address (the refused change's trace says why), so {target_email} is written"

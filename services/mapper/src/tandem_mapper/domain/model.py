@@ -46,7 +46,17 @@ class RememberUserEmail:
     email: str
 
 
-StateUpdate = MergeSeen | MoveState | RememberUserEmail
+@dataclass(frozen=True)
+class HoldAt:
+    """`system` holds the contact it would hold at `email` at `held_at` instead (it refused to move it there);
+    re-stated whenever a change is written through it, so it lives as long as the contact's own state."""
+
+    system: System
+    email: str
+    held_at: str
+
+
+StateUpdate = MergeSeen | MoveState | RememberUserEmail | HoldAt
 
 
 @dataclass(frozen=True)
