@@ -12,6 +12,7 @@ import pytest
 from component.mailchimp.test_writer_target import KEY_VAR, command, control, make_instance, member, ok
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST, SimServer
 
+from support.waiting import eventually
 from tandem_shared.concurrency import LocalConcurrencyLimiter
 from tandem_shared.contracts import InstanceConfig, Operation, subscriber_hash
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
@@ -245,8 +246,15 @@ async def test_a_batch_timing_out_is_transient_for_each_command_and_keeps_the_sl
             assert (outcome.error.permanent, outcome.error.error_class) == (False, "Timeout")
         name = limiter_name(instance.mailchimp.api_root(DEMO_KEY), DEMO_KEY)
         assert limiter.in_use(name) == 1
+        # The simulator answers the abandoned request only when its hang ends: wait for that answer here, or it
+        # lands in the next test's request counts.
+        await eventually(lambda: hung_request_answered(mc_sim))
     finally:
         await target.close()
+
+
+async def hung_request_answered(sim: httpx.AsyncClient) -> bool:
+    return "504" in (await requests(sim)).get(BATCH, {})
 
 
 async def test_a_batch_upsert_never_changes_an_existing_members_status(
