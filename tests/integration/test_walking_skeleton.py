@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from support.console_access import bearer
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -160,6 +161,7 @@ async def test_a_forgotten_contact_leaves_every_store_and_every_service_acknowle
         assert created.status_code in (200, 201), created.text
         user_id = str(created.json()["ID"])
     redis = connect_url(stack.redis)
+    console = httpx.AsyncClient(base_url=stack.url("console"), timeout=10, headers=bearer("viewer"))
     instance_id = stack.instance.id
     try:
         synced = [state_key(instance_id, system, email) for system in System]
@@ -175,6 +177,14 @@ async def test_a_forgotten_contact_leaves_every_store_and_every_service_acknowle
         await eventually(written, timeout=30)
         assert await contact_keys()  # sync state, and the writer's markers of the Mailchimp write
 
+        async def executions() -> list[dict[str, object]]:
+            answer = await console.get("/api/executions", params={"email": email, "instance": instance_id})
+            answer.raise_for_status()
+            items: list[dict[str, object]] = answer.json()["items"]
+            return items
+
+        await eventually(executions, timeout=30)  # the console's store holds the contact's executions
+
         args = ["contacts", "forget", email, "--instance", instance_id, "--bootstrap-servers", stack.kafka]
         code = await asyncio.to_thread(main, [*args, "--wait", "60"])
 
@@ -184,5 +194,7 @@ async def test_a_forgotten_contact_leaves_every_store_and_every_service_acknowle
         assert "every service acknowledged" in out
         assert [key for key in await contact_keys() if not key.endswith(":lock")] == []
         assert email not in (await redis.hgetall(user_email_key(instance_id))).values()
+        assert await executions() == []  # acknowledged by the console: its store no longer holds them
     finally:
+        await console.aclose()
         await redis.aclose()

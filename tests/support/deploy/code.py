@@ -187,8 +187,9 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
     (other than the DLQ), so a tier added to TOPICS is expected in the writer's ACLs at once."""
     retries = tuple(t.name for t in topics if t.name.startswith(COMMANDS + ".") and t.name != COMMANDS_DLQ)
     return [
-        Access("tandem-ingest", reads=(INSTANCES,), writes=(CHANGES, TRACE)),
-        # Erasure requests are read whole (no group), like tandem.instances; the applied offset is kept in Redis.
+        # Erasure requests are read whole (no group), like tandem.instances, by every service that acknowledges them;
+        # the applied offset is kept in Redis.
+        Access("tandem-ingest", reads=(INSTANCES, ERASURE), writes=(CHANGES, TRACE)),
         Access(
             "tandem-mapper", reads=(CHANGES, INSTANCES, ERASURE), writes=(COMMANDS, TRACE), group=groups.get("mapper")
         ),
@@ -198,7 +199,7 @@ def data_flow(topics: Sequence[TopicSpec], groups: Mapping[str, str]) -> list[Ac
             # Reconciliation runs publish repairs as changes and report on their runs; schedules request runs.
             writes=(*retries, COMMANDS_DLQ, TRACE, CHANGES, RECONCILE_RUNS, RECONCILE_REQUESTS),
             group=groups.get("writer"),
-            unscaled_reads=(RECONCILE_REQUESTS,),
+            unscaled_reads=(RECONCILE_REQUESTS, ERASURE),
         ),
         # Replays republish a change event and trace it; pause and resume put instance configurations; "forget"
         # publishes an erasure request, which the console applies to its own store too; the reconcile button
