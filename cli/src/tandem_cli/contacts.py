@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import getpass
 
+from tandem_cli.audit import audited
 from tandem_cli.common import (
     EXIT_CODES_HELP,
     EXIT_OK,
@@ -99,3 +100,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_broker_option(command)
     command.set_defaults(handler=forget)
+    # The address is not kept in the audit record: the erasure request's id and keyed hash say which contact it was.
+    audited(command, "forget_contact", lambda a: ("contacts forget (address not kept)", a.instance))

@@ -13,6 +13,7 @@ import redis
 import yaml
 from pydantic import ValidationError
 
+from tandem_cli.audit import audited
 from tandem_cli.common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
@@ -339,18 +340,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = command(name, handler, help_text, broker=broker)
         p.add_argument("-f", "--file", type=Path, required=True, help="the instance's YAML file")
         p.add_argument("--offline", action="store_true", help="skip the checks that read Mailchimp and accessplanit")
+        if name == "apply":
+            audited(p, "apply_instance", lambda a: (f"instances apply {a.file.name}", None))
     command("list", cmd_list, "list the instances, their versions and whether they are paused")
     show = command("show", cmd_show, "print an instance's configuration")
     show.add_argument("id")
     show.add_argument("--format", choices=("yaml", "json"), default="yaml")
-    command("pause", cmd_pause, "pause an instance: nothing is written, its changes are held").add_argument("id")
+    pause = command("pause", cmd_pause, "pause an instance: nothing is written, its changes are held")
+    pause.add_argument("id")
+    audited(pause, "pause_instance", lambda a: (f"instances pause {a.id}", a.id))
     resume = command("resume", cmd_resume, "resume a paused instance: held changes are processed in order")
     resume.add_argument("id")
     resume.add_argument(
         "--discard-buffered", action="store_true", help="discard the changes held while paused instead (traced)"
     )
+    audited(
+        resume,
+        "resume_instance",
+        lambda a: (f"instances resume {a.id}" + (" --discard-buffered" if a.discard_buffered else ""), a.id),
+    )
     delete = command("delete", cmd_delete, "delete an instance: every service stops syncing it, its Redis state goes")
     delete.add_argument("id")
+    audited(delete, "delete_instance", lambda a: (f"instances delete {a.id}", a.id))
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     delete.add_argument(
         "--redis-url",

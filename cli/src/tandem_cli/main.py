@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from tandem_cli import contacts, instances, reconcile, replay, report, webhooks
+from tandem_cli import audit, contacts, instances, reconcile, replay, report, webhooks
 
 # Each entry adds one sub-command group to the parser; a group's handler returns the process exit code.
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -46,4 +46,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    code = handler(args)
+    audit.record(args, code)
+    return code

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from tandem_cli.audit import audited
 from tandem_cli.common import (
     EXIT_CODES_HELP,
     EXIT_INVALID,
@@ -236,3 +237,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--detach", action="store_true", help="only request the run; do not follow it")
     add_broker_option(parser)
     parser.set_defaults(handler=cmd_reconcile)
+    audited(
+        parser,
+        "reconcile",
+        lambda a: (
+            f"reconcile {a.instance_id} {'--repair' if a.repair else '--dry-run'} --only {a.only}",
+            a.instance_id,
+        ),
+    )

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from tandem_cli.audit import audited
 from tandem_shared.contracts import Headers, SyncCommand, utcnow
 from tandem_shared.contracts.topics import CHANGES, COMMANDS_DLQ
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
@@ -168,3 +169,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the writer's consumer group, for --from retry (default: TANDEM_WRITER_GROUP_ID or tandem-writer)",
     )
     parser.set_defaults(handler=run)
+    audited(parser, "replay", lambda a: (f"replay --from {a.source}" + (" --dry-run" if a.dry_run else ""), a.instance))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from tandem_cli.audit import audited
 from tandem_cli.vendors import vendor_clients
 from tandem_shared.contracts import InstanceConfig, MailchimpConnection
 from tandem_shared.instance_store import put_instance, read_instances
@@ -316,6 +317,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     register.add_argument("--replace", action="store_true", help="recreate an existing webhook (new signing secret)")
     register.add_argument("--kafka", default=kafka_default, help=f"Kafka bootstrap servers (default {kafka_default})")
     register.set_defaults(handler=cmd_register)
+    audited(
+        register,
+        "register_webhook",
+        lambda a: (f"webhooks register {a.instance}", a.instance),
+        servers=lambda a: a.kafka,
+    )
 
     listing = actions.add_parser("list", help="the audience's webhooks (URL secrets masked)")
     listing.add_argument("instance", help="instance id")
