@@ -120,9 +120,15 @@ class SideState:
     recent_writes: Mapping[str, RecentWrite] = field(default_factory=dict)
     # "field|digest" → when the mapper decided a write of that value the writer has not recorded yet (in flight).
     pending_writes: Mapping[str, int] = field(default_factory=dict)
+    # "field|digest" → when Tandem's write recorded a different value over that one (the value it replaced).
+    replaced: Mapping[str, int] = field(default_factory=dict)
 
     def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
+
+    def replaced_at(self, name: str, digest: str) -> int | None:
+        """When a write by Tandem replaced this value of `name` (recently), if one did."""
+        return self.replaced.get(f"{name}|{digest}")
 
     def in_flight(self, name: str, other_than: str, since_ms: int) -> dict[str, int]:
         """Tandem's writes of another value of `name` decided after `since_ms` and not recorded yet."""
@@ -141,6 +147,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     fields: dict[str, FieldState] = {}
     recent: dict[str, RecentWrite] = {}
     pending: dict[str, int] = {}
+    replaced: dict[str, int] = {}
     last_origin: Origin = "seen"
     last_ts = 0
     for name, value in raw.items():
@@ -152,11 +159,13 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             recent[name[2:]] = RecentWrite(int(source_ts), int(recorded or 0))
         elif name.startswith("p:"):
             pending[name[2:]] = int(value or 0)
+        elif name.startswith("o:"):
+            replaced[name[2:]] = int(value or 0)
         elif name == "_last":
             origin, _, ts = value.partition("|")
             last_origin = "written" if origin == "written" else "seen"
             last_ts = int(ts or 0)
-    return SideState(fields, last_origin, last_ts, recent, pending)
+    return SideState(fields, last_origin, last_ts, recent, pending, replaced)
 
 
 # One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.
