@@ -19,17 +19,18 @@ Lean on purpose (it runs in `make test`): two contacts, up to six edits, few exa
 Found by it and fixed: an accessplanit edit and a Mailchimp edit of one contact 100 ms apart, each decided while
 Tandem's write of the other was in flight, ended swapped (the first `@example`).
 
+Also found and fixed: a Mailchimp edit of the last name and an accessplanit edit of the first name of one contact at
+once (`[mc last, ap first]`, gap 0). Ingest read the user back before Tandem's write of the last name; the mapper
+decided that change after the write was recorded and took the old last name, unchanged in accessplanit, for a later
+accessplanit change the write had overwritten, and wrote it back to both sides. The sync state now remembers the
+value a write replaced (`SideState.replaced_at`). Not reproducible on demand, so its `@example` is a plain one: it
+passes whichever way the race goes.
+
 Found by it and not fixed yet (known gaps; generated schedules are kept off them, see `_moved`, `Pause.resume`,
-`_other_fields_landed`, `_paused_across_a_move`):
+`_paused_across_a_move`):
 - an email change racing an edit of the same contact on the other side, three ways (`xfail` examples);
 - an accessplanit edit overwritten by Tandem's write of an older value before ingest read the user back
-  (`RELEASE_OVER_AN_EDIT`, an `xfail` example);
-- a Mailchimp edit of the last name and an accessplanit edit of the first name of one contact at once
-  (`[mc last, ap first]`, gap 0): ingest read the user back before Tandem's write of the last name, the mapper
-  decided that change after the write was recorded and took the old last name, unchanged in accessplanit, for a
-  later accessplanit change the write had overwritten (`decision._analyse_source`, `overwritten`), and wrote it back
-  to both sides. Not reproducible on demand, so not an `xfail` example: the sync state does not keep the value a
-  write replaced, which is what would tell the two apart.
+  (`RELEASE_OVER_AN_EDIT`, an `xfail` example).
 """
 
 from __future__ import annotations
@@ -160,8 +161,7 @@ def _edit(
 
 def _paused_across_a_move(schedule: list[Edit]) -> bool:
     """One pause holding a contact's email change and an edit of it on the other side: released in order on
-    resume, one of them names an address the other side no longer has (`_moved`, a known gap). Likewise edits of
-    different fields on the two sides (`_other_fields_landed`)."""
+    resume, one of them names an address the other side no longer has (`_moved`, a known gap)."""
     window: list[Edit] = []
     for edit in [*schedule, None]:
         if edit is not None and edit.paused:
@@ -169,7 +169,7 @@ def _paused_across_a_move(schedule: list[Edit]) -> bool:
             continue
         for contact in {e.contact for e in window}:
             ours = [e for e in window if e.contact == contact]
-            if len({e.side for e in ours}) == 2 and len({e.field for e in ours}) > 1:
+            if any(e.field == "email" for e in ours) and len({e.side for e in ours}) == 2:
                 return True
         window = []
     return False
@@ -409,7 +409,6 @@ async def _run(world: World, schedule: list[Edit]) -> None:
             contact = world.contacts[edit.contact]
             if not (paused or edit.racing):
                 await _moved(world, sides, contact, edit, made)
-                await _other_fields_landed(sides, contact, edit, made)
             follows = await _landed(sides, contact, edit, made) if edit.on_landing and not paused else frozenset()
             value = f"n{tag}{n}.conv{edit.contact}@example.com" if edit.field == "email" else f"N{tag}{n}"
             if edit.late_webhook:
@@ -463,28 +462,6 @@ async def _moved(world: World, sides: Sides, contact: Contact, edit: Edit, made:
 
     with contextlib.suppress(AssertionError):  # the change lost to a later one: nothing to wait for
         await eventually(there, timeout=10, interval=0.05)
-
-
-async def _other_fields_landed(sides: Sides, contact: Contact, edit: Edit, made: list[Made]) -> None:
-    """An accessplanit edit waits (briefly) for the contact's Mailchimp edits of its other name fields to land
-    there. Otherwise ingest may read the user back before Tandem's write of such a field and the mapper decide the
-    change after the write is recorded: the field's old value then looks like a later accessplanit change that the
-    write overwrote and is written back over the Mailchimp edit (a known gap: the module's docstring)."""
-    if edit.side != "ap":
-        return
-    for fld in ("first", "last"):
-        previous = next(
-            (m for m in reversed(made) if (m.edit.contact, m.edit.field) == (edit.contact, fld)),
-            None,
-        )
-        if fld == edit.field or previous is None or previous.edit.side != "mc":
-            continue
-
-        async def there(value: str = previous.value, fld: str = fld) -> bool:
-            return await sides.value(contact, "ap", fld) == value
-
-        with contextlib.suppress(AssertionError):  # the edit lost to a later one: nothing to wait for
-            await eventually(there, timeout=10, interval=0.05)
 
 
 def _must_lose(final: Made | None, other: Made) -> bool:
@@ -566,6 +543,7 @@ KNOWN_GAPS = [BOTH_SIDES_MOVE, EDIT_AT_THE_OLD_ADDRESS, MOVE_UNDER_AN_EDIT, RELE
 )
 @example(schedule=[_edit(1, "ap", "first", 0), _edit(1, "mc", "first", 100), _edit(0, "ap", "first", 400)])
 @example(schedule=[_edit(1, "mc", "first", 100), _edit(1, "ap", "first", 0), _edit(1, "ap", "first", 0)])
+@example(schedule=[_edit(0, "mc", "last", 0), _edit(0, "ap", "first", 0), _edit(0, "mc", "email", 0)])
 @example(schedule=BOTH_SIDES_MOVE).xfail(
     raises=AssertionError,
     reason="Both sides change the address at once: Tandem's move in Mailchimp finds no member at the old address "
