@@ -1,6 +1,7 @@
 """Quiescence, measured: every consumer group of a test stack has consumed everything (lag zero on the changes, the
-commands and every retry tier, so nothing waits on a retry tier), and nothing new was traced between two probes
-(no webhook reached ingest, no decision or write was made)."""
+commands and every retry tier, so nothing waits on a retry tier), nothing is held for its instance (a paused
+instance's changes, or a resumed one's still being released), and nothing new was traced between two probes (no
+webhook reached ingest, no decision or write was made)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from support.kafka import connect
 from support.stack import RunningStack
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, TRACE
 from tandem_shared.kafka import partitions_of
+from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.held import RedisHeldStore
 
 
 async def _ends(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
@@ -32,8 +35,19 @@ async def lag(bootstrap: str, group_id: str, topics: list[str]) -> int:
     return sum(end - committed.get(tp, 0) for tp, end in ends.items() if end > 0)
 
 
-async def wait_quiescent(stack: RunningStack, *, timeout: float = 120.0, interval: float = 1.0) -> None:
-    """Returns once two probes `interval` apart both saw zero lag and the trace topic did not grow between them."""
+async def held_backlog(stack: RunningStack) -> int:
+    redis = connect_url(stack.redis)
+    try:
+        return await RedisHeldStore(redis).backlog(stack.instance.id)
+    finally:
+        await redis.aclose()
+
+
+async def wait_quiescent(
+    stack: RunningStack, *, timeout: float = 120.0, interval: float = 1.0, paused: bool = False
+) -> None:
+    """Returns once two probes `interval` apart both saw zero lag and nothing held, and the trace topic did not grow
+    between them. `paused`: the instance is paused, so what it holds stays held (and is not waited for)."""
     mapper_group = stack.stack.env["TANDEM_MAPPER_GROUP_ID"]
     writer_group = stack.stack.env["TANDEM_WRITER_GROUP_ID"]
     deadline = time.monotonic() + timeout
@@ -42,6 +56,7 @@ async def wait_quiescent(stack: RunningStack, *, timeout: float = 120.0, interva
         idle = (
             await lag(stack.kafka, mapper_group, [CHANGES]) == 0
             and await lag(stack.kafka, writer_group, [COMMANDS, *COMMANDS_RETRY]) == 0
+            and (paused or await held_backlog(stack) == 0)
         )
         traced = await _ends(stack.kafka, [TRACE])
         if idle and traced == previous:

@@ -73,6 +73,17 @@ async def test_a_write_is_recorded_as_what_the_target_holds_and_remembered_as_ta
     assert await side(store, instance_id, System.ACCESSPLANIT, "ada@example.com") is None
 
 
+async def test_a_write_remembers_the_value_it_replaced(store: StateStore, instance_id: str) -> None:
+    first = {"email_address": "ada@example.com", "merge_fields": {"FNAME": "Ada", "LNAME": "Lovelace"}}
+    await store.record_written(command(instance_id, first, at=T0))
+    second = {"email_address": "ada@example.com", "merge_fields": {"FNAME": "Augusta", "LNAME": "Lovelace"}}
+    await store.record_written(command(instance_id, second, at=T0 + timedelta(1)))
+    state = await side(store, instance_id, System.MAILCHIMP, "ada@example.com")
+    assert state is not None
+    assert state.replaced_at("FNAME", field_digest("Ada")) is not None
+    assert state.replaced_at("LNAME", field_digest("Lovelace")) is None  # unchanged: nothing replaced
+
+
 async def test_the_later_value_wins_whatever_order_the_updates_arrive_in(store: StateStore, instance_id: str) -> None:
     later, earlier = {"LNAME": field_digest("Byron")}, {"LNAME": field_digest("King")}
     await apply(

@@ -557,6 +557,30 @@ def test_a_later_change_overwritten_by_tandems_older_write_is_written_back_to_it
     assert decision.summary.endswith("; written back to Mailchimp")
 
 
+def test_a_field_read_before_tandems_write_replaced_it_is_not_a_change_nor_written_back() -> None:
+    # Tandem wrote Surname "King" (a Mailchimp change of T0) to accessplanit, recorded at T2 over "Lovelace". A
+    # person changed the first name at T1, and ingest read the user back before the write landed: the record still
+    # has "Lovelace". That is the value the write replaced, not a later change: only the first name is news.
+    accessplanit = SideState(
+        {**side(AP_HOLDS).fields, "Surname": FieldState(field_digest("King"), ts_ms(T0), "written")},
+        "written",
+        ts_ms(T0),
+        {"Surname|" + field_digest("King"): RecentWrite(ts_ms(T0), ts_ms(T2))},
+        replaced={"Surname|" + field_digest("Lovelace"): ts_ms(T2)},
+    )
+    known = Knowledge(source=accessplanit, target=side({**MC_HOLDS, "LNAME": "King"}))
+    decision = run(ap_event(Forenames="Augusta"), known)
+    assert decision.command is not None
+    assert decision.command.payload["merge_fields"] == {"FNAME": "Augusta"}
+    assert decision.repair is None
+    assert any(log.startswith("Surname not sent: the value Tandem's write recorded at") for log in decision.logs)
+
+    # The same value set again after the write was recorded is a change like any other.
+    again = run(ap_event(Forenames="Augusta", at=T2 + timedelta(seconds=1)), known)
+    assert again.command is not None
+    assert again.command.payload["merge_fields"] == {"FNAME": "Augusta", "LNAME": "Lovelace"}
+
+
 def test_a_change_made_after_tandems_write_landed_needs_no_write_back() -> None:
     written = {"LNAME|" + field_digest("Byron"): RecentWrite(ts_ms(T0), ts_ms(T0))}
     mailchimp = SideState(

@@ -64,6 +64,7 @@ def test_a_stored_side_is_parsed_field_by_field() -> None:
         "f:LNAME": "d2|2000|seen",
         "r:FNAME|d1": "1000|5000",
         "r:LNAME|d0": "900",
+        "o:FNAME|d0": "5000",
         "_last": "written|1000",
     }
     assert parse_state(raw) == SideState(
@@ -71,6 +72,7 @@ def test_a_stored_side_is_parsed_field_by_field() -> None:
         last_origin="written",
         last_ts_ms=1000,
         recent_writes={"FNAME|d1": RecentWrite(1000, 5000), "LNAME|d0": RecentWrite(900, 0)},
+        replaced={"FNAME|d0": 5000},
     )
     assert parse_state({}) is None
     side = parse_state({"f:FNAME": "d1|1|odd"})

@@ -32,7 +32,8 @@ from tandem_shared.sync.rules import (
 )
 
 # Last-writer-wins per field: a value replaces the stored one only when it differs and is not older. A write by
-# Tandem is also remembered on its own for a while, so a late echo of an earlier write is still recognised.
+# Tandem is also remembered on its own for a while, so a late echo of an earlier write is still recognised, and so
+# is the value it replaced (`o:`), so a change read from the side before the write landed is not taken for news.
 # ARGV: source ts ms, origin, ttl s, now ms, recent window ms, then (field, digest) pairs.
 _MERGE = LuaScript("""
 local key = KEYS[1]
@@ -46,7 +47,7 @@ if origin == 'written' then
     if string.sub(all[j], 1, 2) == 'r:' then
       local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
       if recorded <= now - window then redis.call('HDEL', key, all[j]) end
-    elseif string.sub(all[j], 1, 2) == 'p:' then
+    elseif string.sub(all[j], 1, 2) == 'p:' or string.sub(all[j], 1, 2) == 'o:' then
       local noted = tonumber(all[j + 1])
       if noted == nil or noted <= now - window then redis.call('HDEL', key, all[j]) end
     end
@@ -62,6 +63,9 @@ for i = 6, #ARGV, 2 do
     if cd == digest or tonumber(cts) > ts then take = false end
   end
   if take then
+    if origin == 'written' and current then
+      redis.call('HSET', key, 'o:' .. name .. '|' .. string.match(current, '^([^|]*)|'), ARGV[4])
+    end
     redis.call('HSET', key, 'f:' .. name, digest .. '|' .. ARGV[1] .. '|' .. origin)
     changed = true
   end

@@ -123,9 +123,15 @@ class SideState:
     # Set on a side's state at an address this side does *not* hold the contact at, because it refused to move it
     # there (Mailchimp refuses email changes of members who are not subscribed): the address it holds it at instead.
     held_at: str | None = None
+    # "field|digest" → when Tandem's write recorded a different value over that one (the value it replaced).
+    replaced: Mapping[str, int] = field(default_factory=dict)
 
     def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
+
+    def replaced_at(self, name: str, digest: str) -> int | None:
+        """When a write by Tandem replaced this value of `name` (recently), if one did."""
+        return self.replaced.get(f"{name}|{digest}")
 
     def in_flight(self, name: str, other_than: str, since_ms: int) -> dict[str, int]:
         """Tandem's writes of another value of `name` decided after `since_ms` and not recorded yet."""
@@ -148,6 +154,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     fields: dict[str, FieldState] = {}
     recent: dict[str, RecentWrite] = {}
     pending: dict[str, int] = {}
+    replaced: dict[str, int] = {}
     last_origin: Origin = "seen"
     last_ts = 0
     held_at: str | None = None
@@ -160,13 +167,15 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             recent[name[2:]] = RecentWrite(int(source_ts), int(recorded or 0))
         elif name.startswith("p:"):
             pending[name[2:]] = int(value or 0)
+        elif name.startswith("o:"):
+            replaced[name[2:]] = int(value or 0)
         elif name == "_last":
             origin, _, ts = value.partition("|")
             last_origin = "written" if origin == "written" else "seen"
             last_ts = int(ts or 0)
         elif name == HELD_AT_FIELD:
             held_at = value or None
-    return SideState(fields, last_origin, last_ts, recent, pending, held_at)
+    return SideState(fields, last_origin, last_ts, recent, pending, held_at=held_at, replaced=replaced)
 
 
 # One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.

@@ -98,6 +98,7 @@ def _analyse_source(
     for name, digest in digests.items():
         known = state.fields.get(name) if state else None
         recent = state.written_recently(name, digest) if state and by_tandem_possible else None
+        replaced = state.replaced_at(name, digest) if state else None
         if state is None:
             result.changed.add(name)
             result.effective_ts[name] = event_ts
@@ -109,6 +110,13 @@ def _analyse_source(
             result.echoed.add(name)
             result.effective_ts[name] = recent.source_ts_ms
             result.reasons.append(f"{name}: echo of Tandem's write {_write_text(recent)}")
+        elif replaced is not None and replaced > event_ts:
+            # The value Tandem's write replaced, in a record read before that write: the field did not change.
+            result.stale.add(name)
+            result.reasons.append(
+                f"{name} not sent: the value Tandem's write recorded at {_when_ms(replaced)} replaced, read from "
+                f"{source.label} before that write (this change is from {_when_ms(event_ts)})"
+            )
         elif known is not None and proven_older(source, event_ts, known.ts_ms):
             result.stale.add(name)
             result.reasons.append(
