@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from tandem_shared.contracts import ErrorInfo, InstanceConfig, SyncCommand, System
@@ -24,13 +25,15 @@ from tandem_shared.sync.rules import payload_email
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.outcome import WriteOutcome
-from tandem_writer.domain.source_check import check
+from tandem_writer.domain.source_check import CheckResult, check, write_back_check
 from tandem_writer.targets.base import Target
 
 # How long a repair waits in place for the write it follows to land (usually well under a second). A mark still
 # pending after that belongs to a write that was folded into another, superseded or failed: the repair goes ahead.
 LAND_WAIT_S = 5.0
 IN_FLIGHT_MS = 10_000
+# How a write's summary says it waited the whole LAND_WAIT_S (the soak counts these: stale pending marks).
+STALE_WAIT = "still in flight after"
 
 
 class SourceReadFailed(Exception):
@@ -95,17 +98,43 @@ class SourceCheckedTarget:
             if pending.get(key) == noted and noted > now_ms - IN_FLIGHT_MS
         ]
 
-    async def _after_landing(self, command: SyncCommand) -> None:
+    async def _after_landing(self, command: SyncCommand) -> bool:
+        """Whether the writes `command` waits for landed in time (False: some were still in flight)."""
         # Polls the state the other write's record changes (Redis): there is nothing in this process to wait on.
         deadline = time.monotonic() + LAND_WAIT_S
         while time.monotonic() < deadline:
             if not await self._in_flight(command):
-                return
+                return True
             await asyncio.sleep(0.05)
+        return False
+
+    async def _later_on_target(self, command: SyncCommand) -> CheckResult:
+        """A write-back without the fields its target has since been given a later change for."""
+        email = payload_email(command.target, command.payload) or command.identity.email
+        if not command.write_back or self._state is None or email is None:
+            return CheckResult(command)
+        snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
+        return write_back_check(command, snapshot.side(command.instance_id, command.target, email))
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
-        if command.waits_for:
-            await self._after_landing(command)
+        notes: list[str] = []
+        if command.waits_for and not await self._after_landing(command):
+            notes.append(f"the write(s) it follows were {STALE_WAIT} {LAND_WAIT_S:.0f} s: written all the same")
+        later = await self._later_on_target(command)
+        notes.extend(later.logs)
+        if later.command is None:
+            return WriteOutcome(
+                True, f"Not written back to {self.system.label}: {'; '.join(notes)}", written=None, wrote=False
+            )
+        outcome = await self._checked(later.command, instance)
+        if not notes:
+            return outcome
+        # What was written, when less than the command: the record of the write must say so.
+        written = outcome.written or (later.command if later.command is not command else None)
+        return replace(outcome, summary=f"{outcome.summary} ({'; '.join(notes)})", written=written)
+
+    async def _checked(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        """The write, after the authoritative read when the command asks for one."""
         spec = command.source_check
         reader = self._readers.get(spec.system) if spec is not None else None
         if spec is None or reader is None:

@@ -303,8 +303,7 @@ def decide(
             now=now,
         )
         waits = {key: noted for key, noted in analysis.in_flight.items() if key.split("|", 1)[0] in repaired}
-        if waits:
-            repair = repair.model_copy(update={"waits_for": waits})
+        repair = repair.model_copy(update={"waits_for": waits, "write_back": True})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT

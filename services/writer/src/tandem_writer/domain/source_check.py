@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tandem_shared.contracts import SyncCommand, System
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
-from tandem_shared.sync.rules import canonical_value, field_digest
+from tandem_shared.sync.rules import SideState, canonical_value, field_digest, payload_content, ts_ms
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,40 @@ def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> Chec
     if not _mapped_fields_left(command, payload):
         return CheckResult(None, confirmed, read_digests, logs)
     return CheckResult(command.model_copy(update={"payload": payload}), confirmed, read_digests, logs)
+
+
+def _when_ms(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def write_back_check(command: SyncCommand, side: SideState | None) -> CheckResult:
+    """A write-back (`SyncCommand.write_back`) without the fields its target side has since been given a later
+    change for, by what Tandem knows that side holds (`side`, read just before the write).
+
+    A write-back is keyed by its source's contact (the accessplanit user, the Mailchimp address), the other
+    direction's writes to that side by theirs: neither Kafka nor the writer's per-contact claim orders the two, and
+    a write-back may wait for the write it follows (`waits_for`). A later change written there meanwhile (or seen
+    there) must not be overwritten by this older value: its own event carries it to the other side, and it is
+    what both sides end on."""
+    if not command.write_back or side is None:
+        return CheckResult(command)
+    own_ts = ts_ms(command.source_occurred_at)
+    label = command.target.label
+    later: set[str] = set()
+    logs: list[str] = []
+    for name, value in payload_content(command.target, command.payload).items():
+        known = side.fields.get(name)
+        if known is None or known.digest == field_digest(value) or known.ts_ms <= own_ts:
+            continue
+        later.add(name)
+        how = "written by Tandem" if known.origin == "written" else "changed"
+        logs.append(
+            f"{name}: {label} has since been {how} with a later change (from {_when_ms(known.ts_ms)}) than this one "
+            f"(from {_when_ms(own_ts)}), so this one is not written back over it"
+        )
+    if not later:
+        return CheckResult(command)
+    payload = _without(command, later)
+    if not _mapped_fields_left(command, payload):
+        return CheckResult(None, logs=logs)
+    return CheckResult(command.model_copy(update={"payload": payload}), logs=logs)
