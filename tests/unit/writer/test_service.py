@@ -17,6 +17,7 @@ from tandem_shared.contracts import ErrorInfo, Headers, Stage, SyncCommand, Syst
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.kafka.partitioned import InboundRecord
+from tandem_shared.sync.rules import AbandonedMarks
 from tandem_writer.bootstrap import Writer, bootstrap
 from tandem_writer.domain.decisions import Disposition
 from tandem_writer.domain.outcome import WriteOutcome
@@ -33,9 +34,13 @@ class WrittenState:
     """The sync-state store as far as the writer uses it: what a successful write recorded."""
 
     written: list[SyncCommand] = field(default_factory=list)
+    cleared: list[AbandonedMarks] = field(default_factory=list)
 
     async def record_written(self, command: SyncCommand) -> None:
         self.written.append(command)
+
+    async def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        self.cleared.append(abandoned)
 
     async def close(self) -> None:
         return None

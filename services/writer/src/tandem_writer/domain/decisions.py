@@ -46,6 +46,12 @@ class Verdict:
     dead_letter: bool = False  # forward the record to the dead-letter topic
 
 
+def delivery_over(verdict: Verdict) -> bool:
+    """Whether nothing more of the command will be written: it is not on its way to a retry tier (a deferral
+    included). Its pending marks that no write recorded are then stale (`tandem_shared.sync.rules.abandoned_marks`)."""
+    return verdict.retry is None
+
+
 def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
