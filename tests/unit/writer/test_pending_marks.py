@@ -5,15 +5,26 @@ source check leaves a field out — each mark only while it is still that comman
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from fakes.idempotency import InMemoryIdempotencyStore
 from fakes.producer import InMemoryProducer
 from fakes.state import InMemoryStateStore
 from fakes.target import ScriptedTarget
 from support.commands import sync_command
-from tandem_shared.contracts import CheckedField, ErrorInfo, SourceCheck, SyncCommand, System
-from tandem_shared.contracts.topics import COMMANDS
+from tandem_shared.contracts import (
+    CheckedField,
+    ErrorInfo,
+    Headers,
+    InstanceConfig,
+    SourceCheck,
+    SyncCommand,
+    System,
+)
+from tandem_shared.contracts.topics import COMMANDS, TRACE
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.sync.rules import field_digest, parse_state
@@ -21,7 +32,7 @@ from tandem_writer.delivery import Delivery
 from tandem_writer.domain.decisions import Disposition
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.domain.retry import RetryPolicy
-from tandem_writer.source_check import SourceCheckedTarget
+from tandem_writer.source_check import SourceCheckedTarget, SourceReader
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 EMAIL = "u7@example.com"
@@ -39,15 +50,16 @@ def record(cmd: SyncCommand, offset: int) -> InboundRecord:
 
 
 class World:
-    def __init__(self, *outcomes: WriteOutcome, reader: object | None = None) -> None:
+    def __init__(self, *outcomes: WriteOutcome, reader: SourceReader | None = None) -> None:
         self.state = InMemoryStateStore(now_ms=1_000)
         self.target = ScriptedTarget(*outcomes)
+        self.producer = InMemoryProducer()
         readers = {System.ACCESSPLANIT: reader} if reader is not None else {}
         self.delivery = Delivery(
             registry=StaticInstanceRegistry([demo_instance()]),
-            targets={System.MAILCHIMP: SourceCheckedTarget(self.target, readers, self.state)},  # type: ignore[dict-item]
+            targets={System.MAILCHIMP: SourceCheckedTarget(self.target, readers, self.state)},
             store=InMemoryIdempotencyStore(inflight_ttl_s=5.0, clock=lambda: NOW),
-            producer=InMemoryProducer(),
+            producer=self.producer,
             policy=RetryPolicy.from_delays([1, 2]),
             clock=lambda: NOW,
             backoff_s=(0.0, 0.0),
@@ -115,7 +127,7 @@ class SourceHolds:
     def __init__(self, **values: str) -> None:
         self.values = values
 
-    async def read(self, instance: object, email: str) -> dict[str, str]:
+    async def read(self, instance: InstanceConfig, email: str) -> dict[str, str]:
         return self.values
 
 
@@ -138,3 +150,25 @@ async def test_fields_a_source_check_leaves_out_leave_no_pending_mark() -> None:
     [written] = w.target.writes
     assert written.payload["merge_fields"] == {"LNAME": "King"}
     assert w.pending() == set()
+
+
+async def test_a_write_back_whose_write_is_still_in_flight_is_deferred_without_using_an_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("tandem_writer.source_check.LAND_WAIT_S", 0.1)
+    w = World()
+    w.state.clock_ms = int(time.time() * 1000)
+    in_flight = command("in-flight", FNAME="Grace")
+    await w.decided(in_flight)
+    noted = parse_state(w.state.raw("demo", System.MAILCHIMP, EMAIL))
+    assert noted is not None
+    repair = command("repair", FNAME="Hedy").model_copy(
+        update={"write_back": True, "waits_for": dict(noted.pending_writes)}
+    )
+
+    assert await w.delivery.handle(record(repair, 41)) is Disposition.DEFERRED
+
+    assert w.target.writes == []
+    [deferred] = [s for s in w.producer.sent if s.topic != TRACE]
+    assert deferred.headers[Headers.ATTEMPT] == "1"
+    assert w.pending() == {mark("FNAME", "Grace")}  # still in flight: its mark stays

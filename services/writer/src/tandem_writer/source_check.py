@@ -28,11 +28,12 @@ from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.domain.source_check import CheckResult, check, write_back_check
 from tandem_writer.targets.base import Target
 
-# How long a repair waits in place for the write it follows to land (usually well under a second). A mark still
-# pending after that belongs to a write that was folded into another, superseded or failed: the repair goes ahead.
-LAND_WAIT_S = 5.0
+# How long a repair waits in place for the write it follows to land (usually well under a second); still pending
+# after that (a slow write, or one on a retry tier), the repair is deferred and tried again as long as the mark
+# counts (IN_FLIGHT_MS after its write was decided). The writer clears the marks of writes that will never land.
+LAND_WAIT_S = 1.0
 IN_FLIGHT_MS = 10_000
-# How a write's summary says it waited the whole LAND_WAIT_S (the soak counts these: stale pending marks).
+# How a write's summary says it waited the whole LAND_WAIT_S in vain (the soak counts these).
 STALE_WAIT = "still in flight after"
 
 
@@ -117,11 +118,18 @@ class SourceCheckedTarget:
         return write_back_check(command, snapshot.side(command.instance_id, command.target, email))
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
-        notes: list[str] = []
         if command.waits_for and not await self._after_landing(command):
-            notes.append(f"the write(s) it follows were {STALE_WAIT} {LAND_WAIT_S:.0f} s: written all the same")
+            # Written now, it could be overwritten by that write landing after it: it is tried again shortly instead
+            # of holding this slot (a mark stops counting IN_FLIGHT_MS after its write was decided).
+            message = f"the write(s) it follows were {STALE_WAIT} {LAND_WAIT_S:g} s"
+            return WriteOutcome(
+                False,
+                f"Not written back yet: {message}",
+                error=ErrorInfo(error_class="InFlightWrite", message=message, permanent=False),
+                defer_s=LAND_WAIT_S,
+            )
         later = await self._later_on_target(command)
-        notes.extend(later.logs)
+        notes = list(later.logs)
         if later.command is None:
             return WriteOutcome(
                 True, f"Not written back to {self.system.label}: {'; '.join(notes)}", written=None, wrote=False

@@ -123,6 +123,17 @@ def after_write(command: SyncCommand, outcome: WriteOutcome, policy: RetryPolicy
             changes_detected=True,
         )
     error = outcome.error or ErrorInfo(error_class="WriteFailed", message=outcome.summary, permanent=False)
+    if outcome.defer_s is not None:
+        hop = policy.deferral(command.attempt, outcome.defer_s, now)
+        return Verdict(
+            Disposition.DEFERRED,
+            TraceStatus.RETRY_PENDING,
+            f"Retry pending (attempt {hop.attempt} of {policy.max_attempts}, next at {when(hop.not_before)}): "
+            f"{outcome.summary}",
+            data_in=command.payload,
+            error=error,
+            retry=hop,
+        )
     retry = None if error.permanent else policy.after_failure(command.attempt, now)
     if retry is None:
         reason = (
