@@ -97,6 +97,18 @@ async def test_a_folded_commands_overridden_values_leave_no_pending_mark() -> No
     assert w.pending() == set()
 
 
+async def test_a_folded_write_on_its_way_to_a_retry_keeps_the_marks_of_what_it_carries() -> None:
+    w = World(WriteOutcome(False, "refused", error=TRANSIENT))
+    ada, grace = command("ada", FNAME="Ada", LNAME="King"), command("grace", FNAME="Grace")
+    await w.decided(ada, grace)
+
+    head = record(ada, 41)
+    assert await w.delivery.handle(head, w.delivery.absorbable(head, [record(grace, 42)])) is Disposition.RETRY_PENDING
+
+    # FNAME=Grace and LNAME=King are still to be written (by the retry); FNAME=Ada never will be.
+    assert w.pending() == {mark("LNAME", "King"), mark("FNAME", "Grace")}
+
+
 async def test_a_superseded_command_leaves_no_pending_mark_but_a_later_one_of_the_same_value_keeps_its_own() -> None:
     w = World()
     old, new = command("old", NOW, FNAME="Old", LNAME="Same"), command("new", NOW + timedelta(seconds=5), FNAME="New")

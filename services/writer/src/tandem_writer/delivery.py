@@ -114,10 +114,11 @@ class Delivery:
         }
         value = newest.model_dump_json().encode()
         disposition = await self._handle_one(replace(record, value=value, headers=headers), coalesced=len(carried))
+        # The carried commands' values the newest overrode will never be written, nor any once the write is over:
+        # their pending marks go. Those the write carries stay while it is on its way to a retry.
+        retried = newest if disposition in (Disposition.RETRY_PENDING, Disposition.DEFERRED) else None
         for command in carried:
-            # Its values the newest command overrode will never be written: their pending marks go (the others are
-            # the write's, recorded with it or still to come on a retry).
-            await self._clear_abandoned(command, newest)
+            await self._clear_abandoned(command, retried)
             await self._trace.finish(command_step(command), decisions.coalesced_into(command, newest, disposition))
         return disposition
 
