@@ -189,3 +189,22 @@ async def test_a_write_back_whose_write_is_still_in_flight_after_the_wait_is_def
     assert not outcome.ok and outcome.transient and outcome.defer_s == 0.1
     assert inner.writes == []
     assert outcome.summary == "Not written back yet: the write(s) it follows were still in flight after 0.1 s"
+
+
+async def test_a_command_long_queued_is_not_written_over_a_later_change_its_target_was_given_meanwhile() -> None:
+    # At 20 edits/s the writer fell 10 s behind: Mailchimp's "Grace" (T) was written to accessplanit after the write-
+    # back of accessplanit's later "Hedy" (T + 1.4 s) had stopped waiting for it, and landed over it for good.
+    t = datetime.now(UTC) - timedelta(seconds=12)
+    inner = ScriptedTarget(system=System.ACCESSPLANIT)
+    state = InMemoryStateStore(now_ms=int(time.time() * 1000))
+    await state.record_written(write_back(t + timedelta(milliseconds=1423), "Hedy"))
+    late = from_mailchimp(t, "Grace").model_copy(update={"created_at": t + timedelta(milliseconds=600)})
+    target = SourceCheckedTarget(inner, {}, state)
+
+    outcome = await target.write(late, demo_instance())
+    assert not outcome.wrote and inner.writes == []
+    assert outcome.summary.startswith("Not written to accessplanit: Forenames: accessplanit has since been written")
+
+    # Decided a moment ago, it is written without a read: a write-back of a later change waits for it.
+    fresh = from_mailchimp(t, "Grace").model_copy(update={"created_at": datetime.now(UTC)})
+    assert (await target.write(fresh, demo_instance())).wrote and inner.writes == [fresh]

@@ -19,13 +19,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
-from tandem_shared.contracts import ErrorInfo, InstanceConfig, SyncCommand, System
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, SyncCommand, System, utcnow
 from tandem_shared.redis.state import StateStore
 from tandem_shared.sync.rules import payload_email
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, MailchimpError, member_path
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.outcome import WriteOutcome
-from tandem_writer.domain.source_check import CheckResult, check, write_back_check
+from tandem_writer.domain.source_check import CheckResult, check, later_on_target, needs_target_check
 from tandem_writer.targets.base import Target
 
 # How long a repair waits in place for the write it follows to land (usually well under a second); still pending
@@ -110,12 +110,13 @@ class SourceCheckedTarget:
         return False
 
     async def _later_on_target(self, command: SyncCommand) -> CheckResult:
-        """A write-back without the fields its target has since been given a later change for."""
+        """A write-back (or a command long queued) without the fields its target has since been given a later
+        change for."""
         email = payload_email(command.target, command.payload) or command.identity.email
-        if not command.write_back or self._state is None or email is None:
+        if self._state is None or email is None or not needs_target_check(command, utcnow()):
             return CheckResult(command)
         snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
-        return write_back_check(command, snapshot.side(command.instance_id, command.target, email))
+        return later_on_target(command, snapshot.side(command.instance_id, command.target, email))
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         if command.waits_for and not await self._after_landing(command):
@@ -131,8 +132,9 @@ class SourceCheckedTarget:
         later = await self._later_on_target(command)
         notes = list(later.logs)
         if later.command is None:
+            what = "written back" if command.write_back else "written"
             return WriteOutcome(
-                True, f"Not written back to {self.system.label}: {'; '.join(notes)}", written=None, wrote=False
+                True, f"Not {what} to {self.system.label}: {'; '.join(notes)}", written=None, wrote=False
             )
         outcome = await self._checked(later.command, instance)
         if not notes:
