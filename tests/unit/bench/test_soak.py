@@ -18,10 +18,17 @@ def test_figures_judge_each_contact_on_its_final_values() -> None:
         1: [(12.5, ("C", "C")), (13.0, ("C", "C"))],
         2: [(13.0, ("E", "F"))],
     }
-    row = figures(3, 2.0, 60.0, edits, observed, reads=1, settle_s=3.0)
+    traces = [
+        {"stage": "writer", "summary": "Updated accessplanit user 7: Forenames (Re-read from Mailchimp: …)"},
+        {"stage": "mapper", "summary": "Mapped to a Mailchimp upsert of a@x.io (FNAME); written back to accessplanit"},
+        {"stage": "retry", "summary": "Retry pending …: Not written back yet: … still in flight after 1 s"},
+        {"stage": "mapper", "summary": "Echo of Tandem's own write to Mailchimp: not sent back"},
+    ]
+    row = figures(3, 2.0, 60.0, edits, observed, traces, settle_s=3.0)
 
     assert row["edits"] == 5 and (row["edits_accessplanit"], row["edits_mailchimp"]) == (2, 3)
-    assert row["diverged"] == 1
-    assert row["ended_on_older_edit"] == 1
+    assert row["diverged"] == 1 and row["diverged_contacts"] == [2]
+    assert row["ended_on_older_edit"] == 1 and row["older_contacts"] == [1]
     assert row["convergence_p50_s"] == row["convergence_p99_s"] == 0.4  # from the last edit to settled for good
     assert row["authoritative_reads_per_edit"] == 0.2
+    assert (row["write_backs"], row["write_backs_waited_in_vain"]) == (1, 1)
