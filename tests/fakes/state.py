@@ -19,6 +19,7 @@ from tandem_shared.redis.state import Side
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     HELD_AT_FIELD,
+    AbandonedMarks,
     Origin,
     StateSnapshot,
     expected_write,
@@ -127,6 +128,17 @@ class InMemoryStateTransaction:
         digests, ts = dict(written.digests), written.source_ts_ms
         self._changes.append(lambda: self._store.merge(key, digests, ts, "written"))
 
+    def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        key = state_key(abandoned.instance_id, abandoned.system, abandoned.email)
+
+        def change() -> None:
+            state = self._store.hashes.get(key, {})
+            for mark in abandoned.marks:
+                if state.get(f"p:{mark}", "").partition("|")[2] == abandoned.command_id:
+                    del state[f"p:{mark}"]
+
+        self._changes.append(change)
+
     def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
         parked = dict(fields)
         self._changes.append(lambda: self._store.held.park(instance_id, parked))
@@ -182,6 +194,11 @@ class InMemoryStateStore:
         transaction.record_written(command)
         await transaction.execute()
 
+    async def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        transaction = self.transaction()
+        transaction.clear_pending(abandoned)
+        await transaction.execute()
+
     # -- what the Redis adapter's scripts do -----------------------------------------------------------------
 
     def merge(self, key: str, digests: Mapping[str, str], ts: int, origin: Origin) -> None:
@@ -193,7 +210,7 @@ class InMemoryStateStore:
                 if int(state[name].rsplit("|", 1)[1]) <= now - self._recent_window_ms:
                     del state[name]
             for name in [n for n, v in state.items() if n.startswith("p:")]:
-                if int(state[name]) <= now - self._recent_window_ms:
+                if int(state[name].partition("|")[0]) <= now - self._recent_window_ms:
                     del state[name]
         changed = False
         for name, digest in digests.items():

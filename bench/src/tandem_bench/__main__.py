@@ -16,9 +16,16 @@ parser.add_argument(
     help=f"comma-separated phase groups ({', '.join(PHASE_GROUPS)}); the report goes to bench/results/partial.md",
 )
 parser.add_argument("--soak", action="store_true", help="only the soak phase (issue 15): bench/results/<stamp>-soak.md")
+parser.add_argument(
+    "--soak-rates",
+    default=",".join(str(r) for r in soak.DEFAULT_RATES),
+    help="with --soak: comma-separated edit rates per second",
+)
+parser.add_argument("--soak-seconds", type=float, help="with --soak: seconds of edits at each rate")
 args = parser.parse_args()
 if args.soak:
-    raise SystemExit(soak.main(quick=args.quick))
+    rates = tuple(float(r) for r in args.soak_rates.split(","))
+    raise SystemExit(soak.main(quick=args.quick, rates=rates, seconds=args.soak_seconds))
 groups = tuple(g.strip() for g in args.only.split(",")) if args.only else PHASE_GROUPS
 unknown = set(groups) - set(PHASE_GROUPS)
 if unknown:

@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -45,6 +45,8 @@ from tandem_shared.kafka import KafkaConnection, caught_up, partitions_of
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 UNCERTAINTY_S = 1.0
+# How the writer's trace says a repair waited the whole while for a write that never landed (a stale pending mark).
+STALE_WAIT = "still in flight after"
 ADMIN = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
 MC_AUTH = ("any", DEMO_MAILCHIMP_API_KEY)
 
@@ -164,7 +166,8 @@ class Soak:
             await asyncio.sleep(1)
         raise RuntimeError(f"not quiescent within {cap_s:.0f} s")
 
-    async def run_rate(self, rate: float, seconds: float, rng: random.Random) -> dict[str, Any]:
+    async def run_rate(self, rate: float, seconds: float, rng: random.Random) -> tuple[dict[str, Any], list[Any]]:
+        """The rate's figures, and what explains each contact that diverged or ended on an older edit."""
         edits: list[Edit] = []
         observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]] = {
             i: [] for i in range(len(self.contacts))
@@ -177,7 +180,7 @@ class Soak:
                     observed[index].append((time.time(), await self.sides(contact)))
                 await asyncio.sleep(0.5)
 
-        reads_before = await self.authoritative_reads()
+        since = time.time()
         watcher = asyncio.create_task(watch())
         tag = uuid.uuid4().hex[:5]
         end = time.monotonic() + seconds
@@ -198,14 +201,70 @@ class Soak:
         settle_s = await self.quiescent()
         stop.set()
         await watcher
-        reads = await self.authoritative_reads() - reads_before
-        return figures(
-            len(self.contacts), rate, seconds, edits, observed, reads.total(), settle_s, reads_by_vendor=reads
-        )
+        traces = await self.traces(since)
+        row = figures(len(self.contacts), rate, seconds, edits, observed, traces, settle_s)
+        return row, self.explain(row, edits, observed, traces)
 
-    async def authoritative_reads(self) -> Counter[str]:
-        """Writes preceded by a re-read of a vendor (Mailchimp or accessplanit), as the writer's trace records them,
-        by vendor."""
+    def explain(
+        self,
+        row: dict[str, Any],
+        edits: list[Edit],
+        observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
+        traces: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """For each contact that diverged or ended on an older edit: its edit schedule on both sides, its trace
+        records in order (decisions, rules, writes) and both sides' final values."""
+        explained = []
+        for index in sorted({*row["diverged_contacts"], *row["older_contacts"]}):
+            contact = self.contacts[index]
+            ours = [
+                {
+                    "side": e.side,
+                    "value": e.value,
+                    "started": _stamp(e.started),
+                    "ended": _stamp(e.ended),
+                }
+                for e in edits
+                if e.contact == index
+            ]
+            records = [
+                {
+                    "stage": t.get("stage"),
+                    "flow": t.get("flow"),
+                    "status": t.get("status"),
+                    "execution_id": t.get("execution_id"),
+                    "started_at": t.get("started_at"),
+                    "finished_at": t.get("finished_at"),
+                    "summary": t.get("summary"),
+                    "logs": [line.get("message") for line in t.get("logs") or []],
+                    "data_in": (t.get("output") or {}).get("data_in"),
+                    "data_out": (t.get("output") or {}).get("data_out"),
+                }
+                for t in traces
+                if (t.get("contact_email") or "").lower() == contact.email.lower()
+                or t.get("accessplanit_user_id") == contact.user_id
+            ]
+            final_mc, final_ap = observed[index][-1][1] if observed[index] else (None, None)
+            explained.append(
+                {
+                    "rate_per_s": row["rate_per_s"],
+                    "contact": index,
+                    "email": contact.email,
+                    "accessplanit_user_id": contact.user_id,
+                    "diverged": index in row["diverged_contacts"],
+                    "final": {"mailchimp": final_mc, "accessplanit": final_ap},
+                    "edits": ours,
+                    "observed": [
+                        {"at": _stamp(at), "mailchimp": mc, "accessplanit": ap}
+                        for at, (mc, ap) in _changes(observed[index])
+                    ],
+                    "traces": sorted(records, key=lambda r: r["started_at"] or ""),
+                }
+            )
+        return explained
+
+    async def traces(self, since: float) -> list[dict[str, Any]]:
+        """The instance's trace records of steps started after `since` (epoch seconds)."""
         connection = KafkaConnection(bootstrap_servers=self.stack.kafka, client_id="tandem-soak")
         consumer = connection.consumer(enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
@@ -214,22 +273,31 @@ class Soak:
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             end = await consumer.end_offsets(partitions)
-            count: Counter[str] = Counter()
+            found = []
+            after = datetime.fromtimestamp(since, UTC)
             while not await caught_up(consumer, end):
                 batch = await consumer.getmany(*partitions, timeout_ms=500)
                 for records in batch.values():
                     for record in records:
                         trace = orjson.loads(record.value)
-                        vendor = read_vendor(trace.get("summary") or "")
-                        if (
-                            trace.get("instance_id") == self.stack.instance.id
-                            and trace.get("stage") in ("writer", "retry")
-                            and vendor is not None
-                        ):
-                            count[vendor] += 1
-            return count
+                        if trace.get("instance_id") != self.stack.instance.id:
+                            continue
+                        if datetime.fromisoformat(trace["started_at"]) >= after:
+                            found.append(trace)
+            return found
         finally:
             await consumer.stop()
+
+
+def _stamp(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%H:%M:%S.%f")[:-3]
+
+
+def _changes(
+    seen: list[tuple[float, tuple[str | None, str | None]]],
+) -> list[tuple[float, tuple[str | None, str | None]]]:
+    """The observations at which either side's value changed."""
+    return [(at, pair) for n, (at, pair) in enumerate(seen) if n == 0 or pair != seen[n - 1][1]]
 
 
 def read_vendor(summary: str) -> str | None:
@@ -245,10 +313,8 @@ def figures(
     seconds: float,
     edits: list[Edit],
     observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
-    reads: int,
+    traces: list[dict[str, Any]],
     settle_s: float,
-    *,
-    reads_by_vendor: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     diverged, older, convergence = [], [], []
     for index in range(contacts):
@@ -273,6 +339,14 @@ def figures(
                 settled_at = None
         if settled_at is not None:
             convergence.append(settled_at - last)
+    writer = [t for t in traces if t.get("stage") in ("writer", "retry")]
+    # Writes preceded by a re-read of a vendor, as the writer's trace records them, by vendor.
+    reads_by_vendor = Counter(vendor for t in writer if (vendor := read_vendor(t.get("summary") or "")) is not None)
+    reads = reads_by_vendor.total()
+    # Decisions that wrote a change back to its own side (a repair), and repairs that waited in vain for a write
+    # that was never going to land (a stale pending mark): each of those held a writer slot for the whole wait.
+    write_backs = sum(t.get("stage") == "mapper" and "written back to" in (t.get("summary") or "") for t in traces)
+    stale_waits = sum(STALE_WAIT in (t.get("summary") or "") for t in writer)
     return {
         "rate_per_s": rate,
         "seconds": seconds,
@@ -281,13 +355,17 @@ def figures(
         "edits_accessplanit": sum(e.side == "ap" for e in edits),
         "edits_mailchimp": sum(e.side == "mc" for e in edits),
         "diverged": len(diverged),
+        "diverged_contacts": diverged,
         "ended_on_older_edit": len(older),
+        "older_contacts": older,
         "convergence_p50_s": round(percentile(convergence, 50), 2) if convergence else None,
         "convergence_p99_s": round(percentile(convergence, 99), 2) if convergence else None,
         "authoritative_reads": reads,
         "authoritative_reads_per_edit": round(reads / len(edits), 3) if edits else 0.0,
-        "authoritative_reads_accessplanit": (reads_by_vendor or {}).get("accessplanit", 0),
-        "authoritative_reads_mailchimp": (reads_by_vendor or {}).get("mailchimp", 0),
+        "authoritative_reads_accessplanit": reads_by_vendor["accessplanit"],
+        "authoritative_reads_mailchimp": reads_by_vendor["mailchimp"],
+        "write_backs": write_backs,
+        "write_backs_waited_in_vain": stale_waits,
         "quiescent_after_s": round(settle_s, 1),
     }
 
@@ -299,11 +377,13 @@ def render(results: dict[str, Any]) -> str:
         f"{results['contacts']} contacts, random first-name edits on both sides through the simulators' APIs "
         "(exponential gaps at each rate); figures after the stack was quiescent (lag zero, retry tiers included, "
         "nothing traced for a second). Targets: 0 diverged, 0 ended on an older edit, at most 0.2 authoritative "
-        "reads per edit.",
+        "reads per edit. Write-backs: changes also written back to their own side because Tandem's write of "
+        "another value was in flight there (a repair); in brackets those that waited the full 5 s for a write that "
+        "never landed (a stale pending mark).",
         "",
         "| rate /s | seconds | edits (ap/mc) | diverged | ended on older edit | convergence p50 / p99 s "
-        "| authoritative reads (per edit; accessplanit/Mailchimp) |",
-        "|---|---|---|---|---|---|---|",
+        "| authoritative reads (per edit; accessplanit/Mailchimp) | write-backs (waited in vain) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rates"]:
         lines.append(
@@ -311,34 +391,48 @@ def render(results: dict[str, Any]) -> str:
             f"{row['edits_mailchimp']}) | {row['diverged']} | {row['ended_on_older_edit']} | "
             f"{row['convergence_p50_s']} / {row['convergence_p99_s']} | {row['authoritative_reads']} "
             f"({row['authoritative_reads_per_edit']}; {row.get('authoritative_reads_accessplanit', 0)}/"
-            f"{row.get('authoritative_reads_mailchimp', 0)}) |"
+            f"{row.get('authoritative_reads_mailchimp', 0)}) | {row['write_backs']} "
+            f"({row['write_backs_waited_in_vain']}) |"
         )
     return "\n".join(lines) + "\n"
 
 
-async def run(stack: SoakStack, *, contacts: int, rates: tuple[float, ...], seconds: float) -> dict[str, Any]:
+async def run(
+    stack: SoakStack, *, contacts: int, rates: tuple[float, ...], seconds: float
+) -> tuple[dict[str, Any], list[Any]]:
     rng = random.Random(15)
     async with httpx.AsyncClient(timeout=30) as client:
         soak = Soak(stack, client)
         await soak.create(contacts)
-        rows = []
+        rows, explained = [], []
         for rate in rates:
             print(f"soak: {rate}/s for {seconds:.0f} s", flush=True)
-            rows.append(await soak.run_rate(rate, seconds, rng))
-        return {"contacts": contacts, "rates": rows}
+            row, why = await soak.run_rate(rate, seconds, rng)
+            rows.append(row)
+            explained.extend(why)
+        return {"contacts": contacts, "rates": rows}, explained
 
 
-def main(quick: bool) -> int:
+DEFAULT_RATES = (2.0, 5.0, 10.0)
+
+
+def main(quick: bool, rates: tuple[float, ...] = DEFAULT_RATES, seconds: float | None = None) -> int:
+    """Writes bench/results/<stamp>-soak.{md,json}, and <stamp>-soak-diverged.json beside them when any contact
+    diverged or ended on an older edit (what explains each one)."""
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    seconds = 30.0 if quick else 60.0
+    seconds = seconds or (30.0 if quick else 60.0)
     work = Path(tempfile.mkdtemp(prefix="tandem-soak-"))
     with soak_stack(work) as stack:
-        figures = asyncio.run(run(stack, contacts=12, rates=(2.0, 5.0), seconds=seconds))
+        figures, explained = asyncio.run(run(stack, contacts=12, rates=rates, seconds=seconds))
     results = {"started_at": started, "mode": "quick" if quick else "full", **figures}
     stamp = started.replace(":", "").replace("-", "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stamp}-soak.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     markdown = render(results)
+    if explained:
+        sidecar = RESULTS / f"{stamp}-soak-diverged.json"
+        sidecar.write_bytes(orjson.dumps(explained, option=orjson.OPT_INDENT_2))
+        markdown += f"\nWhat explains each contact that diverged or ended on an older edit: `{sidecar.name}`.\n"
     (RESULTS / f"{stamp}-soak.md").write_text(markdown)
     print(markdown)
     return 0

@@ -14,7 +14,7 @@ from tandem_shared.contracts import Operation, SyncCommand, System
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import legacy_state_key, state_key
 from tandem_shared.redis.state import RedisStateStore, StateStore, StateTransaction
-from tandem_shared.sync.rules import field_digest, ts_ms
+from tandem_shared.sync.rules import abandoned_marks, field_digest, ts_ms
 
 pytestmark = pytest.mark.integration
 
@@ -259,3 +259,27 @@ async def test_one_read_answers_for_many_contacts_and_for_what_is_held(store: St
     assert snapshot.backlog(instance_id) == 1
     assert snapshot.has(instance_id, System.MAILCHIMP, "A@Example.com")
     assert not snapshot.has(instance_id, System.ACCESSPLANIT, "a@example.com")
+
+
+async def test_pending_marks_are_cleared_only_while_they_are_the_abandoned_commands(
+    store: StateStore, instance_id: str
+) -> None:
+    payload = {"email_address": "a@x.io", "status_if_new": "subscribed", "merge_fields": {"FNAME": "Ada", "LNAME": "K"}}
+    folded = command(instance_id, payload, at=T0).model_copy(update={"command_id": "folded"})
+    # A later command notes the same LNAME: that mark is its own now, and stays.
+    later = folded.model_copy(update={"command_id": "later", "payload": {**payload, "merge_fields": {"LNAME": "K"}}})
+    await apply(store, lambda t: t.expect_write(folded))
+    await apply(store, lambda t: t.expect_write(later))
+
+    abandoned = abandoned_marks(folded, None)
+    assert abandoned is not None
+    await store.clear_pending(abandoned)
+
+    state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
+    assert state is not None
+    assert set(state.pending_writes) == {f"LNAME|{field_digest('K')}"}
+    # A write's record prunes only marks older than the window: it reads the time before the command id.
+    other = {**payload, "merge_fields": {"FNAME": "Grace"}}
+    await store.record_written(command(instance_id, other, at=T0))
+    state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
+    assert state is not None and set(state.pending_writes) == {f"LNAME|{field_digest('K')}"}

@@ -18,13 +18,20 @@ def test_figures_judge_each_contact_on_its_final_values() -> None:
         1: [(12.5, ("C", "C")), (13.0, ("C", "C"))],
         2: [(13.0, ("E", "F"))],
     }
-    row = figures(3, 2.0, 60.0, edits, observed, reads=1, settle_s=3.0)
+    traces = [
+        {"stage": "writer", "summary": "Updated accessplanit user 7: Forenames (Re-read from Mailchimp: …)"},
+        {"stage": "mapper", "summary": "Mapped to a Mailchimp upsert of a@x.io (FNAME); written back to accessplanit"},
+        {"stage": "retry", "summary": "Retry pending …: Not written back yet: … still in flight after 1 s"},
+        {"stage": "mapper", "summary": "Echo of Tandem's own write to Mailchimp: not sent back"},
+    ]
+    row = figures(3, 2.0, 60.0, edits, observed, traces, settle_s=3.0)
 
     assert row["edits"] == 5 and (row["edits_accessplanit"], row["edits_mailchimp"]) == (2, 3)
-    assert row["diverged"] == 1
-    assert row["ended_on_older_edit"] == 1
+    assert row["diverged"] == 1 and row["diverged_contacts"] == [2]
+    assert row["ended_on_older_edit"] == 1 and row["older_contacts"] == [1]
     assert row["convergence_p50_s"] == row["convergence_p99_s"] == 0.4  # from the last edit to settled for good
     assert row["authoritative_reads_per_edit"] == 0.2
+    assert (row["write_backs"], row["write_backs_waited_in_vain"]) == (1, 1)
 
 
 def test_reads_of_either_vendor_are_counted_and_reported_apart() -> None:
@@ -38,15 +45,14 @@ def test_reads_of_either_vendor_are_counted_and_reported_apart() -> None:
     assert read_vendor("Mailchimp member a@example.com is subscribed") is None
 
     edits = [Edit(0, "ap", "A", 10.0, 10.1), Edit(0, "mc", "B", 12.0, 12.1)]
-    row = figures(
-        1, 2.0, 60.0, edits, {0: [(13.0, ("B", "B"))]}, 2, 3.0, reads_by_vendor={"accessplanit": 1, "mailchimp": 1}
-    )
+    traces = [
+        {"stage": "writer", "summary": "Updated accessplanit user 7 (…): Forenames (Re-read from Mailchimp: …)"},
+        {"stage": "writer", "summary": "Not written yet: the re-read from accessplanit failed (timeout)"},
+        {"stage": "mapper", "summary": "Re-read from accessplanit mentioned by a mapper is no read"},
+    ]
+    row = figures(1, 2.0, 60.0, edits, {0: [(13.0, ("B", "B"))]}, traces, 3.0)
     assert (
         row["authoritative_reads"],
         row["authoritative_reads_accessplanit"],
         row["authoritative_reads_mailchimp"],
-    ) == (
-        2,
-        1,
-        1,
-    )
+    ) == (2, 1, 1)

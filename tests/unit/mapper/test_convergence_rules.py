@@ -92,4 +92,7 @@ def test_a_change_made_while_tandems_write_to_its_side_is_in_flight_is_written_b
     assert repair is not None and repair.target is System.ACCESSPLANIT
     assert repair.payload["Forenames"] == "Hedy"
     assert repair.waits_for == {f"Forenames|{field_digest('Grace')}": ts_ms(T1) + 200}
+    # Keyed by the accessplanit user, unlike Mailchimp's writes to accessplanit: the writer leaves out a field
+    # accessplanit has been given a later change for meanwhile.
+    assert repair.write_back
     assert any("while Tandem's write of another value to it was in flight" in line for line in decision.logs)

@@ -11,10 +11,12 @@ from support.commands import sync_command
 from tandem_shared.contracts import Operation, System
 from tandem_shared.sync.rules import (
     EMPTY_DIGEST,
+    AbandonedMarks,
     FieldState,
     RecentWrite,
     SideState,
     StateSnapshot,
+    abandoned_marks,
     content_fingerprint,
     expected_write,
     field_digest,
@@ -134,9 +136,9 @@ def test_an_expected_write_notes_each_value_as_a_recent_write() -> None:
     assert noted.fields == {
         f"r:Surname|{field_digest('King')}": f"{ts_ms(T0)}|42",
         f"r:custom:Tier|{field_digest('Gold')}": f"{ts_ms(T0)}|42",
-        # In flight until the writer records it.
-        f"p:Surname|{field_digest('King')}": "42",
-        f"p:custom:Tier|{field_digest('Gold')}": "42",
+        # In flight until the writer records it (or clears it: `abandoned_marks`); the command id says whose.
+        f"p:Surname|{field_digest('King')}": "42|c",
+        f"p:custom:Tier|{field_digest('Gold')}": "42|c",
     }
     known = parse_state(noted.fields)
     assert known is not None
@@ -163,3 +165,29 @@ def test_a_snapshot_answers_only_for_what_was_read() -> None:
         first.side("demo", System.MAILCHIMP, "b@x.io")
     with pytest.raises(KeyError):
         first.backlog("demo")
+
+
+def test_a_pending_mark_is_read_with_or_without_its_command_id() -> None:
+    known = parse_state({"p:FNAME|d1": "42|cmd-1", "p:FNAME|d2": "43"})
+    assert known is not None
+    assert known.pending_writes == {"FNAME|d1": 42, "FNAME|d2": 43}
+
+
+def test_the_marks_of_a_write_that_never_lands_are_all_abandoned() -> None:
+    command = sync_command(
+        "demo", System.MAILCHIMP, {"merge_fields": {"FNAME": "Ada", "LNAME": "King"}}, email="a@x.io"
+    )
+    assert abandoned_marks(command, None) == AbandonedMarks(
+        "demo", System.MAILCHIMP, "a@x.io", "c", [f"FNAME|{field_digest('Ada')}", f"LNAME|{field_digest('King')}"]
+    )
+
+
+def test_only_the_marks_a_landed_write_did_not_carry_are_abandoned() -> None:
+    # A source check left FNAME out; LNAME was written (and its record cleared its mark).
+    command = sync_command(
+        "demo", System.MAILCHIMP, {"merge_fields": {"FNAME": "Ada", "LNAME": "King"}}, email="a@x.io"
+    )
+    landed = command.model_copy(update={"payload": {"merge_fields": {"LNAME": "King"}}})
+    abandoned = abandoned_marks(command, landed)
+    assert abandoned is not None and abandoned.marks == [f"FNAME|{field_digest('Ada')}"]
+    assert abandoned_marks(command, command) is None

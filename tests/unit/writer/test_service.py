@@ -4,6 +4,7 @@ proof of delivery."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -17,6 +18,8 @@ from tandem_shared.contracts import ErrorInfo, Headers, Stage, SyncCommand, Syst
 from tandem_shared.contracts.topics import COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.kafka.partitioned import InboundRecord
+from tandem_shared.redis.state import Side
+from tandem_shared.sync.rules import AbandonedMarks, StateSnapshot, side_key
 from tandem_writer.bootstrap import Writer, bootstrap
 from tandem_writer.domain.decisions import Disposition
 from tandem_writer.domain.outcome import WriteOutcome
@@ -33,9 +36,17 @@ class WrittenState:
     """The sync-state store as far as the writer uses it: what a successful write recorded."""
 
     written: list[SyncCommand] = field(default_factory=list)
+    cleared: list[AbandonedMarks] = field(default_factory=list)
 
     async def record_written(self, command: SyncCommand) -> None:
         self.written.append(command)
+
+    async def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        self.cleared.append(abandoned)
+
+    async def load_many(self, sides: Iterable[Side], **_: object) -> StateSnapshot:
+        """Nothing known about any side (a write-back or a long-queued command is then written as it is)."""
+        return StateSnapshot({side_key(*s): None for s in sides}, {}, {})
 
     async def close(self) -> None:
         return None

@@ -27,6 +27,7 @@ from tandem_shared.kafka.partitioned import InboundRecord
 from tandem_shared.logging import get_logger
 from tandem_shared.redis.idempotency import ClaimState, IdempotencyStore
 from tandem_shared.redis.state import StateStore
+from tandem_shared.sync.rules import abandoned_marks
 from tandem_shared.tracing import StepRecorder, new_id
 from tandem_writer.domain import decisions
 from tandem_writer.domain.coalescing import Queued, coalesce
@@ -113,7 +114,11 @@ class Delivery:
         }
         value = newest.model_dump_json().encode()
         disposition = await self._handle_one(replace(record, value=value, headers=headers), coalesced=len(carried))
+        # The carried commands' values the newest overrode will never be written, nor any once the write is over:
+        # their pending marks go. Those the write carries stay while it is on its way to a retry.
+        retried = newest if disposition in (Disposition.RETRY_PENDING, Disposition.DEFERRED) else None
         for command in carried:
+            await self._clear_abandoned(command, retried)
             await self._trace.finish(command_step(command), decisions.coalesced_into(command, newest, disposition))
         return disposition
 
@@ -152,8 +157,9 @@ class Delivery:
         self, record: InboundRecord, command: SyncCommand, instance: InstanceConfig, target: Target, step: StepRecorder
     ) -> Disposition:
         token = new_id()
+        landed: list[SyncCommand] = []
         try:
-            verdict = await self._claim_and_write(command, instance, target, token)
+            verdict = await self._claim_and_write(command, instance, target, token, landed)
         except PoisonRecord as poison:
             log.error("delivery step failed on the record's data; dead-lettered", where=record.where, step=poison.step)
             # Whatever the claim holds is given back; a release that fails on the data too leaves it to expire.
@@ -162,11 +168,28 @@ class Delivery:
             except PoisonRecord:
                 pass
             verdict = decisions.poisoned(command, str(poison))
+        if decisions.delivery_over(verdict):
+            await self._clear_abandoned(command, landed[0] if landed else None)
         return await self._conclude(record, command, step, verdict)
 
+    async def _clear_abandoned(self, command: SyncCommand, landed: SyncCommand | None) -> None:
+        """The command's pending marks whose values will never be written (`rules.abandoned_marks`) are cleared,
+        so the mapper does not take a later change of those fields for one raced by this write."""
+        abandoned = abandoned_marks(command, landed)
+        state = self._state
+        if abandoned is None or state is None:
+            return
+
+        try:
+            await self._step("clear pending marks", lambda: state.clear_pending(abandoned))
+        except PoisonRecord:
+            # Only a hint for the mapper, and it stops counting after IN_FLIGHT_MS anyway: never worth a dead letter.
+            log.warning("pending marks not cleared", command_id=command.command_id)
+
     async def _claim_and_write(
-        self, command: SyncCommand, instance: InstanceConfig, target: Target, token: str
+        self, command: SyncCommand, instance: InstanceConfig, target: Target, token: str, landed: list[SyncCommand]
     ) -> Verdict:
+        """`landed` receives what was written and recorded, if anything was."""
         claim = await self._step("claim", lambda: self._store.claim(command, token))
         if claim.state is ClaimState.DONE:
             return decisions.already_applied(command, claim.applied_at)
@@ -183,6 +206,8 @@ class Delivery:
             written = outcome.written or command
             state = self._state if outcome.wrote else None
             await self._step("mark applied", lambda: self._store.mark_done(written, token, state=state))
+            if outcome.wrote:
+                landed.append(written)
         else:
             await self._step("release", lambda: self._store.release(command, token))
         return decisions.after_write(command, outcome, self._policy, self._clock())

@@ -18,9 +18,10 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
-from tandem_shared.contracts import ErrorInfo, InstanceConfig, SourceCheck, SyncCommand, System
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, SourceCheck, SyncCommand, System, utcnow
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
 from tandem_shared.redis.state import StateStore
 from tandem_shared.sync.rules import payload_email
@@ -29,13 +30,16 @@ from tandem_shared.vendors.mailchimp.client import MailchimpClients, MailchimpEr
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.accessplanit_plan import choose_user
 from tandem_writer.domain.outcome import WriteOutcome
-from tandem_writer.domain.source_check import check
+from tandem_writer.domain.source_check import CheckResult, check, later_on_target, needs_target_check
 from tandem_writer.targets.base import Target
 
-# How long a repair waits in place for the write it follows to land (usually well under a second). A mark still
-# pending after that belongs to a write that was folded into another, superseded or failed: the repair goes ahead.
-LAND_WAIT_S = 5.0
+# How long a repair waits in place for the write it follows to land (usually well under a second); still pending
+# after that (a slow write, or one on a retry tier), the repair is deferred and tried again as long as the mark
+# counts (IN_FLIGHT_MS after its write was decided). The writer clears the marks of writes that will never land.
+LAND_WAIT_S = 1.0
 IN_FLIGHT_MS = 10_000
+# How a write's summary says it waited the whole LAND_WAIT_S in vain (the soak counts these).
+STALE_WAIT = "still in flight after"
 
 
 class SourceReadFailed(Exception):
@@ -133,17 +137,52 @@ class SourceCheckedTarget:
             if pending.get(key) == noted and noted > now_ms - IN_FLIGHT_MS
         ]
 
-    async def _after_landing(self, command: SyncCommand) -> None:
+    async def _after_landing(self, command: SyncCommand) -> bool:
+        """Whether the writes `command` waits for landed in time (False: some were still in flight)."""
         # Polls the state the other write's record changes (Redis): there is nothing in this process to wait on.
         deadline = time.monotonic() + LAND_WAIT_S
         while time.monotonic() < deadline:
             if not await self._in_flight(command):
-                return
+                return True
             await asyncio.sleep(0.05)
+        return False
+
+    async def _later_on_target(self, command: SyncCommand) -> CheckResult:
+        """A write-back (or a command long queued) without the fields its target has since been given a later
+        change for."""
+        email = payload_email(command.target, command.payload) or command.identity.email
+        if self._state is None or email is None or not needs_target_check(command, utcnow()):
+            return CheckResult(command)
+        snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
+        return later_on_target(command, snapshot.side(command.instance_id, command.target, email))
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
-        if command.waits_for:
-            await self._after_landing(command)
+        if command.waits_for and not await self._after_landing(command):
+            # Written now, it could be overwritten by that write landing after it: it is tried again shortly instead
+            # of holding this slot (a mark stops counting IN_FLIGHT_MS after its write was decided).
+            message = f"the write(s) it follows were {STALE_WAIT} {LAND_WAIT_S:g} s"
+            return WriteOutcome(
+                False,
+                f"Not written back yet: {message}",
+                error=ErrorInfo(error_class="InFlightWrite", message=message, permanent=False),
+                defer_s=LAND_WAIT_S,
+            )
+        later = await self._later_on_target(command)
+        notes = list(later.logs)
+        if later.command is None:
+            what = "written back" if command.write_back else "written"
+            return WriteOutcome(
+                True, f"Not {what} to {self.system.label}: {'; '.join(notes)}", written=None, wrote=False
+            )
+        outcome = await self._checked(later.command, instance)
+        if not notes:
+            return outcome
+        # What was written, when less than the command: the record of the write must say so.
+        written = outcome.written or (later.command if later.command is not command else None)
+        return replace(outcome, summary=f"{outcome.summary} ({'; '.join(notes)})", written=written)
+
+    async def _checked(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
+        """The write, after the authoritative read when the command asks for one."""
         spec = command.source_check
         reader = self._readers.get(spec.system) if spec is not None else None
         if spec is None or reader is None:

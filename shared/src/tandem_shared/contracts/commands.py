@@ -103,6 +103,13 @@ class SyncCommand(Contract):
         description='Tandem\'s own writes to this target, still in flight when the mapper decided ("field|digest" '
         "→ when each was decided): this write must land after them, since it repairs what they overwrite.",
     )
+    write_back: bool = Field(
+        default=False,
+        description="A change written back to its own source (a repair, docs/convergence.md). It is keyed by its "
+        "source's contact, not like the other direction's writes to that side, so Kafka and the writer's "
+        "per-contact claim do not order it after them: a field the side has since been written a later change "
+        "for is left out.",
+    )
 
     @property
     def flow(self) -> Flow:

@@ -23,6 +23,7 @@ from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     DEFAULT_TTL_S,
     HELD_AT_FIELD,
+    AbandonedMarks,
     Origin,
     StateSnapshot,
     expected_write,
@@ -48,7 +49,7 @@ if origin == 'written' then
       local recorded = tonumber(string.match(all[j + 1], '|(%d+)$'))
       if recorded <= now - window then redis.call('HDEL', key, all[j]) end
     elseif string.sub(all[j], 1, 2) == 'p:' or string.sub(all[j], 1, 2) == 'o:' then
-      local noted = tonumber(all[j + 1])
+      local noted = tonumber(string.match(all[j + 1], '^(%d+)'))
       if noted == nil or noted <= now - window then redis.call('HDEL', key, all[j]) end
     end
   end
@@ -80,6 +81,21 @@ end
 redis.call('EXPIRE', key, tonumber(ARGV[3]))
 if changed then return 1 end
 return 0
+""")
+
+# Pending marks of a write that will never land, cleared only while they are still that command's: a later command
+# writing the same value has overwritten the mark with its own id. ARGV: command id, then "<field>|<digest>" marks.
+_CLEAR_PENDING = LuaScript("""
+local key = KEYS[1]
+local cleared = 0
+for i = 2, #ARGV do
+  local mark = redis.call('HGET', key, 'p:' .. ARGV[i])
+  if mark and string.match(mark, '|(.*)$') == ARGV[1] then
+    redis.call('HDEL', key, 'p:' .. ARGV[i])
+    cleared = cleared + 1
+  end
+end
+return cleared
 """)
 
 _MOVE = LuaScript("""
@@ -138,6 +154,11 @@ class StateTransaction(Protocol):
         """The writer's success hook: the target now holds the command's payload."""
         ...
 
+    def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        """The writer's note that these pending marks' write will never land (`rules.abandoned_marks`): each is
+        removed while it is still the command's own."""
+        ...
+
     def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
         """Holds a change of a paused (or backlogged) instance: parked when, and only when, the rest applies."""
         ...
@@ -166,6 +187,10 @@ class StateStore(Protocol):
 
     async def record_written(self, command: SyncCommand) -> None:
         """`record_written` in a transaction of its own."""
+        ...
+
+    async def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        """`clear_pending` in a transaction of its own."""
         ...
 
     async def close(self) -> None: ...
@@ -230,6 +255,10 @@ class RedisStateTransaction:
 
     def record_written(self, command: SyncCommand) -> None:
         self._store.queue_record_written(self._script, command)
+
+    def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        key = state_key(abandoned.instance_id, abandoned.system, abandoned.email)
+        self._script(_CLEAR_PENDING, [key], [abandoned.command_id, *abandoned.marks])
 
     def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
         self._pipe.xadd(held_key(instance_id), dict(fields))  # type: ignore[arg-type]
@@ -350,6 +379,11 @@ class RedisStateStore:
     async def record_written(self, command: SyncCommand) -> None:
         transaction = self.transaction()
         transaction.record_written(command)
+        await transaction.execute()
+
+    async def clear_pending(self, abandoned: AbandonedMarks) -> None:
+        transaction = self.transaction()
+        transaction.clear_pending(abandoned)
         await transaction.execute()
 
     def queue_record_written(self, call: ScriptCall, command: SyncCommand) -> None:

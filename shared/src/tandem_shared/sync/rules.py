@@ -8,7 +8,7 @@ One contact's side is stored as a hash (see `tandem_shared.redis.keys.state_key`
 
     f:<field>          "<digest>|<source ts ms>|<seen|written>"  the value the side holds, as a digest
     r:<field>|<digest> "<source ts ms>|<recorded ms>"            a recent write by Tandem (echoes, late ones too)
-    p:<field>|<digest> "<noted ms>"                              a write Tandem decided and has not recorded yet
+    p:<field>|<digest> "<noted ms>|<command id>"                 a write Tandem decided and has not recorded yet
     _last              "<seen|written>|<source ts ms>"           who changed the contact last
 
 <field> is the name in the instance's mappings: a merge tag, an accessplanit field or 'custom:<name>'. Values are
@@ -166,7 +166,8 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             source_ts, _, recorded = value.partition("|")
             recent[name[2:]] = RecentWrite(int(source_ts), int(recorded or 0))
         elif name.startswith("p:"):
-            pending[name[2:]] = int(value or 0)
+            # "<noted ms>|<command id>"; marks written before the command id was kept are the time alone.
+            pending[name[2:]] = int(value.partition("|")[0] or 0)
         elif name.startswith("o:"):
             replaced[name[2:]] = int(value or 0)
         elif name == "_last":
@@ -267,6 +268,45 @@ def expected_write(command: SyncCommand, now_ms: int) -> ExpectedWrite | None:
     noted = f"{ts_ms(command.source_occurred_at)}|{now_ms}"
     fields = {f"r:{name}|{field_digest(value)}": noted for name, value in content.items()}
     # Until the writer records it (`_MERGE` deletes these): a change of the target decided meanwhile may be
-    # overwritten by this write when it lands.
-    fields.update({f"p:{name}|{field_digest(value)}": str(now_ms) for name, value in content.items()})
+    # overwritten by this write when it lands. The command id says whose mark it is, so the writer can clear the
+    # marks of a write that will never land (`pending_marks`) without touching a later command's mark of the same
+    # value.
+    fields.update({f"p:{mark}": f"{now_ms}|{command.command_id}" for mark in pending_marks(command)})
     return ExpectedWrite(command.instance_id, command.target, email, fields)
+
+
+def pending_marks(command: SyncCommand) -> list[str]:
+    """The pending marks ("<field>|<digest>", stored as `p:<field>|<digest>`) the mapper's note of `command`
+    leaves on its target's side."""
+    return [f"{name}|{field_digest(value)}" for name, value in payload_content(command.target, command.payload).items()]
+
+
+@dataclass(frozen=True)
+class AbandonedMarks:
+    """Pending marks of a command whose write will never land (or never land with these values): the writer
+    clears them, each only while it is still this command's (`command_id`)."""
+
+    instance_id: str
+    system: System
+    email: str
+    command_id: str
+    marks: list[str]
+
+
+def abandoned_marks(command: SyncCommand, landed: SyncCommand | None) -> AbandonedMarks | None:
+    """The marks of `command` left behind once its delivery is over without a write still to come: `landed` is
+    what was written and recorded (None: nothing was). Recording a write clears its own marks; what remains is the
+    marks of values that will never be written — a command folded into a newer one, superseded, skipped, dead-
+    lettered, or whose source check left fields out. Left in place, such a mark makes every change of that field
+    on the target for the next seconds look raced by an in-flight write: written back, after waiting for a write
+    that never comes (docs/convergence.md)."""
+    email = payload_email(command.target, command.payload) or command.identity.email
+    if email is None:
+        return None
+    marks = pending_marks(command)
+    if landed is not None:
+        kept = set(pending_marks(landed))
+        marks = [m for m in marks if m not in kept]
+    if not marks:
+        return None
+    return AbandonedMarks(command.instance_id, command.target, email, command.command_id, marks)

@@ -340,7 +340,7 @@ def decide(
             for name in repaired
         }
         check = SourceCheck(system=source, email=email, fields=raced, ts_ms=event_ts)
-        repair = repair.model_copy(update={"waits_for": waits, "source_check": check})
+        repair = repair.model_copy(update={"waits_for": waits, "source_check": check, "write_back": True})
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT

@@ -46,6 +46,12 @@ class Verdict:
     dead_letter: bool = False  # forward the record to the dead-letter topic
 
 
+def delivery_over(verdict: Verdict) -> bool:
+    """Whether nothing more of the command will be written: it is not on its way to a retry tier (a deferral
+    included). Its pending marks that no write recorded are then stale (`tandem_shared.sync.rules.abandoned_marks`)."""
+    return verdict.retry is None
+
+
 def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -117,6 +123,17 @@ def after_write(command: SyncCommand, outcome: WriteOutcome, policy: RetryPolicy
             changes_detected=True,
         )
     error = outcome.error or ErrorInfo(error_class="WriteFailed", message=outcome.summary, permanent=False)
+    if outcome.defer_s is not None:
+        hop = policy.deferral(command.attempt, outcome.defer_s, now)
+        return Verdict(
+            Disposition.DEFERRED,
+            TraceStatus.RETRY_PENDING,
+            f"Retry pending (attempt {hop.attempt} of {policy.max_attempts}, next at {when(hop.not_before)}): "
+            f"{outcome.summary}",
+            data_in=command.payload,
+            error=error,
+            retry=hop,
+        )
     retry = None if error.permanent else policy.after_failure(command.attempt, now)
     if retry is None:
         reason = (

@@ -18,6 +18,9 @@ class WriteOutcome:
     written: SyncCommand | None = None
     # False: the attempt succeeded without writing anything (a source check left nothing to write).
     wrote: bool = True
+    # Not written yet, for a reason that passes by itself (a write-back whose in-flight write has not landed): try
+    # the same attempt again after this many seconds.
+    defer_s: float | None = None
 
     @property
     def transient(self) -> bool:

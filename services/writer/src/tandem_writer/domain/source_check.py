@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from tandem_shared.contracts import CheckedField, SyncCommand, System
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
-from tandem_shared.sync.rules import canonical_value, field_digest
+from tandem_shared.sync.rules import SideState, canonical_value, field_digest, payload_content, ts_ms
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,51 @@ def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> Chec
     if not _mapped_fields_left(command, payload):
         return CheckResult(None, confirmed, read_digests, logs)
     return CheckResult(command.model_copy(update={"payload": payload}), confirmed, read_digests, logs)
+
+
+def _when_ms(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+# A command decided longer ago than this may land after a write-back that stopped waiting for it (a pending mark
+# counts for 10 s after its write was decided): it is checked against its target's state like a write-back.
+STALE_COMMAND_S = 5.0
+
+
+def needs_target_check(command: SyncCommand, now: datetime) -> bool:
+    """Whether `command` is checked against what its target side holds before it is written (`later_on_target`):
+    every write-back, and a command that waited in the writer's queue long enough for a write-back of a later change
+    on its target to have stopped waiting for it."""
+    return command.write_back or (now - command.created_at).total_seconds() > STALE_COMMAND_S
+
+
+def later_on_target(command: SyncCommand, side: SideState | None) -> CheckResult:
+    """`command` without the fields its target side has since been given a later change for, by what Tandem knows
+    that side holds (`side`, read just before the write).
+
+    A write-back (`SyncCommand.write_back`) is keyed by its source's contact (the accessplanit user, the Mailchimp
+    address), the other direction's writes to that side by theirs: neither Kafka nor the writer's per-contact claim
+    orders the two. A later change written there meanwhile (or seen there) must not be overwritten by an older value:
+    its own event carries it to the other side, and it is what both sides end on."""
+    if side is None:
+        return CheckResult(command)
+    own_ts = ts_ms(command.source_occurred_at)
+    label = command.target.label
+    later: set[str] = set()
+    logs: list[str] = []
+    for name, value in payload_content(command.target, command.payload).items():
+        known = side.fields.get(name)
+        if known is None or known.digest == field_digest(value) or known.ts_ms <= own_ts:
+            continue
+        later.add(name)
+        how = "written by Tandem" if known.origin == "written" else "changed"
+        logs.append(
+            f"{name}: {label} has since been {how} with a later change (from {_when_ms(known.ts_ms)}) than this one "
+            f"(from {_when_ms(own_ts)}), so this one is not written over it"
+        )
+    if not later:
+        return CheckResult(command)
+    payload = _without(command, later)
+    if not _mapped_fields_left(command, payload):
+        return CheckResult(None, logs=logs)
+    return CheckResult(command.model_copy(update={"payload": payload}), logs=logs)
