@@ -209,7 +209,7 @@ def main() -> int:
         compose.run("config", "--quiet")
         compose.run("down", "-v", check=False)  # an earlier run's leftovers
         up_and_check(compose, ports, passed)
-    except Failed as failure:
+    except (Failed, OSError) as failure:  # OSError: the README's curl refused (urllib's errors are OSErrors)
         log(f"FAILED: {failure}")
         for service in yaml.safe_load((REPO / COMPOSE_FILES[0]).read_text(encoding="utf-8"))["services"]:
             tail = podman("logs", "--tail", "15", container(service))
