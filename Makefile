@@ -66,7 +66,8 @@ bench: install
 
 # Run by .ci/run right after `make test`: builds the Dockerfile's runtime and dev targets with podman/buildah (from
 # Debian, installed by the script when missing) and runs them against the devstack's Kafka and Redis: the services
-# answer /health/ready and one change flows from accessplanit to Mailchimp through the containers.
+# answer /health/ready and one change flows from accessplanit to Mailchimp through the containers; then the compose
+# file with docker-compose.hostnet.yml comes up under podman-compose and the README's curl works against it.
 image-test: install
 	$(PY) -m tandem_devstack prerequisites
 	scripts/image-test

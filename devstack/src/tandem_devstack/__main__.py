@@ -35,6 +35,8 @@ from tandem_shared.kafka import KafkaConnection
 
 # Long enough for a broker started alongside (docker compose) to elect its controller.
 TOPICS_TIMEOUT_S = 180.0
+# Long enough for the simulators and ingest started alongside (docker compose) to answer.
+DEMO_WAIT_S = 180.0
 
 
 def cmd_prerequisites(_: argparse.Namespace) -> int:
@@ -129,6 +131,7 @@ def cmd_demo(_: argparse.Namespace) -> int:
         return 2
     # The default only when unset: computing it creates the devstack's home, which a read-only container has not.
     secrets_dir = Path(os.environ.get("TANDEM_DEMO_SECRETS_DIR") or default_data_dir() / "secrets")
+    demo.wait_for_endpoints(endpoints, timeout=DEMO_WAIT_S)
     _register_demo_webhooks(endpoints, bootstrap, secrets_dir, _publish_demo_instance(bootstrap))
     print(f"demo instance published; accessplanit and Mailchimp deliver its webhooks to {endpoints.ingest}")
     return 0

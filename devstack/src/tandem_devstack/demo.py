@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from tandem_cli.webhooks import register_webhook, webhook_url, with_signing_secret, write_secret_file
+from tandem_devstack.processes import wait_until
 from tandem_devstack.stack import (
     DEMO_ACCESSPLANIT_API_KEY,
     DEMO_ACCESSPLANIT_WEBHOOK_PATH_SECRET,
@@ -40,6 +41,26 @@ class Endpoints:
             mailchimp=env["TANDEM_DEMO_MAILCHIMP_URL"].rstrip("/"),
             ingest=env["TANDEM_DEMO_INGEST_URL"].rstrip("/"),
         )
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=3).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for_endpoints(endpoints: Endpoints, timeout: float) -> None:
+    """Until both simulators and ingest answer. docker compose starts the demo step only once they are healthy, but
+    an engine that ignores `service_healthy` (podman-compose below podman 4.6) starts it as soon as they run; the
+    step waits for them itself then, as the `topics` step waits for the broker."""
+    mailchimp_root = endpoints.mailchimp.removesuffix("/3.0")
+    for what, url in (
+        ("the accessplanit simulator", f"{endpoints.accessplanit}/_sim/health"),
+        ("the Mailchimp simulator", f"{mailchimp_root}/_sim/health"),
+        ("ingest", f"{endpoints.ingest}/health/live"),
+    ):
+        wait_until(lambda url=url: _answers(url), timeout=timeout, what=f"{what} at {url}", interval=1.0)
 
 
 def accessplanit_webhook_url(
