@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.http import IDLE_BELOW_SERVERS
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -52,7 +53,7 @@ async def test_tandems_write_landing_over_a_persons_edit_is_found_by_a_read_and_
     def for_contact(record: TraceRecord) -> bool:
         return record.instance_id == stack.instance.id and (record.contact_email or "").lower() == email
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, limits=IDLE_BELOW_SERVERS) as client:
 
         async def member_named(first_name: str) -> dict[str, Any] | None:
             response = await client.get(member_url, auth=mc_auth)

@@ -50,6 +50,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, Phase, example, given, reject, settings
 from hypothesis import strategies as st
 
+from support.http import IDLE_BELOW_SERVERS
 from support.kafka import connect
 from support.quiescence import wait_quiescent
 from support.stack import RunningStack, running_stack
@@ -227,7 +228,7 @@ def world(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
 
 async def _create_contacts(stack: RunningStack, count: int) -> list[Contact]:
     contacts = []
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
         for n in range(count):
             email = f"conv{n}.{uuid.uuid4().hex[:8]}@example.com"
             values = {"first": "Start", "last": f"Contact{n}", "email": email}
@@ -397,7 +398,7 @@ async def _wait_held(world: World, since: dict[TopicPartition, int], timeout: fl
 async def _run(world: World, schedule: list[Edit]) -> None:
     tag = uuid.uuid4().hex[:6]
     made: list[Made] = []
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
         sides = Sides(world, client)
         pause = Pause(world, sides)
         paused = False

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from support.http import IDLE_BELOW_SERVERS
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -45,7 +46,7 @@ async def test_a_mailchimp_edit_in_the_same_second_as_tandems_write_reaches_acce
     mc_auth = ("any", DEMO_MAILCHIMP_API_KEY)
     ap = f"{stack.url('accessplanit_sim')}/api/v2/User"
     member_url = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
 
         async def member_named(first_name: str) -> dict[str, Any] | None:
             response = await client.get(member_url, auth=mc_auth)

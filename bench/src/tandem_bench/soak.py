@@ -401,7 +401,8 @@ async def run(
     stack: SoakStack, *, contacts: int, rates: tuple[float, ...], seconds: float
 ) -> tuple[dict[str, Any], list[Any]]:
     rng = random.Random(15)
-    async with httpx.AsyncClient(timeout=30) as client:
+    # Idle connections dropped before uvicorn's 5 s keep-alive closes them: reusing one as it closes fails the request.
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(keepalive_expiry=2.0)) as client:
         soak = Soak(stack, client)
         await soak.create(contacts)
         rows, explained = [], []
