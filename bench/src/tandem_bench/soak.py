@@ -378,8 +378,8 @@ def render(results: dict[str, Any]) -> str:
         "(exponential gaps at each rate); figures after the stack was quiescent (lag zero, retry tiers included, "
         "nothing traced for a second). Targets: 0 diverged, 0 ended on an older edit, at most 0.2 authoritative "
         "reads per edit. Write-backs: changes also written back to their own side because Tandem's write of "
-        "another value was in flight there (a repair); in brackets those that waited the full 5 s for a write that "
-        "never landed (a stale pending mark).",
+        "another value was in flight there (a repair); in brackets the times one was deferred because that write "
+        "was still in flight after the writer's wait (docs/convergence.md).",
         "",
         "| rate /s | seconds | edits (ap/mc) | diverged | ended on older edit | convergence p50 / p99 s "
         "| authoritative reads (per edit; accessplanit/Mailchimp) | write-backs (waited in vain) |",
