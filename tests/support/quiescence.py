@@ -1,7 +1,8 @@
 """Quiescence, measured: every consumer group of a test stack has consumed everything (lag zero on the changes, the
 commands and every retry tier, so nothing waits on a retry tier), nothing is held for its instance (a paused
-instance's changes, or a resumed one's still being released), and nothing new was traced between two probes (no
-webhook reached ingest, no decision or write was made)."""
+instance's changes, or a resumed one's still being released), no accessplanit delivery waits for the catch-up read
+(deferred beyond the instance's re-read allowance, so its edit is no event yet), and nothing new was traced between
+two probes (no webhook reached ingest, no decision or write was made)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_RETRY, TR
 from tandem_shared.kafka import partitions_of
 from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.held import RedisHeldStore
+from tandem_shared.redis.keys import poller_deferred_key
 
 
 async def _ends(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
@@ -43,6 +45,15 @@ async def held_backlog(stack: RunningStack) -> int:
         await redis.aclose()
 
 
+async def deferred_users(stack: RunningStack) -> int:
+    """accessplanit users whose delivery waits for the catch-up poll: their edits are not events yet."""
+    redis = connect_url(stack.redis)
+    try:
+        return int(await redis.zcard(poller_deferred_key(stack.instance.id)))
+    finally:
+        await redis.aclose()
+
+
 async def wait_quiescent(
     stack: RunningStack, *, timeout: float = 120.0, interval: float = 1.0, paused: bool = False
 ) -> None:
@@ -57,6 +68,7 @@ async def wait_quiescent(
             await lag(stack.kafka, mapper_group, [CHANGES]) == 0
             and await lag(stack.kafka, writer_group, [COMMANDS, *COMMANDS_RETRY]) == 0
             and (paused or await held_backlog(stack) == 0)
+            and await deferred_users(stack) == 0
         )
         traced = await _ends(stack.kafka, [TRACE])
         if idle and traced == previous:
