@@ -257,3 +257,28 @@ async def test_a_resume_with_discard_drops_what_was_held_while_paused_and_traces
     assert record.summary == "Discarded on resume (--discard-buffered): held while paused, never synced"
     assert published.commands == []
     assert await state.held.backlog(paused.id) == 0
+
+
+async def test_a_held_change_released_to_accessplanit_is_checked_there_first_and_a_live_one_is_not() -> None:
+    paused = instance("release-check", paused=True)
+    registry = StaticInstanceRegistry([paused])
+    mapper, published, _ = make_mapper(registry)
+    await mapper.on_changes([mailchimp_change(paused.id, "ada@example.com", at=T0, FNAME="Grace", LNAME="Hopper")])
+
+    await mapper.start()
+    try:
+        await registry.put(paused.model_copy(update={"version": 2, "paused": False}))
+
+        async def sent() -> bool:
+            return bool(published.commands)
+
+        await eventually(sent, timeout=10, interval=0.01)
+    finally:
+        await mapper.stop()
+    [command] = published.commands
+    assert command.source_check is not None
+    assert (command.source_check.system, command.source_check.held_change_ms) == (System.ACCESSPLANIT, ts_ms(T0))
+
+    await mapper.on_changes([mailchimp_change(paused.id, "ada@example.com", at=T0 + timedelta(seconds=5), FNAME="Lin")])
+    assert published.commands[-1].payload["Forenames"] == "Lin"
+    assert published.commands[-1].source_check is None

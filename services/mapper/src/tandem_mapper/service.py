@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tandem_mapper.domain import knowledge
 from tandem_mapper.domain.batching import rounds
 from tandem_mapper.domain.decision import decide
 from tandem_mapper.domain.model import HoldAt, Knowledge, MergeSeen, MoveState, RememberUserEmail, StateUpdate
+from tandem_mapper.domain.release_check import with_release_check
 from tandem_mapper.held import HeldChange, HeldChanges
 from tandem_mapper.release import HeldRelease
 from tandem_mapper.settings import MapperSettings
@@ -127,10 +128,14 @@ class Mapper:
     async def process(self, event: ChangeEvent, instance: InstanceConfig) -> None:
         """Decide one change of an instance that is known to take it now (a held change being released)."""
         batch = _Batch(self._state.transaction())
-        await self._decide_round(batch, [(event, instance)], await self._load([(event, instance)]), last=True)
+        work = [(event, instance)]
+        await self._decide_round(batch, work, await self._load(work), last=True, released=True)
 
-    async def _decide_round(self, batch: _Batch, work: Work, loaded: StateSnapshot, *, last: bool) -> None:
-        """Decide changes that share no state; the batch's held changes are parked with its last round's state."""
+    async def _decide_round(
+        self, batch: _Batch, work: Work, loaded: StateSnapshot, *, last: bool, released: bool = False
+    ) -> None:
+        """Decide changes that share no state; the batch's held changes are parked with its last round's state.
+        A held change being `released` has its command checked on the target first (`domain.release_check`)."""
         known = await self._complete(work, loaded)
         expected = self._state.transaction()
         updates = batch.final_writes if last else self._state.transaction()
@@ -139,6 +144,8 @@ class Mapper:
         for event, instance in work:
             step = MapperStep(event, instance)
             decision = decide(event, instance, known[event.event_id], command_id=new_id(), now=utcnow())
+            if released and decision.command is not None:
+                decision = replace(decision, command=with_release_check(decision.command, known[event.event_id]))
             MAPPER_DECISIONS.labels(flow=event.flow.value, status=decision.status.value).inc()
             for command in (decision.command, decision.repair):
                 if command is not None:

@@ -47,6 +47,13 @@ class SourceCheck(Contract):
     email: str
     fields: dict[str, CheckedField] = Field(description="Payload field (target name) → what the source must hold.")
     ts_ms: int = Field(description="The time a value found by the read is recorded at in the source's state.")
+    held_change_ms: int | None = Field(
+        default=None,
+        description="A held change being released (docs/convergence.md): its time, on its source's clock. `system` "
+        "is then the command's target and each field's `raced` lists the values Tandem knows the target held; a "
+        "field the target holds another value of, changed (by the record's update time) not provably before this "
+        "time, is left out: someone else's later edit, which its own event carries.",
+    )
 
 
 class SyncCommand(Contract):

@@ -12,6 +12,12 @@ checked the other way round: a field is written back only while the side holds t
 raced. Holding the change's own value, the write landed before the change (or the repair is done already);
 holding anything else, the side changed again and that change's own event carries it. Nothing read is recorded
 then: the mapper already knows the change, and a later value must still arrive as news with its own event.
+
+A held change being released after a resume is old by construction, and is checked on its target too
+(`SourceCheck.held_change_ms`): a field the target holds a value of that Tandem does not know (`raced` lists the
+ones it does), changed — by the record's own update time — not provably before the held change, is someone else's
+later edit. It is left out, and nothing read is recorded: that edit's own event carries it (its webhook may come
+only after this write, and accessplanit's is read back then: written over, the edit would be lost).
 """
 
 from __future__ import annotations
@@ -21,9 +27,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tandem_shared.contracts import CheckedField, SyncCommand, System
+from tandem_shared.contracts import CheckedField, SourceCheck, SyncCommand, System
 from tandem_shared.contracts.instances import CUSTOM_FIELD_PREFIX
-from tandem_shared.sync.rules import SideState, canonical_value, field_digest, payload_content, ts_ms
+from tandem_shared.sync.rules import SideState, canonical_value, field_digest, payload_content, proven_older, ts_ms
+
+# The record's own update time, as each target's read returns it (accessplanit User, Mailchimp member).
+RECORD_UPDATED = {System.ACCESSPLANIT: "DateUpdated", System.MAILCHIMP: "last_changed"}
 
 
 @dataclass(frozen=True)
@@ -72,12 +81,70 @@ def _repair_note(label: str, checked: CheckedField, value: Any) -> str:
     )
 
 
+def _updated_ms(system: System, values: Mapping[str, Any]) -> int | None:
+    value = values.get(RECORD_UPDATED[system])
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts_ms(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _when(moment_ms: int) -> str:
+    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _check_release(command: SyncCommand, spec: SourceCheck, values: Mapping[str, Any] | None) -> CheckResult:
+    label, held_ms = spec.system.label, spec.held_change_ms or 0
+    prefix = f"Read {label} before releasing a held change"
+    if values is None:
+        return CheckResult(command, logs=[f"{prefix}: no contact at {spec.email} to write over"])
+    updated = _updated_ms(spec.system, values)
+    changed = "at an unknown time" if updated is None else f"at {_when(updated)}"
+    confirmed: list[str] = []
+    dropped: set[str] = set()
+    logs: list[str] = []
+    for target_field, checked in sorted(spec.fields.items()):
+        value = values.get(checked.source_field)
+        digest = field_digest(value)
+        held = f"{checked.source_field} holds {canonical_value(value)!r}"
+        if digest == checked.digest or digest in checked.raced:
+            confirmed.append(target_field)
+        elif updated is not None and proven_older(spec.system, updated, held_ms):
+            confirmed.append(target_field)
+            logs.append(
+                f"{prefix}: {held}, changed {changed}, before this held change from {_when(held_ms)}, so it is written"
+            )
+        else:
+            dropped.add(target_field)
+            logs.append(
+                f"{prefix}: {held}, a value Tandem did not write nor see, changed {changed}, not before this held "
+                f"change from {_when(held_ms)}: a later edit there, not written over (its own event carries it)"
+            )
+    return _result(command, confirmed, dropped, {}, logs)
+
+
+def _result(
+    command: SyncCommand, confirmed: list[str], dropped: set[str], read_digests: dict[str, str], logs: list[str]
+) -> CheckResult:
+    if not dropped:
+        return CheckResult(command, confirmed, read_digests, logs)
+    payload = _without(command, dropped)
+    if not _mapped_fields_left(command, payload):
+        return CheckResult(None, confirmed, read_digests, logs)
+    return CheckResult(command.model_copy(update={"payload": payload}), confirmed, read_digests, logs)
+
+
 def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> CheckResult:
     """`source_values`: the contact's fields as the source's read returned them, by source field name (None: the
     source has no such contact any more)."""
     spec = command.source_check
     if spec is None:
         return CheckResult(command)
+    if spec.held_change_ms is not None:
+        return _check_release(command, spec, source_values)
     label = spec.system.label
     if source_values is None:
         return CheckResult(
@@ -110,16 +177,7 @@ def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> Chec
                 f"Re-read from {label}: {checked.source_field} now holds {canonical_value(value)!r}, not this "
                 "change's value: the change was overwritten there or followed by a later one, so it is not written"
             )
-    if not dropped:
-        return CheckResult(command, confirmed, read_digests, logs)
-    payload = _without(command, dropped)
-    if not _mapped_fields_left(command, payload):
-        return CheckResult(None, confirmed, read_digests, logs)
-    return CheckResult(command.model_copy(update={"payload": payload}), confirmed, read_digests, logs)
-
-
-def _when_ms(moment_ms: int) -> str:
-    return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return _result(command, confirmed, dropped, read_digests, logs)
 
 
 # A command decided longer ago than this may land after a write-back that stopped waiting for it (a pending mark
@@ -155,8 +213,8 @@ def later_on_target(command: SyncCommand, side: SideState | None) -> CheckResult
         later.add(name)
         how = "written by Tandem" if known.origin == "written" else "changed"
         logs.append(
-            f"{name}: {label} has since been {how} with a later change (from {_when_ms(known.ts_ms)}) than this one "
-            f"(from {_when_ms(own_ts)}), so this one is not written over it"
+            f"{name}: {label} has since been {how} with a later change (from {_when(known.ts_ms)}) than this one "
+            f"(from {_when(own_ts)}), so this one is not written over it"
         )
     if not later:
         return CheckResult(command)
