@@ -392,9 +392,9 @@ def render(results: dict[str, Any]) -> str:
         f"{results['contacts']} contacts, random first-name edits on both sides through the simulators' APIs "
         "(exponential gaps at each rate); figures after the stack was quiescent (lag zero, retry tiers included, "
         "no delivery deferred to the catch-up read, nothing traced for a second). Targets: 0 diverged, 0 ended on "
-        "an older edit, at most 0.2 authoritative reads per edit. Write-backs: changes also written back to their own side because Tandem's write of "
-        "another value was in flight there (a repair); in brackets the times one was deferred because that write "
-        "was still in flight after the writer's wait (docs/convergence.md).",
+        "an older edit, at most 0.2 authoritative reads per edit. Write-backs: changes also written back to their "
+        "own side because Tandem's write of another value was in flight there (a repair); in brackets the times "
+        "one was deferred because that write was still in flight after the writer's wait (docs/convergence.md).",
         "",
         "| rate /s | seconds | edits (ap/mc) | diverged | ended on older edit | convergence p50 / p99 s "
         "| authoritative reads (per edit; accessplanit/Mailchimp) | write-backs (waited in vain) |",
