@@ -17,14 +17,14 @@ from tandem_console import access_pages, api, reconcile, ui
 from tandem_console.access import VIEWER, Access, install, metrics_reader
 from tandem_console.actions import ActionError
 from tandem_console.audit import AuditLog
-from tandem_console.bootstrap import bootstrap, kafka_connection
+from tandem_console.bootstrap import CLIENT_ID, bootstrap
 from tandem_console.oidc import OidcConfig, OidcLogin
 from tandem_console.sessions import RevokedSessions
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate
+from tandem_shared.kafka.gate import KafkaGate, gated_process
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import render as render_metrics
 from tandem_shared.tracing import publish_trace
@@ -50,12 +50,7 @@ def create_app(
     Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
     if settings is None:
         process_settings = ConsoleSettings()
-        configure_logging("console", process_settings.log_level, process_settings.log_json)
-        return KafkaGate(
-            kafka_connection(process_settings),
-            lambda: app(process_settings, registry),
-            retry_s=process_settings.kafka_retry_s,
-        )
+        return gated_process("console", process_settings, CLIENT_ID, lambda: app(process_settings, registry))
     configure_logging("console", settings.log_level, settings.log_json)
     return app(settings, registry)
 

@@ -23,8 +23,7 @@ from tandem_ingest.settings import IngestSettings
 from tandem_shared.concurrency import Backoff
 from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import KafkaConnection
-from tandem_shared.kafka.gate import KafkaGate
+from tandem_shared.kafka.gate import KafkaGate, gated_process
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 
@@ -73,12 +72,8 @@ def create_app(
     Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
     if settings is None:
         process_settings = IngestSettings()
-        configure_logging("ingest", process_settings.log_level, process_settings.log_json)
-        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
-        return KafkaGate(
-            connection,
-            lambda: serve(bootstrap(process_settings, registry=registry)),
-            retry_s=process_settings.kafka_retry_s,
+        return gated_process(
+            "ingest", process_settings, CLIENT_ID, lambda: serve(bootstrap(process_settings, registry=registry))
         )
     configure_logging("ingest", settings.log_level, settings.log_json)
     return serve(bootstrap(settings, registry=registry, publisher=publisher, claims=claims, reader=reader))

@@ -19,8 +19,7 @@ from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import ChangeEvent
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import KafkaConnection
-from tandem_shared.kafka.gate import KafkaGate
+from tandem_shared.kafka.gate import KafkaGate, gated_process
 from tandem_shared.logging import configure_logging, get_logger
 from tandem_shared.metrics import MetricsEndpoint
 
@@ -109,9 +108,7 @@ def create_app(
     Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
     if settings is None:
         process_settings = MapperSettings()
-        configure_logging("mapper", process_settings.log_level, process_settings.log_json)
-        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
-        return KafkaGate(connection, lambda: app(process_settings, registry), retry_s=process_settings.kafka_retry_s)
+        return gated_process("mapper", process_settings, CLIENT_ID, lambda: app(process_settings, registry))
     configure_logging("mapper", settings.log_level, settings.log_json)
     return app(settings, registry)
 

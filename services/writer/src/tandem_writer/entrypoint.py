@@ -14,8 +14,7 @@ from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts import System
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka import KafkaConnection
-from tandem_shared.kafka.gate import KafkaGate
+from tandem_shared.kafka.gate import KafkaGate, gated_process
 from tandem_shared.kafka.partitioned import PartitionedConsumer
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
@@ -47,11 +46,7 @@ def create_app(
     Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
     if settings is None:
         process_settings = WriterSettings()
-        configure_logging("writer", process_settings.log_level, process_settings.log_json)
-        connection = KafkaConnection.from_settings(process_settings, CLIENT_ID)
-        return KafkaGate(
-            connection, lambda: app(process_settings, registry, targets), retry_s=process_settings.kafka_retry_s
-        )
+        return gated_process("writer", process_settings, CLIENT_ID, lambda: app(process_settings, registry, targets))
     configure_logging("writer", settings.log_level, settings.log_json)
     return app(settings, registry, targets)
 

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from tandem_shared.kafka.connection import KafkaConnection
-from tandem_shared.logging import get_logger
+from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.settings import CommonSettings
 
 log = get_logger("tandem.kafka.gate")
 
@@ -32,6 +33,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_S = 15.0  # the default of TANDEM_KAFKA_RETRY_S (CommonSettings.kafka_retry_s)
 LIVE = "/health/live"
+
+
+def gated_process(service: str, settings: CommonSettings, client_id: str, build: Callable[[], ASGIApp]) -> KafkaGate:
+    """What uvicorn's factory serves for a service process: its logging configured from `settings`, and the app
+    `build` makes behind a `KafkaGate` on the service's own Kafka connection (its credentials and client id)."""
+    configure_logging(service, settings.log_level, settings.log_json)
+    return KafkaGate(KafkaConnection.from_settings(settings, client_id), build, retry_s=settings.kafka_retry_s)
 
 
 class KafkaGate:
