@@ -12,17 +12,16 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from support.http import IDLE_BELOW_SERVERS
+from support.sims import ADMIN, MC_AUTH, Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
-from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import Flow, Stage, TraceRecord, subscriber_hash
+from tandem_shared.contracts import Flow, Stage, TraceRecord
 from tandem_shared.contracts.topics import TRACE
 
 pytestmark = pytest.mark.integration
@@ -44,41 +43,24 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
 
 async def test_tandems_write_landing_over_a_persons_edit_is_found_by_a_read_and_repaired(stack: RunningStack) -> None:
     email = f"apread.{uuid.uuid4().hex[:8]}@example.com"
-    admin = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
-    mc_auth = ("any", DEMO_MAILCHIMP_API_KEY)
     ap_sim = stack.url("accessplanit_sim")
-    ap = f"{ap_sim}/api/v2/User"
-    member_url = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
 
     def for_contact(record: TraceRecord) -> bool:
         return record.instance_id == stack.instance.id and (record.contact_email or "").lower() == email
 
     async with httpx.AsyncClient(timeout=30, limits=IDLE_BELOW_SERVERS) as client:
-
-        async def member_named(first_name: str) -> dict[str, Any] | None:
-            response = await client.get(member_url, auth=mc_auth)
-            found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
-            return found if found and found["merge_fields"].get("FNAME") == first_name else None
-
-        async def user_named(first_name: str) -> dict[str, Any] | None:
-            response = await client.get(f"{ap}/{user_id}", headers=admin)
-            found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
-            return found if found and found.get("Forenames") == first_name else None
+        sims = Sims(client, stack)
 
         async def slow(latency_ms: int) -> None:
             (await client.post(f"{ap_sim}/_sim/controls", json={"latency_ms": latency_ms})).raise_for_status()
 
-        created = await client.post(
-            ap, headers=admin, json={"Forenames": "Ada", "Surname": "Race", "Email": email, "MainCompanyID": "2"}
-        )
-        assert created.status_code in (200, 201), created.text
-        user_id = str(created.json()["ID"])
-        await eventually(lambda: member_named("Ada"), timeout=30)
+        user_id = await sims.create_user(email, last="Race")
+        await eventually(lambda: sims.member_named(email, "Ada"), timeout=30)
 
         await slow(SLOW_MS)
         try:
             # A Mailchimp edit: Tandem decides to write "Grace" to accessplanit and starts (accessplanit is slow).
-            edited = await client.patch(member_url, auth=mc_auth, json={"merge_fields": {"FNAME": "Grace"}})
+            edited = await client.patch(sims.member_url(email), auth=MC_AUTH, json={"merge_fields": {"FNAME": "Grace"}})
             assert edited.status_code == 200, edited.text
             await wait_for_records(
                 stack.kafka,
@@ -91,11 +73,11 @@ async def test_tandems_write_landing_over_a_persons_edit_is_found_by_a_read_and_
         finally:
             await slow(0)
         # A person changes the first name in accessplanit while Tandem's "Grace" is still on its way there.
-        person = await client.put(f"{ap}/{user_id}", headers=admin, json={"Forenames": "Hedy"})
+        person = await client.put(f"{sims.users}/{user_id}", headers=ADMIN, json={"Forenames": "Hedy"})
         assert person.status_code == 200, person.text
 
-        await eventually(lambda: member_named("Hedy"), timeout=60)
-        await eventually(lambda: user_named("Hedy"), timeout=60)
+        await eventually(lambda: sims.member_named(email, "Hedy"), timeout=60)
+        await eventually(lambda: sims.user_named(user_id, "Hedy"), timeout=60)
 
     repairs = await wait_for_records(
         stack.kafka,

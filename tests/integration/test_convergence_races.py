@@ -12,17 +12,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from support.http import IDLE_BELOW_SERVERS
+from support.sims import MC_AUTH, Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
-from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import Flow, Stage, TraceRecord, subscriber_hash
+from tandem_shared.contracts import Flow, Stage, TraceRecord
 from tandem_shared.contracts.topics import TRACE
 
 pytestmark = pytest.mark.integration
@@ -42,35 +41,17 @@ async def _start_of_a_second() -> None:
 
 async def test_a_mailchimp_edit_in_the_same_second_as_tandems_write_reaches_accessplanit(stack: RunningStack) -> None:
     email = f"race.{uuid.uuid4().hex[:8]}@example.com"
-    admin = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
-    mc_auth = ("any", DEMO_MAILCHIMP_API_KEY)
-    ap = f"{stack.url('accessplanit_sim')}/api/v2/User"
-    member_url = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
     async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
-
-        async def member_named(first_name: str) -> dict[str, Any] | None:
-            response = await client.get(member_url, auth=mc_auth)
-            found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
-            return found if found and found["merge_fields"].get("FNAME") == first_name else None
-
-        async def user_named(first_name: str) -> dict[str, Any] | None:
-            response = await client.get(f"{ap}/{user_id}", headers=admin)
-            found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
-            return found if found and found.get("Forenames") == first_name else None
-
+        sims = Sims(client, stack)
         await _start_of_a_second()
-        created = await client.post(
-            ap, headers=admin, json={"Forenames": "Ada", "Surname": "Race", "Email": email, "MainCompanyID": "2"}
-        )
-        assert created.status_code in (200, 201), created.text
-        user_id = str(created.json()["ID"])
-        await eventually(lambda: member_named("Ada"), timeout=30, interval=0.01)
+        user_id = await sims.create_user(email, last="Race")
+        await eventually(lambda: sims.member_named(email, "Ada"), timeout=30, interval=0.01)
         # Another Mailchimp API client (a signup form) changes the first name as soon as Tandem's write landed.
-        edited = await client.patch(member_url, auth=mc_auth, json={"merge_fields": {"FNAME": "Grace"}})
+        edited = await client.patch(sims.member_url(email), auth=MC_AUTH, json={"merge_fields": {"FNAME": "Grace"}})
         assert edited.status_code == 200, edited.text
 
-        await eventually(lambda: user_named("Grace"), timeout=30)
-        assert await member_named("Grace")
+        await eventually(lambda: sims.user_named(user_id, "Grace"), timeout=30)
+        assert await sims.member_named(email, "Grace")
 
     def mailchimp_change(record: TraceRecord) -> bool:
         return (

@@ -16,13 +16,13 @@ from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 
 from support.groups import start_at_end
+from support.sims import Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
 from tandem_devstack import certs, infra, kafka_auth
 from tandem_devstack.processes import wait_until
-from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
-from tandem_shared.contracts import Stage, TraceRecord, TraceStatus, subscriber_hash
+from tandem_shared.contracts import Stage, TraceRecord, TraceStatus
 from tandem_shared.contracts.topics import CHANGES, COMMANDS, COMMANDS_DLQ, COMMANDS_RETRY, TRACE
 from tandem_shared.kafka import KafkaConnection, partitions_of
 from tandem_shared.secrets import SECRETS_DIRS_ENV
@@ -93,22 +93,9 @@ async def test_a_change_flows_end_to_end_with_each_service_as_its_own_kafka_user
         for name in ("ingest", "mapper", "writer"):
             ready = await client.get(f"{stack.url(name)}/health/ready")
             assert ready.status_code < 300, (name, ready.text)
-        created = await client.post(
-            f"{stack.url('accessplanit_sim')}/api/v2/User",
-            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
-            json={"Forenames": "Ada", "Surname": "Lovelace", "Email": email, "MainCompanyID": "2"},
-        )
-        assert created.status_code in (200, 201), created.text
-        user_id = str(created.json()["ID"])
-        member_url = (
-            f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
-        )
-
-        async def member() -> dict[str, object] | None:
-            response = await client.get(member_url, auth=("any", DEMO_MAILCHIMP_API_KEY))
-            return response.json() if response.status_code == 200 else None
-
-        found = await eventually(member, timeout=60)
+        sims = Sims(client, stack)
+        user_id = await sims.create_user(email)
+        found = await eventually(lambda: sims.member(email), timeout=60)
     assert found["email_address"] == email
 
     records = await wait_for_records(

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from support.console_access import bearer
+from support.sims import Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -36,23 +37,9 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
 async def test_user_created_in_accessplanit_appears_in_mailchimp(stack: RunningStack) -> None:
     email = f"ada.{uuid.uuid4().hex[:8]}@example.com"
     async with httpx.AsyncClient(timeout=10) as client:
-        created = await client.post(
-            f"{stack.url('accessplanit_sim')}/api/v2/User",
-            headers={"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"},
-            json={"Forenames": "Ada", "Surname": "Lovelace", "Email": email, "MainCompanyID": "2"},
-        )
-        assert created.status_code in (200, 201), created.text
-        user_id = str(created.json()["ID"])
-
-        member_url = (
-            f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/members/{subscriber_hash(email)}"
-        )
-
-        async def member() -> dict[str, object] | None:
-            response = await client.get(member_url, auth=("any", DEMO_MAILCHIMP_API_KEY))
-            return response.json() if response.status_code == 200 else None
-
-        found = await eventually(member, timeout=30)
+        sims = Sims(client, stack)
+        user_id = await sims.create_user(email)
+        found = await eventually(lambda: sims.member(email), timeout=30)
 
     assert found["email_address"] == email
     assert found["status"] == "subscribed"
