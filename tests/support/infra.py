@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tandem_devstack import infra
 from tandem_devstack.paths import kafka_libs_dir, tandem_home, test_home
-from tandem_shared.secrets import SECRETS_DIRS_ENV
 
 # Not `make run`'s 9092/6379: a `make run` going on meanwhile is never joined, nor a test stack kept running
 # (TANDEM_KEEP_STACK=1) taken for `make run`'s own.
@@ -70,9 +69,7 @@ def redis() -> Iterator[str]:
         return
     # TANDEM_REDIS_AUTH=tls-acl: every client the suite makes, in-process or in a started service, reads the
     # ACL user and CA from the environment (tandem_shared.redis.client.RedisAccess), and the user's password from a
-    # file in the test Redis' home, which its `file:` reference may name only inside the secrets directories.
-    secrets_dirs = [str(infra.redis_secrets_dir(infra.redis_port())), os.environ.get(SECRETS_DIRS_ENV, "")]
-    os.environ[SECRETS_DIRS_ENV] = os.pathsep.join(filter(None, secrets_dirs))
+    # file in the test Redis' home, whose directory `ensure_redis` adds to the secrets directories.
     service = infra.ensure_redis()
     os.environ.update(service.env)
     try:

@@ -32,6 +32,7 @@ from tandem_shared.contracts import InstanceConfig
 from tandem_shared.instance_store import put_instance, read_instances
 from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaConnection
+from tandem_shared.secrets import SECRETS_DIRS_ENV
 
 # Long enough for a broker started alongside (docker compose) to elect its controller.
 TOPICS_TIMEOUT_S = 180.0
@@ -51,6 +52,8 @@ def cmd_up(_: argparse.Namespace) -> int:
     print(f"Redis     {redis.address}  ({'started' if redis.started_here else 'already running'})")
     for name, value in redis.env.items():
         print(f"          {name}={value}")
+    if redis.env:  # its password is a `file:` reference, readable only inside the secrets directories
+        print(f"          {SECRETS_DIRS_ENV}={os.environ[SECRETS_DIRS_ENV]}")
     print(f"Postgres  {postgres.address}  ({'started' if postgres.started_here else 'already running'})")
     return 0
 

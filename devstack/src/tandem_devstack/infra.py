@@ -25,6 +25,7 @@ from tandem_devstack.paths import REPO_ROOT, kafka_libs_dir, tandem_home
 from tandem_devstack.processes import port_open, read_pid, spawn, stop_pid, wait_until
 from tandem_shared.kafka import KafkaConnection, ensure_topics
 from tandem_shared.redis.client import RedisAccess, connect_sync
+from tandem_shared.secrets import SECRETS_DIRS_ENV
 
 POM = REPO_ROOT / "devstack" / "kafka" / "pom.xml"
 HOST = "127.0.0.1"
@@ -350,9 +351,12 @@ def redis_home(port: int) -> Path:
     return tandem_home() / "redis" / f"redis-{port}"
 
 
-def redis_secrets_dir(port: int) -> Path:
-    """Where `tls-acl` keeps the ACL user's password: a directory its clients must allow (TANDEM_SECRETS_DIRS)."""
-    return redis_home(port) / "secrets"
+def allow_secrets_dir(path: Path) -> None:
+    """Let this process, and every process it starts (they inherit its environment), read `file:` references
+    inside `path`, a directory of secrets the devstack made itself."""
+    allowed = [d for d in os.environ.get(SECRETS_DIRS_ENV, "").split(os.pathsep) if d]
+    if str(path) not in allowed:
+        os.environ[SECRETS_DIRS_ENV] = os.pathsep.join([str(path), *allowed])
 
 
 def _redis_tls_acl_files(home: Path) -> tuple[dict[str, str], list[str]]:
@@ -407,6 +411,8 @@ def ensure_redis(timeout: float = 30.0, *, port: int | None = None, auth: str | 
     pidfile = home / "redis.pid"
     if auth == "tls-acl":
         env, listen = _redis_tls_acl_files(home)
+        # The password is named by a `file:` reference: whoever reaches this Redis must allow its directory.
+        allow_secrets_dir(home / "secrets")
         url = f"rediss://{HOST}:{port}/0"
         access = RedisAccess(env["REDIS_USERNAME"], env["REDIS_PASSWORD"], env["REDIS_SSL_CA_FILE"])
 
