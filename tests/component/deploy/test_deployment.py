@@ -197,6 +197,18 @@ def test_every_service_is_deployed_everywhere() -> None:
     assert problems == []
 
 
+def test_every_role_of_every_service_runs_everywhere_and_runs_reconciliations_once() -> None:
+    """The writer package's reconciler is deployed beside the writer, and the writers leave runs to it."""
+    apps = code.service_apps()
+    assert checks.RECONCILER_APP in apps
+    deployments = {f"k8s/overlays/{o}": [c for _, c in containers(o)] for o in OVERLAYS}
+    deployments["docker-compose.yml"] = compose_containers(load_compose())
+    problems = []
+    for where, running in deployments.items():
+        problems += checks.check_roles(apps, running, where) + checks.check_reconcile_runs(running)
+    assert problems == []
+
+
 def test_packages_follow_the_naming_convention_the_checks_rely_on() -> None:
     assert code.convention_problems() == []
 

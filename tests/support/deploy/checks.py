@@ -195,6 +195,34 @@ def check_coverage(packages: Iterable[Package], containers: Sequence[Container],
     ]
 
 
+def check_roles(apps: Iterable[str], containers: Sequence[Container], where: str) -> list[str]:
+    """Every process a service can be run as (code.service_apps) runs in this deployment: a role of a package that
+    is deployed otherwise (the writer's reconciler) is not covered by check_coverage."""
+    running = {c.app for c in containers}
+    return [f"{where}: {app} is not run" for app in apps if app not in running]
+
+
+RECONCILER_APP = "tandem_writer.reconciler:create_app"
+WRITER_APP = "tandem_writer.entrypoint:create_app"
+RECONCILE_RUNS = "TANDEM_WRITER_RECONCILE_RUNS"
+_FALSE = {"0", "off", "f", "false", "n", "no"}  # pydantic's false values
+
+
+def check_reconcile_runs(containers: Sequence[Container]) -> list[str]:
+    """Reconciliation runs execute in exactly one kind of process: the reconciler where one is deployed (the writers
+    then set TANDEM_WRITER_RECONCILE_RUNS=false, so a backfill takes no CPU from live writes), the writers otherwise.
+    A writer told to leave runs to a reconciler that is not deployed would leave every run unexecuted."""
+    writers = [c for c in containers if c.app == WRITER_APP]
+    leaving = [c for c in writers if str(c.env.get(RECONCILE_RUNS)).strip().lower() in _FALSE]
+    if any(c.app == RECONCILER_APP for c in containers):
+        return [
+            f"{c.origin}: executes reconciliation runs beside the reconciler ({RECONCILE_RUNS} is not false)"
+            for c in writers
+            if c not in leaving
+        ]
+    return [f"{c.origin}: {RECONCILE_RUNS}=false, but no reconciler is deployed to execute runs" for c in leaving]
+
+
 def check_image_user(container: Container, dockerfile: Dockerfile, run_as_user: int | None) -> list[str]:
     uid = dockerfile.uid(container.target) if container.target in dockerfile.stages else None
     if uid is None or uid == 0:
