@@ -209,6 +209,21 @@ def test_every_role_of_every_service_runs_everywhere_and_runs_reconciliations_on
     assert problems == []
 
 
+# Where a pod holds a server's client credentials → the NetworkPolicy that must let it reach that server.
+CLIENT_POLICIES = {
+    "/var/run/secrets/kafka/user": "tandem-kafka-clients",
+    "/var/run/secrets/redis": "tandem-redis-clients",
+}
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_pod_with_kafka_or_redis_credentials_may_reach_them(overlay: str) -> None:
+    pairs = containers(overlay)
+    holders = {w["metadata"]["name"] for w, c in pairs if set(CLIENT_POLICIES) <= set(c.mounts)}
+    assert {"tandem-writer", "tandem-reconciler"} <= holders
+    assert checks.check_client_policies(pairs, of_kind(built(overlay), "NetworkPolicy"), CLIENT_POLICIES) == []
+
+
 def test_packages_follow_the_naming_convention_the_checks_rely_on() -> None:
     assert code.convention_problems() == []
 

@@ -223,6 +223,45 @@ def check_reconcile_runs(containers: Sequence[Container]) -> list[str]:
     return [f"{c.origin}: {RECONCILE_RUNS}=false, but no reconciler is deployed to execute runs" for c in leaving]
 
 
+def _selects(selector: Doc, labels: Mapping[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a pod's labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if {
+            "In": not present or labels[key] not in values,
+            "NotIn": present and labels[key] in values,
+            "Exists": not present,
+            "DoesNotExist": present,
+        }[operator]:
+            return False
+    return True
+
+
+def check_client_policies(
+    pairs: Sequence[tuple[Doc, Container]], policies: Sequence[Doc], clients: Mapping[str, str]
+) -> list[str]:
+    """A pod holding a server's client credentials is admitted by that server's NetworkPolicy (the policies only
+    allow listed peers): `clients` maps the credentials' mount path to the policy's name. A peer from this namespace
+    is a podSelector without a namespaceSelector."""
+    by_name = {p["metadata"]["name"]: p for p in policies}
+    problems = []
+    for workload, container in pairs:
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        for path, name in clients.items():
+            if path not in container.mounts:
+                continue
+            rules = by_name.get(name, {}).get("spec", {}).get("ingress", [])
+            peers = [peer for rule in rules for peer in rule.get("from", [])]
+            if not any(
+                "namespaceSelector" not in peer and _selects(peer.get("podSelector", {}), labels) for peer in peers
+            ):
+                problems.append(f"{container.origin}: mounts {path}, but NetworkPolicy/{name} does not admit its pods")
+    return problems
+
+
 def check_image_user(container: Container, dockerfile: Dockerfile, run_as_user: int | None) -> list[str]:
     uid = dockerfile.uid(container.target) if container.target in dockerfile.stages else None
     if uid is None or uid == 0:

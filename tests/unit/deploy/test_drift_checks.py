@@ -296,6 +296,29 @@ def test_runs_left_to_a_missing_reconciler_or_taken_beside_it_are_reported() -> 
     ]
 
 
+def test_a_pod_the_kafka_policy_does_not_admit_is_reported() -> None:
+    def workload(name: str, component: str) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/part-of": "tandem", "app.kubernetes.io/component": component}
+        return {
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"template": {"metadata": {"labels": labels}}},
+        }
+
+    kafka = {"/var/run/secrets/kafka/user": "secret:tandem-writer"}
+    pairs = [
+        (workload("ok", "service"), container({}, origin="ok", mounts=kafka)),
+        (workload("tool", "operator"), container({}, origin="tool", mounts=kafka)),
+        (workload("odd", "batch"), container({}, origin="odd", mounts=kafka)),
+        (workload("none", "batch"), container({}, origin="none")),
+    ]
+    policies = load("network-policies.yaml")
+    clients = {"/var/run/secrets/kafka/user": "tandem-kafka-clients"}
+    assert checks.check_client_policies(pairs, policies, clients) == [
+        "odd: mounts /var/run/secrets/kafka/user, but NetworkPolicy/tandem-kafka-clients does not admit its pods"
+    ]
+
+
 def test_the_service_apps_are_discovered_from_the_sources() -> None:
     assert {checks.WRITER_APP, checks.RECONCILER_APP, "tandem_console.app:create_app"} <= set(code.service_apps())
 
