@@ -234,6 +234,7 @@ def test_refused_credentials_keep_the_service_up_not_ready_saying_why_until_they
             assert ready.text.startswith(f"not ready: {where}")
             assert reason in ready.text
             assert live.status_code == 200
+            assert client.get("/metrics").status_code == 200  # Prometheus still sees a service that is not ready
             assert reason in logged
             assert "not-the-password" not in logged + ready.text
             assert [r.spec.name for r in stack.stack.running] == ["mapper"]  # still running: no exit, no loop

@@ -1,5 +1,6 @@
-"""A reconciliation run whose writer is SIGKILLed part-way is resumed from its checkpoint by the next writer, and
-no contact is created twice.
+"""A reconciliation run whose executor is SIGKILLed part-way is resumed from its checkpoint by the next one, and no
+contact is created twice. The executor is the reconciler, beside a writer that leaves runs to it, as docker compose
+and Kubernetes deploy them (tests/integration/test_reconcile.py runs them in the writer, as `make run` does).
 
 accessplanit's budget is made small (40 requests per 4 s, a quarter of it the run's) so the run publishes its
 repairs to accessplanit five at a time, checkpointed before each wait: it is reliably mid-way when it is killed.
@@ -16,7 +17,13 @@ import httpx
 import pytest
 
 from support.stack import RunningStack, running_stack
-from tandem_devstack.stack import DEMO_ACCESSPLANIT_ADMIN_KEY, DEMO_MAILCHIMP_API_KEY, DEMO_MAILCHIMP_AUDIENCE
+from tandem_devstack.processes import free_port
+from tandem_devstack.stack import (
+    DEMO_ACCESSPLANIT_ADMIN_KEY,
+    DEMO_MAILCHIMP_API_KEY,
+    DEMO_MAILCHIMP_AUDIENCE,
+    reconciler_spec,
+)
 from tandem_shared.contracts import subscriber_hash, utcnow
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, RunStatus
 from tandem_shared.kafka import KafkaConnection
@@ -43,7 +50,9 @@ def stack(kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPat
         tmp_path_factory.mktemp("reconcile-resume"),
         services=["mailchimp-sim", "accessplanit-sim", "mapper", "writer"],
         extra_env=env,
+        service_env={"writer": {"TANDEM_WRITER_RECONCILE_RUNS": "false"}},
     ) as running:
+        running.stack.start(reconciler_spec(free_port()))
         yield running
 
 
@@ -81,12 +90,15 @@ async def test_a_killed_run_resumes_from_its_checkpoint_and_creates_no_contact_t
             follow_run(KafkaConnection(stack.kafka), request, on_progress=seen, start_timeout_s=120)
         )
         await asyncio.wait_for(first_checkpoint.wait(), timeout=120)
-        spec = await asyncio.to_thread(stack.stack.kill, "writer")
+        spec = await asyncio.to_thread(stack.stack.kill, "reconciler")
         await asyncio.to_thread(stack.stack.start, spec)
         progress, _ = await asyncio.wait_for(following, timeout=240)
 
         assert progress is not None and progress.status is RunStatus.DONE
         assert progress.resumed
+        # Executed by the restarted reconciler; the writer left it alone.
+        assert "reconciliation run ended" in stack.stack.logs("reconciler")
+        assert "reconciliation run ended" not in stack.stack.logs("writer")
         headers = {"Authorization": f"Bearer {DEMO_ACCESSPLANIT_ADMIN_KEY}"}
 
         async def every_user_once() -> bool:

@@ -69,40 +69,47 @@ class ServiceSpec:
         return f"http://127.0.0.1:{self.port}"
 
 
-def service_specs(ports: Ports) -> list[ServiceSpec]:
-    def uvicorn(app: str, port: int) -> list[str]:
-        return [
-            "uvicorn",
-            app,
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "10",
-            # An absolute deadline for each request's headers and body (uvicorn has none), and a bound on the
-            # connections served at once (beyond it, 503).
-            "--http",
-            "tandem_shared.http_server:DeadlineProtocol",
-            "--limit-concurrency",
-            "1000",
-        ]
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        "uvicorn",
+        app,
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "10",
+        # An absolute deadline for each request's headers and body (uvicorn has none), and a bound on the
+        # connections served at once (beyond it, 503).
+        "--http",
+        "tandem_shared.http_server:DeadlineProtocol",
+        "--limit-concurrency",
+        "1000",
+    ]
 
+
+def reconciler_spec(port: int) -> ServiceSpec:
+    """The writer package's reconciler role, as docker compose and Kubernetes run it (beside writers with
+    TANDEM_WRITER_RECONCILE_RUNS=false). Not one of `service_specs`: under `make run` the writer executes runs."""
+    return ServiceSpec("reconciler", _uvicorn("tandem_writer.reconciler:create_app", port), port, "/health/live")
+
+
+def service_specs(ports: Ports) -> list[ServiceSpec]:
     return [
         ServiceSpec("mailchimp-sim", ["mailchimp_sim"], ports.mailchimp_sim, "/_sim/health"),
         ServiceSpec("accessplanit-sim", ["accessplanit_sim"], ports.accessplanit_sim, "/_sim/health"),
         ServiceSpec(
-            "ingest", uvicorn("tandem_ingest.entrypoint:create_app", ports.ingest), ports.ingest, "/health/live"
+            "ingest", _uvicorn("tandem_ingest.entrypoint:create_app", ports.ingest), ports.ingest, "/health/live"
         ),
         ServiceSpec(
-            "mapper", uvicorn("tandem_mapper.entrypoint:create_app", ports.mapper), ports.mapper, "/health/live"
+            "mapper", _uvicorn("tandem_mapper.entrypoint:create_app", ports.mapper), ports.mapper, "/health/live"
         ),
         ServiceSpec(
-            "writer", uvicorn("tandem_writer.entrypoint:create_app", ports.writer), ports.writer, "/health/live"
+            "writer", _uvicorn("tandem_writer.entrypoint:create_app", ports.writer), ports.writer, "/health/live"
         ),
-        ServiceSpec("console", uvicorn("tandem_console.app:create_app", ports.console), ports.console, "/health/live"),
+        ServiceSpec("console", _uvicorn("tandem_console.app:create_app", ports.console), ports.console, "/health/live"),
     ]
 
 

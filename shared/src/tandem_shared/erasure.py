@@ -26,6 +26,7 @@ from tandem_shared.contracts import (
     utcnow,
 )
 from tandem_shared.contracts.envelopes import erasure_envelope
+from tandem_shared.contracts.erasure import by_service
 from tandem_shared.contracts.topics import ERASURE, TRACE
 from tandem_shared.ids import new_id
 from tandem_shared.kafka.admin import partitions_of
@@ -128,13 +129,18 @@ class ErasureApplier:
 
 class AcknowledgementWaiter:
     """Reads `tandem.trace` from where it ends when `start` returns (so start it before publishing the request)
-    and collects the acknowledgements of one request, one per service."""
+    and collects the acknowledgements of one request, one per service (`by_service`: several replicas of a service
+    each acknowledge it)."""
 
     def __init__(self, connection: KafkaConnection) -> None:
         self._connection = connection
         self._start: dict[int, int] = {}
         self._follower = TopicFollower(connection, TRACE, positions=self._positions)
-        self.acknowledgements: dict[str, ErasureAcknowledgement] = {}
+        self._found: list[ErasureAcknowledgement] = []
+
+    @property
+    def acknowledgements(self) -> dict[str, ErasureAcknowledgement]:
+        return by_service(self._found)
 
     async def _positions(self) -> dict[int, int]:
         return self._start
@@ -168,7 +174,7 @@ class AcknowledgementWaiter:
                     continue
                 ack = ErasureAcknowledgement.from_data_out(trace.output.data_out)
                 if ack is not None:
-                    self.acknowledgements.setdefault(ack.service, ack)
+                    self._found.append(ack)
 
         async def until_all() -> None:
             while not wanted <= set(self.acknowledgements):
@@ -178,4 +184,4 @@ class AcknowledgementWaiter:
             await asyncio.wait_for(until_all(), timeout=timeout_s)
         except TimeoutError:
             pass
-        return dict(self.acknowledgements)
+        return self.acknowledgements

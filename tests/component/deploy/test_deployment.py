@@ -197,6 +197,33 @@ def test_every_service_is_deployed_everywhere() -> None:
     assert problems == []
 
 
+def test_every_role_of_every_service_runs_everywhere_and_runs_reconciliations_once() -> None:
+    """The writer package's reconciler is deployed beside the writer, and the writers leave runs to it."""
+    apps = code.service_apps()
+    assert checks.RECONCILER_APP in apps
+    deployments = {f"k8s/overlays/{o}": [c for _, c in containers(o)] for o in OVERLAYS}
+    deployments["docker-compose.yml"] = compose_containers(load_compose())
+    problems = []
+    for where, running in deployments.items():
+        problems += checks.check_roles(apps, running, where) + checks.check_reconcile_runs(running)
+    assert problems == []
+
+
+# Where a pod holds a server's client credentials → the NetworkPolicy that must let it reach that server.
+CLIENT_POLICIES = {
+    "/var/run/secrets/kafka/user": "tandem-kafka-clients",
+    "/var/run/secrets/redis": "tandem-redis-clients",
+}
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_every_pod_with_kafka_or_redis_credentials_may_reach_them(overlay: str) -> None:
+    pairs = containers(overlay)
+    holders = {w["metadata"]["name"] for w, c in pairs if set(CLIENT_POLICIES) <= set(c.mounts)}
+    assert {"tandem-writer", "tandem-reconciler"} <= holders
+    assert checks.check_client_policies(pairs, of_kind(built(overlay), "NetworkPolicy"), CLIENT_POLICIES) == []
+
+
 def test_packages_follow_the_naming_convention_the_checks_rely_on() -> None:
     assert code.convention_problems() == []
 

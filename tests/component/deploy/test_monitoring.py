@@ -43,7 +43,7 @@ def test_the_pod_monitor_scrapes_every_service_on_its_metrics_port() -> None:
         ports = {p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
         assert endpoint["port"] in ports, workload["metadata"]["name"]
         scraped.add(workload["metadata"]["name"])
-    assert scraped == {"tandem-ingest", "tandem-mapper", "tandem-writer", "tandem-console"}
+    assert scraped == {"tandem-ingest", "tandem-mapper", "tandem-writer", "tandem-reconciler", "tandem-console"}
 
 
 def test_the_rules_hold_the_alerts_the_operations_guide_describes() -> None:

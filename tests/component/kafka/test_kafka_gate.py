@@ -1,5 +1,6 @@
-"""KafkaGate: a service whose Kafka credentials are refused stays up, not ready with the reason, logs it once per
-retry period and starts its app once they are accepted; accepted at once, the app starts as without the gate."""
+"""KafkaGate: a service whose Kafka credentials are refused stays up, not ready with the reason (its /metrics still
+served), logs it once per retry period and starts its app once they are accepted; accepted at once, the app starts as
+without the gate."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from support.waiting import eventually
+from tandem_console.app import create_app as console_app
 from tandem_shared.kafka import KafkaConnection
-from tandem_shared.kafka.gate import KafkaGate
+from tandem_shared.kafka.gate import KafkaGate, gated_process
+from tandem_shared.metrics import EVENTS_IN, MetricsEndpoint
+from tandem_shared.settings import CommonSettings
 
 REFUSED = (
     "Kafka at 127.0.0.1:9093 refused the SASL SCRAM-SHA-512 login of user 'tandem-mapper' (authentication refused)"
@@ -138,3 +143,40 @@ async def test_a_gate_still_waiting_stops_cleanly() -> None:
     gate = KafkaGate(connection, ServiceApp, retry_s=0.01)
     async with serving(gate) as (client, _):
         assert (await client.get("/anything")).status_code == 503
+
+
+async def test_metrics_are_served_while_not_ready_and_by_the_app_once_it_started() -> None:
+    """Prometheus sees the counters of a service Kafka refuses (readiness alone says it is not ready)."""
+    EVENTS_IN.labels(service="gate-test", topic="tandem.changes").inc()
+    app = ServiceApp()
+    connection = ScriptedConnection.answering(REFUSED)
+    gate = KafkaGate(connection, lambda: app, retry_s=0.01, metrics=MetricsEndpoint())
+    async with serving(gate) as (client, _):
+        ready, metrics = await client.get("/health/ready"), await client.get("/metrics")
+        assert (ready.status_code, ready.text) == (503, f"not ready: {REFUSED}")
+        assert metrics.status_code == 200
+        assert 'tandem_events_in_total{service="gate-test",topic="tandem.changes"} 1.0' in metrics.text
+        assert (await client.get("/metrics/other")).status_code == 503  # that path only
+        await connection.verdicts.put(None)
+
+        async def ready_now() -> bool | None:
+            return (await client.get("/health/ready")).status_code == 204 or None
+
+        await eventually(ready_now, timeout=5)
+        assert (await client.get("/metrics")).status_code == 204  # the app's own /metrics from now on
+
+
+async def test_service_processes_open_their_metrics_while_waiting_but_the_console_keeps_its_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The console's /metrics answers only a token of the `metrics` role, which its app checks: not before it runs."""
+
+    async def refused(_: KafkaConnection) -> str:
+        return REFUSED
+
+    monkeypatch.setattr(KafkaConnection, "refusal", refused)
+    writer = gated_process("writer", CommonSettings(), "tandem-writer", ServiceApp)
+    async with serving(writer) as (client, _):
+        assert [(await client.get(path)).status_code for path in ("/health/ready", "/metrics")] == [503, 200]
+    async with serving(console_app()) as (client, _):
+        assert [(await client.get(path)).status_code for path in ("/health/ready", "/metrics")] == [503, 503]

@@ -195,6 +195,73 @@ def check_coverage(packages: Iterable[Package], containers: Sequence[Container],
     ]
 
 
+def check_roles(apps: Iterable[str], containers: Sequence[Container], where: str) -> list[str]:
+    """Every process a service can be run as (code.service_apps) runs in this deployment: a role of a package that
+    is deployed otherwise (the writer's reconciler) is not covered by check_coverage."""
+    running = {c.app for c in containers}
+    return [f"{where}: {app} is not run" for app in apps if app not in running]
+
+
+RECONCILER_APP = "tandem_writer.reconciler:create_app"
+WRITER_APP = "tandem_writer.entrypoint:create_app"
+RECONCILE_RUNS = "TANDEM_WRITER_RECONCILE_RUNS"
+_FALSE = {"0", "off", "f", "false", "n", "no"}  # pydantic's false values
+
+
+def check_reconcile_runs(containers: Sequence[Container]) -> list[str]:
+    """Reconciliation runs execute in exactly one kind of process: the reconciler where one is deployed (the writers
+    then set TANDEM_WRITER_RECONCILE_RUNS=false, so a backfill takes no CPU from live writes), the writers otherwise.
+    A writer told to leave runs to a reconciler that is not deployed would leave every run unexecuted."""
+    writers = [c for c in containers if c.app == WRITER_APP]
+    leaving = [c for c in writers if str(c.env.get(RECONCILE_RUNS)).strip().lower() in _FALSE]
+    if any(c.app == RECONCILER_APP for c in containers):
+        return [
+            f"{c.origin}: executes reconciliation runs beside the reconciler ({RECONCILE_RUNS} is not false)"
+            for c in writers
+            if c not in leaving
+        ]
+    return [f"{c.origin}: {RECONCILE_RUNS}=false, but no reconciler is deployed to execute runs" for c in leaving]
+
+
+def _selects(selector: Doc, labels: Mapping[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a pod's labels."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if {
+            "In": not present or labels[key] not in values,
+            "NotIn": present and labels[key] in values,
+            "Exists": not present,
+            "DoesNotExist": present,
+        }[operator]:
+            return False
+    return True
+
+
+def check_client_policies(
+    pairs: Sequence[tuple[Doc, Container]], policies: Sequence[Doc], clients: Mapping[str, str]
+) -> list[str]:
+    """A pod holding a server's client credentials is admitted by that server's NetworkPolicy (the policies only
+    allow listed peers): `clients` maps the credentials' mount path to the policy's name. A peer from this namespace
+    is a podSelector without a namespaceSelector."""
+    by_name = {p["metadata"]["name"]: p for p in policies}
+    problems = []
+    for workload, container in pairs:
+        labels = workload["spec"]["template"]["metadata"].get("labels", {})
+        for path, name in clients.items():
+            if path not in container.mounts:
+                continue
+            rules = by_name.get(name, {}).get("spec", {}).get("ingress", [])
+            peers = [peer for rule in rules for peer in rule.get("from", [])]
+            if not any(
+                "namespaceSelector" not in peer and _selects(peer.get("podSelector", {}), labels) for peer in peers
+            ):
+                problems.append(f"{container.origin}: mounts {path}, but NetworkPolicy/{name} does not admit its pods")
+    return problems
+
+
 def check_image_user(container: Container, dockerfile: Dockerfile, run_as_user: int | None) -> list[str]:
     uid = dockerfile.uid(container.target) if container.target in dockerfile.stages else None
     if uid is None or uid == 0:

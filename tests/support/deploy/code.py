@@ -74,6 +74,21 @@ def present_packages(repo: Path = REPO_ROOT) -> list[Package]:
     return found
 
 
+_APP_FACTORY = re.compile(r"^def create_app\(", re.MULTILINE)
+
+
+def service_apps(repo: Path = REPO_ROOT) -> list[str]:
+    """Every process a service package can be run as: `module:create_app` for each top-level module of a service
+    defining the factory uvicorn serves (a package may have several roles: the writer and its reconciler)."""
+    return [
+        f"{package.module}.{path.stem}:create_app"
+        for package in present_packages(repo)
+        if package.dir.startswith("services/")
+        for path in sorted((repo / package.dir / "src" / package.module).glob("*.py"))
+        if _APP_FACTORY.search(path.read_text(encoding="utf-8"))
+    ]
+
+
 def convention_problems(repo: Path = REPO_ROOT) -> list[str]:
     """A package that breaks the naming convention would escape every check keyed on it."""
     problems = []

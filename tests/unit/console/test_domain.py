@@ -19,6 +19,7 @@ from tandem_console.filters import ExecutionFilter
 from tandem_console.models import StepOut
 from tandem_console.settings import ConsoleSettings
 from tandem_shared.contracts import ErrorInfo, Stage, TraceStatus, Trigger
+from tandem_shared.erasure import acknowledgement, erasure_request
 from tandem_shared.privacy import MASK
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -214,3 +215,16 @@ def test_a_step_shows_the_configured_fields_masked() -> None:
     settings = ConsoleSettings(masked_fields=[" dob "])
     assert StepOut.of(record, masked=settings.masked).output.data_in == {"DOB": MASK, "Surname": "Lee"}
     assert StepOut.of(record).output.data_in == {"DOB": "1980-01-01", "Surname": "Lee"}
+
+
+def test_an_erasure_request_counts_each_service_once_however_many_replicas_acknowledged() -> None:
+    request = erasure_request("ada@example.com", instance_id=INSTANCE)
+    replies = [acknowledgement(request, s, {}) for s in ("writer", "writer", "mapper", "writer", "console")]
+
+    summary = summarize(replies)
+
+    assert summary.summary == "Erasure acknowledged by 3 of 4 services; waiting for ingest"
+    assert summary.status is ExecutionStatus.SUCCEEDED
+    assert summary.record_count == 5  # the trace's records stay as they came
+    everyone = summarize([*replies, acknowledgement(request, "ingest", {})])
+    assert everyone.summary == "Erasure acknowledged by 4 of 4 services"

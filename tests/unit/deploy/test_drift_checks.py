@@ -273,6 +273,56 @@ def test_a_service_without_a_deployment_is_reported() -> None:
     ]
 
 
+def test_a_role_of_a_deployed_package_that_does_not_run_is_reported() -> None:
+    apps = [checks.WRITER_APP, checks.RECONCILER_APP]
+    assert checks.check_roles(apps, [container({})], "compose") == [f"compose: {checks.RECONCILER_APP} is not run"]
+
+
+def test_the_reconcile_runs_check_passes_one_executor_either_way() -> None:
+    writer, leaving = container({}), container({checks.RECONCILE_RUNS: "false"})
+    reconciler = container({}, argv=("uvicorn", checks.RECONCILER_APP))
+    assert checks.check_reconcile_runs([writer]) == []
+    assert checks.check_reconcile_runs([leaving, reconciler]) == []
+
+
+def test_runs_left_to_a_missing_reconciler_or_taken_beside_it_are_reported() -> None:
+    writer, leaving = container({}, origin="w"), container({checks.RECONCILE_RUNS: "False"}, origin="l")
+    reconciler = container({}, argv=("uvicorn", checks.RECONCILER_APP))
+    assert checks.check_reconcile_runs([leaving]) == [
+        f"l: {checks.RECONCILE_RUNS}=false, but no reconciler is deployed to execute runs"
+    ]
+    assert checks.check_reconcile_runs([writer, leaving, reconciler]) == [
+        f"w: executes reconciliation runs beside the reconciler ({checks.RECONCILE_RUNS} is not false)"
+    ]
+
+
+def test_a_pod_the_kafka_policy_does_not_admit_is_reported() -> None:
+    def workload(name: str, component: str) -> dict[str, Any]:
+        labels = {"app.kubernetes.io/part-of": "tandem", "app.kubernetes.io/component": component}
+        return {
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"template": {"metadata": {"labels": labels}}},
+        }
+
+    kafka = {"/var/run/secrets/kafka/user": "secret:tandem-writer"}
+    pairs = [
+        (workload("ok", "service"), container({}, origin="ok", mounts=kafka)),
+        (workload("tool", "operator"), container({}, origin="tool", mounts=kafka)),
+        (workload("odd", "batch"), container({}, origin="odd", mounts=kafka)),
+        (workload("none", "batch"), container({}, origin="none")),
+    ]
+    policies = load("network-policies.yaml")
+    clients = {"/var/run/secrets/kafka/user": "tandem-kafka-clients"}
+    assert checks.check_client_policies(pairs, policies, clients) == [
+        "odd: mounts /var/run/secrets/kafka/user, but NetworkPolicy/tandem-kafka-clients does not admit its pods"
+    ]
+
+
+def test_the_service_apps_are_discovered_from_the_sources() -> None:
+    assert {checks.WRITER_APP, checks.RECONCILER_APP, "tandem_console.app:create_app"} <= set(code.service_apps())
+
+
 # ------------------------------------------------------------------------------------------ pods and shutdown
 
 

@@ -1,10 +1,12 @@
 """Each service acknowledges an erasure request with an `ErasureAcknowledgement` in a trace record: the request id,
-the service, what it removed in counts, the contact's keyed hash, never the address."""
+the service, what it removed in counts, the contact's keyed hash, never the address; several replicas of a service
+count as one."""
 
 from __future__ import annotations
 
 from tandem_shared.contact_hash import contact_hash
 from tandem_shared.contracts import ErasureAcknowledgement, Stage
+from tandem_shared.contracts.erasure import by_service
 from tandem_shared.erasure import acknowledgement, erasure_request
 
 
@@ -26,3 +28,23 @@ def test_an_acknowledgement_names_the_contact_by_its_keyed_hash_only() -> None:
 def test_a_trace_record_of_another_kind_carries_no_acknowledgement() -> None:
     assert ErasureAcknowledgement.from_data_out({"fields": {"EMAIL": "a@example.com"}}) is None
     assert ErasureAcknowledgement.from_data_out(None) is None
+
+
+def test_several_replicas_of_a_service_count_once_with_what_they_removed_added_up() -> None:
+    request = erasure_request("ada@example.com")
+    acks = [
+        ErasureAcknowledgement.from_data_out(acknowledgement(request, service, removed).output.data_out)
+        for service, removed in [
+            ("writer", {"writer marker(s)": 2}),
+            ("mapper", {"sync state key(s)": 1}),
+            ("writer", {}),  # a second replica: the first had removed them all
+            ("writer", {"writer marker(s)": 1, "claim(s)": 1}),  # a third, racing the first
+        ]
+    ]
+
+    merged = by_service(a for a in acks if a is not None)
+
+    assert sorted(merged) == ["mapper", "writer"]
+    assert merged["writer"].removed == {"writer marker(s)": 3, "claim(s)": 1}
+    assert merged["writer"].acknowledged_at == min(a.acknowledged_at for a in acks if a and a.service == "writer")
+    assert merged["mapper"].removed == {"sync state key(s)": 1}

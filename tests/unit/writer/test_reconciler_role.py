@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fakes.producer import InMemoryProducer
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
+from tandem_shared.kafka.gate import KafkaGate
 from tandem_writer.bootstrap import bootstrap, bootstrap_reconciler
 from tandem_writer.reconcile_service import ReconcileService
 from tandem_writer.reconciler import create_app
@@ -24,3 +25,8 @@ def test_the_reconciler_executes_runs_with_the_writers_settings() -> None:
     reconciler = bootstrap_reconciler(WriterSettings(), producer=InMemoryProducer(), registry=_registry())
     assert isinstance(reconciler.service, ReconcileService)
     assert create_app(WriterSettings(), registry=_registry()) is not None
+
+
+def test_the_reconciler_process_waits_behind_the_kafka_gate_like_the_other_services() -> None:
+    """As uvicorn's factory (no settings) it is not built until Kafka accepts its credentials."""
+    assert isinstance(create_app(), KafkaGate)

@@ -50,7 +50,10 @@ def create_app(
     Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
     if settings is None:
         process_settings = ConsoleSettings()
-        return gated_process("console", process_settings, CLIENT_ID, lambda: app(process_settings, registry))
+        # Its /metrics answers only a token of the `metrics` role, which the app checks: closed while it waits.
+        return gated_process(
+            "console", process_settings, CLIENT_ID, lambda: app(process_settings, registry), open_metrics=False
+        )
     configure_logging("console", settings.log_level, settings.log_json)
     return app(settings, registry)
 

@@ -12,12 +12,13 @@ from datetime import timedelta
 
 from tandem_console.actions import InstanceActions, Replayer
 from tandem_console.consumer import TraceConsumer
-from tandem_console.erasure import ErasureFollower, ErasureRequests
+from tandem_console.erasure import ErasureRequests, console_erasure
 from tandem_console.reconcile import ReconcileRuns
 from tandem_console.service import Console
 from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import InstanceConfig
+from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instance_store import TopicInstanceRegistry, put_instance
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
@@ -45,7 +46,7 @@ class Built:
     producer: KafkaProducer
     registry: InstanceRegistry
     console: Console
-    erasure: ErasureFollower
+    erasure: ErasureApplier
     erasure_requests: ErasureRequests
     reconcile: ReconcileRuns
 
@@ -73,7 +74,7 @@ def bootstrap(
     console = Console(settings, store, registry, instance_actions, replayer)
     # Before the registry starts: the deletions it finds on the topic are stored as it reads them.
     registry.on_delete(console.instance_deleted)
-    erasure = ErasureFollower(kafka, producer, store)
+    erasure = console_erasure(kafka, producer, store)
     erasure_requests = ErasureRequests(producer, settings.publish_timeout_s)
     reconcile = ReconcileRuns(kafka, producer, registry, publish_timeout_s=settings.publish_timeout_s)
     return Built(settings, store, consumer, producer, registry, console, erasure, erasure_requests, reconcile)

@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from tandem_shared.contracts import Flow, Stage, TraceRecord, TraceStatus, Trigger
+from tandem_shared.contracts import (
+    ERASURE_SERVICES,
+    ErasureAcknowledgement,
+    Flow,
+    Stage,
+    TraceRecord,
+    TraceStatus,
+    Trigger,
+)
+from tandem_shared.contracts.erasure import by_service
 
 
 class ExecutionStatus(StrEnum):
@@ -138,7 +147,7 @@ def summarize(records: Sequence[TraceRecord]) -> ExecutionSummary:
         changes_detected=changes_detected(ordered),
         contact_email=_first(r.contact_email for r in ordered),
         accessplanit_user_id=_first(r.accessplanit_user_id for r in ordered),
-        summary=decisive.summary,
+        summary=erasure_summary(ordered) if is_erasure(ordered) else decisive.summary,
         error_message=decisive.error.message
         if decisive.error is not None and status is not ExecutionStatus.SUCCEEDED
         else None,
@@ -146,6 +155,21 @@ def summarize(records: Sequence[TraceRecord]) -> ExecutionSummary:
         finished_at=max(r.finished_at for r in ordered),
         record_count=len(ordered),
     )
+
+
+def is_erasure(records: Iterable[TraceRecord]) -> bool:
+    """An erasure request's execution: the services' acknowledgements, named by the request id, and nothing else."""
+    return all(record.stage is Stage.ERASURE for record in records)
+
+
+def erasure_summary(records: Sequence[TraceRecord]) -> str:
+    """How many services acknowledged the request, each counted once however many of its replicas did."""
+    acks = by_service(
+        ack for record in records if (ack := ErasureAcknowledgement.from_data_out(record.output.data_out)) is not None
+    )
+    missing = [service for service in ERASURE_SERVICES if service not in acks]
+    summary = f"Erasure acknowledged by {len(ERASURE_SERVICES) - len(missing)} of {len(ERASURE_SERVICES)} services"
+    return f"{summary}; waiting for {', '.join(missing)}" if missing else summary
 
 
 def end_to_end_seconds(records: Sequence[TraceRecord], write: TraceRecord) -> float | None:

@@ -1,55 +1,42 @@
 """The console's part of erasing a contact: it follows `tandem.erasure` and forgets the contact in its own store.
 
-The requests' offsets are kept in the store, in the same transaction as the erasure (like the trace's), so each
-request is applied once; the acknowledgement (a trace record without the address) follows. The console's operator
-action publishes a request like `tandem contacts forget` does: every service then applies it, this one included.
+The shared `ErasureApplier` (`tandem_shared.erasure`) follows the topic, applies each request and acknowledges it
+(a trace record without the address), as in every other service; `ConsoleEraser` is the console's store behind it:
+the contact's executions, and how far into `tandem.erasure` it has applied (stored once a request is acknowledged,
+so a restart neither skips a request nor loses its acknowledgement). The console's operator action publishes a
+request like `tandem contacts forget` does: every service then applies it, this one included.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from pydantic import ValidationError
-
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import ErasureRequest
 from tandem_shared.contracts.topics import ERASURE
-from tandem_shared.erasure import acknowledgement, erasure_request, request_erasure
-from tandem_shared.kafka import KafkaConnection, Producer, TopicFollower
-from tandem_shared.kafka.follower import Record
-from tandem_shared.logging import get_logger
-from tandem_shared.tracing import publish_trace
-
-log = get_logger("tandem.console.erasure")
+from tandem_shared.erasure import ErasureApplier, erasure_request, request_erasure
+from tandem_shared.kafka import KafkaConnection, Producer
 
 
-class ErasureFollower:
-    def __init__(self, connection: KafkaConnection, producer: Producer, store: TraceStore) -> None:
-        self._producer = producer
+class ConsoleEraser:
+    """The console's store as the shared applier's `StoreEraser`."""
+
+    def __init__(self, store: TraceStore) -> None:
         self._store = store
-        self._follower = TopicFollower(connection, ERASURE, positions=self._positions)
 
-    async def _positions(self) -> dict[int, int]:
+    async def erase(self, request: ErasureRequest) -> dict[str, int]:
+        erased = await asyncio.to_thread(self._store.forget, request, topic=ERASURE, next_offsets={})
+        return {"execution(s)": erased}
+
+    async def positions(self) -> dict[int, int]:
         return await asyncio.to_thread(self._store.offsets, ERASURE)
 
-    async def start(self) -> None:
-        await self._follower.start()
-        self._follower.follow(self.apply, rewind_on_error=True, name="erasure")
+    async def applied(self, partition: int, next_offset: int) -> None:
+        await asyncio.to_thread(self._store.add, [], topic=ERASURE, next_offsets={partition: next_offset})
 
-    async def stop(self) -> None:
-        await self._follower.stop()
 
-    async def apply(self, records: list[Record]) -> None:
-        for record in records:
-            offsets = {record.partition: record.offset + 1}
-            try:
-                request = ErasureRequest.model_validate_json(record.value or b"")
-            except ValidationError:
-                log.error("unreadable erasure request skipped", partition=record.partition, offset=record.offset)
-                await asyncio.to_thread(self._store.add, [], topic=ERASURE, next_offsets=offsets)
-                continue
-            erased = await asyncio.to_thread(self._store.forget, request, topic=ERASURE, next_offsets=offsets)
-            await publish_trace(self._producer, acknowledgement(request, "console", {"execution(s)": erased}))
+def console_erasure(connection: KafkaConnection, producer: Producer, store: TraceStore) -> ErasureApplier:
+    return ErasureApplier(connection, producer, "console", ConsoleEraser(store))
 
 
 class ErasureRequests:

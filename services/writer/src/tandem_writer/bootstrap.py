@@ -44,6 +44,8 @@ from tandem_writer.targets.mailchimp import MailchimpTarget, mailchimp_clients
 
 # The Kafka client id, and through it the `service` label of the Kafka kit's metrics.
 CLIENT_ID = "tandem-writer"
+# The reconciler role's client id: its metrics (`service` label) and logs are told apart from the live writer's.
+RECONCILER_CLIENT_ID = "tandem-reconciler"
 
 
 @dataclass
@@ -158,7 +160,7 @@ def bootstrap_reconciler(
     registry: InstanceRegistry | None = None,
 ) -> Reconciler:
     settings = settings or WriterSettings()
-    kafka = KafkaConnection.from_settings(settings, "tandem-reconciler")
+    kafka = KafkaConnection.from_settings(settings, RECONCILER_CLIENT_ID)
     redis = connect(settings)
     ap_settings = AccessplanitSettings()
     accessplanit = AccessplanitClients(redis, ap_settings)

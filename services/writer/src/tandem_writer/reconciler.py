@@ -13,9 +13,10 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 
 from tandem_shared.instances import InstanceRegistry
+from tandem_shared.kafka.gate import KafkaGate, gated_process
 from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
-from tandem_writer.bootstrap import bootstrap_reconciler
+from tandem_writer.bootstrap import RECONCILER_CLIENT_ID, bootstrap_reconciler
 from tandem_writer.settings import WriterSettings
 
 
@@ -24,9 +25,21 @@ async def live(_: object) -> AsgiResponse:
     return AsgiResponse(b"", status_code=204)
 
 
-def create_app(settings: WriterSettings | None = None, registry: InstanceRegistry | None = None) -> AsgiFastStream:
-    settings = settings or WriterSettings()
+def create_app(
+    settings: WriterSettings | None = None, registry: InstanceRegistry | None = None
+) -> AsgiFastStream | KafkaGate:
+    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
+    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
+    if settings is None:
+        process_settings = WriterSettings()
+        return gated_process(
+            "reconciler", process_settings, RECONCILER_CLIENT_ID, lambda: app(process_settings, registry)
+        )
     configure_logging("reconciler", settings.log_level, settings.log_json)
+    return app(settings, registry)
+
+
+def app(settings: WriterSettings, registry: InstanceRegistry | None = None) -> AsgiFastStream:
     reconciler = bootstrap_reconciler(settings, registry=registry)
     broker = reconciler.kafka.broker()
     return AsgiFastStream(

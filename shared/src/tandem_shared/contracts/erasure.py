@@ -6,6 +6,7 @@ whose execution id is the request id: the console and dashboards see it like any
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -56,3 +57,22 @@ class ErasureAcknowledgement(Contract):
             return cls.model_validate(data_out or {})
         except ValidationError:
             return None
+
+
+def by_service(acknowledgements: Iterable[ErasureAcknowledgement]) -> dict[str, ErasureAcknowledgement]:
+    """One request's acknowledgements, one per service however many times it acknowledged: each replica of a service
+    acknowledges every request (and a restart may acknowledge one again). What they removed is added up — the
+    replicas share their stores, so each item was removed by one of them and counted there — and the service
+    acknowledged when the first of them did."""
+    merged: dict[str, ErasureAcknowledgement] = {}
+    for ack in acknowledgements:
+        seen = merged.get(ack.service)
+        if seen is None:
+            merged[ack.service] = ack
+            continue
+        removed = dict(seen.removed)
+        for what, count in ack.removed.items():
+            removed[what] = removed.get(what, 0) + count
+        first = min(seen.acknowledged_at, ack.acknowledged_at)
+        merged[ack.service] = seen.model_copy(update={"removed": removed, "acknowledged_at": first})
+    return merged

@@ -3,10 +3,12 @@
 `KafkaGate` wraps a service's ASGI app as uvicorn serves it. At startup it asks the broker whether it accepts the
 service's credentials (`KafkaConnection.refusal`: TLS handshake, SASL login, a first request). Accepted: the app is
 built and started there and then, exactly as without the gate (a failure after that still fails the startup).
-Refused or unreachable: the process serves anyway — `/health/live` 200, `/health/ready` and every other path 503 with
-the reason (which setting, which principal; never a secret) — logs the reason once per retry period, and asks again
-each period. Credentials are read again on each attempt (a rotated secret file, a renewed certificate), so once the
-broker accepts them the app is built and started and the service becomes ready without a restart.
+Refused or unreachable: the process serves anyway — `/health/live` 200, `/metrics` 200 (the process's counters, so
+Prometheus sees a service that is not ready; a service whose `/metrics` needs a login keeps it closed), `/health/ready`
+and every other path 503 with the reason (which setting, which principal; never a secret) — logs the reason once per
+retry period, and asks again each period. Credentials are read again on each attempt (a rotated secret file, a renewed
+certificate), so once the broker accepts them the app is built and started and the service becomes ready without a
+restart.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from tandem_shared.kafka.connection import KafkaConnection
 from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.metrics import MetricsEndpoint
 from tandem_shared.settings import CommonSettings
 
 log = get_logger("tandem.kafka.gate")
@@ -33,21 +36,46 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 RETRY_S = 15.0  # the default of TANDEM_KAFKA_RETRY_S (CommonSettings.kafka_retry_s)
 LIVE = "/health/live"
+METRICS = "/metrics"
 
 
-def gated_process(service: str, settings: CommonSettings, client_id: str, build: Callable[[], ASGIApp]) -> KafkaGate:
+def gated_process(
+    service: str,
+    settings: CommonSettings,
+    client_id: str,
+    build: Callable[[], ASGIApp],
+    *,
+    open_metrics: bool = True,
+) -> KafkaGate:
     """What uvicorn's factory serves for a service process: its logging configured from `settings`, and the app
-    `build` makes behind a `KafkaGate` on the service's own Kafka connection (its credentials and client id)."""
+    `build` makes behind a `KafkaGate` on the service's own Kafka connection (its credentials and client id).
+
+    `open_metrics`: the service serves `/metrics` to anyone (ingest, mapper, writer, reconciler), so the gate serves
+    it while waiting too; False where the app alone decides who may read it (the console's token)."""
     configure_logging(service, settings.log_level, settings.log_json)
-    return KafkaGate(KafkaConnection.from_settings(settings, client_id), build, retry_s=settings.kafka_retry_s)
+    return KafkaGate(
+        KafkaConnection.from_settings(settings, client_id),
+        build,
+        retry_s=settings.kafka_retry_s,
+        metrics=MetricsEndpoint() if open_metrics else None,
+    )
 
 
 class KafkaGate:
-    def __init__(self, connection: KafkaConnection, build: Callable[[], ASGIApp], *, retry_s: float = RETRY_S) -> None:
-        """`build` makes the service's app (its bootstrap included): called once Kafka accepts the connection."""
+    def __init__(
+        self,
+        connection: KafkaConnection,
+        build: Callable[[], ASGIApp],
+        *,
+        retry_s: float = RETRY_S,
+        metrics: ASGIApp | None = None,
+    ) -> None:
+        """`build` makes the service's app (its bootstrap included): called once Kafka accepts the connection.
+        `metrics` answers `/metrics` until then (None: 503 like every other path)."""
         self._connection = connection
         self._build = build
         self._retry_s = retry_s
+        self._metrics = metrics
         self._app: ASGIApp | None = None
         self._lifespan: _Lifespan | None = None
         self._reason = "connecting to Kafka"
@@ -58,6 +86,8 @@ class KafkaGate:
             await self._serve_lifespan(scope, receive, send)
         elif self._app is not None:
             await self._app(scope, receive, send)
+        elif scope["type"] == "http" and self._metrics is not None and scope.get("path") == METRICS:
+            await self._metrics(scope, receive, send)
         elif scope["type"] == "http":
             await self._answer_waiting(scope, send)
 
