@@ -321,3 +321,27 @@ async def test_a_deleted_user_last_seen_at_the_address_is_not_written_to(
 
     assert outcome.ok, outcome.summary
     assert outcome.summary.startswith("Created accessplanit user")  # as without the hint: the address is free
+
+
+async def test_an_address_change_from_an_address_the_user_has_moved_from_since_is_not_written(
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    """Both sides changed the address at once (issue 15): Mailchimp's change from ada@… reaches accessplanit after
+    accessplanit's own change of ada@… to ada.king@…, received after it, which wins: no user is created."""
+    moved = await create_user(admin, Email="ada.king@example.com")
+    change = command(
+        {"Email": "ada.mc@example.com"},
+        operation=Operation.CHANGE_EMAIL,
+        email="ada.mc@example.com",
+        old_email="ada@example.com",
+    ).model_copy(update={"target_user_id": moved["ID"]})
+
+    outcome = await target.write(change, tenant)
+
+    assert outcome.ok and not outcome.wrote, outcome.summary
+    assert outcome.summary == (
+        f"Not written to accessplanit: no user has ada@example.com any more: accessplanit moved user {moved['ID']} to "
+        "ada.king@example.com meanwhile, an address change received after this one, which wins"
+    )
+    assert [u["Email"] for u in await users(admin)] == ["ada.king@example.com"]
+    assert await requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, instance, mc_event, run, side
+from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, ap_event, instance, mc_event, run, side
 
 from tandem_mapper.domain import knowledge
 from tandem_mapper.domain.model import Knowledge
-from tandem_shared.contracts import Operation, System
+from tandem_shared.contracts import ChangeKind, Operation, System
 from tandem_shared.sync.rules import StateSnapshot, side_key
 
 OLD, NEW = "ada@example.com", "new@example.com"
@@ -79,3 +79,49 @@ def test_a_contact_the_source_does_not_know_at_the_address_is_not_forwarded() ->
     assert knowledge.missing(work, first) == []
     known = next(iter(knowledge.knowledge(work, first).values()))
     assert known.target is None and known.target_moved_to is None
+
+
+def test_of_two_address_changes_at_once_the_one_received_later_is_asked_of_the_address_the_other_moved_to() -> None:
+    """`BOTH_SIDES_MOVE`: Mailchimp's change to mc@… was received (and its member's state moved there) before
+    accessplanit's change of the same address to new@…: accessplanit's wins, and is asked of the member at mc@…
+    (never an upsert of new@…, a second member)."""
+    moved = side(MC_HOLDS, at=T0)
+    known = Knowledge(
+        source_old=side(AP_HOLDS, at=T0),
+        target_old=moved,
+        previous_email=OLD,
+        target_old_moved_to="mc@example.com",
+    )
+
+    decision = run(ap_event(Email=NEW), known)
+
+    command = decision.command
+    assert command is not None and command.operation is Operation.CHANGE_EMAIL
+    assert (command.identity.old_email, command.identity.email) == ("mc@example.com", NEW)
+    assert command.payload["merge_fields"] == {}  # the member at mc@… holds the rest already
+    assert (
+        f"Mailchimp moved this contact from {OLD} to mc@example.com by an address change of its own, received before "
+        f"this one: of two address changes at once the one received later wins, so the change to {NEW} is asked of "
+        "mc@example.com"
+    ) in decision.logs
+
+
+def test_the_pointer_of_the_change_s_own_move_is_not_taken_for_another() -> None:
+    """The echo of Tandem's own move (Mailchimp's upemail old → new after Tandem moved the member): accessplanit's
+    pointer names the same new address, not a move of its own to a third."""
+    work = [(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), instance())]
+    loaded = StateSnapshot(
+        sides={
+            side_key("demo", System.MAILCHIMP, NEW): side(MC_HOLDS, at=T0),
+            side_key("demo", System.ACCESSPLANIT, NEW): side(AP_HOLDS, at=T0),
+            side_key("demo", System.MAILCHIMP, OLD): None,
+            side_key("demo", System.ACCESSPLANIT, OLD): None,
+        },
+        user_emails={},
+        backlogs={},
+        moves={side_key("demo", System.ACCESSPLANIT, OLD): NEW, side_key("demo", System.MAILCHIMP, OLD): NEW},
+    )
+
+    assert knowledge.missing(work, loaded) == []
+    known = next(iter(knowledge.knowledge(work, loaded).values()))
+    assert known.target_old is None and known.target_old_moved_to is None

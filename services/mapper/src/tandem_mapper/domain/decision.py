@@ -282,6 +282,13 @@ def decide(
                     f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
                     f"change to {email} is asked of {moved_from}"
                 )
+            elif known.target_old_moved_to is not None:
+                moved_from = known.target_old_moved_to
+                logs.append(
+                    f"{target.label} moved this contact from {old} to {moved_from} by an address change of its own, "
+                    f"received before this one: of two address changes at once the one received later wins, so the "
+                    f"change to {email} is asked of {moved_from}"
+                )
 
     values, notes = map_record(instance, flow, record)
     logs.extend(notes)

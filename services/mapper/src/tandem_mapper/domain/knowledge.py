@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem_mapper.domain.model import Knowledge, event_email, old_address
-from tandem_shared.contracts import ChangeEvent, ChangeKind, InstanceConfig, System
+from tandem_shared.contracts import ChangeEvent, ChangeKind, InstanceConfig, System, email_key
 from tandem_shared.sync.rules import StateSnapshot
 
 Side = tuple[str, System, str]  # (instance, system, email)
@@ -104,8 +104,9 @@ def missing(work: Work, loaded: StateSnapshot) -> list[Side]:
         if old:
             wanted.extend(s for s in sides(instance.id, event.source, old) if not loaded.has(*s))
         target = event.source.other
-        moved_to = _moved_to(loaded, (instance.id, event.source, email), (instance.id, target, email))
-        if moved_to and not old and not loaded.has(instance.id, target, moved_to):
+        before = old or email  # where the target held the contact before this change
+        moved_to = _moved_to(loaded, (instance.id, event.source, before), (instance.id, target, before))
+        if moved_to and email_key(moved_to) != email_key(email) and not loaded.has(instance.id, target, moved_to):
             wanted.append((instance.id, target, moved_to))
         for address in (email, old):
             held_at = _held_at(loaded, (instance.id, target, address)) if address else None
@@ -126,17 +127,23 @@ def knowledge(work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
         previous = previous_email(event, instance, loaded)
         old = old_address(event, previous)
         target_at = _resolved(loaded, (instance.id, target, email))
-        moved_to = _moved_to(loaded, (instance.id, source, email), (instance.id, target, email)) if not old else None
-        target_moved_to = moved_to if moved_to and loaded.has(instance.id, target, moved_to) else None
+        before = old or email
+        moved_to = _moved_to(loaded, (instance.id, source, before), (instance.id, target, before))
+        # Moved to this change's own address: the move was this one, already seen or written there.
+        moved_to = moved_to if moved_to and email_key(moved_to) != email_key(email) else None
+        moved_to = moved_to if moved_to and loaded.has(instance.id, target, moved_to) else None
+        target_moved_to = moved_to if not old else None
+        target_old_moved_to = moved_to if old else None
         target_old_at = _resolved(loaded, (instance.id, target, old)) if old else None
         known[event.event_id] = Knowledge(
             source=loaded.side(instance.id, source, email),
             target=loaded.side(instance.id, target, target_at or target_moved_to or email),
             source_old=loaded.side(instance.id, source, old) if old else None,
-            target_old=loaded.side(instance.id, target, target_old_at or old) if old else None,
+            target_old=loaded.side(instance.id, target, target_old_at or target_old_moved_to or old) if old else None,
             previous_email=previous,
             target_at=target_at,
             target_old_at=target_old_at,
             target_moved_to=target_moved_to,
+            target_old_moved_to=target_old_moved_to,
         )
     return known

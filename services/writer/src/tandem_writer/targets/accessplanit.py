@@ -126,6 +126,10 @@ class AccessplanitTarget:
             )
         match = await self._find(client, command, old)
         note = ""
+        if match.user is None and old and not match.deleted and command.target_user_id:
+            skipped = await self._moved_since(client, command, old, new)
+            if skipped is not None:
+                return skipped
         if match.user is None:
             # Either this change was applied already (a retry after a crash) or the contact never reached
             # accessplanit: in both cases the user to write is the one with the new address, if any.
@@ -134,6 +138,24 @@ class AccessplanitTarget:
                 found = "so the user with the new address was written" if match.user else "nor the new one"
                 note = f"; no user had the old address {old}, {found}"
         return await self._apply(client, command, instance, match, new, note=note)
+
+    async def _moved_since(
+        self, client: AccessplanitClient, command: SyncCommand, old: str, new: str
+    ) -> WriteOutcome | None:
+        """An address change from `old` finds no user there, but Tandem saw user `target_user_id` there: when
+        accessplanit has moved that user to a third address meanwhile, both sides changed the address at once, and
+        accessplanit's change, received after this one, wins (docs/convergence.md, "Moves"): nothing is written."""
+        assert command.target_user_id is not None
+        user = await client.get_user(command.target_user_id, priority=LIVE)
+        if user is None or not moved_away(user, old) or not moved_away(user, new):
+            return None
+        return WriteOutcome(
+            True,
+            f"Not written to accessplanit: no user has {old} any more: accessplanit moved user {user.get('ID')} to "
+            f"{str(user['Email']).strip()} meanwhile, an address change received after this one, which wins",
+            response=user,
+            wrote=False,
+        )
 
     async def _apply(
         self,
