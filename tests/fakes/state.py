@@ -2,9 +2,9 @@
 
 The model is cosmicpython's `FakeUnitOfWork`: the same protocol as the Redis adapter, with its semantics kept where
 a service depends on them — a side is kept as the hash `tandem_shared.sync.rules` describes (read back with its
-`parse_state`), merges are last-writer-wins per field as the Lua script has it, a move renames a contact's state, a
-transaction applies all of its changes or none, and held changes are parked only with the rest of their
-transaction. `fail_on` makes chosen transactions fail, as Redis going away would.
+`parse_state`), merges are last-writer-wins per field as the Lua script has it, a move renames a contact's state
+and leaves a forward pointer, a transaction applies all of its changes or none, and held changes are parked only
+with the rest of their transaction. `fail_on` makes chosen transactions fail, as Redis going away would.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 from tandem_shared.contracts import SyncCommand, System
 from tandem_shared.redis.held import HeldEntry
-from tandem_shared.redis.keys import state_key, user_email_key
+from tandem_shared.redis.keys import moved_key, state_key, user_email_key
 from tandem_shared.redis.state import Side
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     HELD_AT_FIELD,
+    USER_ID_FIELD,
     AbandonedMarks,
     Origin,
     StateSnapshot,
@@ -96,12 +97,14 @@ class InMemoryStateTransaction:
         self._changes.append(lambda: self._store.merge(key, dict(digests), source_ts_ms, origin))
 
     def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        old, new = state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)
-        self._changes.append(lambda: self._store.move(old, new))
+        self._changes.append(lambda: self._store.move_contact(instance_id, system, old_email, new_email))
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         def change() -> None:
             self._store.hashes.setdefault(user_email_key(instance_id), {})[user_id] = email
+            state = self._store.hashes.get(state_key(instance_id, System.ACCESSPLANIT, email))
+            if state is not None:
+                state[USER_ID_FIELD] = user_id
 
         self._changes.append(change)
 
@@ -123,8 +126,8 @@ class InMemoryStateTransaction:
             return
         key = state_key(written.instance_id, written.system, written.email)
         if written.moved_from is not None:
-            old = state_key(written.instance_id, written.system, written.moved_from)
-            self._changes.append(lambda: self._store.move(old, key))
+            instance_id, system, old, new = written.instance_id, written.system, written.moved_from, written.email
+            self._changes.append(lambda: self._store.move_contact(instance_id, system, old, new))
         digests, ts = dict(written.digests), written.source_ts_ms
         self._changes.append(lambda: self._store.merge(key, digests, ts, "written"))
 
@@ -157,6 +160,7 @@ class InMemoryStateTransaction:
 class InMemoryStateStore:
     def __init__(self, *, now_ms: int = 0, recent_window_ms: int = DEFAULT_RECENT_WINDOW_MS) -> None:
         self.hashes: dict[str, Hash] = {}  # by the Redis key the adapter would use
+        self.pointers: dict[str, str] = {}  # forward pointers (`moved_key`) → the new address
         self.held = InMemoryHeldStore()
         self.clock_ms = now_ms
         self._recent_window_ms = recent_window_ms
@@ -184,6 +188,7 @@ class InMemoryStateStore:
             sides={side_key(*s): parse_state(self.hashes.get(state_key(*s), {})) for s in sides},
             user_emails={(i, u): self.hashes.get(user_email_key(i), {}).get(u) for i, u in user_ids},
             backlogs={i: len(self.held.streams.get(i, [])) for i in backlogs},
+            moves={side_key(*s): self.pointers[moved_key(*s)] for s in sides if moved_key(*s) in self.pointers},
         )
 
     def transaction(self) -> InMemoryStateTransaction:
@@ -228,7 +233,24 @@ class InMemoryStateStore:
         if origin == "written" or changed or "_last" not in state:
             state["_last"] = f"{origin}|{ts}"
 
-    def move(self, old: str, new: str) -> None:
-        """The `_MOVE` script: RENAME, when there is something to move."""
-        if old != new and old in self.hashes:
-            self.hashes[new] = self.hashes.pop(old)
+    def move_contact(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+        """The `_MOVE` script: the state moves (merged, per field the later value, with any already at the new
+        address); a forward pointer at the old address (the fake keeps it: tests set the clock, not TTLs), none at
+        the new one."""
+        old, new = state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)
+        if old == new:
+            return
+        self.pointers[moved_key(instance_id, system, old_email)] = new_email
+        self.pointers.pop(moved_key(instance_id, system, new_email), None)
+        moving = self.hashes.pop(old, None)
+        if moving is None:
+            return
+        there = self.hashes.setdefault(new, {})
+        for name, value in moving.items():
+            current = there.get(name)
+            if current is None or (name.startswith("f:") and _field_ts(value) > _field_ts(current)):
+                there[name] = value
+
+
+def _field_ts(stored: str) -> int:
+    return int(stored.split("|", 2)[1])

@@ -32,9 +32,20 @@ write and took the value for Tandem's own, so the edit was lost. A released chan
 accessplanit target first: a field holding a value Tandem does not know, changed after the held change, is left
 out, and the edit's own event carries it (docs/convergence.md).
 
+Also found and fixed: an email change racing an edit of the same contact on the other side, three ways (plain
+`@example`s). A Mailchimp edit at the old address while accessplanit's email change was on its way, either way
+round (`EDIT_AT_THE_OLD_ADDRESS`, `MOVE_UNDER_AN_EDIT`): the edit's change named an address no accessplanit user
+had any more, dead-lettered (no user to create), lost. Both sides changing the address at once
+(`BOTH_SIDES_MOVE`): a second member was created at accessplanit's new address, the move to Mailchimp's was
+dead-lettered. A move now leaves a forward pointer at the old address and accessplanit's state keeps the user id:
+the edit reaches the user at its new address, and of two moves the one received later wins on both sides
+(docs/convergence.md, "Moves").
+
 Found by it and not fixed yet (known gaps; generated schedules are kept off them, see `_moved`, `Pause.resume`,
 `_paused_across_a_move`):
-- an email change racing an edit of the same contact on the other side, three ways (`xfail` examples);
+- generated schedules still keep email changes apart from edits on the other side (`_moved`), so the races above
+  are proven by their examples only; not fixed among them: both sides moving the contact with accessplanit's change
+  received first (docs/convergence.md, "Moves");
 - an accessplanit edit made between the release's read of the user and its write (the check above reads before it
   writes): `Pause.resume` lets the schedule go on once the release is done.
 """
@@ -86,7 +97,7 @@ class Edit:
     gap_ms: int  # pause before this edit
     paused: bool = False  # made while the instance is paused (a run of paused edits shares one pause)
     on_landing: bool = False  # made the moment Tandem's write of the field's previous edit lands on this side
-    # Made at once, racing an email change of the contact on the other side (see `_moved`): a known gap.
+    # Made at once, racing an email change of the contact on the other side (see `_moved`): examples only.
     racing: bool = False
     # An accessplanit edit whose webhook is delivered late: the delivery fails (accessplanit retries it) until the
     # schedule is over and the stack quiet. A known gap (RELEASE_OVER_AN_EDIT); never generated.
@@ -455,9 +466,9 @@ async def _landed(sides: Sides, contact: Contact, edit: Edit, made: list[Made]) 
 
 async def _moved(world: World, sides: Sides, contact: Contact, edit: Edit, made: list[Made]) -> None:
     """Keeps email changes apart from the contact's edits on the other side: an edit in flight when the address
-    changes on the other side, or made at the old address while the move is on its way, is lost today (the
-    `racing` examples, a known gap), since Tandem finds a contact by its address on both sides. So an email change
-    waits for quiescence, and an edit on the other side for the move to reach it (briefly)."""
+    changes on the other side, or made at the old address while the move is on its way, is proven by the `racing`
+    examples (docs/convergence.md, "Moves"), not by generated schedules, whose behaviour is kept as it was. So an
+    email change waits for quiescence, and an edit on the other side for the move to reach it (briefly)."""
     if edit.field == "email":
         await wait_quiescent(world.stack)
     previous = next((m for m in reversed(made) if (m.edit.contact, m.edit.field) == (edit.contact, "email")), None)
@@ -527,8 +538,12 @@ async def _check(sides: Sides, world: World, index: int, contact: Contact, made:
 
 
 budget = ShrinkBudget()
-# Known gaps, each an `xfail` example below: an email change racing an edit of the same contact on the other side.
+# Email changes racing an edit of the same contact on the other side, found as gaps and fixed by the forward pointer
+# a move leaves and the user id kept in accessplanit's state (docs/convergence.md, "Moves"). Both sides change the
+# address at once (two members were left, the sides apart; now the change received later wins on both sides):
 BOTH_SIDES_MOVE = [_edit(0, "ap", "email", 0), _edit(0, "mc", "email", 0, racing=True)]
+# A Mailchimp edit at the old address while Tandem moves the member, and an accessplanit email change while a
+# Mailchimp edit is on its way (the edit's change named an address no accessplanit user had any more: lost):
 EDIT_AT_THE_OLD_ADDRESS = [_edit(0, "ap", "email", 0), _edit(0, "mc", "last", 0, racing=True)]
 MOVE_UNDER_AN_EDIT = [_edit(0, "mc", "last", 0), _edit(0, "ap", "email", 0, racing=True)]
 # An accessplanit edit, later than a held Mailchimp one, whose webhook comes after the release of the older value:
@@ -538,7 +553,6 @@ RELEASE_OVER_AN_EDIT = [
     _edit(0, "mc", "first", 0, paused=True),
     _edit(0, "ap", "first", 1200, paused=True, late_webhook=True),
 ]
-KNOWN_GAPS = [BOTH_SIDES_MOVE, EDIT_AT_THE_OLD_ADDRESS, MOVE_UNDER_AN_EDIT]
 
 
 @pytest.mark.timeout(900)
@@ -553,22 +567,9 @@ KNOWN_GAPS = [BOTH_SIDES_MOVE, EDIT_AT_THE_OLD_ADDRESS, MOVE_UNDER_AN_EDIT]
 @example(schedule=[_edit(1, "ap", "first", 0), _edit(1, "mc", "first", 100), _edit(0, "ap", "first", 400)])
 @example(schedule=[_edit(1, "mc", "first", 100), _edit(1, "ap", "first", 0), _edit(1, "ap", "first", 0)])
 @example(schedule=[_edit(0, "mc", "last", 0), _edit(0, "ap", "first", 0), _edit(0, "mc", "email", 0)])
-@example(schedule=BOTH_SIDES_MOVE).xfail(
-    raises=AssertionError,
-    reason="Both sides change the address at once: Tandem's move in Mailchimp finds no member at the old address "
-    "and creates one at accessplanit's new address, while the move to Mailchimp's finds no accessplanit user at the "
-    "old address (dead-lettered): two members, the sides apart",
-)
-@example(schedule=EDIT_AT_THE_OLD_ADDRESS).xfail(
-    raises=AssertionError,
-    reason="A Mailchimp edit at the old address while Tandem moves the member to accessplanit's new address: the "
-    "edit's change names the old address, which no accessplanit user has any more, and is lost",
-)
-@example(schedule=MOVE_UNDER_AN_EDIT).xfail(
-    raises=AssertionError,
-    reason="accessplanit's email change while a Mailchimp edit is on its way: the edit's change names the old "
-    "address, which no accessplanit user has any more (dead-lettered: cannot create a user), and is lost",
-)
+@example(schedule=BOTH_SIDES_MOVE)
+@example(schedule=EDIT_AT_THE_OLD_ADDRESS)
+@example(schedule=MOVE_UNDER_AN_EDIT)
 @example(schedule=RELEASE_OVER_AN_EDIT)
 @given(schedule=schedules)
 def test_both_sides_converge_on_the_latest_edit(world: World, schedule: list[Edit]) -> None:
@@ -580,6 +581,5 @@ def test_both_sides_converge_on_the_latest_edit(world: World, schedule: list[Edi
         asyncio.run(_run(world, schedule))
     except Exception:
         world.dirty = True
-        if schedule not in KNOWN_GAPS:
-            budget.failed(schedule)
+        budget.failed(schedule)
         raise

@@ -286,3 +286,62 @@ async def test_an_email_change_for_a_contact_accessplanit_never_had_creates_it_w
     assert outcome.ok, outcome.summary
     assert outcome.summary.endswith("; no user had the old address old@example.com, nor the new one")
     assert [u["Email"] for u in await users(admin)] == ["new@example.com"]
+
+
+async def test_a_change_at_an_address_the_user_has_moved_from_is_written_to_that_user_at_its_new_one(
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    """A Mailchimp edit made at the old address while accessplanit's email change was on its way (issue 15): no
+    user has the address any more, but Tandem saw user N there; the edit is that user's, its new address kept."""
+    moved = await create_user(admin, Email="ada.king@example.com")
+    late = command({"Email": "ada@example.com", "Surname": "Byron"}).model_copy(update={"target_user_id": moved["ID"]})
+
+    outcome = await target.write(late, tenant)
+
+    assert outcome.ok, outcome.summary
+    assert outcome.summary == (
+        f"Updated accessplanit user {moved['ID']} (ada.king@example.com): Surname; no user has ada@example.com any "
+        f"more: accessplanit moved user {moved['ID']} to ada.king@example.com meanwhile"
+    )
+    [after] = await users(admin)
+    assert (after["ID"], after["Email"], after["Surname"]) == (moved["ID"], "ada.king@example.com", "Byron")
+    # Recorded where the user is: the sync state follows the user, not the address the change named.
+    assert outcome.written is not None and outcome.written.payload["Email"] == "ada.king@example.com"
+    assert await requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create
+
+
+async def test_a_deleted_user_last_seen_at_the_address_is_not_written_to(
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient
+) -> None:
+    gone = await create_user(admin, Email="ada.king@example.com")
+    (await admin.delete(f"/User/{gone['ID']}")).raise_for_status()
+    late = command({**ADA, "Surname": "Byron"}).model_copy(update={"target_user_id": gone["ID"]})
+
+    outcome = await target.write(late, tenant)
+
+    assert outcome.ok, outcome.summary
+    assert outcome.summary.startswith("Created accessplanit user")  # as without the hint: the address is free
+
+
+async def test_an_address_change_from_an_address_the_user_has_moved_from_since_is_not_written(
+    target: AccessplanitTarget, tenant: InstanceConfig, admin: httpx.AsyncClient, sim: httpx.AsyncClient
+) -> None:
+    """Both sides changed the address at once (issue 15): Mailchimp's change from ada@… reaches accessplanit after
+    accessplanit's own change of ada@… to ada.king@…, received after it, which wins: no user is created."""
+    moved = await create_user(admin, Email="ada.king@example.com")
+    change = command(
+        {"Email": "ada.mc@example.com"},
+        operation=Operation.CHANGE_EMAIL,
+        email="ada.mc@example.com",
+        old_email="ada@example.com",
+    ).model_copy(update={"target_user_id": moved["ID"]})
+
+    outcome = await target.write(change, tenant)
+
+    assert outcome.ok and not outcome.wrote, outcome.summary
+    assert outcome.summary == (
+        f"Not written to accessplanit: no user has ada@example.com any more: accessplanit moved user {moved['ID']} to "
+        "ada.king@example.com meanwhile, an address change received after this one, which wins"
+    )
+    assert [u["Email"] for u in await users(admin)] == ["ada.king@example.com"]
+    assert await requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create

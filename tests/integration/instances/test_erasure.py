@@ -18,9 +18,11 @@ from tandem_shared.redis.keys import (
     held_key,
     idempotency_keys,
     legacy_state_key,
+    moved_key,
     state_key,
     user_email_key,
 )
+from tandem_shared.redis.state import RedisStateStore
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +83,22 @@ async def test_one_contact_is_erased_and_the_others_stay(redis: Redis) -> None:
     assert remaining == [held[2].model_dump_json()]  # user 7's change too: the user is linked to the address
     assert await redis.get(lock) == "token"  # a claim under a write in progress expires on its own
     assert (erased.state_keys, erased.writer_keys, erased.user_ids, erased.held_changes) == (3, 5, 1, 2)
+
+
+async def test_the_forward_pointers_of_moves_from_and_to_the_address_are_erased(redis: Redis) -> None:
+    instance_id = f"erase-{uuid.uuid4().hex[:8]}"
+    moves = RedisStateStore(redis).transaction()
+    moves.move(instance_id, System.ACCESSPLANIT, "ada@example.com", "ada.king@example.com")
+    moves.move(instance_id, System.MAILCHIMP, "ada.king@example.com", "ada.byron@example.com")
+    moves.move(instance_id, System.MAILCHIMP, "bob@example.com", "bob.k@example.com")
+    await moves.execute()
+
+    erased = await erase_contact(redis, [instance_id], "ADA.KING@example.com")
+
+    assert await redis.exists(moved_key(instance_id, System.ACCESSPLANIT, "ada@example.com")) == 0  # to it
+    assert await redis.exists(moved_key(instance_id, System.MAILCHIMP, "ada.king@example.com")) == 0  # from it
+    assert await redis.get(moved_key(instance_id, System.MAILCHIMP, "bob@example.com")) == "bob.k@example.com"
+    assert erased.state_keys == 2
 
 
 async def test_the_writer_erases_its_own_markers_and_nothing_else(redis: Redis) -> None:

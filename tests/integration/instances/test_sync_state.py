@@ -128,6 +128,32 @@ async def test_an_email_change_moves_what_is_known_to_the_new_address(store: Sta
     assert set(state.fields) == {"FNAME", "LNAME"}
 
 
+async def test_a_move_leaves_a_forward_pointer_and_merges_with_state_already_at_the_new_address(
+    store: StateStore, instance_id: str
+) -> None:
+    """A write recorded at the new address (through the pointer) before the move itself was decided is kept."""
+    ap, old, new = System.ACCESSPLANIT, "ada@old.example", "ada@new.example"
+    await apply(
+        store, lambda t: t.merge(instance_id, ap, old, {"Surname": "a", "Phone": "p"}, source_ts_ms=1, origin="seen")
+    )
+    await apply(store, lambda t: t.set_user_email(instance_id, "7", old))
+    await apply(store, lambda t: t.merge(instance_id, ap, new, {"Surname": "b"}, source_ts_ms=2, origin="written"))
+
+    await apply(store, lambda t: t.move(instance_id, ap, old, new))
+
+    snapshot = await store.load_many([(instance_id, ap, old), (instance_id, ap, new)])
+    assert snapshot.side(instance_id, ap, old) is None
+    assert snapshot.moved_to(instance_id, ap, old) == new and snapshot.moved_to(instance_id, ap, new) is None
+    state = snapshot.side(instance_id, ap, new)
+    assert state is not None and state.user_id == "7"
+    assert (state.fields["Surname"].digest, state.fields["Phone"].digest) == ("b", "p")  # digests, as merged
+    assert state.written_recently("Surname", "b") is not None
+
+    await apply(store, lambda t: t.move(instance_id, ap, new, old))  # and back: the pointer turns round
+    back = await store.load_many([(instance_id, ap, old), (instance_id, ap, new)])
+    assert back.moved_to(instance_id, ap, new) == old and back.moved_to(instance_id, ap, old) is None
+
+
 async def test_keys_carry_no_address_and_the_last_address_of_a_user_is_kept(
     store: StateStore, instance_id: str
 ) -> None:

@@ -18,6 +18,7 @@ def test_sync_state_keys_share_the_instance_slot_and_carry_no_address() -> None:
     assert keys.state_key("demo", System.MAILCHIMP, "Ada@Example.com ") == f"tandem:{{demo}}:state:mailchimp:{ADA}"
     assert keys.state_key("demo", System.ACCESSPLANIT, "ada@example.com") == f"tandem:{{demo}}:state:accessplanit:{ADA}"
     assert keys.user_email_key("demo") == "tandem:{demo}:ap-user-email"
+    assert keys.moved_key("demo", System.MAILCHIMP, "Ada@Example.com") == f"tandem:{{demo}}:moved:mailchimp:{ADA}"
 
 
 def test_the_legacy_state_key_is_the_unkeyed_member_id_in_the_same_slot() -> None:

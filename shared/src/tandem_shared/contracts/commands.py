@@ -118,6 +118,13 @@ class SyncCommand(Contract):
         "for is left out.",
     )
 
+    target_user_id: str | None = Field(
+        default=None,
+        description="Target accessplanit: the user Tandem last saw at the command's address. Should no user have "
+        "the address any more (accessplanit moved the contact while this change was on its way), the writer writes "
+        'the fields to this user, its new address left as it is (docs/convergence.md, "Moves").',
+    )
+
     @property
     def flow(self) -> Flow:
         return Flow.from_source(self.target.other)

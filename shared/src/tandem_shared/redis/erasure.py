@@ -1,5 +1,6 @@
-"""Erasing one contact from Tandem's Redis: sync state, the accessplanit user → address table, held changes and
-the writer's idempotency and newest-change markers. Applied for an `ErasureRequest` (`tandem contacts forget`).
+"""Erasing one contact from Tandem's Redis: sync state (forward pointers of moves from and to the address too), the
+accessplanit user → address table, held changes and the writer's idempotency and newest-change markers. Applied
+for an `ErasureRequest` (`tandem contacts forget`).
 
 The writer's slots of an accessplanit contact are named by user id, which only the user → address table links to
 the address. The writer erases its own slots (`erase_writer_markers`, the links read first); the mapper, which owns
@@ -27,6 +28,8 @@ from tandem_shared.redis.keys import (
     erasure_offsets_key,
     held_key,
     legacy_state_key,
+    moved_key,
+    moved_key_pattern,
     state_key,
     user_email_key,
 )
@@ -78,6 +81,16 @@ async def _writer_keys(redis: Redis, instance_id: str, address: str, users: Iter
     ]
 
 
+async def _pointers_to(redis: Redis, instance_id: str, address: str) -> list[str]:
+    """Forward pointers of moves to the address (a pointer at an address the contact left names where it went)."""
+    found = []
+    async for key in redis.scan_iter(match=moved_key_pattern(instance_id), count=1000):
+        value = await redis.get(key)
+        if value is not None and email_key(text(value)) == address:
+            found.append(text(key))
+    return found
+
+
 async def erase_writer_markers(redis: Redis, instance_ids: Iterable[str], email: str) -> int:
     """The writer's part: its idempotency and newest-change markers of the contact's slots; how many went."""
     address = email_key(email)
@@ -97,7 +110,10 @@ async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -
     for instance_id in instance_ids:
         users = await _linked_users(redis, instance_id, address)
         writer_keys = await _writer_keys(redis, instance_id, address, users)
-        state_keys = [key(instance_id, system, address) for system in System for key in (state_key, legacy_state_key)]
+        state_keys = [
+            key(instance_id, system, address) for system in System for key in (state_key, legacy_state_key, moved_key)
+        ]
+        state_keys += await _pointers_to(redis, instance_id, address)
         held = [
             text(entry_id)
             for entry_id, fields in await redis.xrange(held_key(instance_id)) or []

@@ -4,6 +4,7 @@ an earlier version stored under it (tests/unit/shared/test_redis_keys.py pins ea
 `{…}` is a Redis Cluster hash tag: the keys that one script or transaction touches together share a slot.
 
     tandem:{<instance>}:state:<system>:<contact>   HASH    what one side holds for a contact (`sync.rules`)
+    tandem:{<instance>}:moved:<system>:<contact>   STRING  the address a side moved the contact to from this one
     tandem:{<instance>}:ap-user-email              HASH    accessplanit user id → the last address seen for it
     tandem:{<instance>}:held                       STREAM  changes held while the instance is paused (mapper)
     tandem:{<instance>}:held:lock                  STRING  lease of the mapper replica releasing held changes
@@ -54,6 +55,17 @@ def _instance(instance_id: str) -> str:
 
 def state_key(instance_id: str, system: System, email: str) -> str:
     return f"{_instance(instance_id)}:state:{system.value}:{contact_hash(email)}"
+
+
+def moved_key(instance_id: str, system: System, email: str) -> str:
+    """The forward pointer a move leaves at the address it left (same slot as `state_key`: one script writes both):
+    a change still naming that address finds the contact at its new one (docs/convergence.md, "Moves")."""
+    return f"{_instance(instance_id)}:moved:{system.value}:{contact_hash(email)}"
+
+
+def moved_key_pattern(instance_id: str) -> str:
+    """SCAN MATCH pattern of every forward pointer of one instance (erasure finds those pointing to an address)."""
+    return f"{_instance(_glob_literal(instance_id))}:moved:*"
 
 
 def legacy_state_key(instance_id: str, system: System, email: str) -> str:

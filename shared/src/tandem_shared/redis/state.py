@@ -17,12 +17,13 @@ from redis.asyncio.client import Pipeline
 from tandem_shared.contracts import SyncCommand, System
 from tandem_shared.redis.client import connect_url, text
 from tandem_shared.redis.held import HeldStore, RedisHeldStore
-from tandem_shared.redis.keys import held_key, legacy_state_key, state_key, user_email_key
+from tandem_shared.redis.keys import held_key, legacy_state_key, moved_key, state_key, user_email_key
 from tandem_shared.redis.scripts import LuaScript, ScriptCall
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     DEFAULT_TTL_S,
     HELD_AT_FIELD,
+    USER_ID_FIELD,
     AbandonedMarks,
     Origin,
     StateSnapshot,
@@ -98,10 +99,39 @@ end
 return cleared
 """)
 
+# A contact's state moves to its new address, and the old address keeps a forward pointer to the new one for a
+# while (a change still naming it finds the contact, docs/convergence.md "Moves"); a pointer at the new address (a
+# contact moving back) goes. State already at the new address (a write recorded there, through the pointer, before
+# the move itself was decided) is merged with, not replaced: per field the later value, everything else kept.
+# KEYS: state at old, state at new, pointer at old, pointer at new. ARGV: new address, the pointer's ttl s.
 _MOVE = LuaScript("""
-if KEYS[1] == KEYS[2] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('RENAME', KEYS[1], KEYS[2])
+if KEYS[1] == KEYS[2] then return 0 end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[2]))
+redis.call('DEL', KEYS[4])
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+  return 1
+end
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  local name, value = all[j], all[j + 1]
+  local current = redis.call('HGET', KEYS[2], name)
+  if not current then
+    redis.call('HSET', KEYS[2], name, value)
+  elseif string.sub(name, 1, 2) == 'f:' then
+    local ts = tonumber(string.match(value, '^[^|]*|(%d+)|'))
+    if ts > tonumber(string.match(current, '^[^|]*|(%d+)|')) then redis.call('HSET', KEYS[2], name, value) end
+  end
+end
+redis.call('DEL', KEYS[1])
 return 1
+""")
+
+# The accessplanit user seen at an address, kept on that address's state (never creating a state of its own).
+_LINK_USER = LuaScript("""
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
 """)
 
 # A contact's state under its legacy name (`legacy_state_key`, before keyed hashes) moves to its current name, unless
@@ -135,10 +165,13 @@ class StateTransaction(Protocol):
         ...
 
     def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        """The contact's address changed: what is known about it moves to the new address."""
+        """The contact's address changed: what is known about it moves to the new address, and the old address
+        points to the new one for a while (`StateSnapshot.moved_to`)."""
         ...
 
-    def set_user_email(self, instance_id: str, user_id: str, email: str) -> None: ...
+    def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
+        """The accessplanit user's last address; the user id is also kept on that address's state, if any."""
+        ...
 
     def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
         """`system` holds the contact it would hold at `email` at `held_at` instead (it refused the move)."""
@@ -232,11 +265,11 @@ class RedisStateTransaction:
         self._store.queue_merge(self._script, state_key(instance_id, system, email), digests, source_ts_ms, origin)
 
     def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        self._script(_MOVE, [state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)], [])
+        self._store.queue_move(self._script, instance_id, system, old_email, new_email)
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         self._pipe.hset(user_email_key(instance_id), user_id, email)
-        self._count += 1
+        self._script(_LINK_USER, [state_key(instance_id, System.ACCESSPLANIT, email)], [USER_ID_FIELD, user_id])
 
     def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
         key = state_key(instance_id, system, email)
@@ -335,6 +368,8 @@ class RedisStateStore:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.hgetall(key)
+            for side in wanted:
+                pipe.get(moved_key(*side))
             for key in legacy:
                 pipe.exists(key)
             for instance_id, user_id in users:
@@ -343,6 +378,7 @@ class RedisStateStore:
                 pipe.xlen(held_key(instance_id))
             results = await pipe.execute()
         raw_sides, rest = results[: len(keys)], results[len(keys) :]
+        raw_moves, rest = rest[: len(keys)], rest[len(keys) :]
         old_found, rest = rest[: len(legacy)], rest[len(legacy) :]
         raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
         if any(old_found):
@@ -354,6 +390,7 @@ class RedisStateStore:
             },
             user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
             backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},
+            moves={side: text(moved) for side, moved in zip(wanted, raw_moves, strict=True) if moved},
         )
 
     async def _adopt_legacy(
@@ -393,10 +430,21 @@ class RedisStateStore:
         if written is None:
             return
         if written.moved_from is not None:
-            old = state_key(written.instance_id, written.system, written.moved_from)
-            call(_MOVE, [old, state_key(written.instance_id, written.system, written.email)], [])
+            self.queue_move(call, written.instance_id, written.system, written.moved_from, written.email)
         key = state_key(written.instance_id, written.system, written.email)
         self.queue_merge(call, key, written.digests, written.source_ts_ms, "written")
+
+    def queue_move(self, call: ScriptCall, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+        """The `_MOVE` script's call: the state, and a forward pointer kept as long as a recent write is (a late
+        change naming the old address comes within seconds; a pointer kept longer would also catch someone else
+        given the address later)."""
+        keys = [
+            state_key(instance_id, system, old_email),
+            state_key(instance_id, system, new_email),
+            moved_key(instance_id, system, old_email),
+            moved_key(instance_id, system, new_email),
+        ]
+        call(_MOVE, keys, [new_email, max(1, self._recent_window_ms // 1000)])
 
     def queue_merge(
         self, call: ScriptCall, key: str, digests: Mapping[str, str], source_ts_ms: int, origin: Origin

@@ -10,6 +10,10 @@ One contact's side is stored as a hash (see `tandem_shared.redis.keys.state_key`
     r:<field>|<digest> "<source ts ms>|<recorded ms>"            a recent write by Tandem (echoes, late ones too)
     p:<field>|<digest> "<noted ms>|<command id>"                 a write Tandem decided and has not recorded yet
     _last              "<seen|written>|<source ts ms>"           who changed the contact last
+    _uid               "<accessplanit user id>"                  accessplanit's side: the user last seen there
+
+A move (an email change seen or written) renames the hash to the new address and leaves a forward pointer at the
+old one (`tandem_shared.redis.keys.moved_key`), so a change still naming the old address finds the contact.
 
 <field> is the name in the instance's mappings: a merge tag, an accessplanit field or 'custom:<name>'. Values are
 stored as digests, never as values.
@@ -125,6 +129,8 @@ class SideState:
     held_at: str | None = None
     # "field|digest" → when Tandem's write recorded a different value over that one (the value it replaced).
     replaced: Mapping[str, int] = field(default_factory=dict)
+    # accessplanit's side: the user Tandem last saw at this address (a write finds it there after a move).
+    user_id: str | None = None
 
     def written_recently(self, name: str, digest: str) -> RecentWrite | None:
         return self.recent_writes.get(f"{name}|{digest}")
@@ -145,6 +151,8 @@ class SideState:
 
 # The state hash's field for `SideState.held_at`.
 HELD_AT_FIELD = "_at"
+# The state hash's field for `SideState.user_id`.
+USER_ID_FIELD = "_uid"
 
 
 def parse_state(raw: Mapping[str, str]) -> SideState | None:
@@ -158,6 +166,7 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
     last_origin: Origin = "seen"
     last_ts = 0
     held_at: str | None = None
+    user_id: str | None = None
     for name, value in raw.items():
         if name.startswith("f:"):
             digest, ts, origin = value.split("|", 2)
@@ -176,7 +185,9 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
             last_ts = int(ts or 0)
         elif name == HELD_AT_FIELD:
             held_at = value or None
-    return SideState(fields, last_origin, last_ts, recent, pending, held_at=held_at, replaced=replaced)
+        elif name == USER_ID_FIELD:
+            user_id = value or None
+    return SideState(fields, last_origin, last_ts, recent, pending, held_at=held_at, replaced=replaced, user_id=user_id)
 
 
 # One side of one contact: (instance, system, email_key(address)); addresses that differ in case are one contact.
@@ -194,6 +205,8 @@ class StateSnapshot:
     sides: Mapping[SideKey, SideState | None]
     user_emails: Mapping[tuple[str, str], str | None]  # (instance, accessplanit user id) → address
     backlogs: Mapping[str, int]  # instance → held changes waiting
+    # Side → the address the side moved the contact to from this one, recently (read with the side).
+    moves: Mapping[SideKey, str] = field(default_factory=dict)
 
     def side(self, instance_id: str, system: System, email: str) -> SideState | None:
         return self.sides[side_key(instance_id, system, email)]
@@ -201,6 +214,10 @@ class StateSnapshot:
     def has(self, instance_id: str, system: System, email: str) -> bool:
         """Whether this snapshot read the side (known or not)."""
         return side_key(instance_id, system, email) in self.sides
+
+    def moved_to(self, instance_id: str, system: System, email: str) -> str | None:
+        """Where the side moved the contact to from `email` (a forward pointer), if it did recently."""
+        return self.moves.get(side_key(instance_id, system, email))
 
     def user_email(self, instance_id: str, user_id: str) -> str | None:
         return self.user_emails[(instance_id, user_id)]
@@ -213,6 +230,7 @@ class StateSnapshot:
             {**self.sides, **other.sides},
             {**self.user_emails, **other.user_emails},
             {**self.backlogs, **other.backlogs},
+            {**self.moves, **other.moves},
         )
 
 

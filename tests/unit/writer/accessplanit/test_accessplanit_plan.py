@@ -4,7 +4,7 @@ from typing import Any
 
 from tandem_shared.contracts import ErrorInfo
 from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_body, desired_fields
-from tandem_writer.domain.accessplanit_plan import choose_user
+from tandem_writer.domain.accessplanit_plan import DELETED, choose_user, moved_away
 
 
 def user(user_id: str, updated: str, **fields: Any) -> dict[str, Any]:
@@ -100,3 +100,11 @@ def test_without_a_default_account_nothing_is_created() -> None:
     assert isinstance(error, ErrorInfo) and error.permanent
     assert error.field == "MainCompanyID"
     assert "default account" in error.message
+
+
+def test_a_user_moved_away_from_an_address_is_active_and_holds_another_one() -> None:
+    assert moved_away({"ID": "7", "Email": "ada.king@example.com"}, "ada@example.com")
+    assert not moved_away({"ID": "7", "Email": "Ada@Example.com "}, "ada@example.com")  # the same address
+    assert not moved_away({"ID": "7", "Email": "ada.king@example.com", "Status": DELETED}, "ada@example.com")
+    assert not moved_away({"ID": "7", "Email": ""}, "ada@example.com")
+    assert not moved_away(None, "ada@example.com")

@@ -262,6 +262,12 @@ def decide(
             f"{target.label} holds this contact at {target_email} and {source.label} at {email}: Mailchimp refused "
             f"to change its address (the refused change's trace says why), so {target_email} is written"
         )
+    elif known.target_moved_to is not None and old is None:
+        target_email = known.target_moved_to
+        logs.append(
+            f"{target.label} moved this contact from {email} to {target_email} while this change, made at {email}, "
+            f"was on its way (Tandem's forward pointer from {email}): {target_email} is written"
+        )
     elif old is not None:
         if known.target is not None and known.target_old is None:
             logs.append(f"{target.label} already has the new address {email}")
@@ -274,6 +280,13 @@ def decide(
                 moved_from = known.target_old_at
                 logs.append(
                     f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
+                    f"change to {email} is asked of {moved_from}"
+                )
+            elif known.target_old_moved_to is not None:
+                moved_from = known.target_old_moved_to
+                logs.append(
+                    f"{target.label} moved this contact from {old} to {moved_from} by an address change of its own, "
+                    f"received before this one: of two address changes at once the one received later wins, so the "
                     f"change to {email} is asked of {moved_from}"
                 )
 
@@ -373,6 +386,9 @@ def decide(
 
     payload = build_payload(instance, target, target_email, included)
     command = _command(event, target, operation, target_email, moved_from, payload, command_id=command_id, now=now)
+    if target is System.ACCESSPLANIT and target_state is not None and target_state.user_id is not None:
+        # The user to write should accessplanit have moved it from this address meanwhile (its move on its way).
+        command = command.model_copy(update={"target_user_id": target_state.user_id})
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
         check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())

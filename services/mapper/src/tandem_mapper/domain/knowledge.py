@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tandem_mapper.domain.model import Knowledge, event_email, old_address
-from tandem_shared.contracts import ChangeEvent, ChangeKind, InstanceConfig, System
+from tandem_shared.contracts import ChangeEvent, ChangeKind, InstanceConfig, System, email_key
 from tandem_shared.sync.rules import StateSnapshot
 
 Side = tuple[str, System, str]  # (instance, system, email)
@@ -79,6 +79,18 @@ def _resolved(loaded: StateSnapshot, side: Side) -> str | None:
     return held_at if held_at and loaded.has(side[0], side[1], held_at) else None
 
 
+def _moved_to(loaded: StateSnapshot, source: Side, target: Side) -> str | None:
+    """Where the target side moved the contact to from this address, when it holds nothing here any more (a change
+    naming the address it left, on its way while the move was decided or written). Only for a contact the source
+    side knows at this address (its state, or a move of its own from it): someone else given the address since is a
+    new contact."""
+    if not loaded.has(*target) or loaded.side(*target) is not None:
+        return None
+    if loaded.has(*source) and loaded.side(*source) is None and loaded.moved_to(*source) is None:
+        return None
+    return loaded.moved_to(*target)
+
+
 def missing(work: Work, loaded: StateSnapshot) -> list[Side]:
     """What the first read could not know to ask for: the old addresses' sides (accessplanit email changes), and
     the target's state where it holds the contact instead of an address it refused to move it to."""
@@ -92,6 +104,10 @@ def missing(work: Work, loaded: StateSnapshot) -> list[Side]:
         if old:
             wanted.extend(s for s in sides(instance.id, event.source, old) if not loaded.has(*s))
         target = event.source.other
+        before = old or email  # where the target held the contact before this change
+        moved_to = _moved_to(loaded, (instance.id, event.source, before), (instance.id, target, before))
+        if moved_to and email_key(moved_to) != email_key(email) and not loaded.has(instance.id, target, moved_to):
+            wanted.append((instance.id, target, moved_to))
         for address in (email, old):
             held_at = _held_at(loaded, (instance.id, target, address)) if address else None
             if held_at and not loaded.has(instance.id, target, held_at):
@@ -111,14 +127,23 @@ def knowledge(work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
         previous = previous_email(event, instance, loaded)
         old = old_address(event, previous)
         target_at = _resolved(loaded, (instance.id, target, email))
+        before = old or email
+        moved_to = _moved_to(loaded, (instance.id, source, before), (instance.id, target, before))
+        # Moved to this change's own address: the move was this one, already seen or written there.
+        moved_to = moved_to if moved_to and email_key(moved_to) != email_key(email) else None
+        moved_to = moved_to if moved_to and loaded.has(instance.id, target, moved_to) else None
+        target_moved_to = moved_to if not old else None
+        target_old_moved_to = moved_to if old else None
         target_old_at = _resolved(loaded, (instance.id, target, old)) if old else None
         known[event.event_id] = Knowledge(
             source=loaded.side(instance.id, source, email),
-            target=loaded.side(instance.id, target, target_at or email),
+            target=loaded.side(instance.id, target, target_at or target_moved_to or email),
             source_old=loaded.side(instance.id, source, old) if old else None,
-            target_old=loaded.side(instance.id, target, target_old_at or old) if old else None,
+            target_old=loaded.side(instance.id, target, target_old_at or target_old_moved_to or old) if old else None,
             previous_email=previous,
             target_at=target_at,
             target_old_at=target_old_at,
+            target_moved_to=target_moved_to,
+            target_old_moved_to=target_old_moved_to,
         )
     return known

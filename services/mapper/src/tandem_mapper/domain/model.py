@@ -23,6 +23,12 @@ class Knowledge:
     # there: `target` (`target_old`) is then the state at that address.
     target_at: str | None = None
     target_old_at: str | None = None
+    # Where the target moved the contact to from the change's address, which it no longer holds (a change still
+    # naming the old address, made or decided while the move was on its way): `target` is the state there.
+    target_moved_to: str | None = None
+    # On an email change: where the target moved the contact to from the old address by a move of its own, received
+    # before this one (both sides changed the address at once): `target_old` is the state there.
+    target_old_moved_to: str | None = None
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,12 @@ def choose_user(users: list[dict[str, Any]]) -> Match:
         return Match(None, deleted=deleted)
     ordered = sorted(active, key=lambda u: (_updated_at(u), _numeric_id(u)), reverse=True)
     return Match(ordered[0], tuple(str(u.get("ID")) for u in ordered[1:]), deleted)
+
+
+def moved_away(user: dict[str, Any] | None, email: str) -> bool:
+    """Whether `user` (the one Tandem last saw at `email`, found by id once no user has `email`) is an active user
+    that accessplanit has since given another address: it moved, and a change made at `email` is its."""
+    if user is None or user.get("Status") == DELETED:
+        return False
+    address = user.get("Email")
+    return isinstance(address, str) and bool(address.strip()) and address.strip().lower() != email.strip().lower()

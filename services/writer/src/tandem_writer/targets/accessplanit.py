@@ -8,6 +8,7 @@ partition, consumed in order.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +19,7 @@ from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_bod
 from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.priority import Priority
-from tandem_writer.domain.accessplanit_plan import DELETED, Match, choose_user
+from tandem_writer.domain.accessplanit_plan import DELETED, Match, choose_user, moved_away
 from tandem_writer.domain.outcome import WriteOutcome
 
 log = get_logger("tandem.writer.accessplanit")
@@ -82,7 +83,32 @@ class AccessplanitTarget:
                 ),
             )
         match = await self._find(client, command, email)
+        if match.user is None and not match.deleted and command.target_user_id:
+            moved = await self._moved(client, command, instance, email)
+            if moved is not None:
+                return moved
         return await self._apply(client, command, instance, match, email)
+
+    async def _moved(
+        self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig, email: str
+    ) -> WriteOutcome | None:
+        """No user has the address, but Tandem saw user `target_user_id` there: when accessplanit has moved that user
+        to another address meanwhile (its email change on its way to Mailchimp), the change is that user's. Its
+        fields are written there, its address left as it is; the write is recorded at that address."""
+        assert command.target_user_id is not None
+        user = await client.get_user(command.target_user_id, priority=LIVE)
+        if user is None or not moved_away(user, email):
+            return None
+        new = str(user["Email"]).strip()
+        note = f"; no user has {email} any more: accessplanit moved user {user.get('ID')} to {new} meanwhile"
+        outcome = await self._apply(client, command, instance, Match(user), new, note=note)
+        written = command.model_copy(
+            update={
+                "payload": {**command.payload, "Email": new},
+                "identity": command.identity.model_copy(update={"email": new}),
+            }
+        )
+        return replace(outcome, written=written) if outcome.ok else outcome
 
     async def _change_email(
         self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig
@@ -100,6 +126,10 @@ class AccessplanitTarget:
             )
         match = await self._find(client, command, old)
         note = ""
+        if match.user is None and old and not match.deleted and command.target_user_id:
+            skipped = await self._moved_since(client, command, old, new)
+            if skipped is not None:
+                return skipped
         if match.user is None:
             # Either this change was applied already (a retry after a crash) or the contact never reached
             # accessplanit: in both cases the user to write is the one with the new address, if any.
@@ -108,6 +138,24 @@ class AccessplanitTarget:
                 found = "so the user with the new address was written" if match.user else "nor the new one"
                 note = f"; no user had the old address {old}, {found}"
         return await self._apply(client, command, instance, match, new, note=note)
+
+    async def _moved_since(
+        self, client: AccessplanitClient, command: SyncCommand, old: str, new: str
+    ) -> WriteOutcome | None:
+        """An address change from `old` finds no user there, but Tandem saw user `target_user_id` there: when
+        accessplanit has moved that user to a third address meanwhile, both sides changed the address at once, and
+        accessplanit's change, received after this one, wins (docs/convergence.md, "Moves"): nothing is written."""
+        assert command.target_user_id is not None
+        user = await client.get_user(command.target_user_id, priority=LIVE)
+        if user is None or not moved_away(user, old) or not moved_away(user, new):
+            return None
+        return WriteOutcome(
+            True,
+            f"Not written to accessplanit: no user has {old} any more: accessplanit moved user {user.get('ID')} to "
+            f"{str(user['Email']).strip()} meanwhile, an address change received after this one, which wins",
+            response=user,
+            wrote=False,
+        )
 
     async def _apply(
         self,
