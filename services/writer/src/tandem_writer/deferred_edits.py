@@ -1,0 +1,48 @@
+"""Before a write to an accessplanit user: does an edit of it wait for the catch-up read? (`domain.deferred_edits`)
+
+The accessplanit target asks this with the user it has just looked up for the write, so the check costs no request
+to accessplanit: one Redis read of the instance's deferred set (`tandem_shared.redis.deferred`), and, only for a
+user found there, one of what Tandem knows accessplanit holds for the contact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from tandem_shared.contracts import InstanceConfig, Operation, SyncCommand, System
+from tandem_shared.redis.deferred import DeferredDeliveries
+from tandem_shared.redis.state import StateStore
+from tandem_shared.sync.rules import payload_email
+from tandem_writer.domain.deferred_edits import unseen_edit_check
+from tandem_writer.domain.source_check import CheckResult
+from tandem_writer.source_check import user_fields
+
+
+class UnseenEdits(Protocol):
+    async def check(self, command: SyncCommand, instance: InstanceConfig, user: Mapping[str, Any]) -> CheckResult:
+        """`command` as it may be written over `user` (accessplanit's record, just read): without the fields
+        holding an edit Tandem has not read yet that is later than the command's change (None: nothing left)."""
+        ...
+
+
+class DeferredEditGuard:
+    def __init__(self, deferred: DeferredDeliveries, state: StateStore) -> None:
+        self._deferred = deferred
+        self._state = state
+
+    async def check(self, command: SyncCommand, instance: InstanceConfig, user: Mapping[str, Any]) -> CheckResult:
+        user_id = str(user.get("ID"))
+        arrived = await self._deferred.arrived_ms(command.instance_id, user_id)
+        if arrived is None:
+            return CheckResult(command)
+        # What Tandem knows accessplanit holds is kept under the address it holds the contact at: before an email
+        # change is written, the old one.
+        moving = command.operation is Operation.CHANGE_EMAIL and command.identity.old_email
+        email = command.identity.old_email if moving else payload_email(command.target, command.payload)
+        email = email or command.identity.email
+        known = None
+        if email:
+            snapshot = await self._state.load_many([(command.instance_id, System.ACCESSPLANIT, email)])
+            known = snapshot.side(command.instance_id, System.ACCESSPLANIT, email)
+        return unseen_edit_check(command, user_fields(user), user_id, known, arrived)
