@@ -9,11 +9,12 @@ from typing import Any
 
 from fakes.state import InMemoryStateStore
 from support.commands import sync_command
-from tandem_shared.contracts import InstanceConfig, SyncCommand, System
+from tandem_shared.contracts import CheckedField, InstanceConfig, SourceCheck, SyncCommand, System
 from tandem_shared.instances import demo_instance
 from tandem_shared.sync.rules import field_digest, ts_ms
 from tandem_writer.deferred_edits import DeferredEditGuard
-from tandem_writer.domain.deferred_edits import unseen_edit_check
+from tandem_writer.domain.deferred_edits import release_recheck, unseen_edit_check
+from tandem_writer.domain.source_check import CheckResult
 
 EMAIL = "ada@example.com"
 # The Mailchimp change the command carries: stamped second S, so it happened in [S, S + 1 s).
@@ -129,3 +130,53 @@ async def test_the_guard_judges_only_users_in_the_deferred_set() -> None:
         command, INSTANCE, user(CHANGE + timedelta(seconds=1), Forenames="Start")
     )
     assert unchanged.command == command
+
+
+def released(**fields: Any) -> SyncCommand:
+    """A held "Grace" released to accessplanit, checked by the writer's read (where Tandem last knew "Start")."""
+    spec = SourceCheck(
+        system=System.ACCESSPLANIT,
+        email=EMAIL,
+        fields={
+            name: CheckedField(source_field=name, digest=field_digest(value), raced=[field_digest("Start")])
+            for name, value in fields.items()
+        },
+        ts_ms=ts_ms(CHANGE),
+        held_change_ms=ts_ms(CHANGE),
+    )
+    return from_mailchimp(**fields).model_copy(update={"source_check": spec})
+
+
+def test_a_released_change_is_judged_again_on_the_lookup_just_before_the_write() -> None:
+    # The writer's read found "Start" (Tandem's): written. A person's edit landed after that read, before the lookup.
+    command = released(Forenames="Grace", Surname="Hopper")
+    result = release_recheck(command, user(CHANGE + timedelta(seconds=4), Forenames="Hedy", Surname="Start"))
+
+    assert result.command is not None
+    assert result.command.payload == {"Email": EMAIL, "Surname": "Hopper"}
+    assert any(
+        log.startswith(
+            "Looked accessplanit up again just before writing a released held change: Forenames holds "
+            "'Hedy', a value Tandem did not write nor see"
+        )
+        for log in result.logs
+    ), result.logs
+
+
+def test_a_released_change_the_lookup_finds_nothing_new_for_is_written_silently() -> None:
+    command = released(Forenames="Grace")
+    assert release_recheck(command, user(CHANGE + timedelta(seconds=4), Forenames="Start")) == CheckResult(command)
+    # Fields the writer's read already left out are not judged again.
+    without = command.model_copy(update={"payload": {"Email": EMAIL}})
+    assert release_recheck(without, user(CHANGE + timedelta(seconds=4), Forenames="Hedy")).logs == []
+    # Only released changes: a live one is written as the deferred-set rule says.
+    live = from_mailchimp(Forenames="Grace")
+    assert release_recheck(live, user(CHANGE + timedelta(seconds=4), Forenames="Hedy")) == CheckResult(live)
+
+
+async def test_the_guard_rechecks_a_release_even_for_a_user_not_deferred() -> None:
+    store = await known_store(Forenames="Start")
+    result = await DeferredEditGuard(Deferred({}), store).check(
+        released(Forenames="Grace"), INSTANCE, user(CHANGE + timedelta(seconds=4), Forenames="Hedy")
+    )
+    assert result.command is None

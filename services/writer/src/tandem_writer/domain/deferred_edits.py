@@ -63,3 +63,25 @@ def unseen_edit_check(
         carried_by="the catch-up read",
     )
     return check_later_edits(command, spec, user, wording)
+
+
+def _release_recheck_wording() -> LaterEditWording:
+    return LaterEditWording(
+        "Looked accessplanit up again just before writing a released held change", "this held change", "its own event"
+    )
+
+
+def release_recheck(command: SyncCommand, user: Mapping[str, Any]) -> CheckResult:
+    """A released held change (`SourceCheck.held_change_ms`), judged again on the user as looked up just before the
+    write: an edit made since the writer's authoritative read is left out as that read would have (the gap left is
+    the one between this lookup and the write itself; accessplanit has no conditional write). Silent when nothing
+    new is left out."""
+    spec = command.source_check
+    if spec is None or spec.held_change_ms is None or spec.system is not System.ACCESSPLANIT:
+        return CheckResult(command)
+    still = payload_content(command.target, command.payload)
+    fields = {name: checked for name, checked in spec.fields.items() if name in still}
+    if not fields:
+        return CheckResult(command)
+    result = check_later_edits(command, spec.model_copy(update={"fields": fields}), user, _release_recheck_wording())
+    return result if result.command is not command else CheckResult(command)
