@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -11,9 +11,10 @@ from component.accessplanit.accessplanit_fixtures import command, control, creat
 from component.simulators.accessplanit.accessplanit_testkit import SimServer
 from redis.asyncio import Redis
 
-from tandem_shared.contracts import InstanceConfig, Operation
+from tandem_shared.contracts import InstanceConfig, Operation, SyncCommand
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_writer.domain.source_check import CheckResult
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 
 ADA = {"Email": "ada@example.com", "Forenames": "Ada", "Surname": "Lovelace"}
@@ -286,3 +287,47 @@ async def test_an_email_change_for_a_contact_accessplanit_never_had_creates_it_w
     assert outcome.ok, outcome.summary
     assert outcome.summary.endswith("; no user had the old address old@example.com, nor the new one")
     assert [u["Email"] for u in await users(admin)] == ["new@example.com"]
+
+
+class LeavesOut:
+    """An `UnseenEdits` that leaves out the named fields of every command (or everything), recording the user."""
+
+    def __init__(self, *names: str, everything: bool = False) -> None:
+        self.names = names
+        self.everything = everything
+        self.seen: list[Mapping[str, Any]] = []
+
+    async def check(self, command: SyncCommand, instance: InstanceConfig, user: Mapping[str, Any]) -> CheckResult:
+        self.seen.append(user)
+        if self.everything:
+            return CheckResult(None, logs=["an edit not read yet"])
+        payload = {k: v for k, v in command.payload.items() if k not in self.names}
+        return CheckResult(command.model_copy(update={"payload": payload}), logs=["Forenames left out"])
+
+
+async def test_fields_the_pre_write_check_leaves_out_are_not_sent_nor_recorded_as_written(
+    redis: Redis, tenant: InstanceConfig, admin: httpx.AsyncClient
+) -> None:
+    existing = await create_user(admin, Forenames="Hedy")
+    unseen = LeavesOut("Forenames")
+    target = AccessplanitTarget(AccessplanitClients(redis, settings()), unseen)
+    try:
+        outcome = await target.write(command({**ADA, "Forenames": "Grace", "Surname": "Hopper"}), tenant)
+        assert outcome.ok and outcome.wrote, outcome.summary
+        assert outcome.summary == (
+            f"Updated accessplanit user {existing['ID']} (ada@example.com): Surname; Forenames left out"
+        )
+        assert outcome.written is not None and "Forenames" not in outcome.written.payload
+        assert unseen.seen[0]["ID"] == existing["ID"]  # judged on the lookup the write made anyway
+        [after] = await users(admin, "ada@example.com")
+        assert (after["Forenames"], after["Surname"]) == ("Hedy", "Hopper")
+
+        nothing = AccessplanitTarget(AccessplanitClients(redis, settings()), LeavesOut(everything=True))
+        skipped = await nothing.write(command({**ADA, "Forenames": "Grace"}), tenant)
+        await nothing.close()
+        assert skipped.ok and not skipped.wrote
+        assert skipped.summary == "Not written to accessplanit: an edit not read yet"
+        [still] = await users(admin, "ada@example.com")
+        assert still["Forenames"] == "Hedy"
+    finally:
+        await target.close()
