@@ -16,7 +16,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -208,7 +208,8 @@ class Soak:
         stop.set()
         await watcher
         traces = await self.traces(since)
-        row = figures(len(self.contacts), rate, seconds, edits, observed, traces, settle_s)
+        user_ids = [c.user_id for c in self.contacts]
+        row = figures(len(self.contacts), rate, seconds, edits, observed, traces, settle_s, user_ids)
         return row, self.explain(row, edits, observed, traces)
 
     def explain(
@@ -322,6 +323,31 @@ def read_vendor(summary: str) -> str | None:
     return next((vendor for vendor in ("accessplanit", "mailchimp") if f"re-read from {vendor}" in lowered), None)
 
 
+DEFERRED = "deferred to the catch-up read"
+
+
+def _epoch(trace: dict[str, Any]) -> float | None:
+    started = trace.get("started_at")
+    return datetime.fromisoformat(started).timestamp() if isinstance(started, str) else None
+
+
+def last_edit_kind(last: Edit, user_id: str | None, traces: list[dict[str, Any]]) -> str:
+    """What a contact's last edit waited on before Tandem had it: "mailchimp" (its webhook), "accessplanit" (read
+    back when its delivery arrived) or "accessplanit deferred" (its delivery deferred to the catch-up read, which
+    comes round no sooner than the poller's wake interval, 5 s, after the previous round)."""
+    if last.side == "mc":
+        return "mailchimp"
+    deferred = any(
+        t.get("stage") == "ingest"
+        and DEFERRED in (t.get("summary") or "")
+        and t.get("accessplanit_user_id") == user_id
+        and (at := _epoch(t)) is not None
+        and last.started <= at <= last.ended + 1.0
+        for t in traces
+    )
+    return "accessplanit deferred" if deferred else "accessplanit"
+
+
 def figures(
     contacts: int,
     rate: float,
@@ -330,8 +356,11 @@ def figures(
     observed: dict[int, list[tuple[float, tuple[str | None, str | None]]]],
     traces: list[dict[str, Any]],
     settle_s: float,
+    user_ids: Sequence[str] = (),
 ) -> dict[str, Any]:
+    """`user_ids`: each contact's accessplanit user, to tell which last edits were deferred to the catch-up read."""
     diverged, older, convergence = [], [], []
+    by_kind: dict[str, list[float]] = {}
     for index in range(contacts):
         ours = [e for e in edits if e.contact == index]
         if not ours:
@@ -354,6 +383,9 @@ def figures(
                 settled_at = None
         if settled_at is not None:
             convergence.append(settled_at - last)
+            final_edit = max(ours, key=lambda e: e.ended)
+            user_id = user_ids[index] if index < len(user_ids) else None
+            by_kind.setdefault(last_edit_kind(final_edit, user_id, traces), []).append(settled_at - last)
     writer = [t for t in traces if t.get("stage") in ("writer", "retry")]
     # Writes preceded by a re-read of a vendor, as the writer's trace records them, by vendor.
     reads_by_vendor = Counter(vendor for t in writer if (vendor := read_vendor(t.get("summary") or "")) is not None)
@@ -382,6 +414,11 @@ def figures(
         "write_backs": write_backs,
         "write_backs_waited_in_vain": stale_waits,
         "quiescent_after_s": round(settle_s, 1),
+        # Convergence by what the contact's last edit waited on (`last_edit_kind`): p50, p99, contacts.
+        "convergence_by_last_edit": {
+            kind: [round(percentile(times, 50), 2), round(percentile(times, 99), 2), len(times)]
+            for kind, times in sorted(by_kind.items())
+        },
     }
 
 
@@ -409,6 +446,13 @@ def render(results: dict[str, Any]) -> str:
             f"{row.get('authoritative_reads_mailchimp', 0)}) | {row['write_backs']} "
             f"({row['write_backs_waited_in_vain']}) |"
         )
+    lines.append("")
+    lines.append("Convergence p50 / p99 s (contacts) by what each contact's last edit waited on:")
+    lines.append("")
+    for row in results["rates"]:
+        kinds = row.get("convergence_by_last_edit") or {}
+        parts = [f"{kind} {p50} / {p99} ({n})" for kind, (p50, p99, n) in kinds.items()]
+        lines.append(f"- {row['rate_per_s']}/s: {'; '.join(parts) or 'none converged'}")
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -11,9 +11,10 @@ from component.accessplanit.accessplanit_fixtures import command, control, creat
 from component.simulators.accessplanit.accessplanit_testkit import SimServer
 from redis.asyncio import Redis
 
-from tandem_shared.contracts import InstanceConfig, Operation
+from tandem_shared.contracts import InstanceConfig, Operation, SyncCommand
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
+from tandem_writer.domain.source_check import CheckResult
 from tandem_writer.targets.accessplanit import AccessplanitTarget
 
 ADA = {"Email": "ada@example.com", "Forenames": "Ada", "Surname": "Lovelace"}
@@ -345,3 +346,72 @@ async def test_an_address_change_from_an_address_the_user_has_moved_from_since_i
     )
     assert [u["Email"] for u in await users(admin)] == ["ada.king@example.com"]
     assert await requests(sim, "POST", "/api/v2/User") == 1  # only the admin's create
+
+
+class LeavesOut:
+    """An `UnseenEdits` that leaves out the named fields of every command (or everything), recording the user."""
+
+    def __init__(self, *names: str, everything: bool = False) -> None:
+        self.names = names
+        self.everything = everything
+        self.seen: list[Mapping[str, Any]] = []
+
+    async def check(self, command: SyncCommand, instance: InstanceConfig, user: Mapping[str, Any]) -> CheckResult:
+        self.seen.append(user)
+        if self.everything:
+            return CheckResult(None, logs=["an edit not read yet"])
+        payload = {k: v for k, v in command.payload.items() if k not in self.names}
+        return CheckResult(command.model_copy(update={"payload": payload}), logs=["Forenames left out"])
+
+
+async def test_fields_the_pre_write_check_leaves_out_are_not_sent_nor_recorded_as_written(
+    redis: Redis, tenant: InstanceConfig, admin: httpx.AsyncClient
+) -> None:
+    existing = await create_user(admin, Forenames="Hedy")
+    unseen = LeavesOut("Forenames")
+    target = AccessplanitTarget(AccessplanitClients(redis, settings()), unseen)
+    try:
+        outcome = await target.write(command({**ADA, "Forenames": "Grace", "Surname": "Hopper"}), tenant)
+        assert outcome.ok and outcome.wrote, outcome.summary
+        assert outcome.summary == (
+            f"Updated accessplanit user {existing['ID']} (ada@example.com): Surname; Forenames left out"
+        )
+        assert outcome.written is not None and "Forenames" not in outcome.written.payload
+        assert unseen.seen[0]["ID"] == existing["ID"]  # judged on the lookup the write made anyway
+        [after] = await users(admin, "ada@example.com")
+        assert (after["Forenames"], after["Surname"]) == ("Hedy", "Hopper")
+
+        nothing = AccessplanitTarget(AccessplanitClients(redis, settings()), LeavesOut(everything=True))
+        skipped = await nothing.write(command({**ADA, "Forenames": "Grace"}), tenant)
+        await nothing.close()
+        assert skipped.ok and not skipped.wrote
+        assert skipped.summary == "Not written to accessplanit: an edit not read yet"
+        [still] = await users(admin, "ada@example.com")
+        assert still["Forenames"] == "Hedy"
+    finally:
+        await target.close()
+
+
+async def test_a_change_following_a_moved_user_records_only_what_the_check_let_through(
+    redis: Redis, tenant: InstanceConfig, admin: httpx.AsyncClient
+) -> None:
+    """Both at once: the user moved from the change's address, and an edit of it not read yet. What is recorded as
+    written is what was written, at the user's new address; nothing is recorded when nothing was written."""
+    moved = await create_user(admin, Email="ada.king@example.com", Forenames="Hedy")
+    late = command({**ADA, "Forenames": "Grace", "Surname": "Byron"}).model_copy(update={"target_user_id": moved["ID"]})
+    target = AccessplanitTarget(AccessplanitClients(redis, settings()), LeavesOut("Forenames"))
+    nothing = AccessplanitTarget(AccessplanitClients(redis, settings()), LeavesOut(everything=True))
+    try:
+        outcome = await target.write(late, tenant)
+        assert outcome.ok and outcome.wrote, outcome.summary
+        assert outcome.written is not None
+        assert outcome.written.payload["Email"] == "ada.king@example.com"
+        assert "Forenames" not in outcome.written.payload
+        [after] = await users(admin)
+        assert (after["Email"], after["Forenames"], after["Surname"]) == ("ada.king@example.com", "Hedy", "Byron")
+
+        skipped = await nothing.write(late, tenant)
+        assert skipped.ok and not skipped.wrote and skipped.written is None, skipped.summary
+    finally:
+        await target.close()
+        await nothing.close()

@@ -56,3 +56,24 @@ def test_reads_of_either_vendor_are_counted_and_reported_apart() -> None:
         row["authoritative_reads_accessplanit"],
         row["authoritative_reads_mailchimp"],
     ) == (2, 1, 1)
+
+
+def test_convergence_is_also_reported_by_what_the_last_edit_waited_on() -> None:
+    edits = [
+        Edit(0, "ap", "A", 10.0, 10.1),  # its delivery deferred to the catch-up read
+        Edit(1, "ap", "B", 10.0, 10.1),  # read back at once
+        Edit(2, "mc", "C", 10.0, 10.1),
+    ]
+    observed = {0: [(16.1, ("A", "A"))], 1: [(10.6, ("B", "B"))], 2: [(10.4, ("C", "C"))]}
+    deferral = {
+        "stage": "ingest",
+        "summary": "Delivery for accessplanit user 7 deferred to the catch-up read",
+        "accessplanit_user_id": "7",
+        "started_at": "1970-01-01T00:00:10.120000+00:00",
+    }
+    row = figures(3, 2.0, 60.0, edits, observed, [deferral], 3.0, user_ids=["7", "8", "9"])
+    assert row["convergence_by_last_edit"] == {
+        "accessplanit": [0.5, 0.5, 1],
+        "accessplanit deferred": [6.0, 6.0, 1],
+        "mailchimp": [0.3, 0.3, 1],
+    }

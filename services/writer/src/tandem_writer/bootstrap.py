@@ -20,11 +20,13 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
 from tandem_shared.kafka.partitioned import ConsumerClient, PartitionedConsumer, consumer_options
 from tandem_shared.redis.client import connect
+from tandem_shared.redis.deferred import RedisDeferredDeliveries
 from tandem_shared.redis.idempotency import IdempotencyStore, RedisIdempotencyStore
 from tandem_shared.redis.state import RedisStateStore, StateStore
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.mailchimp.client import MailchimpClients
+from tandem_writer.deferred_edits import DeferredEditGuard
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.erasure import writer_erasure
@@ -200,10 +202,13 @@ def bootstrap(
     producer = producer or KafkaProducer(kafka)
     registry = registry or TopicInstanceRegistry(kafka)
     reconcile: ReconcileService | None = None
+    # On the shared client, which is closed below: the state store itself holds nothing to close.
+    state = state or RedisStateStore(shared_redis())
     if targets is None:
         ap_settings = AccessplanitSettings()
         mailchimp = MailchimpTarget.from_settings(settings, shared_redis())
-        accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings)
+        unseen = DeferredEditGuard(RedisDeferredDeliveries(shared_redis()), state)
+        accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings, unseen)
         targets = {System.MAILCHIMP: mailchimp, System.ACCESSPLANIT: accessplanit}
         if settings.reconcile_runs:
             clients = (accessplanit.clients, mailchimp.clients)
@@ -219,8 +224,6 @@ def bootstrap(
         )
         owned.append(store.close)
         idempotency = store
-    # On the shared client, which is closed below: the state store itself holds nothing to close.
-    state = state or RedisStateStore(shared_redis())
     if redis is not None:
         owned.append(redis.aclose)
 

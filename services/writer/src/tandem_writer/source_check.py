@@ -210,7 +210,8 @@ class SourceCheckedTarget:
             return WriteOutcome(True, f"Not written to {self.system.label}: {notes}", written=None, wrote=False)
         outcome = await self._inner.write(result.command, instance)
         summary = f"{outcome.summary} ({notes})"
-        return WriteOutcome(outcome.ok, summary, outcome.response, outcome.error, written=result.command)
+        # The target may have left out more (`targets.accessplanit`: an edit not read yet), or written nothing.
+        return replace(outcome, summary=summary, written=outcome.written or result.command)
 
     async def close(self) -> None:
         await self._inner.close()

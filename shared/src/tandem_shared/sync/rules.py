@@ -148,6 +148,17 @@ class SideState:
             if key.startswith(prefix) and key != f"{name}|{other_than}" and noted >= since_ms
         }
 
+    def known_digests(self, name: str) -> list[str]:
+        """Digests of the values of `name` Tandem knows this side held: seen there, or written (recently, or about to
+        be) by Tandem. A value outside them is someone's edit Tandem has not seen (yet)."""
+        prefix = f"{name}|"
+        marks = [*self.recent_writes, *self.pending_writes]
+        digests = {key.split("|", 1)[1] for key in marks if key.startswith(prefix)}
+        known = self.fields.get(name)
+        if known is not None:
+            digests.add(known.digest)
+        return sorted(digests)
+
 
 # The state hash's field for `SideState.held_at`.
 HELD_AT_FIELD = "_at"

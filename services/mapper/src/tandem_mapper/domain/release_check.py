@@ -15,21 +15,7 @@ from __future__ import annotations
 
 from tandem_mapper.domain.model import Knowledge
 from tandem_shared.contracts import CheckedField, Operation, SourceCheck, SyncCommand, System
-from tandem_shared.sync.rules import SideState, field_digest, payload_content, payload_email, ts_ms
-
-
-def _known_values(state: SideState | None, name: str) -> list[str]:
-    """Digests of the values of `name` Tandem knows the target held: seen there, or written (recently, or about
-    to be) by Tandem."""
-    if state is None:
-        return []
-    digests = {
-        key.split("|", 1)[1] for key in [*state.recent_writes, *state.pending_writes] if key.startswith(f"{name}|")
-    }
-    known = state.fields.get(name)
-    if known is not None:
-        digests.add(known.digest)
-    return sorted(digests)
+from tandem_shared.sync.rules import field_digest, payload_content, payload_email, ts_ms
 
 
 def with_release_check(command: SyncCommand, known: Knowledge) -> SyncCommand:
@@ -48,7 +34,9 @@ def with_release_check(command: SyncCommand, known: Knowledge) -> SyncCommand:
         return command
     held_ms = ts_ms(command.source_occurred_at)
     fields = {
-        name: CheckedField(source_field=name, digest=field_digest(value), raced=_known_values(state, name))
+        name: CheckedField(
+            source_field=name, digest=field_digest(value), raced=state.known_digests(name) if state else []
+        )
         for name, value in content.items()
     }
     check = SourceCheck(system=command.target, email=email, fields=fields, ts_ms=held_ms, held_change_ms=held_ms)

@@ -96,9 +96,27 @@ def _when(moment_ms: int) -> str:
     return datetime.fromtimestamp(moment_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _check_release(command: SyncCommand, spec: SourceCheck, values: Mapping[str, Any] | None) -> CheckResult:
-    label, held_ms = spec.system.label, spec.held_change_ms or 0
-    prefix = f"Read {label} before releasing a held change"
+@dataclass(frozen=True)
+class LaterEditWording:
+    """How a check for someone's later edit on the target words its trace (`check_later_edits`)."""
+
+    prefix: str  # what was read, and why
+    change: str  # what the command carries
+    carried_by: str  # what brings the edit left in place to the other side
+
+
+def _release_wording(label: str) -> LaterEditWording:
+    return LaterEditWording(f"Read {label} before releasing a held change", "this held change", "its own event")
+
+
+def check_later_edits(
+    command: SyncCommand, spec: SourceCheck, values: Mapping[str, Any] | None, wording: LaterEditWording
+) -> CheckResult:
+    """`command` without every field whose target holds a value Tandem does not know (`CheckedField.raced` lists
+    those it does), changed by the record's own update time not provably before `spec.held_change_ms`: someone's
+    later edit there, which its own event carries. Nothing read is recorded (that event must arrive as news)."""
+    held_ms = spec.held_change_ms or 0
+    prefix = wording.prefix
     if values is None:
         return CheckResult(command, logs=[f"{prefix}: no contact at {spec.email} to write over"])
     updated = _updated_ms(spec.system, values)
@@ -115,13 +133,14 @@ def _check_release(command: SyncCommand, spec: SourceCheck, values: Mapping[str,
         elif updated is not None and proven_older(spec.system, updated, held_ms):
             confirmed.append(target_field)
             logs.append(
-                f"{prefix}: {held}, changed {changed}, before this held change from {_when(held_ms)}, so it is written"
+                f"{prefix}: {held}, changed {changed}, before {wording.change} from {_when(held_ms)}, so it is written"
             )
         else:
             dropped.add(target_field)
             logs.append(
-                f"{prefix}: {held}, a value Tandem did not write nor see, changed {changed}, not before this held "
-                f"change from {_when(held_ms)}: a later edit there, not written over (its own event carries it)"
+                f"{prefix}: {held}, a value Tandem did not write nor see, changed {changed}, not before "
+                f"{wording.change} from {_when(held_ms)}: a later edit there, not written over "
+                f"({wording.carried_by} carries it)"
             )
     return _result(command, confirmed, dropped, {}, logs)
 
@@ -144,7 +163,7 @@ def check(command: SyncCommand, source_values: Mapping[str, Any] | None) -> Chec
     if spec is None:
         return CheckResult(command)
     if spec.held_change_ms is not None:
-        return _check_release(command, spec, source_values)
+        return check_later_edits(command, spec, source_values, _release_wording(spec.system.label))
     label = spec.system.label
     if source_values is None:
         return CheckResult(

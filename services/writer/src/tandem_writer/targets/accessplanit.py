@@ -19,6 +19,7 @@ from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_bod
 from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.priority import Priority
+from tandem_writer.deferred_edits import UnseenEdits
 from tandem_writer.domain.accessplanit_plan import DELETED, Match, choose_user, moved_away
 from tandem_writer.domain.outcome import WriteOutcome
 
@@ -35,13 +36,18 @@ def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
 class AccessplanitTarget:
     system = System.ACCESSPLANIT
 
-    def __init__(self, clients: AccessplanitClients) -> None:
+    def __init__(self, clients: AccessplanitClients, unseen: UnseenEdits | None = None) -> None:
+        """`unseen`: asked before updating a user whether it holds an edit Tandem has not read yet
+        (`deferred_edits`); without it, the lookup's user is written as found."""
         self._clients = clients
+        self._unseen = unseen
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: AccessplanitSettings) -> AccessplanitTarget:
+    def from_settings(
+        cls, redis: Redis, settings: AccessplanitSettings, unseen: UnseenEdits | None = None
+    ) -> AccessplanitTarget:
         """On the writer's Redis client (the request budget), which the writer closes itself."""
-        return cls(AccessplanitClients(redis, settings))
+        return cls(AccessplanitClients(redis, settings), unseen)
 
     @property
     def clients(self) -> AccessplanitClients:
@@ -102,13 +108,17 @@ class AccessplanitTarget:
         new = str(user["Email"]).strip()
         note = f"; no user has {email} any more: accessplanit moved user {user.get('ID')} to {new} meanwhile"
         outcome = await self._apply(client, command, instance, Match(user), new, note=note)
-        written = command.model_copy(
+        if not outcome.ok or not outcome.wrote:
+            return outcome
+        # What was written (less than the command when a check left fields out), at the user's address.
+        base = outcome.written or command
+        written = base.model_copy(
             update={
-                "payload": {**command.payload, "Email": new},
-                "identity": command.identity.model_copy(update={"email": new}),
+                "payload": {**base.payload, "Email": new},
+                "identity": base.identity.model_copy(update={"email": new}),
             }
         )
-        return replace(outcome, written=written) if outcome.ok else outcome
+        return replace(outcome, written=written)
 
     async def _change_email(
         self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig
@@ -198,6 +208,20 @@ class AccessplanitTarget:
             )
         user = match.user
         user_id = str(user.get("ID"))
+        written: SyncCommand | None = None
+        if self._unseen is not None:
+            # On the user just looked up: an edit of it not read yet (its delivery deferred to the catch-up read)
+            # would be lost under this write.
+            unseen = await self._unseen.check(command, instance, user)
+            if unseen.command is None:
+                why = "; ".join(unseen.logs)
+                return WriteOutcome(True, f"Not written to accessplanit: {why}{notes}", written=None, wrote=False)
+            if unseen.logs:
+                notes += f"; {'; '.join(unseen.logs)}"
+            if unseen.command is not command:
+                written = unseen.command
+                desired = desired_fields(written.payload)
+                fields = {**desired.fields, "Email": email}
         if match.ambiguous:
             notes += (
                 f"; {len(match.others) + 1} active users have this address ({', '.join([user_id, *match.others])}): "
@@ -213,12 +237,18 @@ class AccessplanitTarget:
         changes = changed_fields(user, fields)
         if not changes:
             return WriteOutcome(
-                True, f"accessplanit user {user_id} ({email}) is already up to date{notes}", response=user
+                True,
+                f"accessplanit user {user_id} ({email}) is already up to date{notes}",
+                response=user,
+                written=written,
             )
         updated = await client.update_user(user_id, changes, priority=LIVE)
         changed = [f"Email (was {user.get('Email')})" if k == "Email" else k for k in sorted(changes)]
         return WriteOutcome(
-            True, f"Updated accessplanit user {user_id} ({email}): {', '.join(changed)}{notes}", response=updated
+            True,
+            f"Updated accessplanit user {user_id} ({email}): {', '.join(changed)}{notes}",
+            response=updated,
+            written=written,
         )
 
 
