@@ -4,20 +4,26 @@ caller gets exactly its own side, as read after it asked."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from fakes.state import InMemoryStateStore, StateUnavailable
-from tandem_shared.contracts import System
+from fakes.target import ScriptedTarget
+from support.commands import sync_command
+from tandem_shared.contracts import SyncCommand, System
+from tandem_shared.instances import demo_instance
 from tandem_shared.sync.rules import StateSnapshot, field_digest
 from tandem_writer.side_reads import SideReads
+from tandem_writer.source_check import SourceCheckedTarget
 
 
 class CountingStore(InMemoryStateStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, *, now_ms: int = 0) -> None:
+        super().__init__(now_ms=now_ms)
         self.loads: list[list[Any]] = []
         self.fail = False
 
@@ -82,3 +88,34 @@ async def test_a_cancelled_caller_does_not_stop_the_others() -> None:
     assert await kept is None
     with pytest.raises(asyncio.CancelledError):
         await cancelled
+
+
+def to_accessplanit(email: str, forenames: str, *, occurred: datetime, decided: datetime) -> SyncCommand:
+    payload = {"Email": email, "Forenames": forenames}
+    command = sync_command(
+        "demo", System.ACCESSPLANIT, payload, email=email, name=f"{email}-{forenames}", occurred=occurred
+    )
+    return command.model_copy(update={"created_at": decided})
+
+
+async def test_a_backlog_checked_together_still_keeps_each_command_off_a_later_value_on_its_own_target() -> None:
+    # A backlog: every command was decided more than 5 s ago, so each is checked against its target's state before
+    # it is written, and the checks are read together. The one whose target was given a later change meanwhile is
+    # not written over it; the others are written.
+    t = datetime.now(UTC) - timedelta(seconds=12)
+    inner = ScriptedTarget(system=System.ACCESSPLANIT)
+    store = CountingStore(now_ms=int(time.time() * 1000))
+    await store.record_written(to_accessplanit("b@example.com", "Joan", occurred=t + timedelta(seconds=2), decided=t))
+    target = SourceCheckedTarget(inner, {}, store)
+    queued = [
+        to_accessplanit(f"{name}@example.com", "Grace", occurred=t, decided=t + timedelta(seconds=1))
+        for name in ("a", "b", "c")
+    ]
+    store.loads.clear()
+
+    outcomes = await asyncio.gather(*(target.write(command, demo_instance()) for command in queued))
+
+    assert len(store.loads) == 1  # one read for the three checks
+    assert [o.wrote for o in outcomes] == [True, False, True]
+    assert outcomes[1].summary.startswith("Not written to accessplanit: Forenames: accessplanit has since been")
+    assert sorted(w.identity.email or "" for w in inner.writes) == ["a@example.com", "c@example.com"]
