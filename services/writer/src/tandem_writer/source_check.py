@@ -31,6 +31,7 @@ from tandem_shared.vendors.priority import Priority
 from tandem_writer.domain.accessplanit_plan import choose_user
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.domain.source_check import CheckResult, check, later_on_target, needs_target_check
+from tandem_writer.side_reads import SideReads
 from tandem_writer.targets.base import Target
 
 # How long a repair waits in place for the write it follows to land (usually well under a second); still pending
@@ -119,16 +120,17 @@ class SourceCheckedTarget:
         self._inner = inner
         self._readers = readers
         self._state = state
+        # The state checks before writes, read together (a backlog checks every command).
+        self._sides = SideReads(state) if state is not None else None
         # Authoritative reads made, by source system: the soak reports them per edit.
         self.reads: Counter[System] = Counter()
 
     async def _in_flight(self, command: SyncCommand) -> list[str]:
         """Which of the writes `command` waits for are still pending (decided, not recorded)."""
         email = payload_email(command.target, command.payload) or command.identity.email
-        if self._state is None or email is None:
+        if self._sides is None or email is None:
             return []
-        snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
-        side = snapshot.side(command.instance_id, command.target, email)
+        side = await self._sides.side(command.instance_id, command.target, email)
         pending = side.pending_writes if side is not None else {}
         now_ms = int(time.time() * 1000)
         return [
@@ -151,10 +153,9 @@ class SourceCheckedTarget:
         """A write-back (or a command long queued) without the fields its target has since been given a later
         change for."""
         email = payload_email(command.target, command.payload) or command.identity.email
-        if self._state is None or email is None or not needs_target_check(command, utcnow()):
+        if self._sides is None or email is None or not needs_target_check(command, utcnow()):
             return CheckResult(command)
-        snapshot = await self._state.load_many([(command.instance_id, command.target, email)])
-        return later_on_target(command, snapshot.side(command.instance_id, command.target, email))
+        return later_on_target(command, await self._sides.side(command.instance_id, command.target, email))
 
     async def write(self, command: SyncCommand, instance: InstanceConfig) -> WriteOutcome:
         if command.waits_for and not await self._after_landing(command):

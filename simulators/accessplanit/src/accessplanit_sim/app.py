@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import fields as catalogue
 from .controls import Controls, ControlsUpdate
-from .odata import ODataError, apply_query
+from .odata import ODataError, SortCache, Sorter, apply_query, sort_records
 from .service import ApiError, Caller, UserService, not_found
 from .settings import SimSettings
 from .store import Doc, Store, digest
@@ -49,6 +49,7 @@ class Runtime:
     store: Store
     dispatcher: WebhookDispatcher
     users: UserService
+    user_orders: SortCache = field(default_factory=SortCache)
 
 
 class RateLimited(Exception):
@@ -184,7 +185,9 @@ async def json_body(request: Request) -> object:
 BodyDep = Annotated[object, Depends(json_body)]
 
 
-def listing(rt: Runtime, request: Request, module: str, records: list[Doc]) -> dict[str, Any]:
+def listing(
+    rt: Runtime, request: Request, module: str, records: Sequence[Doc], sort: Sorter = sort_records
+) -> dict[str, Any]:
     settings = rt.settings
     try:
         return apply_query(
@@ -194,6 +197,7 @@ def listing(rt: Runtime, request: Request, module: str, records: list[Doc]) -> d
             top_default=settings.top_default,
             top_max=settings.top_max,
             case_insensitive=frozenset(settings.case_insensitive_fields),
+            sort=sort,
         )
     except ODataError as exc:
         raise ApiError(400, [FieldError(exc.option, str(exc))]) from exc
@@ -240,7 +244,8 @@ async def token(
 
 @api.get("/User")
 async def list_users(request: Request, rt: RuntimeDep, _: CallerDep) -> Any:
-    return listing(rt, request, "User", rt.store.users())
+    store = rt.store
+    return listing(rt, request, "User", store.users_view(), rt.user_orders.sorter(store.users_version))
 
 
 @api.get("/User/{user_id}")

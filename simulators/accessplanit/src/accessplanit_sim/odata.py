@@ -509,6 +509,33 @@ def sort_records(
     return ordered
 
 
+Sorter = Callable[[Sequence[Record], list[tuple[str, bool]], Mapping[str, QueryType]], Sequence[Record]]
+
+
+class SortCache:
+    """Each `$orderby` of one collection sorted once per version of the collection: paging through a listing then
+    costs each page its page, not a sort of every record (50,000 users read a page at a time sorted them all for
+    every page). The cached orders are read, never changed."""
+
+    def __init__(self) -> None:
+        self._version: object = None
+        self._orders: dict[tuple[tuple[str, bool], ...], Sequence[Record]] = {}
+
+    def sorter(self, version: object) -> Sorter:
+        """`sort_records` for the records as they are at `version` (any other version drops what was cached)."""
+        if version != self._version:
+            self._version, self._orders = version, {}
+        orders = self._orders
+
+        def sort(records: Sequence[Record], keys: list[tuple[str, bool]], types: Mapping[str, QueryType]) -> Any:
+            order = tuple(keys)
+            if order not in orders:
+                orders[order] = sort_records(records, keys, types)
+            return orders[order]
+
+        return sort
+
+
 def _non_negative_int(option: str, text: str) -> int:
     if not text.strip().isdigit():
         raise ODataError(option, f"Invalid {option}: expected a non-negative whole number, got {text!r}.")
@@ -523,23 +550,28 @@ def apply_query(
     top_default: int,
     top_max: int,
     case_insensitive: frozenset[str] = frozenset(),
+    sort: Sorter = sort_records,
 ) -> dict[str, Any]:
-    """Run the query options in OData order: filter, count, orderby, skip, top, select."""
+    """Run the query options in OData order: filter, count, orderby, skip, top, select. `records` are not changed:
+    the page answered is made of copies."""
     unsupported = [k for k in params if k.startswith("$") and k not in QUERY_OPTIONS]
     if unsupported:
         raise ODataError(unsupported[0], f"The query option {unsupported[0]} is not supported.")
 
-    selected = list(records)
+    predicate = None
     if (text := params.get("$filter")) is not None:
         predicate = compile_filter(parse_filter(text), field_types, case_insensitive)
-        selected = [r for r in records if predicate(r)]
 
     count_text = params.get("$count", "false").lower()
     if count_text not in ("true", "false"):
         raise ODataError("$count", "Invalid $count: use true or false.")
 
+    # Sorted before filtering (the sorts are stable: the same records in the same order as filtered then sorted),
+    # so that `sort` may answer an order it sorted before.
+    ordered = records
     if (text := params.get("$orderby")) is not None:
-        selected = sort_records(selected, parse_orderby(text, field_types), field_types)
+        ordered = sort(records, parse_orderby(text, field_types), field_types)
+    selected = ordered if predicate is None else [r for r in ordered if predicate(r)]
 
     skip = _non_negative_int("$skip", params["$skip"]) if "$skip" in params else 0
     if params.get("$top", "").strip() == "-1":
@@ -555,6 +587,8 @@ def apply_query(
     if (text := params.get("$select")) is not None:
         names = parse_select(text, field_types)
         page = [{n: r.get(n) for n in names} for r in page]
+    else:
+        page = [dict(r) for r in page]
 
     body: dict[str, Any] = {"results": list(page)}
     if count_text == "true":

@@ -167,8 +167,8 @@ class UserService:
             return [user] if user else []
         fold = key in self._settings.case_insensitive_fields
         return [
-            u
-            for u in self._store.users()
+            dict(u)
+            for u in self._store.users_view()
             if u.get(key) is not None and (u[key].lower() == value.lower() if fold else u[key] == value)
         ]
 

@@ -11,7 +11,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +66,10 @@ class Store:
         # parsing each one's JSON per request made a look-up cost grow with the audience (the writer looks up before
         # every write). Kept in step with every write below; dropped when a transaction rolls back.
         self._users: dict[int, Doc] | None = None
+        # The same documents in id order, and a count of the changes to the users: a listing sorts (and a sort is
+        # cached) once per change, not once per page (`odata.SortCache`).
+        self._in_order: list[Doc] | None = None
+        self._users_version = 0
 
     def close(self) -> None:
         self._db.close()
@@ -77,6 +81,7 @@ class Store:
                 yield
         except BaseException:
             self._users = None
+            self._users_changed()
             raise
 
     # -- seed and reset -------------------------------------------------------------------------------------
@@ -107,6 +112,7 @@ class Store:
                 self._db.execute(f"DELETE FROM {table}")
             self._seed()
         self._users = None
+        self._users_changed()
 
     # -- meta: clock and sequences ---------------------------------------------------------------------------
 
@@ -188,10 +194,25 @@ class Store:
             self._users = {int(row[0]): json.loads(row[1]) for row in rows}
         return self._users
 
+    def _users_changed(self) -> None:
+        self._in_order = None
+        self._users_version += 1
+
     def users(self) -> list[Doc]:
         """Every user in id order; each a copy, so a caller's changes never reach the cache."""
-        docs = self._user_docs()
-        return [dict(docs[user_id]) for user_id in sorted(docs)]
+        return [dict(doc) for doc in self.users_view()]
+
+    def users_view(self) -> Sequence[Doc]:
+        """Every user in id order, not copied: for readers that change nothing (a listing copies its page)."""
+        if self._in_order is None:
+            docs = self._user_docs()
+            self._in_order = [docs[user_id] for user_id in sorted(docs)]
+        return self._in_order
+
+    @property
+    def users_version(self) -> int:
+        """Changes with every change of the users (what `users_view` answers)."""
+        return self._users_version
 
     def user(self, user_id: str) -> Doc | None:
         if not user_id.isdigit():
@@ -204,10 +225,12 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO users VALUES (?, ?)", (int(doc["ID"]), text))
         # What the database holds, not the caller's object (which it may go on changing).
         self._user_docs()[int(doc["ID"])] = json.loads(text)
+        self._users_changed()
 
     def remove_user(self, user_id: str) -> None:
         self._db.execute("DELETE FROM users WHERE id = ?", (int(user_id),))
         self._user_docs().pop(int(user_id), None)
+        self._users_changed()
 
     # -- audit -----------------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accessplanit_sim import odata
 from accessplanit_sim.fields import USER_FIELDS, field_types
 from accessplanit_sim.odata import (
     And,
@@ -18,10 +19,12 @@ from accessplanit_sim.odata import (
     Not,
     ODataError,
     Or,
+    SortCache,
     apply_query,
     compile_filter,
     parse_filter,
     parse_orderby,
+    sort_records,
 )
 
 TYPES = field_types(USER_FIELDS)
@@ -290,3 +293,30 @@ def test_top_minus_one_is_no_limit_capped_by_the_simulators_maximum() -> None:
     many = [{"ID": str(i)} for i in range(30)]
     body = apply_query(many, TYPES, {"$top": "-1"}, top_default=10, top_max=25, case_insensitive=FOLD)
     assert len(body["results"]) == 25
+
+
+def test_a_sort_cache_pages_like_an_uncached_query_and_sorts_once_per_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    sorted_for: list[list[tuple[str, bool]]] = []
+
+    def counted(records: Any, keys: list[tuple[str, bool]], types: Any) -> list[Any]:
+        sorted_for.append(keys)
+        return sort_records(records, keys, types)
+
+    monkeypatch.setattr(odata, "sort_records", counted)
+    cache = SortCache()
+    query = {"$filter": "MarketingOptIn eq true", "$orderby": "Surname desc", "$top": "1", "$count": "true"}
+    for skip in range(3):
+        params = {**query, "$skip": str(skip)}
+        cached = apply_query(USERS, TYPES, params, top_default=100, top_max=1000, sort=cache.sorter(1))
+        assert cached == apply_query(USERS, TYPES, params, top_default=100, top_max=1000, sort=sort_records)
+    assert sorted_for == [[("Surname", True)]]  # three pages, one sort
+
+    sorted_for.clear()
+    apply_query(USERS, TYPES, query, top_default=100, top_max=1000, sort=cache.sorter(2))
+    assert sorted_for == [[("Surname", True)]]  # the records changed: sorted again
+
+
+def test_a_page_is_made_of_copies() -> None:
+    page = apply_query(USERS, TYPES, {"$top": "1"}, top_default=100, top_max=1000)["results"]
+    page[0]["Surname"] = "Changed"
+    assert USERS[0]["Surname"] == "Lovelace"

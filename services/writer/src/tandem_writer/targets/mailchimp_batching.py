@@ -6,6 +6,13 @@ audience; a sender that gets a slot takes its share of what is queued (spread ov
 most `batch_max`) and sends it as one batch subscribe (`POST /lists/{id}`, `update_existing`), which Mailchimp
 applies to each member exactly as a PUT. One member alone still goes as the PUT it always was, so at low load
 nothing changes. Each command keeps its own outcome.
+
+While requests are out, a trickle of upserts (a backfill's, arriving as fast as the mapper decides them) would
+otherwise start a request for every few members, each connection carrying a handful: the writer's and Mailchimp's
+cost per member is mostly per request. So an upsert that arrives while a request is out waits for a sender already
+there (one finishing its request takes what queued meanwhile) unless a request's worth (`fill`) is queued; and a
+sender that comes back for more, or starts for a full queue, takes at least `fill`. A change arriving when nothing
+is out starts its request at once, and a backlog found at once is still spread over every connection.
 """
 
 from __future__ import annotations
@@ -107,6 +114,8 @@ class UpsertBatcher:
     def __init__(self, *, max_connections: int, batch_max: int) -> None:
         self._max_connections = max_connections
         self._batch_max = batch_max
+        # A request's worth while other requests are out (see the module's docstring).
+        self._fill = max(1, batch_max // 4)
         self._queues: dict[tuple[str, str], _AudienceQueue] = {}
         self._senders: set[asyncio.Task[None]] = set()
 
@@ -117,7 +126,7 @@ class UpsertBatcher:
         # Queued even when it cannot share a batch: only senders wait for a slot, however many commands are in hand.
         item = _Queued(body, asyncio.get_running_loop().create_future(), alone=alone or not batchable(body))
         queue.pending.append(item)
-        self._ensure_sender(client, audience, queue)
+        self._ensure_sender(client, audience, queue, arriving=True)
         try:
             return await asyncio.shield(item.done)
         except asyncio.CancelledError:
@@ -127,19 +136,38 @@ class UpsertBatcher:
                 queue.pending.remove(item)
             raise
 
-    def _ensure_sender(self, client: MailchimpClient, audience: str, queue: _AudienceQueue) -> None:
+    def _ensure_sender(
+        self,
+        client: MailchimpClient,
+        audience: str,
+        queue: _AudienceQueue,
+        *,
+        arriving: bool = False,
+        filling: bool = False,
+    ) -> None:
         """A sender already waiting for a slot takes what is queued along; otherwise one more starts, up to one per
         connection Mailchimp allows. Only senders wait on the limiter, so a backlog of thousands of commands is at
-        most `max_connections` waiters per audience, not one poller of Redis each."""
+        most `max_connections` waiters per audience, not one poller of Redis each. For an upsert `arriving` while
+        requests are out, only once a request's worth is queued (the senders out take it otherwise); `filling`: for
+        more of what queued while requests were out (the new sender takes at least a request's worth too)."""
         if queue.pending and queue.waiting == 0 and queue.senders < self._max_connections:
+            if arriving and queue.senders > 0:
+                if len(queue.pending) < self._fill:
+                    return
+                filling = True
             queue.senders += 1
             queue.waiting += 1
-            sender = asyncio.create_task(self._send(client, audience, queue), name=f"mailchimp-sender-{audience}")
+            sender = asyncio.create_task(
+                self._send(client, audience, queue, filling=filling), name=f"mailchimp-sender-{audience}"
+            )
             self._senders.add(sender)
             sender.add_done_callback(self._senders.discard)
 
-    async def _send(self, client: MailchimpClient, audience: str, queue: _AudienceQueue) -> None:
-        """Serves the queue one request per slot until nothing is left for it to take. Starts counted as waiting."""
+    async def _send(
+        self, client: MailchimpClient, audience: str, queue: _AudienceQueue, *, filling: bool = False
+    ) -> None:
+        """Serves the queue one request per slot until nothing is left for it to take. Starts counted as waiting;
+        `filling`: started for a request's worth queued while others were out (it takes at least that)."""
         waiting = True
         try:
             while queue.pending:
@@ -151,9 +179,11 @@ class UpsertBatcher:
                     async with client.slot(Priority.LIVE) as session:
                         queue.waiting -= 1
                         waiting = False
-                        taken = queue.take(self._share(queue))
+                        taken = queue.take(self._share(queue, filling=filling))
                         # More than one request's worth queued: the next sender waits for a slot meanwhile.
-                        self._ensure_sender(client, audience, queue)
+                        self._ensure_sender(client, audience, queue, filling=filling)
+                        # Back for more, this sender finds what arrived while its request was out.
+                        filling = True
                         if len(taken) == 1:
                             await self._send_alone(session, audience, taken[0])
                         elif taken:
@@ -181,14 +211,16 @@ class UpsertBatcher:
                 queue.waiting -= 1
             queue.senders -= 1
 
-    def _share(self, queue: _AudienceQueue) -> int:
+    def _share(self, queue: _AudienceQueue, *, filling: bool = False) -> int:
         """How many queued upserts this sender takes: what is queued, spread over the connections not sending yet
         (this one included), at most `batch_max`. Mailchimp allows ten connections; a backlog goes out as ten
         medium batches side by side rather than one big batch after another, so every allowed connection works and
-        no member waits behind a batch it could have had a connection of its own for."""
+        no member waits behind a batch it could have had a connection of its own for. `filling` (what queued while
+        requests were out): at least `fill`, so a trickle goes out in requests of that size, not of a few each."""
         sending = queue.senders - queue.waiting  # this sender included: it holds a slot now
         free = max(1, self._max_connections - sending + 1)
-        return min(self._batch_max, max(1, math.ceil(len(queue.pending) / free)))
+        spread = math.ceil(len(queue.pending) / free)
+        return min(self._batch_max, max(1, spread, self._fill if filling else 1))
 
     @staticmethod
     async def _send_alone(session: MailchimpSession, audience: str, item: _Queued) -> None:
