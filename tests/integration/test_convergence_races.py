@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from support.http import IDLE_BELOW_SERVERS
-from support.sims import MC_AUTH, Sims
+from support.quiescence import wait_quiescent
+from support.sims import ADMIN, MC_AUTH, Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
@@ -71,3 +72,48 @@ async def test_a_mailchimp_edit_in_the_same_second_as_tandems_write_reaches_acce
     decided = next(r for r in records if r.changes_detected)
     # Not an echo, not "older": the rule that decided is named (see docs/convergence.md).
     assert decided.summary.startswith("Mapped to an accessplanit upsert"), decided.summary
+
+
+async def test_both_sides_move_the_contact_at_once_accessplanits_change_received_first(stack: RunningStack) -> None:
+    """docs/convergence.md, "Moves": accessplanit's address change is received first, and Tandem's move of the
+    member reaches Mailchimp only after Mailchimp's own change of the address. The change received later
+    (Mailchimp's) wins on both sides, and no second member is made at accessplanit's address."""
+    tag = uuid.uuid4().hex[:8]
+    old, ap_new, mc_new = (f"{who}.{tag}@example.com" for who in ("move", "ap", "mc"))
+    mc_sim = stack.url("mailchimp_sim")
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+
+        async def patch_503s() -> int:
+            stats = (await client.get(f"{mc_sim}/_sim/stats")).json()
+            return int(stats["requests"].get("PATCH member", {}).get("503", 0))
+
+        user_id = await sims.create_user(old, last="Move")
+        await eventually(lambda: sims.member_named(old, "Ada"), timeout=30, interval=0.05)
+        refused_before = await patch_503s()
+        # Tandem's move is answered 503 once: retried later, after Mailchimp's own move below.
+        fault = {"route": "PATCH member", "fault": "503", "count": 1}
+        (await client.post(f"{mc_sim}/_sim/controls", json=fault)).raise_for_status()
+        moved_in_ap = await client.put(f"{sims.users}/{user_id}", headers=ADMIN, json={"Email": ap_new})
+        assert moved_in_ap.status_code == 200, moved_in_ap.text
+
+        async def refused() -> bool | None:
+            return True if await patch_503s() > refused_before else None
+
+        await eventually(refused, timeout=30, interval=0.05)
+        moved_in_mc = await client.patch(sims.member_url(old), auth=MC_AUTH, json={"email_address": mc_new})
+        assert moved_in_mc.status_code == 200, moved_in_mc.text
+
+        async def user_at_mailchimps_address() -> bool | None:
+            found = await sims.user(user_id)
+            return True if found and found["Email"] == mc_new else None
+
+        await eventually(user_at_mailchimps_address, timeout=60, interval=0.1)
+
+    # Measured, not slept: until Tandem's retried move (10 s on) has been taken up and nothing else waits.
+    await wait_quiescent(stack)
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+        assert await sims.member(ap_new) is None
+        assert await sims.member(mc_new) is not None
+        assert await sims.member(old) is None

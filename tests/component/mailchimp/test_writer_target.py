@@ -190,6 +190,45 @@ async def test_an_email_change_without_the_old_member_upserts_the_new_address(
     ok(await target.write(change, instance))
 
 
+async def test_an_email_change_of_a_member_mailchimp_moved_meanwhile_creates_no_second_member(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    """Both sides changed the address at once, accessplanit's change received first (docs/convergence.md,
+    "Moves"): the member Tandem knew at the old address is at Mailchimp's own new one."""
+    ok(await target.write(command("old@example.com", {"FNAME": "Old"}), instance))
+    moved_by_mailchimp = await api.patch(
+        f"/lists/{DEMO_LIST}/members/{subscriber_hash('old@example.com')}", json={"email_address": "mc@example.com"}
+    )
+    moved_by_mailchimp.raise_for_status()
+    change = command(
+        "ap@example.com", {"FNAME": "Old"}, operation=Operation.CHANGE_EMAIL, old_email="old@example.com"
+    ).model_copy(update={"known_at_old": True})
+
+    outcome = await target.write(change, instance)
+
+    assert outcome.ok and not outcome.wrote, outcome.summary
+    assert outcome.summary.startswith(
+        "Not written to Mailchimp: no member at old@example.com, where Tandem had it, nor at ap@example.com"
+    )
+    assert await member(api, "ap@example.com") is None
+    assert await member(api, "mc@example.com") is not None
+
+
+async def test_a_retried_email_change_whose_move_landed_is_written_to_the_new_address(
+    mc_sim: httpx.AsyncClient, api: httpx.AsyncClient, target: MailchimpTarget, instance: InstanceConfig
+) -> None:
+    ok(await target.write(command("old@example.com", {"FNAME": "Old"}), instance))
+    change = command(
+        "new@example.com", {"FNAME": "New"}, operation=Operation.CHANGE_EMAIL, old_email="old@example.com"
+    ).model_copy(update={"known_at_old": True})
+    ok(await target.write(change, instance))
+
+    again = ok(await target.write(change, instance))  # its answer lost: the same change again
+
+    assert again.wrote and "old@example.com is not in the audience" in again.summary
+    assert await member(api, "new@example.com") is not None
+
+
 @pytest.mark.parametrize("state", ["unsubscribed", "cleaned", "archived", "pending"])
 async def test_an_email_change_of_a_member_who_is_not_subscribed_is_refused_and_creates_nothing(
     mc_sim: httpx.AsyncClient,

@@ -125,3 +125,17 @@ def test_the_pointer_of_the_change_s_own_move_is_not_taken_for_another() -> None
     assert knowledge.missing(work, loaded) == []
     known = next(iter(knowledge.knowledge(work, loaded).values()))
     assert known.target_old is None and known.target_old_moved_to is None
+
+
+def test_an_email_change_for_mailchimp_says_whether_tandem_knew_the_member_at_the_old_address() -> None:
+    """Missing at both addresses, a member Tandem knew was moved or removed in Mailchimp meanwhile (both sides
+    changed the address at once): the writer then creates none. One never synced is created as before."""
+    synced = Knowledge(source_old=side(AP_HOLDS), target_old=side(MC_HOLDS), previous_email="ada@old.example")
+    never = Knowledge(previous_email="ada@old.example")
+
+    known_there, not_known = run(ap_event(), synced).command, run(ap_event(), never).command
+
+    assert known_there is not None and known_there.operation is Operation.CHANGE_EMAIL
+    assert known_there.known_at_old
+    assert not_known is not None and not_known.operation is Operation.CHANGE_EMAIL
+    assert not not_known.known_at_old

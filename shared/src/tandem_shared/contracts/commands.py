@@ -124,6 +124,12 @@ class SyncCommand(Contract):
         "the address any more (accessplanit moved the contact while this change was on its way), the writer writes "
         'the fields to this user, its new address left as it is (docs/convergence.md, "Moves").',
     )
+    known_at_old: bool = Field(
+        default=False,
+        description="Target Mailchimp, an email change: Tandem saw or wrote the member at the old address. Should "
+        "no member be at the old address nor at the new one, Mailchimp moved or removed it while this change was "
+        'on its way, and none is created at the new address (docs/convergence.md, "Moves").',
+    )
 
     @property
     def flow(self) -> Flow:

@@ -389,6 +389,9 @@ def decide(
     if target is System.ACCESSPLANIT and target_state is not None and target_state.user_id is not None:
         # The user to write should accessplanit have moved it from this address meanwhile (its move on its way).
         command = command.model_copy(update={"target_user_id": target_state.user_id})
+    if target is System.MAILCHIMP and operation is Operation.CHANGE_EMAIL and target_state is not None:
+        # Not a contact new to Mailchimp: missing at both addresses, it was moved or removed there meanwhile.
+        command = command.model_copy(update={"known_at_old": True})
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
         check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())

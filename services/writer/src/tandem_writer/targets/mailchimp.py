@@ -84,11 +84,11 @@ class MailchimpTarget:
             and old_email
             and email_key(old_email) != email_key(body["email_address"])
         ):
-            return await self._change_email(client, audience, old_email, body)
+            return await self._change_email(client, audience, old_email, body, known_at_old=command.known_at_old)
         return await self._batcher.upsert(client, audience, body, alone=command.operation is not Operation.UPSERT)
 
     async def _change_email(
-        self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any]
+        self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any], *, known_at_old: bool
     ) -> WriteOutcome:
         """PATCH the old member onto the new address. Mailchimp refuses that for a member who is not subscribed;
         Tandem then stops there: creating a member at the new address would subscribe a contact who opted out
@@ -100,7 +100,7 @@ class MailchimpTarget:
             )
         except MailchimpError as exc:
             if exc.status == 404:
-                return await self._old_member_gone(client, audience, old_email, body)
+                return await self._old_member_gone(client, audience, old_email, body, known_at_old=known_at_old)
             if exc.status == 400 and is_email_change_refusal(exc.problem):
                 return refused(email_change_refused(old_email, new_email, exc.error.message))
             return not_written(exc)
@@ -110,12 +110,14 @@ class MailchimpTarget:
         return confirmed(moved, f"Mailchimp member {old_email} is now {moved.get('email_address', new_email)}")
 
     async def _old_member_gone(
-        self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any]
+        self, client: MailchimpClient, audience: str, old_email: str, body: dict[str, Any], *, known_at_old: bool
     ) -> WriteOutcome:
         """The PATCH found no member to move. The old address is read to tell why: a member who is there but not
         subscribed (archived, where a PATCH may answer 404) is never re-created at the new address; a member truly
         absent (never synced, or a retry after the move already happened) leaves the new address to be upserted,
-        which with `status_if_new` never changes the status of a member already at that address."""
+        which with `status_if_new` never changes the status of a member already at that address. A member Tandem
+        knew at the old address and absent from both was moved (or removed) in Mailchimp meanwhile: creating one
+        at the new address would leave two (docs/convergence.md, "Moves")."""
         try:
             found = member(await client.request("GET", member_path(audience, old_email), priority=Priority.LIVE))
         except MailchimpError as exc:
@@ -134,6 +136,22 @@ class MailchimpTarget:
                 permanent=False,
             )
             return WriteOutcome(False, f"Mailchimp write unconfirmed: {error.message}", error=error)
+        if known_at_old:
+            new_email = body["email_address"]
+            try:
+                at_new = member(await client.request("GET", member_path(audience, new_email), priority=Priority.LIVE))
+            except MailchimpError as exc:
+                if exc.status != 404:
+                    return not_written(exc)
+                at_new = None
+            if at_new is None:
+                return WriteOutcome(
+                    True,
+                    f"Not written to Mailchimp: no member at {old_email}, where Tandem had it, nor at {new_email}: "
+                    "Mailchimp moved or removed the member while this change was on its way; Mailchimp's own "
+                    "change decides",
+                    wrote=False,
+                )
         return await self._upsert(client, audience, body, note=f"{old_email} is not in the audience; ")
 
     async def _upsert(self, client: MailchimpClient, audience: str, body: dict[str, Any], note: str) -> WriteOutcome:
