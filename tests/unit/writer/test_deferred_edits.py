@@ -111,13 +111,25 @@ class Deferred:
 INSTANCE: InstanceConfig = demo_instance()
 
 
-async def test_the_guard_judges_only_users_in_the_deferred_set() -> None:
+async def test_the_guard_judges_only_users_updated_since_the_change() -> None:
     store = await known_store(Forenames="Start")
     command = from_mailchimp(Forenames="Grace")
     edited = user(CHANGE + timedelta(seconds=1), Forenames="Hedy")
 
-    not_deferred = await DeferredEditGuard(Deferred({}), store).check(command, INSTANCE, edited)
-    assert not_deferred.command == command and not_deferred.logs == []
+    # Updated before the change: nothing there can be later, and nothing is read.
+    quiet = Deferred({"7": ARRIVED})
+    before = await DeferredEditGuard(quiet, store).check(command, INSTANCE, user(CHANGE - timedelta(seconds=2)))
+    assert before.command == command and before.logs == []
+    assert quiet.asked == []
+
+    # Updated since, its delivery on its way or being read back by ingest (not deferred): not written over.
+    on_its_way = await DeferredEditGuard(Deferred({}), store).check(command, INSTANCE, edited)
+    assert on_its_way.command is None
+    assert on_its_way.logs[0].startswith(
+        "accessplanit user 7, looked up before the write, was updated since this change: Forenames holds 'Hedy', a "
+        "value Tandem did not write nor see"
+    )
+    assert on_its_way.logs[0].endswith("(its own delivery carries it)")
 
     deferred = Deferred({"7": ARRIVED})
     result = await DeferredEditGuard(deferred, store).check(command, INSTANCE, edited)

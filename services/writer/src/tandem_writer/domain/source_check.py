@@ -81,7 +81,7 @@ def _repair_note(label: str, checked: CheckedField, value: Any) -> str:
     )
 
 
-def _updated_ms(system: System, values: Mapping[str, Any]) -> int | None:
+def record_updated_ms(system: System, values: Mapping[str, Any]) -> int | None:
     value = values.get(RECORD_UPDATED[system])
     if not isinstance(value, str) or not value:
         return None
@@ -119,7 +119,7 @@ def check_later_edits(
     prefix = wording.prefix
     if values is None:
         return CheckResult(command, logs=[f"{prefix}: no contact at {spec.email} to write over"])
-    updated = _updated_ms(spec.system, values)
+    updated = record_updated_ms(spec.system, values)
     changed = "at an unknown time" if updated is None else f"at {_when(updated)}"
     confirmed: list[str] = []
     dropped: set[str] = set()
