@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import hiredis
 import redis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import DataError
 
 from tandem_shared.secrets import resolve_secret
 from tandem_shared.settings import CommonSettings
@@ -79,8 +82,36 @@ def connect_url(
         socket_connect_timeout=timeout_s,
         **(access or RedisAccess.from_env()).client_kwargs(url),
     )
+    pool.connection_class = _packing_in_c(pool.connection_class)
     # The client owns the pool it is given here: closing the client closes the pool.
     return Redis.from_pool(pool)
+
+
+_PACKING_IN_C: dict[type[AbstractConnection], type[AbstractConnection]] = {}
+
+
+def _packing_in_c(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (plain, TLS or Unix socket, as the URL chose) packing commands with hiredis, as redis-py's blocking
+    client does but its asyncio one does not: the same bytes on the wire, without the Python loop over every
+    argument that was a large share of a service's CPU per Redis command."""
+    if base in _PACKING_IN_C:
+        return _PACKING_IN_C[base]
+
+    class HiredisPacking(base):  # type: ignore[valid-type,misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            # As redis-py: a command name given with its subcommand ("CONFIG GET") is sent as two arguments.
+            if isinstance(args[0], str):
+                args = (*args[0].encode().split(), *args[1:])
+            elif b" " in args[0]:
+                args = (*args[0].split(), *args[1:])
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError as exc:
+                raise DataError(str(exc)) from exc
+
+    HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{base.__name__}"
+    _PACKING_IN_C[base] = HiredisPacking
+    return HiredisPacking
 
 
 def connect_sync(url: str, *, timeout_s: float = 2.0, access: RedisAccess | None = None) -> redis.Redis:

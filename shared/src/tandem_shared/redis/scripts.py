@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from redis.asyncio.client import Pipeline
 
@@ -18,7 +19,7 @@ from redis.asyncio.client import Pipeline
 class LuaScript:
     text: str
 
-    @property
+    @cached_property
     def sha(self) -> str:
         """What Redis names the script by (SHA-1 of its text)."""
         return hashlib.sha1(self.text.encode("utf-8")).hexdigest()

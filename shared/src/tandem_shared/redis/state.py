@@ -128,9 +128,19 @@ redis.call('DEL', KEYS[1])
 return 1
 """)
 
-# The accessplanit user seen at an address, kept on that address's state (never creating a state of its own).
+# The address an accessplanit user has (KEYS[1], the instance's user → address hash), and the user seen at that
+# address, kept on the address's state (KEYS[2]; never creating a state of its own). ARGV: user id, address, the
+# state's user field. One call, not an HSET and a script: each command of a transaction costs the client a reply.
 _LINK_USER = LuaScript("""
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], ARGV[3], ARGV[1]) end
+return 0
+""")
+# The note of a write about to be sent (`expected_write`): its fields set on the target's state, whose expiry starts
+# again. KEYS: the state. ARGV: the ttl s, then (field, value) pairs. One call rather than HSET and EXPIRE.
+_EXPECT = LuaScript("""
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 0
 """)
 
@@ -141,6 +151,29 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DEL', KEYS[1]) return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 return 1
+""")
+
+# Everything one `load_many` reads, in one call (one command to pack and one reply to parse, rather than three per
+# side and one per user or instance: their handling by the client was most of the mapper's CPU per change).
+# KEYS: the sides' state keys, then their forward pointers, then their legacy state keys (n each), then the user
+# address hashes (m), then the held streams (k). ARGV: n, m, k, then the m user ids.
+# Returns {states (each HGETALL's flat list), pointers, legacy EXISTS, user addresses, XLENs}; a missing value is
+# false, which Redis answers as nil (it keeps its place in the list, unlike a Lua nil).
+_LOAD = LuaScript("""
+local n, m, k = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local states, moves, legacy, users, backlogs = {}, {}, {}, {}, {}
+for i = 1, n do
+  states[i] = redis.call('HGETALL', KEYS[i])
+  moves[i] = redis.call('GET', KEYS[n + i])
+  legacy[i] = redis.call('EXISTS', KEYS[2 * n + i])
+end
+for i = 1, m do
+  users[i] = redis.call('HGET', KEYS[3 * n + i], ARGV[3 + i])
+end
+for i = 1, k do
+  backlogs[i] = redis.call('XLEN', KEYS[3 * n + m + i])
+end
+return {states, moves, legacy, users, backlogs}
 """)
 
 Side = tuple[str, System, str]  # (instance, system, email)
@@ -268,8 +301,8 @@ class RedisStateTransaction:
         self._store.queue_move(self._script, instance_id, system, old_email, new_email)
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
-        self._pipe.hset(user_email_key(instance_id), user_id, email)
-        self._script(_LINK_USER, [state_key(instance_id, System.ACCESSPLANIT, email)], [USER_ID_FIELD, user_id])
+        keys = [user_email_key(instance_id), state_key(instance_id, System.ACCESSPLANIT, email)]
+        self._script(_LINK_USER, keys, [user_id, email, USER_ID_FIELD])
 
     def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
         key = state_key(instance_id, system, email)
@@ -281,10 +314,10 @@ class RedisStateTransaction:
         expected = expected_write(command, self._store.now_ms())
         if expected is None:
             return
-        key = state_key(expected.instance_id, expected.system, expected.email)
-        self._pipe.hset(key, mapping=dict(expected.fields))  # type: ignore[arg-type]
-        self._pipe.expire(key, self._store.ttl_s)
-        self._count += 1
+        args: list[str | int] = [self._store.ttl_s]
+        for name, value in expected.fields.items():
+            args.extend((name, value))
+        self._script(_EXPECT, [state_key(expected.instance_id, expected.system, expected.email)], args)
 
     def record_written(self, command: SyncCommand) -> None:
         self._store.queue_record_written(self._script, command)
@@ -365,22 +398,24 @@ class RedisStateStore:
         if not keys and not users and not instances:
             return StateSnapshot({}, {}, {})
         legacy = [legacy_state_key(*side) for side in wanted]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            for side in wanted:
-                pipe.get(moved_key(*side))
-            for key in legacy:
-                pipe.exists(key)
-            for instance_id, user_id in users:
-                pipe.hget(user_email_key(instance_id), user_id)
-            for instance_id in instances:
-                pipe.xlen(held_key(instance_id))
-            results = await pipe.execute()
-        raw_sides, rest = results[: len(keys)], results[len(keys) :]
-        raw_moves, rest = rest[: len(keys)], rest[len(keys) :]
-        old_found, rest = rest[: len(legacy)], rest[len(legacy) :]
-        raw_users, raw_backlogs = rest[: len(users)], rest[len(users) :]
+        script_keys = [
+            *keys,
+            *(moved_key(*side) for side in wanted),
+            *legacy,
+            *(user_email_key(instance_id) for instance_id, _ in users),
+            *(held_key(instance_id) for instance_id in instances),
+        ]
+        # EVAL, not EVALSHA: one call per batch, and it needs no reload after a Redis restart.
+        flat_sides, raw_moves, old_found, raw_users, raw_backlogs = await self._redis.eval(
+            _LOAD.text,
+            len(script_keys),
+            *script_keys,
+            len(keys),
+            len(users),
+            len(instances),
+            *(user_id for _, user_id in users),
+        )
+        raw_sides = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flat_sides]
         if any(old_found):
             raw_sides = await self._adopt_legacy(keys, legacy, old_found, raw_sides)
         return StateSnapshot(
