@@ -154,6 +154,36 @@ async def test_a_move_leaves_a_forward_pointer_and_merges_with_state_already_at_
     assert back.moved_to(instance_id, ap, new) == old and back.moved_to(instance_id, ap, old) is None
 
 
+async def test_one_read_of_several_instances_answers_each_its_own(store: StateStore) -> None:
+    """`load_many` reads each instance's keys in a script call of its own (one Redis Cluster slot each)."""
+    ap, mc = System.ACCESSPLANIT, System.MAILCHIMP
+    first, second = (f"state-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    for n, instance in enumerate((first, second)):
+        digests = {"Surname": f"s{n}"}
+        await apply(
+            store, lambda t, i=instance, d=digests: t.merge(i, ap, "old@example.com", d, source_ts_ms=1, origin="seen")
+        )
+        await apply(store, lambda t, i=instance, n=n: t.set_user_email(i, "7", f"u{n}@example.com"))
+    await apply(store, lambda t: t.move(second, ap, "old@example.com", "new@example.com"))
+
+    snapshot = await store.load_many(
+        [(first, ap, "old@example.com"), (second, ap, "old@example.com"), (first, mc, "x@example.com")],
+        user_ids=[(second, "7"), (first, "7"), (first, "8")],
+        backlogs=[second, first],
+    )
+
+    kept = snapshot.side(first, ap, "old@example.com")
+    assert kept is not None and kept.fields["Surname"].digest == "s0"
+    assert snapshot.side(second, ap, "old@example.com") is None
+    assert snapshot.moved_to(second, ap, "old@example.com") == "new@example.com"
+    assert snapshot.moved_to(first, ap, "old@example.com") is None
+    assert snapshot.side(first, mc, "x@example.com") is None
+    assert snapshot.user_email(first, "7") == "u0@example.com"
+    assert snapshot.user_email(second, "7") == "u1@example.com"
+    assert snapshot.user_email(first, "8") is None
+    assert snapshot.backlogs == {first: 0, second: 0}
+
+
 async def test_keys_carry_no_address_and_the_last_address_of_a_user_is_kept(
     store: StateStore, instance_id: str
 ) -> None:

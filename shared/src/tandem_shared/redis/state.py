@@ -398,23 +398,47 @@ class RedisStateStore:
         if not keys and not users and not instances:
             return StateSnapshot({}, {}, {})
         legacy = [legacy_state_key(*side) for side in wanted]
-        script_keys = [
-            *keys,
-            *(moved_key(*side) for side in wanted),
-            *legacy,
-            *(user_email_key(instance_id) for instance_id, _ in users),
-            *(held_key(instance_id) for instance_id in instances),
-        ]
-        # EVAL, not EVALSHA: one call per batch, and it needs no reload after a Redis restart.
-        flat_sides, raw_moves, old_found, raw_users, raw_backlogs = await self._redis.eval(
-            _LOAD.text,
-            len(script_keys),
-            *script_keys,
-            len(keys),
-            len(users),
-            len(instances),
-            *(user_id for _, user_id in users),
-        )
+        # One script call per instance: its keys share a Redis Cluster slot (`keys`), a batch's instances need not.
+        by_instance: dict[str, tuple[list[int], list[int], list[int]]] = {}
+        for i, side in enumerate(wanted):
+            by_instance.setdefault(side[0], ([], [], []))[0].append(i)
+        for i, (instance_id, _) in enumerate(users):
+            by_instance.setdefault(instance_id, ([], [], []))[1].append(i)
+        for i, instance_id in enumerate(instances):
+            by_instance.setdefault(instance_id, ([], [], []))[2].append(i)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for side_at, user_at, instance_at in by_instance.values():
+                script_keys = [
+                    *(keys[i] for i in side_at),
+                    *(moved_key(*wanted[i]) for i in side_at),
+                    *(legacy[i] for i in side_at),
+                    *(user_email_key(users[i][0]) for i in user_at),
+                    *(held_key(instances[i]) for i in instance_at),
+                ]
+                # EVAL, not EVALSHA: one call per instance and batch, and it needs no reload after a Redis restart.
+                pipe.eval(
+                    _LOAD.text,
+                    len(script_keys),
+                    *script_keys,
+                    len(side_at),
+                    len(user_at),
+                    len(instance_at),
+                    *(users[i][1] for i in user_at),
+                )
+            replies = await pipe.execute()
+        flat_sides: list[Any] = [None] * len(wanted)
+        raw_moves: list[Any] = [None] * len(wanted)
+        old_found: list[Any] = [0] * len(wanted)
+        raw_users: list[Any] = [None] * len(users)
+        raw_backlogs: list[Any] = [0] * len(instances)
+        for (side_at, user_at, instance_at), reply in zip(by_instance.values(), replies, strict=True):
+            states, moves, found, addresses, lengths = reply
+            for n, i in enumerate(side_at):
+                flat_sides[i], raw_moves[i], old_found[i] = states[n], moves[n], found[n]
+            for n, i in enumerate(user_at):
+                raw_users[i] = addresses[n]
+            for n, i in enumerate(instance_at):
+                raw_backlogs[i] = lengths[n]
         raw_sides = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in flat_sides]
         if any(old_found):
             raw_sides = await self._adopt_legacy(keys, legacy, old_found, raw_sides)
