@@ -522,7 +522,7 @@ def rows(results: dict[str, Any]) -> list[str]:
         f"{b['modelled_batch_latency_s']} s) | {b['ratio_to_ideal']:.0%} | — |",
         f"| Writer's ceiling, same run ({w['commands']:,} backfill commands waiting, writer started): members/s | "
         f"{w['members_per_s']:,} | — |",
-        f"| … ratio of the backfill to min(ideal, ceiling) = {bound:,}/s | {ratio:.0%} | ≥ 80% ({met}) |",
+        f"| … ratio of the backfill to min(ideal, ceiling) = {bound:,}/s | {ratio:.1%} | ≥ 80% ({met}) |",
         f"| Pipeline's ceiling, same run ({p['commands']:,} backfill changes waiting, mapper and writer started): "
         f"members/s | {p['members_per_s']:,} | — |",
         f"| … ratio of the backfill to min(ideal, pipeline's ceiling) = {pipeline_bound:,}/s | "

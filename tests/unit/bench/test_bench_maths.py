@@ -184,4 +184,4 @@ def test_the_backfill_is_judged_against_the_lower_of_the_ideal_and_the_writers_c
     missed = {t.name: t.met for t in report.judge({**_results(), "reconcile": _reconcile(300.0, 450.0)})}
     assert missed["Backfill of 1,000 users: members/s ÷ min(batch ideal, writer's ceiling)"] is False
     markdown = report.render({**_results(), "reconcile": _reconcile(300.0, 450.0)}, [])
-    assert "| … ratio of the backfill to min(ideal, ceiling) = 450.0/s | 67% | ≥ 80% (**not met**) |" in markdown
+    assert "| … ratio of the backfill to min(ideal, ceiling) = 450.0/s | 66.7% | ≥ 80% (**not met**) |" in markdown
