@@ -118,17 +118,17 @@ class MailchimpTarget:
         which with `status_if_new` never changes the status of a member already at that address. A member Tandem
         knew at the old address and absent from both was moved (or removed) in Mailchimp meanwhile: creating one
         at the new address would leave two (docs/convergence.md, "Moves")."""
+        new_email = body["email_address"]
         try:
-            found = member(await client.request("GET", member_path(audience, old_email), priority=Priority.LIVE))
+            found = await _member_at(client, audience, old_email)
+            gone = found is None and known_at_old and await _member_at(client, audience, new_email) is None
         except MailchimpError as exc:
-            if exc.status != 404:
-                return not_written(exc)
-            found = None
+            return not_written(exc)
         if found is not None:
             status = str(found.get("status", "unknown"))
             if status != "subscribed":
                 reason = f"the member at {old_email} is {status}"
-                return refused(email_change_refused(old_email, body["email_address"], reason))
+                return refused(email_change_refused(old_email, new_email, reason))
             # Subscribed after all: the PATCH raced with a change in Mailchimp. Worth one more try later.
             error = ErrorInfo(
                 error_class="EmailChangeRaced",
@@ -136,22 +136,14 @@ class MailchimpTarget:
                 permanent=False,
             )
             return WriteOutcome(False, f"Mailchimp write unconfirmed: {error.message}", error=error)
-        if known_at_old:
-            new_email = body["email_address"]
-            try:
-                at_new = member(await client.request("GET", member_path(audience, new_email), priority=Priority.LIVE))
-            except MailchimpError as exc:
-                if exc.status != 404:
-                    return not_written(exc)
-                at_new = None
-            if at_new is None:
-                return WriteOutcome(
-                    True,
-                    f"Not written to Mailchimp: no member at {old_email}, where Tandem had it, nor at {new_email}: "
-                    "Mailchimp moved or removed the member while this change was on its way; Mailchimp's own "
-                    "change decides",
-                    wrote=False,
-                )
+        if gone:
+            return WriteOutcome(
+                True,
+                f"Not written to Mailchimp: no member at {old_email}, where Tandem had it, nor at {new_email}: "
+                "Mailchimp moved or removed the member while this change was on its way; Mailchimp's own change "
+                "decides",
+                wrote=False,
+            )
         return await self._upsert(client, audience, body, note=f"{old_email} is not in the audience; ")
 
     async def _upsert(self, client: MailchimpClient, audience: str, body: dict[str, Any], note: str) -> WriteOutcome:
@@ -165,3 +157,13 @@ class MailchimpTarget:
     async def close(self) -> None:
         await self._batcher.close()
         await self._clients.close()
+
+
+async def _member_at(client: MailchimpClient, audience: str, email: str) -> dict[str, Any] | None:
+    """The member at `email`; None when Mailchimp answers 404 (other refusals are raised)."""
+    try:
+        return member(await client.request("GET", member_path(audience, email), priority=Priority.LIVE))
+    except MailchimpError as exc:
+        if exc.status != 404:
+            raise
+        return None
