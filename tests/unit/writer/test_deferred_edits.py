@@ -12,7 +12,7 @@ from support.commands import sync_command
 from tandem_shared.contracts import CheckedField, InstanceConfig, SourceCheck, SyncCommand, System
 from tandem_shared.instances import demo_instance
 from tandem_shared.sync.rules import field_digest, ts_ms
-from tandem_writer.deferred_edits import DeferredEditGuard
+from tandem_writer.deferred_edits import UnseenEditGuard
 from tandem_writer.domain.deferred_edits import release_recheck, unseen_edit_check
 from tandem_writer.domain.source_check import CheckResult
 
@@ -118,12 +118,12 @@ async def test_the_guard_judges_only_users_updated_since_the_change() -> None:
 
     # Updated before the change: nothing there can be later, and nothing is read.
     quiet = Deferred({"7": ARRIVED})
-    before = await DeferredEditGuard(quiet, store).check(command, INSTANCE, user(CHANGE - timedelta(seconds=2)))
+    before = await UnseenEditGuard(quiet, store).check(command, INSTANCE, user(CHANGE - timedelta(seconds=2)))
     assert before.command == command and before.logs == []
     assert quiet.asked == []
 
     # Updated since, its delivery on its way or being read back by ingest (not deferred): not written over.
-    on_its_way = await DeferredEditGuard(Deferred({}), store).check(command, INSTANCE, edited)
+    on_its_way = await UnseenEditGuard(Deferred({}), store).check(command, INSTANCE, edited)
     assert on_its_way.command is None
     assert on_its_way.logs[0].startswith(
         "accessplanit user 7, looked up before the write, was updated since this change: Forenames holds 'Hedy', a "
@@ -132,13 +132,13 @@ async def test_the_guard_judges_only_users_updated_since_the_change() -> None:
     assert on_its_way.logs[0].endswith("(its own delivery carries it)")
 
     deferred = Deferred({"7": ARRIVED})
-    result = await DeferredEditGuard(deferred, store).check(command, INSTANCE, edited)
+    result = await UnseenEditGuard(deferred, store).check(command, INSTANCE, edited)
     assert deferred.asked == [("demo", "7")]
     assert result.command is None
     assert "Forenames holds 'Hedy', a value Tandem did not write nor see" in result.logs[0]
 
     # "Start" is what Tandem saw there: no edit waits in that field, whatever the deferred set says.
-    unchanged = await DeferredEditGuard(deferred, store).check(
+    unchanged = await UnseenEditGuard(deferred, store).check(
         command, INSTANCE, user(CHANGE + timedelta(seconds=1), Forenames="Start")
     )
     assert unchanged.command == command
@@ -188,7 +188,7 @@ def test_a_released_change_the_lookup_finds_nothing_new_for_is_written_silently(
 
 async def test_the_guard_rechecks_a_release_even_for_a_user_not_deferred() -> None:
     store = await known_store(Forenames="Start")
-    result = await DeferredEditGuard(Deferred({}), store).check(
+    result = await UnseenEditGuard(Deferred({}), store).check(
         released(Forenames="Grace"), INSTANCE, user(CHANGE + timedelta(seconds=4), Forenames="Hedy")
     )
     assert result.command is None

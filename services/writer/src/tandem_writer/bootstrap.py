@@ -26,7 +26,7 @@ from tandem_shared.redis.state import RedisStateStore, StateStore
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.mailchimp.client import MailchimpClients
-from tandem_writer.deferred_edits import DeferredEditGuard
+from tandem_writer.deferred_edits import UnseenEditGuard
 from tandem_writer.delivery import Delivery
 from tandem_writer.domain.retry import RetryPolicy
 from tandem_writer.erasure import writer_erasure
@@ -207,7 +207,7 @@ def bootstrap(
     if targets is None:
         ap_settings = AccessplanitSettings()
         mailchimp = MailchimpTarget.from_settings(settings, shared_redis())
-        unseen = DeferredEditGuard(RedisDeferredDeliveries(shared_redis()), state)
+        unseen = UnseenEditGuard(RedisDeferredDeliveries(shared_redis()), state)
         accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings, unseen)
         targets = {System.MAILCHIMP: mailchimp, System.ACCESSPLANIT: accessplanit}
         if settings.reconcile_runs:

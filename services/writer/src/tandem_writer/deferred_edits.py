@@ -31,7 +31,7 @@ class UnseenEdits(Protocol):
         ...
 
 
-class DeferredEditGuard:
+class UnseenEditGuard:
     def __init__(self, deferred: DeferredDeliveries, state: StateStore) -> None:
         self._deferred = deferred
         self._state = state
