@@ -563,6 +563,9 @@ RELEASE_OVER_AN_EDIT = [
     report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
+    # The same generated schedules every run, so a landing's CI is repeatable (docs/convergence.md lists a gap a
+    # random run found).
+    derandomize=True,
 )
 @example(schedule=[_edit(1, "ap", "first", 0), _edit(1, "mc", "first", 100), _edit(0, "ap", "first", 400)])
 @example(schedule=[_edit(1, "mc", "first", 100), _edit(1, "ap", "first", 0), _edit(1, "ap", "first", 0)])
