@@ -22,6 +22,7 @@ from tandem_shared.sync.rules import (
     USER_ID_FIELD,
     AbandonedMarks,
     Origin,
+    Pointer,
     StateSnapshot,
     expected_write,
     parse_state,
@@ -96,8 +97,8 @@ class InMemoryStateTransaction:
         key = state_key(instance_id, system, email)
         self._changes.append(lambda: self._store.merge(key, dict(digests), source_ts_ms, origin))
 
-    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        self._changes.append(lambda: self._store.move_contact(instance_id, system, old_email, new_email))
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int) -> None:
+        self._changes.append(lambda: self._store.move_contact(instance_id, system, old_email, new_email, moved_ms))
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         def change() -> None:
@@ -127,7 +128,8 @@ class InMemoryStateTransaction:
         key = state_key(written.instance_id, written.system, written.email)
         if written.moved_from is not None:
             instance_id, system, old, new = written.instance_id, written.system, written.moved_from, written.email
-            self._changes.append(lambda: self._store.move_contact(instance_id, system, old, new))
+            moved_ms = written.source_ts_ms
+            self._changes.append(lambda: self._store.move_contact(instance_id, system, old, new, moved_ms))
         digests, ts = dict(written.digests), written.source_ts_ms
         self._changes.append(lambda: self._store.merge(key, digests, ts, "written"))
 
@@ -160,7 +162,7 @@ class InMemoryStateTransaction:
 class InMemoryStateStore:
     def __init__(self, *, now_ms: int = 0, recent_window_ms: int = DEFAULT_RECENT_WINDOW_MS) -> None:
         self.hashes: dict[str, Hash] = {}  # by the Redis key the adapter would use
-        self.pointers: dict[str, str] = {}  # forward pointers (`moved_key`) → the new address
+        self.pointers: dict[str, Pointer] = {}  # forward pointers (`moved_key`) → the new address, when
         self.held = InMemoryHeldStore()
         self.clock_ms = now_ms
         self._recent_window_ms = recent_window_ms
@@ -233,14 +235,16 @@ class InMemoryStateStore:
         if origin == "written" or changed or "_last" not in state:
             state["_last"] = f"{origin}|{ts}"
 
-    def move_contact(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+    def move_contact(
+        self, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int | None = None
+    ) -> None:
         """The `_MOVE` script: the state moves (merged, per field the later value, with any already at the new
         address); a forward pointer at the old address (the fake keeps it: tests set the clock, not TTLs), none at
         the new one."""
         old, new = state_key(instance_id, system, old_email), state_key(instance_id, system, new_email)
         if old == new:
             return
-        self.pointers[moved_key(instance_id, system, old_email)] = new_email
+        self.pointers[moved_key(instance_id, system, old_email)] = Pointer(new_email, moved_ms)
         self.pointers.pop(moved_key(instance_id, system, new_email), None)
         moving = self.hashes.pop(old, None)
         if moving is None:

@@ -117,3 +117,60 @@ async def test_both_sides_move_the_contact_at_once_accessplanits_change_received
         assert await sims.member(ap_new) is None
         assert await sims.member(mc_new) is not None
         assert await sims.member(old) is None
+
+
+async def test_of_two_address_changes_the_later_by_the_clocks_wins_though_received_first(stack: RunningStack) -> None:
+    """docs/convergence.md, "Moves": accessplanit changes the address, and its delivery is late (its webhooks fail
+    meanwhile); two seconds later Mailchimp changes the address too, and that change is received first. Mailchimp's
+    is provably the later one, so it ends on both sides, whatever the order of receipt (received-later used to win:
+    both sides ended at accessplanit's older address)."""
+    tag = uuid.uuid4().hex[:8]
+    old, ap_new, mc_new = (f"{who}.{tag}@example.com" for who in ("clock", "ap", "mc"))
+    ap_sim = stack.url("accessplanit_sim")
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+
+        async def accessplanit_webhooks(*, failing: bool) -> None:
+            # While failing, a delivery is retried every 0.2 s, so it follows soon after they work again.
+            retries = [0.2] * 300 if failing else [1.0, 2.0, 4.0, 8.0, 16.0]
+            controls = {"webhooks_failing": failing, "webhook_retry_delays": retries}
+            (await client.post(f"{ap_sim}/_sim/controls", json=controls)).raise_for_status()
+
+        user_id = await sims.create_user(old, last="Clock")
+        await eventually(lambda: sims.member_named(old, "Ada"), timeout=30, interval=0.05)
+        await accessplanit_webhooks(failing=True)
+        try:
+            moved_in_ap = await client.put(f"{sims.users}/{user_id}", headers=ADMIN, json={"Email": ap_new})
+            assert moved_in_ap.status_code == 200, moved_in_ap.text
+            # Mailchimp's `fired_at` has whole seconds: its change is made in the second after next, so that its
+            # stamp is later than accessplanit's change by the clocks, not only by the order of receipt.
+            await asyncio.sleep(2.05 - (time.time() % 1))
+            moved_in_mc = await client.patch(sims.member_url(old), auth=MC_AUTH, json={"email_address": mc_new})
+            assert moved_in_mc.status_code == 200, moved_in_mc.text
+
+            def mailchimps_move_written(record: TraceRecord) -> bool:
+                return (
+                    record.instance_id == stack.instance.id
+                    and record.stage is Stage.WRITER
+                    and record.flow is Flow.MAILCHIMP_TO_ACCESSPLANIT
+                    and (record.contact_email or "").lower() == mc_new
+                )
+
+            # Received and decided first: the writer finds the user moved already, and writes nothing.
+            await wait_for_records(stack.kafka, TRACE, TraceRecord, where=mailchimps_move_written, until=bool)
+        finally:
+            await accessplanit_webhooks(failing=False)
+
+        async def both_at_mailchimps_address() -> bool | None:
+            user, member = await sims.user(user_id), await sims.member(mc_new)
+            return True if user and user["Email"] == mc_new and member else None
+
+        await eventually(both_at_mailchimps_address, timeout=60, interval=0.1)
+
+    await wait_quiescent(stack)
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+        user = await sims.user(user_id)
+        assert user is not None and user["Email"] == mc_new
+        assert await sims.member(mc_new) is not None
+        assert await sims.member(ap_new) is None and await sims.member(old) is None

@@ -88,16 +88,16 @@ async def test_one_contact_is_erased_and_the_others_stay(redis: Redis) -> None:
 async def test_the_forward_pointers_of_moves_from_and_to_the_address_are_erased(redis: Redis) -> None:
     instance_id = f"erase-{uuid.uuid4().hex[:8]}"
     moves = RedisStateStore(redis).transaction()
-    moves.move(instance_id, System.ACCESSPLANIT, "ada@example.com", "ada.king@example.com")
-    moves.move(instance_id, System.MAILCHIMP, "ada.king@example.com", "ada.byron@example.com")
-    moves.move(instance_id, System.MAILCHIMP, "bob@example.com", "bob.k@example.com")
+    moves.move(instance_id, System.ACCESSPLANIT, "ada@example.com", "ada.king@example.com", 1)
+    moves.move(instance_id, System.MAILCHIMP, "ada.king@example.com", "ada.byron@example.com", 2)
+    moves.move(instance_id, System.MAILCHIMP, "bob@example.com", "bob.k@example.com", 3)
     await moves.execute()
 
     erased = await erase_contact(redis, [instance_id], "ADA.KING@example.com")
 
     assert await redis.exists(moved_key(instance_id, System.ACCESSPLANIT, "ada@example.com")) == 0  # to it
     assert await redis.exists(moved_key(instance_id, System.MAILCHIMP, "ada.king@example.com")) == 0  # from it
-    assert await redis.get(moved_key(instance_id, System.MAILCHIMP, "bob@example.com")) == "bob.k@example.com"
+    assert await redis.get(moved_key(instance_id, System.MAILCHIMP, "bob@example.com")) == "3 bob.k@example.com"
     assert erased.state_keys == 2
 
 

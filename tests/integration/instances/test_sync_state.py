@@ -139,17 +139,19 @@ async def test_a_move_leaves_a_forward_pointer_and_merges_with_state_already_at_
     await apply(store, lambda t: t.set_user_email(instance_id, "7", old))
     await apply(store, lambda t: t.merge(instance_id, ap, new, {"Surname": "b"}, source_ts_ms=2, origin="written"))
 
-    await apply(store, lambda t: t.move(instance_id, ap, old, new))
+    await apply(store, lambda t: t.move(instance_id, ap, old, new, 1_764_000_000_123))
 
     snapshot = await store.load_many([(instance_id, ap, old), (instance_id, ap, new)])
     assert snapshot.side(instance_id, ap, old) is None
     assert snapshot.moved_to(instance_id, ap, old) == new and snapshot.moved_to(instance_id, ap, new) is None
+    assert snapshot.moved_at(instance_id, ap, old) == 1_764_000_000_123  # the move's time, to order two moves by
     state = snapshot.side(instance_id, ap, new)
     assert state is not None and state.user_id == "7"
     assert (state.fields["Surname"].digest, state.fields["Phone"].digest) == ("b", "p")  # digests, as merged
     assert state.written_recently("Surname", "b") is not None
 
-    await apply(store, lambda t: t.move(instance_id, ap, new, old))  # and back: the pointer turns round
+    # And back: the pointer turns round.
+    await apply(store, lambda t: t.move(instance_id, ap, new, old, 1_764_000_000_999))
     back = await store.load_many([(instance_id, ap, old), (instance_id, ap, new)])
     assert back.moved_to(instance_id, ap, new) == old and back.moved_to(instance_id, ap, old) is None
 
@@ -164,7 +166,7 @@ async def test_one_read_of_several_instances_answers_each_its_own(store: StateSt
             store, lambda t, i=instance, d=digests: t.merge(i, ap, "old@example.com", d, source_ts_ms=1, origin="seen")
         )
         await apply(store, lambda t, i=instance, n=n: t.set_user_email(i, "7", f"u{n}@example.com"))
-    await apply(store, lambda t: t.move(second, ap, "old@example.com", "new@example.com"))
+    await apply(store, lambda t: t.move(second, ap, "old@example.com", "new@example.com", 3))
 
     snapshot = await store.load_many(
         [(first, ap, "old@example.com"), (second, ap, "old@example.com"), (first, mc, "x@example.com")],
@@ -244,7 +246,7 @@ async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(red
         await apply(
             store, lambda t: t.merge(one_by_one, System.MAILCHIMP, old, {"FNAME": "d1"}, source_ts_ms=1, origin="seen")
         )
-        await apply(store, lambda t: t.move(one_by_one, System.MAILCHIMP, old, new))
+        await apply(store, lambda t: t.move(one_by_one, System.MAILCHIMP, old, new, 1))
         await apply(
             store, lambda t: t.merge(one_by_one, System.MAILCHIMP, new, {"LNAME": "d2"}, source_ts_ms=2, origin="seen")
         )
@@ -253,7 +255,7 @@ async def test_a_batch_of_writes_leaves_what_the_same_calls_one_by_one_leave(red
 
         writes = store.transaction()
         writes.merge(batched, System.MAILCHIMP, "ada@old.example", {"FNAME": "d1"}, source_ts_ms=1, origin="seen")
-        writes.move(batched, System.MAILCHIMP, "ada@old.example", "ada@new.example")
+        writes.move(batched, System.MAILCHIMP, "ada@old.example", "ada@new.example", 1)
         writes.merge(batched, System.MAILCHIMP, "ada@new.example", {"LNAME": "d2"}, source_ts_ms=2, origin="seen")
         writes.set_user_email(batched, "7", "ada@new.example")
         writes.expect_write(command(batched, payload, at=T0))

@@ -462,7 +462,7 @@ def test_an_accessplanit_email_change_changes_the_mailchimp_contacts_address() -
     assert command.identity.old_email == "ada@old.example"
     assert command.identity.email == "ada@example.com"
     assert command.payload == {"email_address": "ada@example.com", "status_if_new": "subscribed", "merge_fields": {}}
-    assert decision.updates[0] == MoveState(System.ACCESSPLANIT, "ada@old.example", "ada@example.com")
+    assert decision.updates[0] == MoveState(System.ACCESSPLANIT, "ada@old.example", "ada@example.com", ts_ms(T1))
     assert RememberUserEmail("7", "ada@example.com") in decision.updates
     assert "email change ada@old.example → ada@example.com" in decision.summary
 
@@ -497,7 +497,7 @@ def test_mailchimp_upemail_changes_the_accessplanit_users_address() -> None:
     assert command.operation is Operation.CHANGE_EMAIL
     assert command.payload == {"Email": "ada@new.example"}
     assert (command.identity.old_email, command.identity.email) == ("ada@example.com", "ada@new.example")
-    assert MoveState(System.MAILCHIMP, "ada@example.com", "ada@new.example") in decision.updates
+    assert MoveState(System.MAILCHIMP, "ada@example.com", "ada@new.example", ts_ms(T1)) in decision.updates
 
 
 def test_mailchimp_upemail_echo_of_tandems_change_stops_here() -> None:

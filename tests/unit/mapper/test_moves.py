@@ -8,13 +8,14 @@ accessplanit's state and left a forward pointer at the old address; the edit is 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
-from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, ap_event, instance, mc_event, run, side
+from unit.mapper.test_domain import AP_HOLDS, MC_HOLDS, T0, T1, ap_event, instance, mc_event, run, side
 
 from tandem_mapper.domain import knowledge
 from tandem_mapper.domain.model import Knowledge
 from tandem_shared.contracts import ChangeKind, Operation, System
-from tandem_shared.sync.rules import StateSnapshot, side_key
+from tandem_shared.sync.rules import Pointer, StateSnapshot, side_key, ts_ms
 
 OLD, NEW = "ada@example.com", "new@example.com"
 
@@ -54,7 +55,7 @@ def _first_read(*, source_known: bool) -> StateSnapshot:
         },
         user_emails={},
         backlogs={},
-        moves={side_key("demo", System.ACCESSPLANIT, OLD): NEW},
+        moves={side_key("demo", System.ACCESSPLANIT, OLD): Pointer(NEW)},
     )
 
 
@@ -119,7 +120,10 @@ def test_the_pointer_of_the_change_s_own_move_is_not_taken_for_another() -> None
         },
         user_emails={},
         backlogs={},
-        moves={side_key("demo", System.ACCESSPLANIT, OLD): NEW, side_key("demo", System.MAILCHIMP, OLD): NEW},
+        moves={
+            side_key("demo", System.ACCESSPLANIT, OLD): Pointer(NEW),
+            side_key("demo", System.MAILCHIMP, OLD): Pointer(NEW),
+        },
     )
 
     assert knowledge.missing(work, loaded) == []
@@ -139,3 +143,116 @@ def test_an_email_change_for_mailchimp_says_whether_tandem_knew_the_member_at_th
     assert known_there.known_at_old
     assert not_known is not None and not_known.operation is Operation.CHANGE_EMAIL
     assert not not_known.known_at_old
+
+
+# Two address changes at once whose clocks tell them apart: the later one wins whichever Tandem received first.
+MC_NEW, AP_NEW = "mc@example.com", "ap@example.com"
+
+
+def test_an_address_change_older_than_the_other_sides_move_gets_that_sides_address_written_back() -> None:
+    """accessplanit changed the address at T1; its delivery waited for the catch-up read, so Mailchimp's change to
+    mc@… five seconds later was received (and applied there) first. Mailchimp's address wins and is written back
+    to the same accessplanit user; no second member is asked for."""
+    moved_at = ts_ms(T1) + 5_000
+    known = Knowledge(
+        source_old=side(AP_HOLDS, at=T0),
+        target_old=side(MC_HOLDS, at=T0),
+        previous_email=OLD,
+        target_old_moved_to=MC_NEW,
+        target_old_moved_at=moved_at,
+    )
+
+    decision = run(ap_event(Email=NEW), known)
+
+    assert decision.command is None  # the member at mc@… holds everything else already
+    back = decision.repair
+    assert back is not None and back.target is System.ACCESSPLANIT and back.write_back
+    assert back.operation is Operation.CHANGE_EMAIL
+    assert (back.identity.old_email, back.identity.email) == (NEW, MC_NEW)
+    assert back.identity.accessplanit_user_id == "7" and back.payload == {"Email": MC_NEW}
+    assert ts_ms(back.source_occurred_at) == moved_at
+    assert (
+        decision.summary == f"Mailchimp's later address {MC_NEW} wins over this change to {NEW}; written back to "
+        "accessplanit"
+    )
+    assert any("by more than the clocks' uncertainty: Mailchimp's address wins" in line for line in decision.logs)
+
+
+def test_a_mailchimp_address_change_older_than_accessplanits_move_gets_accessplanits_address() -> None:
+    """The other way round: Mailchimp's upemail (whole seconds) is received after accessplanit's later move."""
+    known = Knowledge(
+        source_old=side(MC_HOLDS, at=T0),
+        target_old=replace(side({**AP_HOLDS, "Email": AP_NEW}, at=T0), user_id="7"),
+        target_old_moved_to=AP_NEW,
+        target_old_moved_at=ts_ms(T1) + 2_000,
+    )
+
+    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), known)
+
+    back = decision.repair
+    assert back is not None and back.target is System.MAILCHIMP and back.write_back
+    assert back.operation is Operation.CHANGE_EMAIL
+    assert (back.identity.old_email, back.identity.email) == (NEW, AP_NEW)
+    assert decision.command is None
+
+
+def test_address_changes_within_the_clocks_uncertainty_are_ordered_by_receipt() -> None:
+    """Mailchimp's stamp has whole seconds: accessplanit's move 0.5 s after it is not provably later, so the change
+    received later (Mailchimp's) wins as before and is asked of the member's new place in accessplanit."""
+    known = Knowledge(
+        source_old=side(MC_HOLDS, at=T0),
+        target_old=replace(side({**AP_HOLDS, "Email": AP_NEW}, at=T0), user_id="7"),
+        target_old_moved_to=AP_NEW,
+        target_old_moved_at=ts_ms(T1) + 500,
+    )
+
+    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), known)
+
+    assert decision.repair is None
+    command = decision.command
+    assert command is not None and command.operation is Operation.CHANGE_EMAIL
+    assert (command.identity.old_email, command.identity.email) == (AP_NEW, NEW)
+
+
+def test_a_later_change_than_the_other_sides_move_still_wins() -> None:
+    known = Knowledge(
+        source_old=side(AP_HOLDS, at=T0),
+        target_old=side(MC_HOLDS, at=T0),
+        previous_email=OLD,
+        target_old_moved_to=MC_NEW,
+        target_old_moved_at=ts_ms(T1 - timedelta(seconds=5)),
+    )
+
+    decision = run(ap_event(Email=NEW), known)
+
+    assert decision.repair is None
+    assert decision.command is not None and decision.command.operation is Operation.CHANGE_EMAIL
+    assert (decision.command.identity.old_email, decision.command.identity.email) == (MC_NEW, NEW)
+
+
+def test_the_pointer_hands_the_decision_when_the_other_side_moved() -> None:
+    work = [(ap_event(Email=NEW), instance())]
+    moved_at = ts_ms(T1) + 5_000
+    loaded = StateSnapshot(
+        sides={
+            side_key("demo", System.ACCESSPLANIT, NEW): None,
+            side_key("demo", System.MAILCHIMP, NEW): None,
+            side_key("demo", System.ACCESSPLANIT, OLD): side(AP_HOLDS, at=T0),
+            side_key("demo", System.MAILCHIMP, OLD): None,
+            side_key("demo", System.MAILCHIMP, MC_NEW): side(MC_HOLDS, at=T0),
+        },
+        user_emails={("demo", "7"): OLD},
+        backlogs={},
+        moves={side_key("demo", System.MAILCHIMP, OLD): Pointer(MC_NEW, moved_at)},
+    )
+
+    known = next(iter(knowledge.knowledge(work, loaded).values()))
+
+    assert (known.target_old_moved_to, known.target_old_moved_at) == (MC_NEW, moved_at)
+
+
+def test_a_pointer_keeps_its_time_and_one_written_without_it_reads_as_unknown() -> None:
+    assert Pointer.decode(Pointer("a.b@example.com", 1_764_000_000_123).encode()) == Pointer(
+        "a.b@example.com", 1_764_000_000_123
+    )
+    assert Pointer.decode("a.b@example.com") == Pointer("a.b@example.com")

@@ -216,7 +216,7 @@ def _apply(writes: StateTransaction, instance_id: str, updates: list[StateUpdate
     """A decision's state updates, queued on the transaction that applies them."""
     for update in updates:
         if isinstance(update, MoveState):
-            writes.move(instance_id, update.system, update.old_email, update.new_email)
+            writes.move(instance_id, update.system, update.old_email, update.new_email, update.moved_ms)
         elif isinstance(update, MergeSeen):
             writes.merge(
                 instance_id,

@@ -33,6 +33,7 @@ from tandem_shared.redis.keys import (
     state_key,
     user_email_key,
 )
+from tandem_shared.sync.rules import Pointer
 
 
 @dataclass
@@ -86,7 +87,7 @@ async def _pointers_to(redis: Redis, instance_id: str, address: str) -> list[str
     found = []
     async for key in redis.scan_iter(match=moved_key_pattern(instance_id), count=1000):
         value = await redis.get(key)
-        if value is not None and email_key(text(value)) == address:
+        if value is not None and email_key(Pointer.decode(text(value)).address) == address:
             found.append(text(key))
     return found
 

@@ -26,6 +26,7 @@ from tandem_shared.sync.rules import (
     USER_ID_FIELD,
     AbandonedMarks,
     Origin,
+    Pointer,
     StateSnapshot,
     expected_write,
     parse_state,
@@ -103,7 +104,7 @@ return cleared
 # while (a change still naming it finds the contact, docs/convergence.md "Moves"); a pointer at the new address (a
 # contact moving back) goes. State already at the new address (a write recorded there, through the pointer, before
 # the move itself was decided) is merged with, not replaced: per field the later value, everything else kept.
-# KEYS: state at old, state at new, pointer at old, pointer at new. ARGV: new address, the pointer's ttl s.
+# KEYS: state at old, state at new, pointer at old, pointer at new. ARGV: the pointer (`Pointer.encode`), its ttl s.
 _MOVE = LuaScript("""
 if KEYS[1] == KEYS[2] then return 0 end
 redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[2]))
@@ -197,9 +198,9 @@ class StateTransaction(Protocol):
         """The side holds these field digests as of `source_ts_ms` (last writer wins per field)."""
         ...
 
-    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        """The contact's address changed: what is known about it moves to the new address, and the old address
-        points to the new one for a while (`StateSnapshot.moved_to`)."""
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int) -> None:
+        """The contact's address changed (at `moved_ms`, by its source's clock): what is known about it moves to the
+        new address, and the old address points to the new one for a while (`StateSnapshot.moved_to`/`moved_at`)."""
         ...
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
@@ -297,8 +298,8 @@ class RedisStateTransaction:
     ) -> None:
         self._store.queue_merge(self._script, state_key(instance_id, system, email), digests, source_ts_ms, origin)
 
-    def move(self, instance_id: str, system: System, old_email: str, new_email: str) -> None:
-        self._store.queue_move(self._script, instance_id, system, old_email, new_email)
+    def move(self, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int) -> None:
+        self._store.queue_move(self._script, instance_id, system, old_email, new_email, moved_ms)
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         keys = [user_email_key(instance_id), state_key(instance_id, System.ACCESSPLANIT, email)]
@@ -449,7 +450,7 @@ class RedisStateStore:
             },
             user_emails={user: text(v) if v else None for user, v in zip(users, raw_users, strict=True)},
             backlogs={i: int(n) for i, n in zip(instances, raw_backlogs, strict=True)},
-            moves={side: text(moved) for side, moved in zip(wanted, raw_moves, strict=True) if moved},
+            moves={side: Pointer.decode(text(moved)) for side, moved in zip(wanted, raw_moves, strict=True) if moved},
         )
 
     async def _adopt_legacy(
@@ -489,11 +490,15 @@ class RedisStateStore:
         if written is None:
             return
         if written.moved_from is not None:
-            self.queue_move(call, written.instance_id, written.system, written.moved_from, written.email)
+            self.queue_move(
+                call, written.instance_id, written.system, written.moved_from, written.email, written.source_ts_ms
+            )
         key = state_key(written.instance_id, written.system, written.email)
         self.queue_merge(call, key, written.digests, written.source_ts_ms, "written")
 
-    def queue_move(self, call: ScriptCall, instance_id: str, system: System, old_email: str, new_email: str) -> None:
+    def queue_move(
+        self, call: ScriptCall, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int
+    ) -> None:
         """The `_MOVE` script's call: the state, and a forward pointer kept as long as a recent write is (a late
         change naming the old address comes within seconds; a pointer kept longer would also catch someone else
         given the address later)."""
@@ -503,7 +508,8 @@ class RedisStateStore:
             moved_key(instance_id, system, old_email),
             moved_key(instance_id, system, new_email),
         ]
-        call(_MOVE, keys, [new_email, max(1, self._recent_window_ms // 1000)])
+        pointer = Pointer(new_email, moved_ms).encode()
+        call(_MOVE, keys, [pointer, max(1, self._recent_window_ms // 1000)])
 
     def queue_merge(
         self, call: ScriptCall, key: str, digests: Mapping[str, str], source_ts_ms: int, origin: Origin

@@ -205,6 +205,28 @@ def parse_state(raw: Mapping[str, str]) -> SideState | None:
 SideKey = tuple[str, System, str]
 
 
+@dataclass(frozen=True)
+class Pointer:
+    """A forward pointer (`tandem_shared.redis.keys.moved_key`): the address a side moved the contact to, and when
+    the change that moved it happened (its source's clock), so that two address changes at once can be ordered by
+    their clocks where those tell them apart (docs/convergence.md, "Moves")."""
+
+    address: str
+    ts_ms: int | None = None
+
+    def encode(self) -> str:
+        # A space never occurs in the addresses Tandem syncs (both vendors refuse it unquoted).
+        return self.address if self.ts_ms is None else f"{self.ts_ms} {self.address}"
+
+    @classmethod
+    def decode(cls, value: str) -> Pointer:
+        """Also a pointer without a time, as versions before it was kept wrote them."""
+        stamp, sep, address = value.partition(" ")
+        if sep and stamp.isdigit():
+            return cls(address, int(stamp))
+        return cls(value)
+
+
 def side_key(instance_id: str, system: System, email: str) -> SideKey:
     return (instance_id, system, email_key(email))
 
@@ -216,8 +238,8 @@ class StateSnapshot:
     sides: Mapping[SideKey, SideState | None]
     user_emails: Mapping[tuple[str, str], str | None]  # (instance, accessplanit user id) → address
     backlogs: Mapping[str, int]  # instance → held changes waiting
-    # Side → the address the side moved the contact to from this one, recently (read with the side).
-    moves: Mapping[SideKey, str] = field(default_factory=dict)
+    # Side → where the side moved the contact to from this address, recently, and when (read with the side).
+    moves: Mapping[SideKey, Pointer] = field(default_factory=dict)
 
     def side(self, instance_id: str, system: System, email: str) -> SideState | None:
         return self.sides[side_key(instance_id, system, email)]
@@ -228,7 +250,13 @@ class StateSnapshot:
 
     def moved_to(self, instance_id: str, system: System, email: str) -> str | None:
         """Where the side moved the contact to from `email` (a forward pointer), if it did recently."""
-        return self.moves.get(side_key(instance_id, system, email))
+        pointer = self.moves.get(side_key(instance_id, system, email))
+        return pointer.address if pointer else None
+
+    def moved_at(self, instance_id: str, system: System, email: str) -> int | None:
+        """When that move happened, by the clock of the change that made it (None: not known)."""
+        pointer = self.moves.get(side_key(instance_id, system, email))
+        return pointer.ts_ms if pointer else None
 
     def user_email(self, instance_id: str, user_id: str) -> str | None:
         return self.user_emails[(instance_id, user_id)]

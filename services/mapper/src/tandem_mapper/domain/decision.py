@@ -232,7 +232,7 @@ def decide(
 
     updates: list[StateUpdate] = []
     if email_is_news and old is not None:
-        updates.append(MoveState(source, old, email))
+        updates.append(MoveState(source, old, email, event_ts))
     seen = digests if source_state is None else {n: digests[n] for n in analysis.changed - analysis.ambiguous}
     if seen or source_state is None:
         updates.append(MergeSeen(source, email, seen, event_ts))
@@ -251,6 +251,9 @@ def decide(
 
     operation = Operation.UPSERT
     target_state = known.target
+    # The target moved the contact too, by a change of its own that the clocks prove later than this one: it wins
+    # whatever the order Tandem received them in, and its address is written back to this side.
+    moved_back_to: str | None = None
     # The target's own address for the contact: the change's, unless the target refused to move it there.
     target_email, moved_from = email, old
     if known.target_at is not None:
@@ -281,6 +284,16 @@ def decide(
                 logs.append(
                     f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
                     f"change to {email} is asked of {moved_from}"
+                )
+            elif (later := _later_move(source, event_ts, known)) is not None:
+                moved_back_to = later
+                operation, target_email, moved_from = Operation.UPSERT, later, None
+                assert known.target_old_moved_at is not None  # `_later_move` found it
+                logs.append(
+                    f"{target.label} moved this contact from {old} to {moved_back_to} by an address change of its own "
+                    f"from {_when_ms(known.target_old_moved_at)}, later than this change to {email} (from "
+                    f"{_when_ms(event_ts)}) by more than the clocks' uncertainty: {target.label}'s address wins, so "
+                    f"{moved_back_to} is written back to {source.label}"
                 )
             elif known.target_old_moved_to is not None:
                 moved_from = known.target_old_moved_to
@@ -355,6 +368,12 @@ def decide(
         check = SourceCheck(system=source, email=email, fields=raced, ts_ms=event_ts)
         repair = repair.model_copy(update={"waits_for": waits, "source_check": check, "write_back": True})
 
+    if moved_back_to is not None:
+        assert known.target_old_moved_at is not None
+        repair = _address_written_back(
+            event, instance, email, moved_back_to, known.target_old_moved_at, command_id=command_id, now=now
+        )
+
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
         checked = {v.target_field: v.value for v in values} if creating else included
@@ -375,6 +394,8 @@ def decide(
             summary = f"Nothing to send to {target.label}: its later changes win ({len(conflicts)} conflict(s))"
         if repair is None:
             return _skip(summary, logs, updates)
+        if moved_back_to is not None:
+            summary = f"{target.label}'s later address {moved_back_to} wins over this change to {email}"
         return Decision(
             TraceStatus.SUCCEEDED,
             f"{summary}; written back to {source.label}",
@@ -418,6 +439,44 @@ def decide(
         changes_detected=True,
         logs=logs,
         updates=updates,
+    )
+
+
+def _later_move(source: System, event_ts: int, known: Knowledge) -> str | None:
+    """Where the target moved the contact by its own address change, when that change is provably later than this
+    one (by this change's clock's uncertainty); None when the clocks cannot order them (the change received later
+    wins) or the target did not move it."""
+    moved_to, moved_at = known.target_old_moved_to, known.target_old_moved_at
+    if moved_to is None or moved_at is None or not proven_older(source, event_ts, moved_at):
+        return None
+    return moved_to
+
+
+def _address_written_back(
+    event: ChangeEvent,
+    instance: InstanceConfig,
+    email: str,
+    moved_to: str,
+    moved_ms: int,
+    *,
+    command_id: str,
+    now: datetime,
+) -> SyncCommand:
+    """The source's address change from `email` to the target's later one (accessplanit: of the same user)."""
+    source = event.source
+    command = _command(
+        event,
+        source,
+        Operation.CHANGE_EMAIL,
+        moved_to,
+        email,
+        build_payload(instance, source, moved_to, {}),
+        command_id=f"{command_id}-repair",
+        now=now,
+    )
+    # As of the target's move, which the source then holds too (the pointer the write leaves keeps that time).
+    return command.model_copy(
+        update={"write_back": True, "source_occurred_at": datetime.fromtimestamp(moved_ms / 1000, UTC)}
     )
 
 

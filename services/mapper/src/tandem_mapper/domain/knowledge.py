@@ -134,6 +134,7 @@ def knowledge(work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
         moved_to = moved_to if moved_to and loaded.has(instance.id, target, moved_to) else None
         target_moved_to = moved_to if not old else None
         target_old_moved_to = moved_to if old else None
+        target_old_moved_at = loaded.moved_at(instance.id, target, old) if old and target_old_moved_to else None
         target_old_at = _resolved(loaded, (instance.id, target, old)) if old else None
         known[event.event_id] = Knowledge(
             source=loaded.side(instance.id, source, email),
@@ -145,5 +146,6 @@ def knowledge(work: Work, loaded: StateSnapshot) -> dict[str, Knowledge]:
             target_old_at=target_old_at,
             target_moved_to=target_moved_to,
             target_old_moved_to=target_old_moved_to,
+            target_old_moved_at=target_old_moved_at,
         )
     return known

@@ -29,6 +29,8 @@ class Knowledge:
     # On an email change: where the target moved the contact to from the old address by a move of its own, received
     # before this one (both sides changed the address at once): `target_old` is the state there.
     target_old_moved_to: str | None = None
+    # When the target's own move happened (its clock), if known: two moves that the clocks order are decided by them.
+    target_old_moved_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class MoveState:
     system: System
     old_email: str
     new_email: str
+    moved_ms: int  # when the change that moved it happened, by its source's clock
 
 
 @dataclass(frozen=True)
