@@ -8,18 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.deferred import Deferral, RedisDeferredDeliveries
 from tandem_shared.redis.keys import poller_deferred_key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
