@@ -8,8 +8,8 @@ from typing import Any
 
 from tandem_ingest.dedupe import Claim
 from tandem_ingest.domain.cursor import Cursor, Position, record_position
-from tandem_ingest.domain.deferral import Deferral
 from tandem_shared.contracts import ErrorInfo, InstanceConfig
+from tandem_shared.redis.deferred import Deferral
 from tandem_shared.vendors.accessplanit.client import AccessplanitError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 from redis.asyncio import Redis
@@ -19,13 +19,6 @@ from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.keys import ingest_claim_key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,17 +17,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.pipeline import AutoPipeline
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

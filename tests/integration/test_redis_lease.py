@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.lease import Leases, OwnedLeases
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from support.waiting import eventually
 from tandem_console.app import create_app as console_app
 from tandem_shared.kafka import KafkaConnection
-from tandem_shared.kafka.gate import KafkaGate, gated_process
+from tandem_shared.kafka.gate import KafkaGate, gated_process, service_app
 from tandem_shared.metrics import EVENTS_IN, MetricsEndpoint
 from tandem_shared.settings import CommonSettings
 
@@ -180,3 +180,17 @@ async def test_service_processes_open_their_metrics_while_waiting_but_the_consol
         assert [(await client.get(path)).status_code for path in ("/health/ready", "/metrics")] == [503, 200]
     async with serving(console_app()) as (client, _):
         assert [(await client.get(path)).status_code for path in ("/health/ready", "/metrics")] == [503, 503]
+
+
+def test_a_service_app_is_built_at_once_from_given_settings_and_behind_the_gate_as_a_process() -> None:
+    built: list[CommonSettings] = []
+
+    def build(settings: CommonSettings) -> ServiceApp:
+        built.append(settings)
+        return ServiceApp()
+
+    given = CommonSettings()
+    assert isinstance(service_app("writer", given, CommonSettings, "tandem-writer", build), ServiceApp)
+    assert built == [given]
+    assert isinstance(service_app("writer", None, CommonSettings, "tandem-writer", build), KafkaGate)
+    assert built == [given], "a process's app is built only once Kafka accepts the service"

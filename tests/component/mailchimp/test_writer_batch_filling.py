@@ -9,8 +9,8 @@ import asyncio
 import httpx
 import pytest
 from component.mailchimp.test_writer_batching import BATCH, PUT, batching_target, emails, requests
-from component.mailchimp.test_writer_target import KEY_VAR, command, control, make_instance, ok
-from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, SimServer
+from component.mailchimp.test_writer_target import command, control, ok
+from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY
 
 from support.waiting import eventually
 from tandem_shared.concurrency import LocalConcurrencyLimiter
@@ -19,20 +19,7 @@ from tandem_shared.vendors.mailchimp.client import limiter_name
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
-
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_VAR, DEMO_KEY)
-
-
-@pytest.fixture
-def instance(mc_sim_server: SimServer) -> InstanceConfig:
-    return make_instance(mc_sim_server.base_url)
-
-
-@pytest.fixture
-def limiter() -> LocalConcurrencyLimiter:
-    return LocalConcurrencyLimiter(limit=10, max_wait_s=10)
+pytestmark = pytest.mark.usefixtures("mailchimp_keys")
 
 
 async def trickle(

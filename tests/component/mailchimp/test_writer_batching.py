@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from component.mailchimp.test_writer_target import KEY_VAR, command, control, make_instance, member, ok
+from component.mailchimp.test_writer_target import command, control, member, ok
+from component.mailchimp.writer_kit import make_instance
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST, SimServer
 
 from support.waiting import eventually
@@ -23,19 +24,7 @@ BATCH = "POST batch subscribe"
 PUT = "PUT member"
 
 
-@pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_VAR, DEMO_KEY)
-
-
-@pytest.fixture
-def instance(mc_sim_server: SimServer) -> InstanceConfig:
-    return make_instance(mc_sim_server.base_url)
-
-
-@pytest.fixture
-def limiter() -> LocalConcurrencyLimiter:
-    return LocalConcurrencyLimiter(limit=10, max_wait_s=10)
+pytestmark = pytest.mark.usefixtures("mailchimp_keys")
 
 
 def batching_target(limiter: LocalConcurrencyLimiter, *, connections: int = 1, batch_max: int = 50) -> MailchimpTarget:
@@ -49,12 +38,6 @@ async def target(limiter: LocalConcurrencyLimiter) -> AsyncIterator[MailchimpTar
     target = batching_target(limiter)
     yield target
     await target.close()
-
-
-@pytest.fixture
-async def api(mc_sim_server: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{mc_sim_server.base_url}/3.0", auth=("x", DEMO_KEY), timeout=10) as c:
-        yield c
 
 
 async def requests(sim: httpx.AsyncClient) -> dict[str, dict[str, int]]:

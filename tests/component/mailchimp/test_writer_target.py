@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from component.mailchimp.writer_kit import WRONG_KEY_VAR, make_instance
 from component.simulators.mailchimp.mailchimp_testkit import DEMO_KEY, DEMO_LIST, SimServer
 
 from support.commands import sync_command
@@ -19,37 +20,11 @@ from tandem_shared.contracts import (
     System,
     subscriber_hash,
 )
-from tandem_shared.instances import demo_instance
 from tandem_shared.vendors.mailchimp.client import MailchimpClients, limiter_name
 from tandem_writer.domain.outcome import WriteOutcome
 from tandem_writer.targets.mailchimp import MailchimpTarget
 
-KEY_VAR = "TANDEM_TEST_MAILCHIMP_KEY"
-WRONG_KEY_VAR = "TANDEM_TEST_MAILCHIMP_WRONG_KEY"
-
-
-@pytest.fixture(autouse=True)
-def api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_VAR, DEMO_KEY)
-    monkeypatch.setenv(WRONG_KEY_VAR, "ffffffffffffffffffffffffffffffff-us1")
-
-
-def make_instance(base_url: str, **mailchimp: Any) -> InstanceConfig:
-    base = demo_instance()
-    connection = base.mailchimp.model_copy(
-        update={"api_key": f"env:{KEY_VAR}", "api_base_url": f"{base_url}/3.0", **mailchimp}
-    )
-    return base.model_copy(update={"id": "writer-test", "mailchimp": connection})
-
-
-@pytest.fixture
-def instance(mc_sim_server: SimServer) -> InstanceConfig:
-    return make_instance(mc_sim_server.base_url)
-
-
-@pytest.fixture
-def limiter() -> LocalConcurrencyLimiter:
-    return LocalConcurrencyLimiter(limit=10, max_wait_s=10)
+pytestmark = pytest.mark.usefixtures("mailchimp_keys")
 
 
 @pytest.fixture
@@ -57,12 +32,6 @@ async def target(limiter: LocalConcurrencyLimiter) -> AsyncIterator[MailchimpTar
     target = MailchimpTarget(MailchimpClients(limiter=limiter, timeout_s=5, server_timeout_s=60))
     yield target
     await target.close()
-
-
-@pytest.fixture
-async def api(mc_sim_server: SimServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=f"{mc_sim_server.base_url}/3.0", auth=("x", DEMO_KEY), timeout=10) as c:
-        yield c
 
 
 def command(

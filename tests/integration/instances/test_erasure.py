@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +11,6 @@ from redis.asyncio import Redis
 
 from support.mapper import accessplanit_change, mailchimp_change
 from tandem_shared.contracts import ContactIdentity, System
-from tandem_shared.redis.client import connect_url
 from tandem_shared.redis.erasure import erase_contact, erase_writer_markers
 from tandem_shared.redis.keys import (
     held_key,
@@ -27,13 +25,6 @@ from tandem_shared.redis.state import RedisStateStore
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def seed(redis: Redis, instance_id: str, email: str, user_id: str) -> list[str]:

@@ -24,8 +24,8 @@ from tandem_console.settings import ConsoleSettings
 from tandem_console.store import TraceStore
 from tandem_shared.contracts import TraceRecord, utcnow
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate, gated_process
-from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.kafka.gate import KafkaGate, service_app
+from tandem_shared.logging import get_logger
 from tandem_shared.metrics import render as render_metrics
 from tandem_shared.tracing import publish_trace
 
@@ -46,16 +46,11 @@ async def purge_periodically(store: TraceStore, settings: ConsoleSettings) -> No
 def create_app(
     settings: ConsoleSettings | None = None, registry: InstanceRegistry | None = None
 ) -> FastAPI | KafkaGate:
-    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
-    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
-    if settings is None:
-        process_settings = ConsoleSettings()
-        # Its /metrics answers only a token of the `metrics` role, which the app checks: closed while it waits.
-        return gated_process(
-            "console", process_settings, CLIENT_ID, lambda: app(process_settings, registry), open_metrics=False
-        )
-    configure_logging("console", settings.log_level, settings.log_json)
-    return app(settings, registry)
+    """The console's app (`service_app`)."""
+    # Its /metrics answers only a token of the `metrics` role, which the app checks: closed while it waits.
+    return service_app(
+        "console", settings, ConsoleSettings, CLIENT_ID, lambda loaded: app(loaded, registry), open_metrics=False
+    )
 
 
 def app(settings: ConsoleSettings, registry: InstanceRegistry | None = None) -> FastAPI:

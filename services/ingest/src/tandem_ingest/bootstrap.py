@@ -21,7 +21,7 @@ from tandem_ingest.erasure import KEPT as ERASURE_KEPT
 from tandem_ingest.erasure import IngestEraser
 from tandem_ingest.intake import DedupedSink, EventPublisher, Intake
 from tandem_ingest.mailchimp_webhook import MailchimpWebhook
-from tandem_ingest.poll_state import PollerLocks, RedisCursorStore, RedisDeferredUsers
+from tandem_ingest.poll_state import PollerLocks, RedisCursorStore
 from tandem_ingest.poller import (
     AccessplanitPoller,
     ChangedUsers,
@@ -39,6 +39,7 @@ from tandem_shared.instances import InstanceRegistry
 from tandem_shared.kafka import KafkaConnection, KafkaProducer, Producer
 from tandem_shared.ratelimit import RateBudget
 from tandem_shared.redis.client import connect
+from tandem_shared.redis.deferred import RedisDeferredDeliveries
 from tandem_shared.tracing import publish_trace
 from tandem_shared.vendors.accessplanit.client import AccessplanitClients
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
@@ -108,7 +109,7 @@ def bootstrap(
         settings.accessplanit_reread_window_s,
         min_interval_s=settings.accessplanit_reread_min_interval_s,
     )
-    deferred = deferred or RedisDeferredUsers(redis)
+    deferred = deferred or RedisDeferredDeliveries(redis)
     poller = AccessplanitPoller(
         registry=registry,
         users=users or ApiChangedUsers(clients),

@@ -23,8 +23,8 @@ from tandem_ingest.settings import IngestSettings
 from tandem_shared.concurrency import Backoff
 from tandem_shared.erasure import ErasureApplier
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate, gated_process
-from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.kafka.gate import KafkaGate, service_app
+from tandem_shared.logging import get_logger
 from tandem_shared.metrics import IngestMetricsMiddleware, MetricsEndpoint
 
 log = get_logger("tandem.ingest")
@@ -66,17 +66,13 @@ def create_app(
     claims: EventClaims | None = None,
     reader: UserReader | None = None,
 ) -> FastAPI | KafkaGate:
-    """The ingest app. `publisher`, `claims` and `reader` replace Kafka, Redis and the accessplanit API in tests.
+    """The ingest app (`service_app`). `publisher`, `claims` and `reader` replace Kafka, Redis and the accessplanit
+    API in tests."""
 
-    Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
-    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
-    if settings is None:
-        process_settings = IngestSettings()
-        return gated_process(
-            "ingest", process_settings, CLIENT_ID, lambda: serve(bootstrap(process_settings, registry=registry))
-        )
-    configure_logging("ingest", settings.log_level, settings.log_json)
-    return serve(bootstrap(settings, registry=registry, publisher=publisher, claims=claims, reader=reader))
+    def build(loaded: IngestSettings) -> FastAPI:
+        return serve(bootstrap(loaded, registry=registry, publisher=publisher, claims=claims, reader=reader))
+
+    return service_app("ingest", settings, IngestSettings, CLIENT_ID, build)
 
 
 def serve(ingest: Ingest) -> FastAPI:

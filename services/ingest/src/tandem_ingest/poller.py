@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from tandem_ingest.accessplanit_changes import UserReader, own_write_marks
 from tandem_ingest.dedupe import Claim, ClaimsUnavailable
 from tandem_ingest.domain.cursor import Cursor, Position, record_position, round_start
-from tandem_ingest.domain.deferral import Deferral
 from tandem_ingest.domain.errors import InvalidPayload
 from tandem_ingest.domain.normalize.accessplanit import record_kind, removed_user_event, user_event
 from tandem_ingest.domain.poll_report import PollReport
@@ -42,6 +41,7 @@ from tandem_shared.contracts import (
 )
 from tandem_shared.instances import InstanceRegistry
 from tandem_shared.logging import get_logger
+from tandem_shared.redis.deferred import Deferral
 from tandem_shared.tracing import new_id
 from tandem_shared.vendors.accessplanit.client import AccessplanitError
 

@@ -19,8 +19,8 @@ from tandem_mapper.settings import MapperSettings
 from tandem_shared.contracts import ChangeEvent
 from tandem_shared.contracts.topics import CHANGES
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate, gated_process
-from tandem_shared.logging import configure_logging, get_logger
+from tandem_shared.kafka.gate import KafkaGate, service_app
+from tandem_shared.logging import get_logger
 from tandem_shared.metrics import MetricsEndpoint
 
 log = get_logger("tandem.mapper")
@@ -104,13 +104,8 @@ async def live(_: object) -> AsgiResponse:
 def create_app(
     settings: MapperSettings | None = None, registry: InstanceRegistry | None = None
 ) -> AsgiFastStream | KafkaGate:
-    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
-    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
-    if settings is None:
-        process_settings = MapperSettings()
-        return gated_process("mapper", process_settings, CLIENT_ID, lambda: app(process_settings, registry))
-    configure_logging("mapper", settings.log_level, settings.log_json)
-    return app(settings, registry)
+    """The mapper's app (`service_app`)."""
+    return service_app("mapper", settings, MapperSettings, CLIENT_ID, lambda loaded: app(loaded, registry))
 
 
 def app(settings: MapperSettings, registry: InstanceRegistry | None = None) -> AsgiFastStream:

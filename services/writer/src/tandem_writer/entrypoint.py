@@ -14,9 +14,8 @@ from faststream.kafka import KafkaBroker
 
 from tandem_shared.contracts import System
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate, gated_process
+from tandem_shared.kafka.gate import KafkaGate, service_app
 from tandem_shared.kafka.partitioned import PartitionedConsumer
-from tandem_shared.logging import configure_logging
 from tandem_shared.metrics import MetricsEndpoint
 from tandem_writer.bootstrap import CLIENT_ID, bootstrap
 from tandem_writer.settings import WriterSettings
@@ -42,13 +41,8 @@ def create_app(
     registry: InstanceRegistry | None = None,
     targets: dict[System, Target] | None = None,
 ) -> AsgiFastStream | KafkaGate:
-    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
-    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
-    if settings is None:
-        process_settings = WriterSettings()
-        return gated_process("writer", process_settings, CLIENT_ID, lambda: app(process_settings, registry, targets))
-    configure_logging("writer", settings.log_level, settings.log_json)
-    return app(settings, registry, targets)
+    """The writer's app (`service_app`)."""
+    return service_app("writer", settings, WriterSettings, CLIENT_ID, lambda loaded: app(loaded, registry, targets))
 
 
 def app(

@@ -13,8 +13,7 @@ from __future__ import annotations
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 
 from tandem_shared.instances import InstanceRegistry
-from tandem_shared.kafka.gate import KafkaGate, gated_process
-from tandem_shared.logging import configure_logging
+from tandem_shared.kafka.gate import KafkaGate, service_app
 from tandem_shared.metrics import MetricsEndpoint
 from tandem_writer.bootstrap import RECONCILER_CLIENT_ID, bootstrap_reconciler
 from tandem_writer.settings import WriterSettings
@@ -28,15 +27,10 @@ async def live(_: object) -> AsgiResponse:
 def create_app(
     settings: WriterSettings | None = None, registry: InstanceRegistry | None = None
 ) -> AsgiFastStream | KafkaGate:
-    """Called without settings, as uvicorn's factory (the process itself), the app waits behind a `KafkaGate` until
-    Kafka accepts the service's credentials (not ready, saying why, meanwhile); tests pass settings and get the app."""
-    if settings is None:
-        process_settings = WriterSettings()
-        return gated_process(
-            "reconciler", process_settings, RECONCILER_CLIENT_ID, lambda: app(process_settings, registry)
-        )
-    configure_logging("reconciler", settings.log_level, settings.log_json)
-    return app(settings, registry)
+    """The reconciler's app (`service_app`)."""
+    return service_app(
+        "reconciler", settings, WriterSettings, RECONCILER_CLIENT_ID, lambda loaded: app(loaded, registry)
+    )
 
 
 def app(settings: WriterSettings, registry: InstanceRegistry | None = None) -> AsgiFastStream:

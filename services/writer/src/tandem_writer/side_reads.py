@@ -1,4 +1,5 @@
-"""Reads of one side's sync state each, made in the same event-loop tick, answered by one `StateStore.load_many`.
+"""Reads of one side's sync state each, made in the same event-loop tick, answered by one `StateStore.load_many`
+(`tandem_shared.tick_batches`).
 
 Under a backlog every command is older than the stale-command bound, so each is checked against its target's state
 before it is written (`source_check.SourceCheckedTarget`), and hundreds of them reach that check together (the
@@ -10,57 +11,23 @@ read after it asked; a failed read is raised to every caller of that read (as it
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-
 from tandem_shared.contracts import System
 from tandem_shared.redis.state import Side, StateStore
 from tandem_shared.sync.rules import SideState
-
-
-@dataclass(eq=False)
-class _Read:
-    side: Side
-    done: asyncio.Future[SideState | None]
+from tandem_shared.tick_batches import TickBatches
 
 
 class SideReads:
     def __init__(self, state: StateStore) -> None:
         self._state = state
-        self._waiting: list[_Read] = []
-        self._loads: set[asyncio.Task[None]] = set()
+        self._reads: TickBatches[Side, SideState | None] = TickBatches(
+            self._load, name="writer-side-reads", stopped="the state read was stopped"
+        )
 
     async def side(self, instance_id: str, system: System, email: str) -> SideState | None:
         """What Tandem knows `system` holds for `email` (None: nothing), read after this call was made."""
-        loop = asyncio.get_running_loop()
-        read = _Read((instance_id, system, email), loop.create_future())
-        if not self._waiting:
-            loop.call_soon(self._flush)
-        self._waiting.append(read)
-        return await read.done
+        return await self._reads.submit((instance_id, system, email))
 
-    def _flush(self) -> None:
-        waiting, self._waiting = self._waiting, []
-        task = asyncio.create_task(self._load(waiting), name="writer-side-reads")
-        self._loads.add(task)
-        task.add_done_callback(self._loads.discard)
-
-    async def _load(self, reads: list[_Read]) -> None:
-        live = [r for r in reads if not r.done.done()]  # a caller cancelled before the flush reads nothing
-        if not live:
-            return
-        try:
-            snapshot = await self._state.load_many([r.side for r in live])
-        except Exception as exc:
-            for read in live:
-                if not read.done.done():
-                    read.done.set_exception(exc)
-            return
-        except BaseException:
-            for read in live:
-                if not read.done.done():
-                    read.done.set_exception(ConnectionAbortedError("the state read was stopped"))
-            raise
-        for read in live:
-            if not read.done.done():  # its caller may have been cancelled meanwhile
-                read.done.set_result(snapshot.side(*read.side))
+    async def _load(self, sides: list[Side]) -> list[SideState | None]:
+        snapshot = await self._state.load_many(sides)
+        return [snapshot.side(*side) for side in sides]

@@ -19,7 +19,7 @@ import math
 import os
 import signal
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from tandem_shared.kafka.connection import KafkaConnection
 from tandem_shared.logging import configure_logging, get_logger
@@ -37,6 +37,30 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RETRY_S = 15.0  # the default of TANDEM_KAFKA_RETRY_S (CommonSettings.kafka_retry_s)
 LIVE = "/health/live"
 METRICS = "/metrics"
+
+Settings = TypeVar("Settings", bound=CommonSettings)
+App = TypeVar("App", bound=ASGIApp)
+
+
+def service_app(
+    service: str,
+    settings: Settings | None,
+    process_settings: Callable[[], Settings],
+    client_id: str,
+    build: Callable[[Settings], App],
+    *,
+    open_metrics: bool = True,
+) -> App | KafkaGate:
+    """A service's `create_app`: its logging configured, and the app `build` makes from the settings.
+
+    Called without settings, as uvicorn's factory (the process itself), the settings are `process_settings()` (the
+    environment) and the app waits behind a `KafkaGate` until Kafka accepts the service's credentials (not ready,
+    saying why, meanwhile: `gated_process`, where `open_metrics` is explained); tests pass settings and get the app."""
+    if settings is None:
+        loaded = process_settings()
+        return gated_process(service, loaded, client_id, lambda: build(loaded), open_metrics=open_metrics)
+    configure_logging(service, settings.log_level, settings.log_json)
+    return build(settings)
 
 
 def gated_process(

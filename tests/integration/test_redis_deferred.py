@@ -8,19 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from tandem_ingest.domain.deferral import Deferral
-from tandem_ingest.poll_state import RedisDeferredUsers
-from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.deferred import Deferral, RedisDeferredDeliveries
 from tandem_shared.redis.keys import poller_deferred_key
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = connect_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -33,7 +24,7 @@ async def instance_id(redis: Redis) -> AsyncIterator[str]:
 async def test_a_later_delivery_moves_the_arrival_forward_and_an_earlier_one_never_back(
     redis: Redis, instance_id: str
 ) -> None:
-    users = RedisDeferredUsers(redis)
+    users = RedisDeferredDeliveries(redis)
     await users.defer(instance_id, "1", 2_000)
     await users.defer(instance_id, "1", 1_000)  # a delivery retried late
     await users.defer(instance_id, "2", 1_500)
@@ -44,7 +35,7 @@ async def test_a_later_delivery_moves_the_arrival_forward_and_an_earlier_one_nev
 
 
 async def test_a_read_settles_only_deliveries_that_arrived_before_it_started(redis: Redis, instance_id: str) -> None:
-    users = RedisDeferredUsers(redis)
+    users = RedisDeferredDeliveries(redis)
     await users.defer(instance_id, "1", 1_000)
     await users.defer(instance_id, "2", 5_000)
     assert await users.settle(instance_id, ["1", "2", "3"], read_at_ms=2_000) == 1
@@ -52,3 +43,13 @@ async def test_a_read_settles_only_deliveries_that_arrived_before_it_started(red
     assert await users.settle(instance_id, [], read_at_ms=9_000) == 0
     assert await users.settle(instance_id, ["2"], read_at_ms=5_000) == 1
     assert await users.due(instance_id, 10_000, limit=10) == []
+
+
+async def test_the_writer_reads_the_arrival_ingest_deferred(redis: Redis, instance_id: str) -> None:
+    deferred = RedisDeferredDeliveries(redis)
+    assert await deferred.arrived_ms(instance_id, "1") is None
+    await deferred.defer(instance_id, "1", 2_000)
+    await deferred.defer(instance_id, "1", 1_000)
+    assert await deferred.arrived_ms(instance_id, "1") == 2_000
+    await deferred.settle(instance_id, ["1"], read_at_ms=2_000)
+    assert await deferred.arrived_ms(instance_id, "1") is None
