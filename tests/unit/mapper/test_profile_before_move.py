@@ -42,6 +42,17 @@ def test_a_profile_change_known_to_mailchimp_only_is_marked_too() -> None:
     assert command.may_precede_move
 
 
+def test_a_second_profile_change_decided_while_the_first_one_waits_is_marked_too() -> None:
+    """Mailchimp's first and last names changed one after the other: the second change finds only the notes of the
+    first one's write at new@… (no user known there yet), and would create the user the first one waits with."""
+    known = Knowledge(source=side(MC_HOLDS, at=T0), target=_notes_only(("Forenames", "Grace")))
+
+    command = _command(run(mc_event(email=NEW, merges=NAMES), known))
+
+    assert command.operation is Operation.UPSERT
+    assert command.may_precede_move
+
+
 def test_a_new_member_is_not_marked() -> None:
     """A subscribe is a member new to Mailchimp: no address change moves anyone to it."""
     assert not _command(run(mc_event(ChangeKind.CREATED, email=NEW, merges=NAMES))).may_precede_move

@@ -413,9 +413,9 @@ def decide(
     if target is System.MAILCHIMP and operation is Operation.CHANGE_EMAIL and target_state is not None:
         # Not a contact new to Mailchimp: missing at both addresses, it was moved or removed there meanwhile.
         command = command.model_copy(update={"known_at_old": True})
-    if operation is Operation.UPSERT and target_state is None and _may_precede_move(event, instance):
+    if operation is Operation.UPSERT and not _holds(target_state) and _may_precede_move(event, instance):
         # Mailchimp's address change moving a known contact here may still be on its way: the writer waits for it
-        # before it creates a user.
+        # before it creates a user. So does a later change there while the first one's write is only noted.
         command = command.model_copy(update={"may_precede_move": True})
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
