@@ -173,10 +173,11 @@ def _origin_text(origin: str) -> str:
 
 
 def _holds(state: SideState | None) -> bool:
-    """Whether Tandem knows the side holds the contact: it saw or recorded a field there. Notes alone are writes
-    decided and not recorded (`expect_write`): at an email change's new address, a user still to be created by a
-    change that overtook the move (`SyncCommand.may_precede_move`), waiting for it."""
-    return state is not None and bool(state.fields)
+    """Whether Tandem knows the side holds the contact: it saw or recorded a field, or a user, there. Notes alone
+    are writes decided and not recorded (`expect_write`), such as a user still to be created by a change that may
+    have overtaken an address change to it (`SyncCommand.may_precede_move`), waiting for it: a later change there
+    waits too, and the address change moves the user there all the same."""
+    return state is not None and (bool(state.fields) or state.user_id is not None)
 
 
 def _may_precede_move(event: ChangeEvent, instance: InstanceConfig) -> bool:
