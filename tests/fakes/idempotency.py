@@ -56,15 +56,19 @@ class InMemoryIdempotencyStore:
     def _wait_s(self, entry: _Entry) -> float:
         return max((entry.expires_at - self._clock()).total_seconds(), 0.0) or self._inflight.total_seconds()
 
+    def _busy(self, entry: _Entry) -> Claim:
+        wait_s = self._wait_s(entry)
+        return Claim(ClaimState.BUSY, wait_s=wait_s, held_s=max(self._inflight.total_seconds() - wait_s, 0.0))
+
     async def claim(self, command: SyncCommand, token: str) -> Claim:
         mark = self._get(self._applied, command.idempotency_key)
         if mark is not None and mark.value == "done":
             return Claim(ClaimState.DONE, applied_at=self._applied_at[command.idempotency_key])
         if mark is not None:
-            return Claim(ClaimState.BUSY, wait_s=self._wait_s(mark))
+            return self._busy(mark)
         lock = self._get(self._locks, self.contact(command))
         if lock is not None:
-            return Claim(ClaimState.BUSY, wait_s=self._wait_s(lock))
+            return self._busy(lock)
         expires_at = self._clock() + self._inflight
         self._applied[command.idempotency_key] = _Entry(f"inflight:{token}", expires_at)
         self._locks[self.contact(command)] = _Entry(token, expires_at)

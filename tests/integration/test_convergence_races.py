@@ -11,19 +11,28 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from support.http import IDLE_BELOW_SERVERS
-from support.quiescence import wait_quiescent
+from support.kafka import connect
+from support.quiescence import held_backlog, wait_quiescent
 from support.sims import ADMIN, MC_AUTH, Sims
 from support.stack import RunningStack, running_stack
 from support.topics import wait_for_records
 from support.waiting import eventually
-from tandem_shared.contracts import Flow, Stage, TraceRecord
+from tandem_devstack.stack import DEMO_MAILCHIMP_AUDIENCE, DEMO_MAILCHIMP_WEBHOOK_SECRET
+from tandem_ingest.domain.signatures import sign
+from tandem_ingest.mailchimp_webhook import SIGNATURE_HEADER as SIGNATURE
+from tandem_shared.contracts import Flow, Stage, TraceRecord, TraceStatus
 from tandem_shared.contracts.topics import TRACE
+from tandem_shared.instance_store import put_instance, read_instances
+from tandem_shared.secrets import resolve_secret
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +183,163 @@ async def test_of_two_address_changes_the_later_by_the_clocks_wins_though_receiv
         assert user is not None and user["Email"] == mc_new
         assert await sims.member(mc_new) is not None
         assert await sims.member(ap_new) is None and await sims.member(old) is None
+
+
+async def _set_paused(stack: RunningStack, paused: bool) -> None:
+    """As `tandem instances pause/resume` does: a new version of the instance in the instance store."""
+    connection = connect(stack.kafka)
+    current = (await read_instances(connection))[stack.instance.id]
+    await put_instance(connection, current.model_copy(update={"paused": paused, "version": current.version + 1}))
+
+
+async def _until_the_mapper_holds(stack: RunningStack, sims: Sims, probe_id: str, probe_email: str) -> int:
+    """Edits the probe user until the mapper holds its change (it follows the pause); the held backlog then."""
+    for n in range(20):
+        name = f"Probe{n}"
+        (await sims.client.put(f"{sims.users}/{probe_id}", headers=ADMIN, json={"Forenames": name})).raise_for_status()
+
+        async def held_or_synced(name: str = name) -> int | None:
+            held = await held_backlog(stack)
+            if held:
+                return held
+            return -1 if await sims.member_named(probe_email, name) else None
+
+        held = await eventually(held_or_synced, timeout=30, interval=0.05)
+        if held > 0:
+            return held
+    raise AssertionError("the mapper did not follow the pause")
+
+
+async def _our_hook(client: httpx.AsyncClient, stack: RunningStack) -> str:
+    hooks = await client.get(f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/webhooks", auth=MC_AUTH)
+    ours = [h for h in hooks.json()["webhooks"] if f"/webhooks/mailchimp/{stack.instance.id}/" in h["url"]]
+    assert len(ours) == 1, ours
+    return str(ours[0]["id"])
+
+
+async def _member_webhooks(client: httpx.AsyncClient, stack: RunningStack, hook: str, *, on: bool) -> None:
+    url = f"{stack.url('mailchimp_sim')}/3.0/lists/{DEMO_MAILCHIMP_AUDIENCE}/webhooks/{hook}"
+    events = {"profile": on, "upemail": on}
+    (await client.patch(url, auth=MC_AUTH, json={"events": events})).raise_for_status()
+
+
+def _fired_at() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _deliver(client: httpx.AsyncClient, stack: RunningStack, form: list[tuple[str, str]]) -> str:
+    """A Mailchimp webhook delivery to ingest, signed as Mailchimp signs it for this instance; its execution id."""
+    assert stack.instance.mailchimp.webhook_signing_secret is not None
+    body = urlencode(form).encode()
+    secret = resolve_secret(stack.instance.mailchimp.webhook_signing_secret)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", SIGNATURE: sign(secret, body, int(time.time()))}
+    url = f"{stack.url('ingest')}/webhooks/mailchimp/{stack.instance.id}/{DEMO_MAILCHIMP_WEBHOOK_SECRET}"
+    response = await client.post(url, content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return str(response.json()["execution_id"])
+
+
+def _profile_form(member: dict[str, Any], fired_at: str) -> list[tuple[str, str]]:
+    """Mailchimp's profile webhook of `member` (as its API returned it), in the shape the simulator sends."""
+    email, merges = str(member["email_address"]), member["merge_fields"]
+    return [
+        ("type", "profile"),
+        ("fired_at", fired_at),
+        ("data[id]", str(member["unique_email_id"])),
+        ("data[web_id]", str(member["web_id"])),
+        ("data[list_id]", str(member["list_id"])),
+        ("data[email]", email),
+        ("data[email_type]", str(member["email_type"])),
+        ("data[merges][EMAIL]", email),
+        ("data[merges][FNAME]", str(merges.get("FNAME") or "")),
+        ("data[merges][LNAME]", str(merges.get("LNAME") or "")),
+        ("data[ip_opt]", str(member.get("ip_opt") or "127.0.0.1")),
+    ]
+
+
+def _upemail_form(member: dict[str, Any], old: str, fired_at: str) -> list[tuple[str, str]]:
+    return [
+        ("type", "upemail"),
+        ("fired_at", fired_at),
+        ("data[list_id]", str(member["list_id"])),
+        ("data[new_id]", str(member["unique_email_id"])),
+        ("data[new_email]", str(member["email_address"])),
+        ("data[old_email]", old),
+    ]
+
+
+async def _users_at(sims: Sims, email: str) -> list[dict[str, Any]]:
+    response = await sims.client.get(sims.users, headers=ADMIN, params={"$filter": f"Email eq '{email}'"})
+    response.raise_for_status()
+    found: list[dict[str, Any]] = response.json()["results"]
+    return found
+
+
+async def test_a_mailchimp_profile_change_released_before_its_upemail_makes_no_second_user(
+    stack: RunningStack,
+) -> None:
+    """docs/convergence.md, "Moves": while the instance is paused Mailchimp moves a member from old@… to new@… and
+    then its first and last names. The profile changes (keyed by new@…) are held before the upemail (keyed by
+    old@…), so they are released first and find no contact at new@…. They create no user there: the upemail moves
+    the user, and the names are written to it. The webhooks are delivered by the test in that order (the
+    simulator's own, in the order Mailchimp fires them, are switched off meanwhile), each once the one before is
+    held: the order does not depend on timing."""
+    tag = uuid.uuid4().hex[:8]
+    old, new, probe_email = (f"{who}.{tag}@example.com" for who in ("mover", "moved", "probe"))
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+        user_id = await sims.create_user(old, last="Mover")
+        probe_id = await sims.create_user(probe_email, last="Probe")
+        await eventually(lambda: sims.member_named(old, "Ada"), timeout=30, interval=0.05)
+        await eventually(lambda: sims.member_named(probe_email, "Ada"), timeout=30, interval=0.05)
+        await wait_quiescent(stack)
+
+        await _set_paused(stack, True)
+        held = await _until_the_mapper_holds(stack, sims, probe_id, probe_email)
+        hook = await _our_hook(client, stack)
+        await _member_webhooks(client, stack, hook, on=False)
+        try:
+            moved = await client.patch(sims.member_url(old), auth=MC_AUTH, json={"email_address": new})
+            assert moved.status_code == 200, moved.text
+            upemail = _upemail_form(moved.json(), old, _fired_at())
+            # The first name, then the last name: two profile changes, as a person editing them one by one makes.
+            profiles = []
+            for merges in ({"FNAME": "Grace"}, {"LNAME": "Hopper"}):
+                named = await client.patch(sims.member_url(new), auth=MC_AUTH, json={"merge_fields": merges})
+                assert named.status_code == 200, named.text
+                profiles.append(_profile_form(named.json(), _fired_at()))
+        finally:
+            await _member_webhooks(client, stack, hook, on=True)
+        executions = []
+        for n, form in enumerate((*profiles, upemail), start=1):
+            executions.append(await _deliver(client, stack, form))
+
+            async def parked(expected: int = held + n) -> bool:
+                return await held_backlog(stack) == expected
+
+            await eventually(parked, timeout=30, interval=0.05)
+        await _set_paused(stack, False)
+
+    await wait_quiescent(stack)
+    async with httpx.AsyncClient(timeout=10, limits=IDLE_BELOW_SERVERS) as client:
+        sims = Sims(client, stack)
+        assert await _users_at(sims, old) == []
+        [user] = await _users_at(sims, new)
+        assert (user["ID"], user["Forenames"], user["Surname"]) == (user_id, "Grace", "Hopper")
+        assert await sims.member(old) is None
+        assert await sims.member_named(new, "Grace") is not None
+        assert (await sims.member(new) or {})["merge_fields"]["LNAME"] == "Hopper"
+
+    def written(record: TraceRecord) -> bool:
+        return record.execution_id in executions[:2] and record.stage in (Stage.WRITER, Stage.RETRY)
+
+    def over(found: list[TraceRecord]) -> bool:
+        return all(
+            any(r.execution_id == e and r.status is not TraceStatus.RETRY_PENDING for r in found)
+            for e in executions[:2]
+        )
+
+    records = await wait_for_records(stack.kafka, TRACE, TraceRecord, where=written, until=over)
+    # The profile changes' writes update the moved user (or fold into one that does), never create one.
+    assert not [r.summary for r in records if r.summary.startswith("Created")]
+    assert any(r.summary.startswith(f"Updated accessplanit user {user_id} ({new}): ") for r in records), records

@@ -61,6 +61,7 @@ async def test_a_claimed_command_is_busy_for_others_and_done_once_marked(
     assert (await store.claim(cmd, "w1")).state is ClaimState.CLAIMED
     busy = await store.claim(cmd, "w2")
     assert busy.state is ClaimState.BUSY and 0 < busy.wait_s <= 0.5
+    assert busy.held_s == pytest.approx(0.5 - busy.wait_s, abs=0.001)  # held for as long as it has not lived yet
     await store.mark_done(cmd, "w1")
     done = await store.claim(cmd, "w3")
     assert done.state is ClaimState.DONE and done.applied_at is not None

@@ -19,7 +19,7 @@ from support.waiting import eventually
 from tandem_mapper.held import HeldChanges
 from tandem_mapper.service import Mapper
 from tandem_mapper.settings import MapperSettings
-from tandem_shared.contracts import ChangeEvent, InstanceConfig, Operation, System, TraceRecord, TraceStatus
+from tandem_shared.contracts import ChangeEvent, ChangeKind, InstanceConfig, Operation, System, TraceRecord, TraceStatus
 from tandem_shared.contracts.topics import COMMANDS
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.redis.keys import user_email_key
@@ -265,7 +265,9 @@ async def test_a_held_change_released_to_accessplanit_is_checked_there_first_and
     paused = instance("release-check", paused=True)
     registry = StaticInstanceRegistry([paused])
     mapper, published, _ = make_mapper(registry)
-    await mapper.on_changes([mailchimp_change(paused.id, "ada@example.com", at=T0, FNAME="Grace", LNAME="Hopper")])
+    # A new member (a subscribe): a profile change creating a user waits for a move instead (the next test).
+    held = mailchimp_change(paused.id, "ada@example.com", at=T0, kind=ChangeKind.CREATED, FNAME="Grace", LNAME="Hopper")
+    await mapper.on_changes([held])
 
     await mapper.start()
     try:
@@ -284,3 +286,26 @@ async def test_a_held_change_released_to_accessplanit_is_checked_there_first_and
     await mapper.on_changes([mailchimp_change(paused.id, "ada@example.com", at=T0 + timedelta(seconds=5), FNAME="Lin")])
     assert published.commands[-1].payload["Forenames"] == "Lin"
     assert published.commands[-1].source_check is None
+
+
+async def test_a_held_profile_change_that_may_precede_a_move_is_released_without_the_check() -> None:
+    """Tandem knows no contact at its address: the check would take a user moved there meanwhile (by the address
+    change it may have overtaken) for someone's later edit. The writer judges the user it finds when it writes."""
+    paused = instance("release-move", paused=True)
+    registry = StaticInstanceRegistry([paused])
+    mapper, published, _ = make_mapper(registry)
+    await mapper.on_changes([mailchimp_change(paused.id, "new@example.com", at=T0, FNAME="Grace", LNAME="Hopper")])
+
+    await mapper.start()
+    try:
+        await registry.put(paused.model_copy(update={"version": 2, "paused": False}))
+
+        async def sent() -> bool:
+            return bool(published.commands)
+
+        await eventually(sent, timeout=10, interval=0.01)
+    finally:
+        await mapper.stop()
+    [command] = published.commands
+    assert command.may_precede_move
+    assert command.source_check is None

@@ -204,9 +204,31 @@ async def test_a_command_for_a_contact_being_written_elsewhere_waits_without_usi
     assert await w.delivery.handle(record(cmd)) is Disposition.DEFERRED
     [sent] = w.producer.forwarded
     assert sent.headers[Headers.ATTEMPT] == "1"
-    assert sent.headers[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=6)))
+    # The claim was just taken: its write is likely over within a second, long before the claim's TTL (5 s).
+    assert sent.headers[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=1)))
     assert w.target.writes == []
     assert w.tracer.records[-1].status is TraceStatus.RETRY_PENDING
+
+
+@pytest.mark.parametrize(
+    ("held_s", "wait_s"),
+    [
+        (1.5, 1.5),  # twice as old then
+        (4.0, 2.0),  # twice as old is past the TTL (5 s): until it has surely expired, 1 s after
+    ],
+)
+async def test_a_claim_held_longer_is_looked_at_again_once_twice_as_old_or_once_expired(
+    held_s: float, wait_s: float
+) -> None:
+    now = [NOW - timedelta(seconds=held_s)]
+    w = World(ScriptedTarget(), InMemoryIdempotencyStore(inflight_ttl_s=5.0, clock=lambda: now[-1]))
+    assert (await w.store.claim(command(NOW, "Other"), "another writer")).state is ClaimState.CLAIMED
+    now.append(NOW)
+
+    assert await w.delivery.handle(record(command())) is Disposition.DEFERRED
+
+    [sent] = w.producer.forwarded
+    assert sent.headers[Headers.NOT_BEFORE] == str(epoch_ms(NOW + timedelta(seconds=wait_s)))
 
 
 async def test_an_outage_while_forwarding_delays_the_outcome_but_forwards_exactly_once() -> None:

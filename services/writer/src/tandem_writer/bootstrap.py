@@ -33,6 +33,7 @@ from tandem_writer.erasure import writer_erasure
 from tandem_writer.reconcile_service import ReconcileService, limits_from
 from tandem_writer.refused_moves import RefusedMoves
 from tandem_writer.settings import WriterSettings
+from tandem_writer.side_reads import SideReads
 from tandem_writer.source_check import (
     AccessplanitUserReader,
     MailchimpMemberReader,
@@ -208,7 +209,9 @@ def bootstrap(
         ap_settings = AccessplanitSettings()
         mailchimp = MailchimpTarget.from_settings(settings, shared_redis())
         unseen = UnseenEditGuard(RedisDeferredDeliveries(shared_redis()), state)
-        accessplanit = AccessplanitTarget.from_settings(shared_redis(), ap_settings, unseen)
+        accessplanit = AccessplanitTarget.from_settings(
+            shared_redis(), ap_settings, unseen, sides=SideReads(state), move_grace_s=settings.move_grace_s
+        )
         targets = {System.MAILCHIMP: mailchimp, System.ACCESSPLANIT: accessplanit}
         if settings.reconcile_runs:
             clients = (accessplanit.clients, mailchimp.clients)

@@ -194,7 +194,7 @@ class Delivery:
         if claim.state is ClaimState.DONE:
             return decisions.already_applied(command, claim.applied_at)
         if claim.state is ClaimState.BUSY:
-            return decisions.contact_busy(command, self._policy, claim.wait_s, self._clock())
+            return decisions.contact_busy(command, self._policy, claim.wait_s, claim.held_s, self._clock())
         superseded = decisions.superseded(command, claim.last_applied)
         if superseded is not None:
             await self._step("release", lambda: self._store.release(command, token))

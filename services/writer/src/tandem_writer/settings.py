@@ -4,6 +4,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from tandem_shared.settings import CommonSettings
+from tandem_writer.domain.move_wait import MOVE_GRACE_S
 
 DAY_S = 24 * 60 * 60
 
@@ -49,6 +50,10 @@ class WriterSettings(CommonSettings):
     # subscribe is 150 ms + 2 ms a member): 96 a partition wrote a 10,000-user backfill at 977 members/s against
     # 677 with 48, and raised its ceiling from 848 to 1,209/s (bench-reconcile, same quiet machine).
     partition_concurrency: int = 96
+    # A Mailchimp profile change at an address Tandem knows no contact at creates no accessplanit user for this long
+    # after the mapper decided it: the address change moving a known contact there may still be on its way
+    # (`tandem_writer.domain.move_wait`). 0 creates at once (the user may then be a second one).
+    move_grace_s: float = Field(default=MOVE_GRACE_S, ge=0)
     # A contact's next write to a target starts no sooner than this after its previous one; the changes that arrive
     # meanwhile are folded into that next write. 0 writes every change as soon as its contact is free.
     contact_write_interval_s: float = 1.0

@@ -130,6 +130,15 @@ class SyncCommand(Contract):
         "no member be at the old address nor at the new one, Mailchimp moved or removed it while this change was "
         'on its way, and none is created at the new address (docs/convergence.md, "Moves").',
     )
+    may_precede_move: bool = Field(
+        default=False,
+        description="Target accessplanit, an upsert that would create a user: a Mailchimp change of an existing "
+        "member (a profile change) at an address Tandem knows no contact at on either side. Mailchimp's address "
+        "change that moves a known contact there may still be on its way (its webhook is keyed by the old "
+        "address, on another partition), so while the command is younger than the writer's move grace the writer "
+        "creates no user there: it looks again until the moved user is at the address, and writes to it "
+        '(docs/convergence.md, "Moves").',
+    )
 
     @property
     def flow(self) -> Flow:

@@ -88,8 +88,9 @@ class Claim:
     last_applied: datetime | None = None
     # DONE: when the command was recorded as applied.
     applied_at: datetime | None = None
-    # BUSY: how long until the other claim expires at the latest.
+    # BUSY: how long until the other claim expires at the latest, and how long it has been held so far.
     wait_s: float = 0.0
+    held_s: float = 0.0
 
 
 class IdempotencyStore(Protocol):
@@ -168,8 +169,8 @@ class RedisIdempotencyStore:
         if state == ClaimState.DONE:
             return Claim(ClaimState.DONE, applied_at=datetime.fromtimestamp(int(value) / 1000, tz=UTC))
         if state == ClaimState.BUSY:
-            pttl = int(value)
-            return Claim(ClaimState.BUSY, wait_s=(pttl if pttl > 0 else self._inflight_ms) / 1000)
+            pttl = int(value) if int(value) > 0 else self._inflight_ms
+            return Claim(ClaimState.BUSY, wait_s=pttl / 1000, held_s=max(self._inflight_ms - pttl, 0) / 1000)
         return Claim(ClaimState.CLAIMED, last_applied=_from_micros(value) if value else None)
 
     async def mark_done(self, command: SyncCommand, token: str, *, state: StateStore | None = None) -> None:

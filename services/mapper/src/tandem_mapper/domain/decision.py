@@ -47,6 +47,7 @@ from tandem_shared.contracts import (
     SyncCommand,
     System,
     TraceStatus,
+    Trigger,
     idempotency_key,
 )
 from tandem_shared.sync.rules import (
@@ -171,6 +172,27 @@ def _origin_text(origin: str) -> str:
     return "value Tandem wrote" if origin == "written" else "change already seen"
 
 
+def _holds(state: SideState | None) -> bool:
+    """Whether Tandem knows the side holds the contact: it saw or recorded a field, or a user, there. Notes alone
+    are writes decided and not recorded (`expect_write`), such as a user still to be created by a change that may
+    have overtaken an address change to it (`SyncCommand.may_precede_move`), waiting for it: a later change there
+    waits too, and the address change moves the user there all the same."""
+    return state is not None and (bool(state.fields) or state.user_id is not None)
+
+
+def _may_precede_move(event: ChangeEvent, instance: InstanceConfig) -> bool:
+    """A Mailchimp change of a member that existed before it (a profile change; not a subscribe, a new member, nor
+    a reconciliation's difference, read from both sides at once): at an address new to Tandem, it may be about a
+    contact whose address change (its upemail, keyed by the old address) Tandem has not decided yet. Not where
+    address changes make new contacts anyway (`EmailChangePolicy.NEW_CONTACT`)."""
+    return (
+        event.source is System.MAILCHIMP
+        and event.kind is ChangeKind.UPDATED
+        and event.trigger is not Trigger.RECONCILE
+        and instance.email_change_policy is not EmailChangePolicy.NEW_CONTACT
+    )
+
+
 def _skip(summary: str, logs: list[str], updates: list[StateUpdate]) -> Decision:
     return Decision(TraceStatus.SKIPPED, summary, changes_detected=False, logs=logs, updates=updates)
 
@@ -274,7 +296,7 @@ def decide(
     elif old is not None:
         if known.target is not None and known.target_old is None:
             logs.append(f"{target.label} already has the new address {email}")
-        elif known.target is not None and known.target_old is not None:
+        elif _holds(known.target) and known.target_old is not None:
             logs.append(f"{target.label} has both {old} and {email}; {email} is updated, {old} is left as it is")
         else:
             operation = Operation.CHANGE_EMAIL
@@ -413,6 +435,10 @@ def decide(
     if target is System.MAILCHIMP and operation is Operation.CHANGE_EMAIL and target_state is not None:
         # Not a contact new to Mailchimp: missing at both addresses, it was moved or removed there meanwhile.
         command = command.model_copy(update={"known_at_old": True})
+    if operation is Operation.UPSERT and not _holds(target_state) and _may_precede_move(event, instance):
+        # Mailchimp's address change moving a known contact here may still be on its way: the writer waits for it
+        # before it creates a user. So does a later change there while the first one's write is only noted.
+        command = command.model_copy(update={"may_precede_move": True})
     if to_check:
         # The change is ordered just after the value it raced (see `_analyse_source`).
         check_ts = max(analysis.effective_ts[c.source_field] for c in to_check.values())

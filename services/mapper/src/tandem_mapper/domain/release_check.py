@@ -7,6 +7,8 @@ the command is checked on its target first (`SourceCheck.held_change_ms`, `tande
 the writer reads the target and leaves out every field that holds a value Tandem does not know, changed not
 provably before the held change; that later edit's own event carries it (docs/convergence.md).
 
+Not a command that may precede a move (`SyncCommand.may_precede_move`): see `with_release_check`.
+
 accessplanit targets only: a Mailchimp edit's webhook carries its own value, so a release written over it is
 repaired when that webhook arrives (the repair of `decision`), without a read per released change.
 """
@@ -22,6 +24,12 @@ def with_release_check(command: SyncCommand, known: Knowledge) -> SyncCommand:
     """`command`, decided for a held change being released, with the check of its target (unchanged when it
     already carries a check, or writes no mapped field, or goes to Mailchimp)."""
     if command.target is not System.ACCESSPLANIT or command.source_check is not None:
+        return command
+    if command.may_precede_move:
+        # Tandem knows no contact at its address: what the check would name as known there is nothing, so a user
+        # moved there meanwhile (the address change this change may have overtaken) would be taken for someone's
+        # later edit and left as it is. The writer judges the user its lookup finds, with what Tandem knows once it
+        # writes (`tandem_writer.deferred_edits`): an unseen later edit is left out all the same.
         return command
     content = payload_content(command.target, command.payload)
     if not content:

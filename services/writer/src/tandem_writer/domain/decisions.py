@@ -19,6 +19,11 @@ from tandem_writer.domain.retry import Hop, RetryPolicy
 
 # Added to another writer's remaining claim time before trying again, so the claim has surely expired.
 CLAIM_MARGIN_S = 1.0
+# A claim is held for one write (milliseconds; a vendor's timeouts at worst) unless its writer died mid-write, and
+# only then lasts its whole TTL. So a command finding its contact busy looks again once the claim is twice as old
+# (at least this much later), rather than after the TTL: a retry tier's command meeting the contact's next write
+# from the main topic, its due time that write's turn, does not wait minutes for a claim gone in milliseconds.
+BUSY_RECHECK_S = 1.0
 
 
 class Disposition(StrEnum):
@@ -77,9 +82,17 @@ def already_applied(command: SyncCommand, applied_at: datetime | None) -> Verdic
     )
 
 
-def contact_busy(command: SyncCommand, policy: RetryPolicy, wait_s: float, now: datetime) -> Verdict:
-    """Another write for the contact holds its lock: the same attempt again once that claim is surely gone."""
-    hop = policy.deferral(command.attempt, wait_s + CLAIM_MARGIN_S, now)
+def busy_wait_s(left_s: float, held_s: float) -> float:
+    """How long a command waits for a claim held `held_s` so far and expiring in `left_s` at the latest: until the
+    claim is twice as old (`BUSY_RECHECK_S` at least), or, when that is later, until it has surely expired."""
+    recheck = max(BUSY_RECHECK_S, held_s)
+    return recheck if recheck < left_s else left_s + CLAIM_MARGIN_S
+
+
+def contact_busy(command: SyncCommand, policy: RetryPolicy, left_s: float, held_s: float, now: datetime) -> Verdict:
+    """Another write for the contact holds its lock: the same attempt again once that write has likely finished
+    (`busy_wait_s`)."""
+    hop = policy.deferral(command.attempt, busy_wait_s(left_s, held_s), now)
     error = ErrorInfo(
         error_class="ContactBusy",
         message="Another write for this contact is in flight (or its writer stopped mid-write)",

@@ -8,19 +8,23 @@ partition, consumed in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System
+from tandem_shared.contracts import ErrorInfo, InstanceConfig, Operation, SyncCommand, System, utcnow
 from tandem_shared.logging import get_logger
+from tandem_shared.sync.rules import SideState
 from tandem_shared.vendors.accessplanit.bodies import changed_fields, create_body, desired_fields
 from tandem_shared.vendors.accessplanit.client import AccessplanitClient, AccessplanitClients, AccessplanitError
 from tandem_shared.vendors.accessplanit.settings import AccessplanitSettings
 from tandem_shared.vendors.priority import Priority
 from tandem_writer.deferred_edits import UnseenEdits
 from tandem_writer.domain.accessplanit_plan import DELETED, Match, choose_user, moved_away
+from tandem_writer.domain.move_wait import MOVE_GRACE_S, created_after_waiting, move_wait
 from tandem_writer.domain.outcome import WriteOutcome
 
 log = get_logger("tandem.writer.accessplanit")
@@ -33,21 +37,46 @@ def _failure(summary: str, error: ErrorInfo) -> WriteOutcome:
     return WriteOutcome(False, summary, error=error)
 
 
+class KnownSides(Protocol):
+    async def side(self, instance_id: str, system: System, email: str) -> SideState | None:
+        """What Tandem knows `system` holds for `email` (None: nothing)."""
+        ...
+
+
 class AccessplanitTarget:
     system = System.ACCESSPLANIT
 
-    def __init__(self, clients: AccessplanitClients, unseen: UnseenEdits | None = None) -> None:
+    def __init__(
+        self,
+        clients: AccessplanitClients,
+        unseen: UnseenEdits | None = None,
+        *,
+        sides: KnownSides | None = None,
+        move_grace_s: float = MOVE_GRACE_S,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         """`unseen`: asked before updating a user whether it holds an edit Tandem has not read yet
-        (`deferred_edits`); without it, the lookup's user is written as found."""
+        (`deferred_edits`); without it, the lookup's user is written as found. `sides` and `move_grace_s`: a
+        command that may precede a move (`domain.move_wait`) waits up to `move_grace_s` for a user Tandem knows at
+        its address; without `sides`, for any user there."""
         self._clients = clients
         self._unseen = unseen
+        self._sides = sides
+        self._move_grace_s = move_grace_s
+        self._clock = clock
 
     @classmethod
     def from_settings(
-        cls, redis: Redis, settings: AccessplanitSettings, unseen: UnseenEdits | None = None
+        cls,
+        redis: Redis,
+        settings: AccessplanitSettings,
+        unseen: UnseenEdits | None = None,
+        *,
+        sides: KnownSides | None = None,
+        move_grace_s: float = MOVE_GRACE_S,
     ) -> AccessplanitTarget:
         """On the writer's Redis client (the request budget), which the writer closes itself."""
-        return cls(AccessplanitClients(redis, settings), unseen)
+        return cls(AccessplanitClients(redis, settings), unseen, sides=sides, move_grace_s=move_grace_s)
 
     @property
     def clients(self) -> AccessplanitClients:
@@ -93,7 +122,27 @@ class AccessplanitTarget:
             moved = await self._moved(client, command, instance, email)
             if moved is not None:
                 return moved
-        return await self._apply(client, command, instance, match, email)
+        waiting = await self._awaiting_move(command, match, email)
+        if waiting is not None:
+            return waiting
+        note = created_after_waiting(command, email, self._move_grace_s) if match.user is None else ""
+        return await self._apply(client, command, instance, match, email, note=note)
+
+    async def _awaiting_move(self, command: SyncCommand, match: Match, email: str) -> WriteOutcome | None:
+        """A command that may precede a move (`domain.move_wait`), within the grace: not written while no user is
+        at its address, nor while the user there is one Tandem does not know at it (a move landing, its record on
+        its way: written before that, the change would be judged against knowledge of no one there)."""
+        wait = move_wait(command, self._clock(), self._move_grace_s)
+        if wait is None or (match.user is None and match.deleted):
+            return None
+        if match.user is None:
+            return wait.outcome(f"no user has {email}")
+        if self._sides is None:
+            return None
+        known = await self._sides.side(command.instance_id, System.ACCESSPLANIT, email)
+        if known is not None and known.fields:
+            return None
+        return wait.outcome(f"accessplanit user {match.user.get('ID')} has {email}, where Tandem knows no contact yet")
 
     async def _moved(
         self, client: AccessplanitClient, command: SyncCommand, instance: InstanceConfig, email: str
