@@ -17,6 +17,7 @@ from tandem_shared.redis.keys import (
     idempotency_keys,
     legacy_state_key,
     moved_key,
+    reconcile_checkpoint_key,
     state_key,
     user_email_key,
 )
@@ -109,3 +110,16 @@ async def test_the_writer_erases_its_own_markers_and_nothing_else(redis: Redis) 
     assert await redis.hget(user_email_key(instance_id), "7") == "ada@example.com"
     assert await redis.get(lock) == "token"
     assert await erase_writer_markers(redis, [instance_id], "ada@example.com") == 0  # the second finds nothing
+
+
+async def test_an_interrupted_reconciliations_position_at_the_address_is_erased(redis: Redis) -> None:
+    """The checkpoint names the last address a run finished; erased, the run resumes from the start instead."""
+    at_ada, elsewhere = (f"erase-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    await redis.hset(reconcile_checkpoint_key(at_ada), mapping={"run_id": "r1", "after": "ada@example.com"})
+    await redis.hset(reconcile_checkpoint_key(elsewhere), mapping={"run_id": "r2", "after": "bob@example.com"})
+
+    erased = await erase_contact(redis, [at_ada, elsewhere], "Ada@Example.com")
+
+    assert await redis.hgetall(reconcile_checkpoint_key(at_ada)) == {"run_id": "r1", "after": ""}
+    assert await redis.hget(reconcile_checkpoint_key(elsewhere), "after") == "bob@example.com"
+    assert erased.reconcile_positions == 1

@@ -1,6 +1,7 @@
 """Erasing one contact from Tandem's Redis: sync state (forward pointers of moves from and to the address too), the
-accessplanit user → address table, held changes and the writer's idempotency and newest-change markers. Applied
-for an `ErasureRequest` (`tandem contacts forget`).
+accessplanit user → address table, held changes, the writer's idempotency and newest-change markers, and an
+interrupted reconciliation's checkpoint position at the address. Applied for an `ErasureRequest` (`tandem contacts
+forget`).
 
 The writer's slots of an accessplanit contact are named by user id, which only the user → address table links to
 the address. The writer erases its own slots (`erase_writer_markers`, the links read first); the mapper, which owns
@@ -30,6 +31,7 @@ from tandem_shared.redis.keys import (
     legacy_state_key,
     moved_key,
     moved_key_pattern,
+    reconcile_checkpoint_key,
     state_key,
     user_email_key,
 )
@@ -44,6 +46,7 @@ class Erased:
     writer_keys: int = 0
     user_ids: int = 0
     held_changes: int = 0
+    reconcile_positions: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
@@ -51,6 +54,7 @@ class Erased:
             "writer marker(s)": self.writer_keys,
             "accessplanit user link(s)": self.user_ids,
             "held change(s)": self.held_changes,
+            "reconciliation checkpoint position(s)": self.reconcile_positions,
         }
 
 
@@ -120,6 +124,11 @@ async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -
             for entry_id, fields in await redis.xrange(held_key(instance_id)) or []
             if entry_id is not None and _about(fields, address, users)
         ]
+        # An interrupted reconciliation's checkpoint is the last address it finished. Emptied, the run resumes from
+        # the start: what it repeats it finds equal or repairs again, idempotently (a running one moves on anyway).
+        checkpoint = reconcile_checkpoint_key(instance_id)
+        position = await redis.hget(checkpoint, "after")
+        at_address = position is not None and text(position) == address
         # Not one transaction: the writer's keys live in other Redis Cluster slots than the instance's.
         async with redis.pipeline(transaction=False) as pipe:
             pipe.delete(*state_keys)
@@ -129,11 +138,14 @@ async def erase_contact(redis: Redis, instance_ids: Iterable[str], email: str) -
                 pipe.hdel(user_email_key(instance_id), *users)
             if held:
                 pipe.xdel(held_key(instance_id), *held)
+            if at_address:
+                pipe.hset(checkpoint, "after", "")
             results = await pipe.execute()
         erased.state_keys += int(results[0])
         erased.writer_keys += len(writer_keys)
         erased.user_ids += len(users)
         erased.held_changes += len(held)
+        erased.reconcile_positions += int(at_address)
     return erased
 
 
