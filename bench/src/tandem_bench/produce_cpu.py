@@ -3,8 +3,10 @@ to one `KafkaProducer` at once, each round waited for, as the mapper publishes a
 
     TANDEM_KAFKA_PORT=... .venv/bin/python -m tandem_bench.produce_cpu [--rounds 60] [--max-batch-size BYTES]
 
-Values are filler of a command's and a mapper trace record's size (873 and 830 bytes in a backfill); keys are new
-per record, so records spread over the partitions as contacts and executions do. Reports the broker process's CPU
+Values are filler of a command's and a mapper trace record's size (873 and 830 bytes in a backfill), published to
+two bench topics of their own with the partitions of `tandem.commands` and `tandem.trace` (never to those: a reader of
+the trace would find filler there); keys are new per record, so records spread over the partitions as contacts and
+executions do. Reports the broker process's CPU
 (found by its listening port) and this process's, per record; without `--max-batch-size` the producer is
 configured as every stage's (`KafkaConnection.producer`).
 """
@@ -22,14 +24,21 @@ import psutil
 
 from tandem_bench.resources import pid_listening_on
 from tandem_devstack.infra import ensure_kafka
-from tandem_shared.contracts.topics import COMMANDS, TRACE
-from tandem_shared.kafka import KafkaConnection
+from tandem_shared.contracts.topics import COMMANDS, TOPICS, TRACE, TopicSpec
+from tandem_shared.kafka import KafkaConnection, ensure_topics
 from tandem_shared.kafka.producer import KafkaProducer
 
 ROUND = 500
 COMMAND_BYTES = 873
 TRACE_BYTES = 830
 WARMUP_ROUNDS = 3
+_PARTITIONS = {spec.name: spec.partitions for spec in TOPICS}
+BENCH_COMMANDS = "bench.produce.commands"
+BENCH_TRACE = "bench.produce.trace"
+BENCH_TOPICS = (
+    TopicSpec(BENCH_COMMANDS, _PARTITIONS[COMMANDS], {"retention.ms": str(3_600_000)}, "produce_cpu: commands"),
+    TopicSpec(BENCH_TRACE, _PARTITIONS[TRACE], {"retention.ms": str(3_600_000)}, "produce_cpu: trace records"),
+)
 
 
 def _cpu_s(process: psutil.Process) -> float:
@@ -43,10 +52,10 @@ async def _round(producer: KafkaProducer) -> None:
     deliveries: list[asyncio.Future[Any]] = []
     for _ in range(ROUND):
         key = f"bench:ap:{uuid.uuid4().hex}".encode()
-        deliveries.append(await producer.send(COMMANDS, command, key=key, headers=headers))
+        deliveries.append(await producer.send(BENCH_COMMANDS, command, key=key, headers=headers))
     for _ in range(ROUND):
         key = uuid.uuid4().hex.encode()
-        deliveries.append(await producer.send(TRACE, trace, key=key, headers=headers))
+        deliveries.append(await producer.send(BENCH_TRACE, trace, key=key, headers=headers))
     await asyncio.gather(*deliveries)
 
 
@@ -57,7 +66,9 @@ async def measure(bootstrap: str, rounds: int, max_batch_size: int | None) -> tu
         raise SystemExit(f"no process listens on {bootstrap}")
     broker = psutil.Process(pid)
     overrides = {"max_batch_size": max_batch_size} if max_batch_size else {}
-    producer = KafkaProducer(KafkaConnection.from_env("tandem-bench-produce", bootstrap), **overrides)
+    connection = KafkaConnection.from_env("tandem-bench-produce", bootstrap)
+    await ensure_topics(connection, BENCH_TOPICS)
+    producer = KafkaProducer(connection, **overrides)
     await producer.start()
     try:
         for _ in range(WARMUP_ROUNDS):
