@@ -189,7 +189,9 @@ class InstanceConfig(Contract):
     )
 
     def mappings_for(self, flow: Flow) -> list[FieldMapping]:
-        return [m for m in self.mappings if m.direction.allows(flow) and self.direction.allows(flow)]
+        if not self.direction.allows(flow):
+            return []
+        return [m for m in self.mappings if m.direction.allows(flow)]
 
 
 SCHEMA_ID = "https://tandem.invalid/schemas/instance.schema.json"
