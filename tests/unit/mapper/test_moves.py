@@ -178,16 +178,19 @@ def test_an_address_change_older_than_the_other_sides_move_gets_that_sides_addre
     assert any("by more than the clocks' uncertainty: Mailchimp's address wins" in line for line in decision.logs)
 
 
-def test_a_mailchimp_address_change_older_than_accessplanits_move_gets_accessplanits_address() -> None:
-    """The other way round: Mailchimp's upemail (whole seconds) is received after accessplanit's later move."""
-    known = Knowledge(
+def _accessplanit_moved(after_ms: int) -> Knowledge:
+    """Mailchimp knows the member at OLD; accessplanit moved user 7 from OLD to AP_NEW `after_ms` after T1."""
+    return Knowledge(
         source_old=side(MC_HOLDS, at=T0),
         target_old=replace(side({**AP_HOLDS, "Email": AP_NEW}, at=T0), user_id="7"),
         target_old_moved_to=AP_NEW,
-        target_old_moved_at=ts_ms(T1) + 2_000,
+        target_old_moved_at=ts_ms(T1) + after_ms,
     )
 
-    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), known)
+
+def test_a_mailchimp_address_change_older_than_accessplanits_move_gets_accessplanits_address() -> None:
+    """The other way round: Mailchimp's upemail (whole seconds) is received after accessplanit's later move."""
+    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), _accessplanit_moved(2_000))
 
     back = decision.repair
     assert back is not None and back.target is System.MAILCHIMP and back.write_back
@@ -199,14 +202,7 @@ def test_a_mailchimp_address_change_older_than_accessplanits_move_gets_accesspla
 def test_address_changes_within_the_clocks_uncertainty_are_ordered_by_receipt() -> None:
     """Mailchimp's stamp has whole seconds: accessplanit's move 0.5 s after it is not provably later, so the change
     received later (Mailchimp's) wins as before and is asked of the member's new place in accessplanit."""
-    known = Knowledge(
-        source_old=side(MC_HOLDS, at=T0),
-        target_old=replace(side({**AP_HOLDS, "Email": AP_NEW}, at=T0), user_id="7"),
-        target_old_moved_to=AP_NEW,
-        target_old_moved_at=ts_ms(T1) + 500,
-    )
-
-    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), known)
+    decision = run(mc_event(ChangeKind.EMAIL_CHANGED, email=NEW, old_email=OLD), _accessplanit_moved(500))
 
     assert decision.repair is None
     command = decision.command

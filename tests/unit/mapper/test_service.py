@@ -43,6 +43,22 @@ def make_mapper(
     return Mapper(published, settings, registry, state), published, state
 
 
+async def _resume_until_sent(
+    mapper: Mapper, registry: StaticInstanceRegistry, paused: InstanceConfig, published: InMemoryProducer
+) -> None:
+    """Resumes the paused instance (a new version) and runs the mapper until the release has sent a command."""
+    await mapper.start()
+    try:
+        await registry.put(paused.model_copy(update={"version": 2, "paused": False}))
+
+        async def sent() -> bool:
+            return bool(published.commands)
+
+        await eventually(sent, timeout=10, interval=0.01)
+    finally:
+        await mapper.stop()
+
+
 def trace_of(published: InMemoryProducer, event: ChangeEvent) -> list[TraceRecord]:
     return [r for r in published.traces if r.execution_id == event.execution_id]
 
@@ -269,16 +285,7 @@ async def test_a_held_change_released_to_accessplanit_is_checked_there_first_and
     held = mailchimp_change(paused.id, "ada@example.com", at=T0, kind=ChangeKind.CREATED, FNAME="Grace", LNAME="Hopper")
     await mapper.on_changes([held])
 
-    await mapper.start()
-    try:
-        await registry.put(paused.model_copy(update={"version": 2, "paused": False}))
-
-        async def sent() -> bool:
-            return bool(published.commands)
-
-        await eventually(sent, timeout=10, interval=0.01)
-    finally:
-        await mapper.stop()
+    await _resume_until_sent(mapper, registry, paused, published)
     [command] = published.commands
     assert command.source_check is not None
     assert (command.source_check.system, command.source_check.held_change_ms) == (System.ACCESSPLANIT, ts_ms(T0))
@@ -296,16 +303,7 @@ async def test_a_held_profile_change_that_may_precede_a_move_is_released_without
     mapper, published, _ = make_mapper(registry)
     await mapper.on_changes([mailchimp_change(paused.id, "new@example.com", at=T0, FNAME="Grace", LNAME="Hopper")])
 
-    await mapper.start()
-    try:
-        await registry.put(paused.model_copy(update={"version": 2, "paused": False}))
-
-        async def sent() -> bool:
-            return bool(published.commands)
-
-        await eventually(sent, timeout=10, interval=0.01)
-    finally:
-        await mapper.stop()
+    await _resume_until_sent(mapper, registry, paused, published)
     [command] = published.commands
     assert command.may_precede_move
     assert command.source_check is None

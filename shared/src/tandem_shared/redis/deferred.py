@@ -13,6 +13,7 @@ from typing import Protocol, cast
 
 from redis.asyncio import Redis
 
+from tandem_shared.redis.client import text
 from tandem_shared.redis.keys import poller_deferred_key
 
 
@@ -64,7 +65,7 @@ class RedisDeferredDeliveries:
                 poller_deferred_key(instance_id), "-inf", arrived_before_ms, start=0, num=limit, withscores=True
             ),
         )
-        return [Deferral(_text(user), int(ms)) for user, ms in found]
+        return [Deferral(text(user), int(ms)) for user, ms in found]
 
     async def settle(self, instance_id: str, user_ids: Sequence[str], read_at_ms: int) -> int:
         if not user_ids:
@@ -74,7 +75,3 @@ class RedisDeferredDeliveries:
     async def arrived_ms(self, instance_id: str, user_id: str) -> int | None:
         score = await self._redis.zscore(poller_deferred_key(instance_id), user_id)
         return None if score is None else int(score)
-
-
-def _text(member: bytes | str) -> str:
-    return member.decode() if isinstance(member, bytes) else member

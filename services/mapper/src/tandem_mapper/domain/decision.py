@@ -275,7 +275,7 @@ def decide(
     target_state = known.target
     # The target moved the contact too, by a change of its own that the clocks prove later than this one: it wins
     # whatever the order Tandem received them in, and its address is written back to this side.
-    moved_back_to: str | None = None
+    moved_back: tuple[str, int] | None = None  # (address, when)
     # The target's own address for the contact: the change's, unless the target refused to move it there.
     target_email, moved_from = email, old
     if known.target_at is not None:
@@ -307,15 +307,14 @@ def decide(
                     f"{target.label} holds this contact at {moved_from} (it refused to change it to {old}): the "
                     f"change to {email} is asked of {moved_from}"
                 )
-            elif (later := _later_move(source, event_ts, known)) is not None:
-                moved_back_to = later
-                operation, target_email, moved_from = Operation.UPSERT, later, None
-                assert known.target_old_moved_at is not None  # `_later_move` found it
+            elif (moved_back := _later_move(source, event_ts, known)) is not None:
+                target_email, moved_at = moved_back
+                operation, moved_from = Operation.UPSERT, None
                 logs.append(
-                    f"{target.label} moved this contact from {old} to {moved_back_to} by an address change of its own "
-                    f"from {_when_ms(known.target_old_moved_at)}, later than this change to {email} (from "
-                    f"{_when_ms(event_ts)}) by more than the clocks' uncertainty: {target.label}'s address wins, so "
-                    f"{moved_back_to} is written back to {source.label}"
+                    f"{target.label} moved this contact from {old} to {target_email} by an address change of its own "
+                    f"from {_when_ms(moved_at)}, later than this change to {email} (from {_when_ms(event_ts)}) by "
+                    f"more than the clocks' uncertainty: {target.label}'s address wins, so {target_email} is written "
+                    f"back to {source.label}"
                 )
             elif known.target_old_moved_to is not None:
                 moved_from = known.target_old_moved_to
@@ -390,11 +389,8 @@ def decide(
         check = SourceCheck(system=source, email=email, fields=raced, ts_ms=event_ts)
         repair = repair.model_copy(update={"waits_for": waits, "source_check": check, "write_back": True})
 
-    if moved_back_to is not None:
-        assert known.target_old_moved_at is not None
-        repair = _address_written_back(
-            event, instance, email, moved_back_to, known.target_old_moved_at, command_id=command_id, now=now
-        )
+    if moved_back is not None:
+        repair = _address_written_back(event, instance, email, *moved_back, command_id=command_id, now=now)
 
     if target is System.ACCESSPLANIT:
         creating = target_state is None and operation is Operation.UPSERT
@@ -416,8 +412,8 @@ def decide(
             summary = f"Nothing to send to {target.label}: its later changes win ({len(conflicts)} conflict(s))"
         if repair is None:
             return _skip(summary, logs, updates)
-        if moved_back_to is not None:
-            summary = f"{target.label}'s later address {moved_back_to} wins over this change to {email}"
+        if moved_back is not None:
+            summary = f"{target.label}'s later address {target_email} wins over this change to {email}"
         return Decision(
             TraceStatus.SUCCEEDED,
             f"{summary}; written back to {source.label}",
@@ -468,14 +464,14 @@ def decide(
     )
 
 
-def _later_move(source: System, event_ts: int, known: Knowledge) -> str | None:
-    """Where the target moved the contact by its own address change, when that change is provably later than this
-    one (by this change's clock's uncertainty); None when the clocks cannot order them (the change received later
-    wins) or the target did not move it."""
+def _later_move(source: System, event_ts: int, known: Knowledge) -> tuple[str, int] | None:
+    """Where and when the target moved the contact by its own address change, when that change is provably later
+    than this one (by this change's clock's uncertainty); None when the clocks cannot order them (the change received
+    later wins) or the target did not move it."""
     moved_to, moved_at = known.target_old_moved_to, known.target_old_moved_at
     if moved_to is None or moved_at is None or not proven_older(source, event_ts, moved_at):
         return None
-    return moved_to
+    return moved_to, moved_at
 
 
 def _address_written_back(
