@@ -2,23 +2,23 @@
 
 `StateStore` is the port the mapper and the writer use: `load_many` reads everything a batch needs in one round
 trip; a `StateTransaction` collects changes and applies them in one (MULTI/EXEC). `RedisStateStore` is the
-adapter; its two Lua scripts keep last-writer-wins per field and move a contact's state to a new address.
+adapter; its Lua scripts keep last-writer-wins per field and move a contact's state to a new address, and a
+transaction sends its calls as one script per instance.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from tandem_shared.contracts import SyncCommand, System
 from tandem_shared.redis.client import connect_url, text
 from tandem_shared.redis.held import HeldStore, RedisHeldStore
 from tandem_shared.redis.keys import held_key, legacy_state_key, moved_key, state_key, user_email_key
-from tandem_shared.redis.scripts import LuaScript, ScriptCall
+from tandem_shared.redis.scripts import BatchedScripts, LuaScript, ScriptBatch, ScriptCall
 from tandem_shared.sync.rules import (
     DEFAULT_RECENT_WINDOW_MS,
     DEFAULT_TTL_S,
@@ -131,19 +131,28 @@ return 1
 
 # The address an accessplanit user has (KEYS[1], the instance's user → address hash), and the user seen at that
 # address, kept on the address's state (KEYS[2]; never creating a state of its own). ARGV: user id, address, the
-# state's user field. One call, not an HSET and a script: each command of a transaction costs the client a reply.
+# state's user field.
 _LINK_USER = LuaScript("""
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], ARGV[3], ARGV[1]) end
 return 0
 """)
-# The note of a write about to be sent (`expected_write`): its fields set on the target's state, whose expiry starts
-# again. KEYS: the state. ARGV: the ttl s, then (field, value) pairs. One call rather than HSET and EXPIRE.
+# Fields set on a contact's state, whose expiry starts again: the note of a write about to be sent (`expected_write`),
+# or where a side holds the contact instead (`hold_at`). KEYS: the state. ARGV: the ttl s, then (field, value) pairs.
 _EXPECT = LuaScript("""
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 0
 """)
+
+# A change held while its instance is paused, appended to the instance's held stream. ARGV: (field, value) pairs.
+_PARK = LuaScript("""
+redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+return 0
+""")
+
+# Every script a `RedisStateTransaction` calls, callable together.
+_BATCHED = BatchedScripts((_MERGE, _MOVE, _LINK_USER, _EXPECT, _CLEAR_PENDING, _PARK))
 
 # A contact's state under its legacy name (`legacy_state_key`, before keyed hashes) moves to its current name, unless
 # that exists already (written since the upgrade): then the legacy copy is stale and goes.
@@ -266,25 +275,18 @@ class StateStore(Protocol):
 class RedisStateTransaction:
     """One MULTI/EXEC: a connection lost before EXEC applies none of it.
 
-    The Lua scripts are loaded inside the same transaction before their first use: after a Redis restart an
-    EVALSHA would otherwise fail alone at EXEC while the commands around it apply.
+    Its calls go as one script per instance (`ScriptBatch`): the client parses one reply for the instance's calls
+    rather than two for each (per round of the mapper, hundreds), and the script, sent whole, needs no reload after
+    a Redis restart.
     """
 
     def __init__(self, store: RedisStateStore, redis: Redis) -> None:
         self._store = store
-        self._pipe: Pipeline = redis.pipeline(transaction=True)
-        self._loaded: set[str] = set()
-        self._count = 0
+        self._redis = redis
+        self._calls = ScriptBatch(_BATCHED)
 
     def __len__(self) -> int:
-        return self._count
-
-    def _script(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> None:
-        if script.sha not in self._loaded:
-            self._pipe.script_load(script.text)
-            self._loaded.add(script.sha)
-        script.queue(self._pipe, keys, args)
-        self._count += 1
+        return len(self._calls)
 
     def merge(
         self,
@@ -296,20 +298,17 @@ class RedisStateTransaction:
         source_ts_ms: int,
         origin: Origin,
     ) -> None:
-        self._store.queue_merge(self._script, state_key(instance_id, system, email), digests, source_ts_ms, origin)
+        self._store.queue_merge(self._calls, state_key(instance_id, system, email), digests, source_ts_ms, origin)
 
     def move(self, instance_id: str, system: System, old_email: str, new_email: str, moved_ms: int) -> None:
-        self._store.queue_move(self._script, instance_id, system, old_email, new_email, moved_ms)
+        self._store.queue_move(self._calls, instance_id, system, old_email, new_email, moved_ms)
 
     def set_user_email(self, instance_id: str, user_id: str, email: str) -> None:
         keys = [user_email_key(instance_id), state_key(instance_id, System.ACCESSPLANIT, email)]
-        self._script(_LINK_USER, keys, [user_id, email, USER_ID_FIELD])
+        self._calls(_LINK_USER, keys, [user_id, email, USER_ID_FIELD])
 
     def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
-        key = state_key(instance_id, system, email)
-        self._pipe.hset(key, HELD_AT_FIELD, held_at)
-        self._pipe.expire(key, self._store.ttl_s)
-        self._count += 1
+        self._calls(_EXPECT, [state_key(instance_id, system, email)], [self._store.ttl_s, HELD_AT_FIELD, held_at])
 
     def expect_write(self, command: SyncCommand) -> None:
         expected = expected_write(command, self._store.now_ms())
@@ -318,25 +317,29 @@ class RedisStateTransaction:
         args: list[str | int] = [self._store.ttl_s]
         for name, value in expected.fields.items():
             args.extend((name, value))
-        self._script(_EXPECT, [state_key(expected.instance_id, expected.system, expected.email)], args)
+        self._calls(_EXPECT, [state_key(expected.instance_id, expected.system, expected.email)], args)
 
     def record_written(self, command: SyncCommand) -> None:
-        self._store.queue_record_written(self._script, command)
+        self._store.queue_record_written(self._calls, command)
 
     def clear_pending(self, abandoned: AbandonedMarks) -> None:
         key = state_key(abandoned.instance_id, abandoned.system, abandoned.email)
-        self._script(_CLEAR_PENDING, [key], [abandoned.command_id, *abandoned.marks])
+        self._calls(_CLEAR_PENDING, [key], [abandoned.command_id, *abandoned.marks])
 
     def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
-        self._pipe.xadd(held_key(instance_id), dict(fields))  # type: ignore[arg-type]
-        self._count += 1
+        args: list[str | int] = []
+        for name, value in fields.items():
+            args.extend((name, value))
+        self._calls(_PARK, [held_key(instance_id)], args)
 
     async def execute(self) -> None:
         try:
-            if self._count:
-                await self._pipe.execute()
+            if len(self._calls):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    self._calls.queue(pipe)
+                    await pipe.execute()
         finally:
-            await self._pipe.reset()
+            self._calls.clear()
 
 
 class RedisStateStore:
