@@ -33,6 +33,7 @@ from tandem_shared.contracts import ChangeEvent, InstanceConfig, System, utcnow
 from tandem_shared.instances import StaticInstanceRegistry, demo_instance
 from tandem_shared.reconcile.domain import Repair, ap_user, field_pairs, repair_event
 from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.purge import purge_instance
 from tandem_shared.redis.state import RedisStateStore
 
 
@@ -98,7 +99,8 @@ async def decide_all(mapper: Mapper, values: list[bytes], batch: int) -> None:
 async def measure(n: int, warmup: int, batch: int, rounds: int, profile: str | None) -> list[float]:
     instance = demo_instance().model_copy(update={"id": f"cpu-{uuid.uuid4().hex[:8]}"})
     producer = AcceptingProducer()
-    state = RedisStateStore(connect_url(ensure_redis().address), owns_client=True)
+    state_client = connect_url(ensure_redis().address)
+    state = RedisStateStore(state_client, owns_client=True)
     mapper = Mapper(producer, MapperSettings(), StaticInstanceRegistry([instance]), state)
     tag = uuid.uuid4().hex[:6]
     try:
@@ -117,6 +119,7 @@ async def measure(n: int, warmup: int, batch: int, rounds: int, profile: str | N
             figures.append(1000 * (time.process_time() - before) / n)
         return figures
     finally:
+        await purge_instance(state_client, instance.id)  # its state would outlive the run by the state's TTL
         await state.close()
 
 

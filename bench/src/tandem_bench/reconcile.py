@@ -36,7 +36,7 @@ import orjson
 
 from tandem_bench.profile import Profiler
 from tandem_bench.resources import ResourceSampler, load_average, pid_listening_on, uptime_line
-from tandem_bench.stack import Infra, bench_infra, bench_instance, lag, pipeline_env
+from tandem_bench.stack import Infra, bench_infra, bench_instance, forget_instance, lag, pipeline_env
 from tandem_devstack.paths import REPO_ROOT
 from tandem_devstack.processes import free_port
 from tandem_devstack.stack import (
@@ -52,7 +52,7 @@ from tandem_shared.contracts import InstanceConfig, System, utcnow
 from tandem_shared.contracts.envelopes import change_envelope
 from tandem_shared.contracts.reconcile import ReconcileProgress, ReconcileRequest, RunStatus
 from tandem_shared.contracts.topics import CHANGES
-from tandem_shared.instance_store import put_instance, remove_instance
+from tandem_shared.instance_store import put_instance
 from tandem_shared.kafka import KafkaConnection, KafkaProducer
 from tandem_shared.kafka.producer import send_envelope
 from tandem_shared.reconcile.domain import Repair, accessplanit_select, ap_user, field_pairs, repair_event
@@ -496,8 +496,7 @@ def run_on(
         return asyncio.run(_phase(n, phase, min(n, CEILING_MAX) if ceiling is None else ceiling))
     finally:
         stack.stop()
-        if not infra.kafka_started_here:
-            asyncio.run(remove_instance(connection, infra.redis, instance.id))
+        asyncio.run(forget_instance(infra, instance.id))
 
 
 def run(n: int, data_dir: Path, *, profile: bool = False, reconciler: bool = True) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from tandem_shared.contracts.topics import CHANGES, COMMANDS
 from tandem_shared.instance_store import put_instance, remove_instance
 from tandem_shared.instances import demo_instance
 from tandem_shared.kafka import KafkaConnection, ensure_topics, partitions_of
+from tandem_shared.redis.client import connect_url
+from tandem_shared.redis.purge import purge_instance
 
 NAIVE = "naive"
 
@@ -216,7 +218,19 @@ def _stack(own: Infra, data_dir: Path, services_env: dict[str, str] | None) -> I
         yield BenchStack(stack, ports, naive_port, instance, import_instance, kafka, redis, pids, groups)
     finally:
         stack.stop()
-        if not own.kafka_started_here:
-            # Someone else's broker: leave it as it was, less this run's instance (and its Redis state).
-            for each in (instance, import_instance):
-                asyncio.run(remove_instance(_connection(kafka), redis, each.id))
+        for each in (instance, import_instance):
+            asyncio.run(forget_instance(own, each.id))
+
+
+async def forget_instance(own: Infra, instance_id: str) -> None:
+    """A run's instance gone again: its Redis state always (Redis outlives the run, and state lives for months: a
+    Redis left with a few runs' contacts slows every scan of it, the test suite's included), and from someone else's
+    broker its configuration too (a broker of the run's own goes whole)."""
+    if own.kafka_started_here:
+        redis = connect_url(own.redis, max_connections=2)
+        try:
+            await purge_instance(redis, instance_id)
+        finally:
+            await redis.aclose()
+    else:
+        await remove_instance(_connection(own.kafka), own.redis, instance_id)

@@ -86,7 +86,10 @@ async def written(stack: RunningStack, command: SyncCommand) -> TraceRecord:
 
 
 async def keys_of(redis: Redis, instance_id: str) -> set[str]:
-    return {key for pattern in instance_key_patterns(instance_id) async for key in redis.scan_iter(match=pattern)}
+    # A thousand a step, as the purge scans: ten (Redis's default) takes tens of seconds on a Redis a benchmark
+    # filled, longer than the leases written here live.
+    patterns = instance_key_patterns(instance_id)
+    return {key for pattern in patterns async for key in redis.scan_iter(match=pattern, count=1000)}
 
 
 async def every_kind_of_state(redis: Redis, instance_id: str) -> None:
