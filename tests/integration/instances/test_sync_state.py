@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from redis.exceptions import ResponseError
 
 from support.commands import sync_command
 from support.state import side, user_email
@@ -341,3 +342,24 @@ async def test_pending_marks_are_cleared_only_while_they_are_the_abandoned_comma
     await store.record_written(command(instance_id, other, at=T0))
     state = await side(store, instance_id, System.MAILCHIMP, "a@x.io")
     assert state is not None and set(state.pending_writes) == {f"LNAME|{field_digest('K')}"}
+
+
+async def test_a_call_that_fails_raises_and_the_calls_before_it_stay_applied(
+    store: StateStore, instance_id: str, redis_url: str
+) -> None:
+    admin = connect_url(redis_url)
+    try:
+        # Not a hash: the merge at this address fails inside the instance's script.
+        await admin.set(state_key(instance_id, System.MAILCHIMP, "b@example.com"), "not a hash")
+        writes = store.transaction()
+        writes.merge(instance_id, System.MAILCHIMP, "a@example.com", {"FNAME": "d"}, source_ts_ms=1, origin="seen")
+        writes.merge(instance_id, System.MAILCHIMP, "b@example.com", {"FNAME": "d"}, source_ts_ms=1, origin="seen")
+        writes.set_user_email(instance_id, "7", "a@example.com")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await writes.execute()
+        assert len(writes) == 0  # nothing of it is sent again by a later execute
+        state = await side(store, instance_id, System.MAILCHIMP, "a@example.com")
+        assert state is not None and state.fields["FNAME"].digest == "d"
+        assert await user_email(store, instance_id, "7") is None
+    finally:
+        await admin.aclose()

@@ -139,7 +139,7 @@ return 0
 """)
 # Fields set on a contact's state, whose expiry starts again: the note of a write about to be sent (`expected_write`),
 # or where a side holds the contact instead (`hold_at`). KEYS: the state. ARGV: the ttl s, then (field, value) pairs.
-_EXPECT = LuaScript("""
+_SET_FIELDS = LuaScript("""
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 return 0
@@ -152,7 +152,7 @@ return 0
 """)
 
 # Every script a `RedisStateTransaction` calls, callable together.
-_BATCHED = BatchedScripts((_MERGE, _MOVE, _LINK_USER, _EXPECT, _CLEAR_PENDING, _PARK))
+_BATCHED = BatchedScripts((_MERGE, _MOVE, _LINK_USER, _SET_FIELDS, _CLEAR_PENDING, _PARK))
 
 # A contact's state under its legacy name (`legacy_state_key`, before keyed hashes) moves to its current name, unless
 # that exists already (written since the upgrade): then the legacy copy is stale and goes.
@@ -277,7 +277,8 @@ class RedisStateTransaction:
 
     Its calls go as one script per instance (`ScriptBatch`): the client parses one reply for the instance's calls
     rather than two for each (per round of the mapper, hundreds), and the script, sent whole, needs no reload after
-    a Redis restart.
+    a Redis restart. As with a command failing inside MULTI/EXEC, a call that fails raises at `execute`, and Redis
+    keeps what ran before it; the calls after it in the same instance's script do not run.
     """
 
     def __init__(self, store: RedisStateStore, redis: Redis) -> None:
@@ -308,7 +309,8 @@ class RedisStateTransaction:
         self._calls(_LINK_USER, keys, [user_id, email, USER_ID_FIELD])
 
     def hold_at(self, instance_id: str, system: System, email: str, held_at: str) -> None:
-        self._calls(_EXPECT, [state_key(instance_id, system, email)], [self._store.ttl_s, HELD_AT_FIELD, held_at])
+        key = state_key(instance_id, system, email)
+        self._calls(_SET_FIELDS, [key], [self._store.ttl_s, HELD_AT_FIELD, held_at])
 
     def expect_write(self, command: SyncCommand) -> None:
         expected = expected_write(command, self._store.now_ms())
@@ -317,7 +319,7 @@ class RedisStateTransaction:
         args: list[str | int] = [self._store.ttl_s]
         for name, value in expected.fields.items():
             args.extend((name, value))
-        self._calls(_EXPECT, [state_key(expected.instance_id, expected.system, expected.email)], args)
+        self._calls(_SET_FIELDS, [state_key(expected.instance_id, expected.system, expected.email)], args)
 
     def record_written(self, command: SyncCommand) -> None:
         self._store.queue_record_written(self._calls, command)
