@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,10 +19,45 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_PICK_BELOW = 12_000  # how far below the ephemeral range ports are picked
+_given: set[int] = set()  # never the same port twice from one process: the first may not be bound yet
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port nothing listens on now, for a process about to start.
+
+    Picked below the kernel's ephemeral range. A port from that range (what binding port 0 gives) can be taken
+    before the process binds it, as the local end of any outgoing connection: a service started first connecting
+    to Kafka took a test stack's mapper port that way. The kernel never gives ports below the range to outgoing
+    connections.
+    """
+    low = ephemeral_low()
+    for _ in range(100):
+        port = random.randint(max(1024, low - _PICK_BELOW), low - 1)
+        if port not in _given and port_free(port):
+            _given.add(port)
+            return port
+    with socket.socket() as s:  # everything tried is taken: a port the kernel picks
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def ephemeral_low(source: Path = _EPHEMERAL_RANGE) -> int:
+    """The first port of the kernel's ephemeral range; Linux's default where it cannot be read (not Linux)."""
+    try:
+        return int(source.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def pid_alive(pid: int) -> bool:
