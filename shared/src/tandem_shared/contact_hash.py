@@ -39,9 +39,9 @@ def contact_hash(email: str, *, key: bytes | None = None) -> str:
 
 @lru_cache(maxsize=4096)
 def _cached_hash(email: str, key: bytes) -> str:
-    """One change names its contact's key several times (state, pointer, legacy, the writer's slot): each address
-    is hashed once while it is among the last 4,096 hashed, rather than each time (seven HMACs were about a tenth of
-    the mapper's own work on a backfill change). The addresses stay in this process's memory no longer than that."""
+    """One change names its contact's keys several times (seven hashes of one address for a backfill change in the
+    mapper, about a tenth of its own work on it): each address is hashed once while it is among the last 4,096
+    hashed. The addresses stay in this process's memory no longer than that."""
     return keyed_hash(email.strip().lower(), key=key)
 
 

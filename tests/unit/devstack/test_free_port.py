@@ -38,4 +38,4 @@ def test_the_range_is_read_from_the_kernel_and_defaults_where_it_cannot_be(tmp_p
 
 def test_when_every_pick_is_taken_the_kernel_picks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(processes, "port_free", lambda port: False)
-    assert free_port() > 0
+    assert free_port() >= ephemeral_low()  # what binding port 0 gives

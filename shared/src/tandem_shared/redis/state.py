@@ -272,6 +272,11 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
 
+def _pairs(fields: Mapping[str, str]) -> list[str | int]:
+    """(field, value) pairs as a script's arguments: field, value, field, value, …"""
+    return [item for pair in fields.items() for item in pair]
+
+
 class RedisStateTransaction:
     """One MULTI/EXEC: a connection lost before EXEC applies none of it.
 
@@ -316,9 +321,7 @@ class RedisStateTransaction:
         expected = expected_write(command, self._store.now_ms())
         if expected is None:
             return
-        args: list[str | int] = [self._store.ttl_s]
-        for name, value in expected.fields.items():
-            args.extend((name, value))
+        args = [self._store.ttl_s, *_pairs(expected.fields)]
         self._calls(_SET_FIELDS, [state_key(expected.instance_id, expected.system, expected.email)], args)
 
     def record_written(self, command: SyncCommand) -> None:
@@ -329,10 +332,7 @@ class RedisStateTransaction:
         self._calls(_CLEAR_PENDING, [key], [abandoned.command_id, *abandoned.marks])
 
     def park_held(self, instance_id: str, fields: Mapping[str, str]) -> None:
-        args: list[str | int] = []
-        for name, value in fields.items():
-            args.extend((name, value))
-        self._calls(_PARK, [held_key(instance_id)], args)
+        self._calls(_PARK, [held_key(instance_id)], _pairs(fields))
 
     async def execute(self) -> None:
         try:
@@ -519,9 +519,7 @@ class RedisStateStore:
     def queue_merge(
         self, call: ScriptCall, key: str, digests: Mapping[str, str], source_ts_ms: int, origin: Origin
     ) -> None:
-        args: list[str | int] = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms]
-        for name, digest in digests.items():
-            args.extend((name, digest))
+        args = [source_ts_ms, origin, self._ttl_s, self._clock(), self._recent_window_ms, *_pairs(digests)]
         call(_MERGE, [key], args)
 
     async def load_scripts(self) -> None:
