@@ -67,13 +67,9 @@ def trickle(port: int, request: bytes) -> tuple[bytes, int]:
                 chunk = conn.recv(4096)
             except TimeoutError:
                 continue
-            answer += chunk
             if not chunk:
                 return answer, sent + 1
-            while chunk:
-                chunk = conn.recv(4096)
-                answer += chunk
-            return answer, sent + 1
+            return answer + rest_of_answer(conn, chunk), sent + 1
     return answer, len(request)
 
 
@@ -103,17 +99,22 @@ def trickle_on(conn: socket.socket, body: bytes) -> tuple[bytes, int]:
             continue
         except OSError:
             return b"", sent
-        answer = chunk
-        while chunk:
-            try:
-                chunk = conn.recv(4096)
-            except ConnectionResetError:
-                # The server closed with the rest of the body unread: its kernel resets the connection, which may
-                # come before this side read all of the answer. What did arrive is the answer.
-                break
-            answer += chunk
-        return answer, sent + 1
+        return rest_of_answer(conn, chunk), sent + 1
     return b"", len(body)
+
+
+def rest_of_answer(conn: socket.socket, first: bytes) -> bytes:
+    """The answer that began with `first`, read to its end. The server closes with request bytes unread, so its
+    kernel resets the connection, and the reset may come before this side read all of the answer: what arrived
+    is the answer."""
+    answer, chunk = first, first
+    while chunk:
+        try:
+            chunk = conn.recv(4096)
+        except ConnectionResetError:
+            break
+        answer += chunk
+    return answer
 
 
 def test_a_prompt_request_and_a_kept_alive_connection_are_served(server: int) -> None:
